@@ -1,0 +1,222 @@
+"""`synthvlm-build`: argument parsing only; every verb calls the package API.
+
+Exit codes: 0 ok, 1 runtime failure, 2 bad input; `diff` adds 3 (data changed,
+version bumped) and 4 (data changed, version NOT bumped).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from pathlib import Path
+
+from .errors import BuildError, InputError, RecipeError
+
+VERBS = ("validate", "plan", "diff", "captions", "publish", "export")
+
+BUILD_HELP = """\
+Build the dataset a recipe describes: captions -> generate -> score -> select -> write.
+Rerunning with the same output dir resumes: finished shards are verified and skipped.
+
+example:
+  synthvlm-build recipes/quickstart.yaml
+  synthvlm-build recipes/llava_100k.yaml --output /data/synthvlm-100k --push
+"""
+
+EXAMPLES = {
+    "validate": "synthvlm-build validate recipes/*.yaml",
+    "plan": "synthvlm-build plan recipes/llava_100k.yaml --json",
+    "diff": "synthvlm-build diff main:recipes/llava_100k.yaml recipes/llava_100k.yaml"
+            "   # OLD from git revision main",
+    "captions": "synthvlm-build captions recipes/quickstart.yaml --output captions.jsonl",
+    "publish": "synthvlm-build publish build/synthvlm-quickstart-v0.1.0 --repo-id my-org/synthvlm-quickstart",
+    "export": "synthvlm-build export build/synthvlm-quickstart-v0.1.0 --llava llava_data/",
+}
+
+DESCRIPTIONS = {
+    "validate": "Check recipes against the schema and the semantic rules. Loads and writes nothing.",
+    "plan": "Show the resolved recipe, data fingerprint, shard plan, counts and compute estimate. Loads no model.",
+    "diff": "Compare two recipes: changed fields, whether the data fingerprint changed, whether the version was"
+            " bumped. Exit 0 same data, 3 data changed and version bumped, 4 data changed but version not bumped."
+            " A recipe given as REV:PATH is read from git at that revision.",
+    "captions": "Run only the caption stage: print the funnel and write the surviving captions with their ids.",
+    "publish": "Push a finished build to the Hub as one commit, then tag it v<version>.",
+    "export": "Write a finished build in LLaVA's training layout: OUT/synthvlm.json + OUT/images/.",
+}
+
+
+def _verb_parser(verb: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=f"synthvlm-build {verb}", description=DESCRIPTIONS[verb],
+        epilog=f"example:\n  {EXAMPLES[verb]}", formatter_class=argparse.RawDescriptionHelpFormatter)
+    if verb == "validate":
+        p.add_argument("recipes", nargs="+", metavar="RECIPE")
+    elif verb == "plan":
+        p.add_argument("recipe", metavar="RECIPE")
+        p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    elif verb == "diff":
+        p.add_argument("old", metavar="OLD")
+        p.add_argument("new", metavar="NEW")
+    elif verb == "captions":
+        p.add_argument("recipe", metavar="RECIPE")
+        p.add_argument("--output", metavar="FILE.jsonl", help="write the surviving captions here")
+        p.add_argument("--json", action="store_true", help="print the funnel (and captions) as JSON")
+    elif verb == "publish":
+        p.add_argument("dir", metavar="DIR")
+        p.add_argument("--repo-id", metavar="ORG/NAME", help="default: the recipe's publish.repo_id")
+    elif verb == "export":
+        p.add_argument("dir", metavar="DIR")
+        p.add_argument("--llava", metavar="OUT", required=True, help="output folder for the LLaVA layout")
+    return p
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="synthvlm-build", description=BUILD_HELP,
+        epilog="other commands (each has --help):\n" + "\n".join(
+            f"  {v:<9} {DESCRIPTIONS[v].split('. ')[0].rstrip('.')}" for v in VERBS) + "\n\nadd --debug to any command for"
+        " tracebacks", formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("recipe", metavar="RECIPE")
+    p.add_argument("--output", metavar="DIR", help="output dir (default: output.dir or build/<name>-v<version>)")
+    p.add_argument("--push", action="store_true", help="publish to the Hub after the build")
+    p.add_argument("--executor", choices=("local", "ray"), help="override execution.executor")
+    p.add_argument("--device", help="override execution.device (auto, cpu, cuda, cuda:N, mps)")
+    p.add_argument("--overwrite", action="store_true", help="replace a dir holding another recipe's build")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    if argv and argv[0] in VERBS:
+        verb, args = argv[0], _verb_parser(argv[0]).parse_args(argv[1:])
+    else:
+        verb, args = "build", _build_parser().parse_args(argv)
+    try:
+        return COMMANDS[verb](args)
+    except (RecipeError, InputError, BuildError) as e:
+        if debug:
+            traceback.print_exc()
+        print(_format_error(e, args), file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+def _format_error(e: Exception, args) -> str:
+    if isinstance(e, InputError):
+        recipe_file = getattr(args, "recipe", None)
+        if recipe_file:
+            from .recipe import load_recipe, locate
+            file, line, col = locate(load_recipe(recipe_file), e.field)
+            return f"{file}:{line}:{col}: {e.field}: {e.message}"
+        return f"error: {e.field}: {e.message}"
+    if isinstance(e, RecipeError):
+        return str(e)
+    return f"error: {e}"
+
+
+# --- verbs --------------------------------------------------------------------------
+
+def cmd_validate(args) -> int:
+    from .plan import fingerprint
+    from .recipe import load_recipe
+    problems, ok = [], []
+    for path in args.recipes:
+        try:
+            ok.append(f"{path}: ok (fingerprint {fingerprint(load_recipe(path))[:12]})")
+        except RecipeError as e:
+            problems.extend(e.problems)
+    print("\n".join(ok))
+    if problems:
+        raise RecipeError(problems)
+    return 0
+
+
+def cmd_plan(args) -> int:
+    from .plan import make_plan
+    from .recipe import load_recipe
+    from .report import format_plan
+    recipe = load_recipe(args.recipe)
+    plan = make_plan(recipe)
+    print(json.dumps(plan.to_json(recipe), indent=2) if args.json else format_plan(recipe, plan))
+    return 0
+
+
+def cmd_diff(args) -> int:
+    from .recipe import load_recipe_any
+    from .report import diff_recipes
+    old, new = load_recipe_any(args.old), load_recipe_any(args.new)
+    text, code = diff_recipes(old, new)
+    print(text, file=sys.stdout if code != 4 else sys.stderr)
+    return code
+
+
+def cmd_captions(args) -> int:
+    from .captions import curate, format_funnel, write_jsonl
+    from .recipe import load_recipe
+    recipe = load_recipe(args.recipe)
+    curation = curate(recipe.captions, tokenizer=_caption_tokenizer(recipe))
+    if args.output:
+        write_jsonl(curation.captions, Path(args.output))
+    if args.json:
+        out = {"funnel": curation.funnel}
+        if args.output:
+            out["output"] = args.output
+        else:
+            out["captions"] = [{"id": c.id, "text": c.text, "source": c.source} for c in curation.captions]
+        print(json.dumps(out, indent=2, ensure_ascii=False))
+        return 0
+    print(format_funnel(curation.funnel))
+    if args.output:
+        print(f"wrote {len(curation.captions)} captions to {args.output}")
+    else:
+        for c in curation.captions[:10]:
+            print(f"  {c.id}\t{c.text}")
+        if len(curation.captions) > 10:
+            print(f"  ... {len(curation.captions) - 10} more (use --output FILE.jsonl)")
+    return 0
+
+
+def _caption_tokenizer(recipe):
+    if recipe.captions.filters.max_tokens is None:
+        return None
+    from .models import ModelUnavailable, caption_tokenizer
+    try:
+        return caption_tokenizer(recipe.generate.model, recipe.generate.revision)
+    except ModelUnavailable as e:
+        raise BuildError(str(e)) from None
+
+
+def cmd_build(args) -> int:
+    from .recipe import load_recipe
+    from .runner import build
+    recipe = load_recipe(args.recipe)
+    result = build(recipe, output_dir=Path(args.output) if args.output else None,
+                   executor=args.executor, device=args.device, overwrite=args.overwrite)
+    if args.push:
+        from .publish import publish
+        publish(result.output_dir)
+    return 0
+
+
+def cmd_publish(args) -> int:
+    from .publish import publish
+    publish(Path(args.dir), repo_id=args.repo_id)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export import export_llava
+    export_llava(Path(args.dir), Path(args.llava))
+    return 0
+
+
+COMMANDS = {"build": cmd_build, "validate": cmd_validate, "plan": cmd_plan, "diff": cmd_diff,
+            "captions": cmd_captions, "publish": cmd_publish, "export": cmd_export}
+
+if __name__ == "__main__":
+    sys.exit(main())

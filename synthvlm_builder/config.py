@@ -1,0 +1,175 @@
+"""The typed, frozen form of a recipe.
+
+`recipe.py` turns YAML into these objects after schema validation, with the
+schema's defaults filled in, presets applied and relative paths resolved.
+Every stage reads these dataclasses; nothing downstream reads raw dicts.
+Field names mirror `schemas/recipe.schema.json` one to one (a test checks).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    type: str                    # llava_json | hf_dataset | jsonl | csv | parquet | text
+    path: str                    # absolute local path, hf:// URL, or (hf_dataset) a Hub dataset id
+    name: str                    # unique per recipe; caption ids are "<name>:<row id>"
+    limit: Optional[int] = None  # read at most this many captions from this source
+    column: str = "caption"      # caption column (jsonl, csv, parquet, hf_dataset)
+    id_column: Optional[str] = None  # row id column; default: the row index
+    config: Optional[str] = None     # hf_dataset config name
+    split: str = "train"             # hf_dataset split
+    revision: Optional[str] = None   # hf_dataset / hf:// revision
+
+
+@dataclass(frozen=True)
+class RangeFilter:
+    min: Optional[float] = None
+    max: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class RepetitionFilter:
+    rep_len: int
+    max: float
+
+
+@dataclass(frozen=True)
+class MaxFilter:
+    max: float
+
+
+@dataclass(frozen=True)
+class FiltersConfig:
+    """Effective filter settings: the preset is already merged in."""
+    preset: Optional[str] = None
+    alnum_ratio: Optional[RangeFilter] = None
+    special_char_ratio: Optional[RangeFilter] = None
+    char_repetition: Optional[RepetitionFilter] = None
+    word_repetition: Optional[RepetitionFilter] = None
+    flagged_words: Optional[MaxFilter] = None
+    words: Optional[RangeFilter] = None
+    max_tokens: Optional[int] = None
+    truncate: bool = False
+    dedupe: str = "exact"        # none | exact | normalized
+
+
+@dataclass(frozen=True)
+class CaptionsConfig:
+    sources: tuple[SourceConfig, ...]
+    filters: FiltersConfig = FiltersConfig()
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    model: str                   # hub id, absolute local dir, or builtin:<name>
+    revision: Optional[str] = None
+    variant: Optional[str] = None
+    steps: int = 30
+    guidance_scale: float = 7.5
+    resolution: tuple[int, int] = (1024, 1024)   # (width, height)
+    images_per_caption: int = 1
+    batch_size: int = 4
+    dtype: str = "float16"
+    negative_prompt: str = ""
+    scheduler: Optional[str] = None
+    compile: bool = False
+
+
+@dataclass(frozen=True)
+class ClipConfig:
+    model: str
+    pretrained: Optional[str] = None
+    prefix: str = "A photo depicts "
+
+
+@dataclass(frozen=True)
+class SsimConfig:
+    size: int = 336
+    weight: float = 0.5
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    clip: ClipConfig
+    ssim: SsimConfig = SsimConfig()
+
+
+@dataclass(frozen=True)
+class SelectConfig:
+    size: int
+    per_caption: str = "best"    # best | all
+    min_clip_score: Optional[float] = None
+    min_ssim: Optional[float] = None
+    min_score: Optional[float] = None
+    allow_fewer: bool = False
+
+
+@dataclass(frozen=True)
+class FormatConfig:
+    style: str = "llava_pretrain"
+    image_format: str = "jpeg"   # jpeg | png | webp
+    quality: int = 95
+    prompts: Optional[tuple[str, ...]] = None
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    dir: Optional[str] = None    # absolute; None means build/<name>-v<version> under the cwd
+
+
+@dataclass(frozen=True)
+class PublishConfig:
+    repo_id: Optional[str] = None
+    private: bool = True
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    address: Optional[str] = None
+    workers: int = 1
+    num_gpus_per_worker: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class ExecutionConfig:
+    executor: str = "local"      # local | ray
+    shard_size: int = 1000
+    device: str = "auto"
+    ray: RayConfig = RayConfig()
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    version: str
+    captions: CaptionsConfig
+    generate: GenerateConfig
+    score: ScoreConfig
+    select: SelectConfig
+    description: str = ""
+    license: str = "other"
+    seed: int = 0
+    format: FormatConfig = FormatConfig()
+    output: OutputConfig = OutputConfig()
+    publish: PublishConfig = PublishConfig()
+    execution: ExecutionConfig = ExecutionConfig()
+    # Not recipe fields: where it came from (to locate errors and copy it verbatim),
+    # and the folder its relative paths resolve against.
+    path: Optional[Path] = None
+    base: Optional[Path] = None
+    text: str = ""
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.output.dir) if self.output.dir else Path("build") / f"{self.name}-v{self.version}"
+
+
+@dataclass(frozen=True)
+class Caption:
+    id: str       # "<source name>:<row id or index>", stable across runs
+    text: str
+    source: str   # the source's name

@@ -1,0 +1,148 @@
+"""Recipe -> Plan: fingerprint, seeds, shards and a compute estimate. Pure: no I/O.
+
+The fingerprint is the sha256 of the canonical JSON of every field that changes
+the data. Seeds come from sha256 too, never from Python's `hash()`, so they are
+the same on every process, machine and Python version.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+from .config import Recipe
+from .recipe import recipe_to_dict
+
+# Bump when the meaning of a recipe's data fields changes (e.g. seed derivation).
+DATA_FORMAT = 1
+
+# Fields that never change the data: where it goes, how it runs, how it is named.
+NON_DATA_FIELDS = (
+    "name", "version", "description", "license", "output", "publish", "execution",
+    "generate.batch_size", "generate.compile",
+)
+
+# Rough encoded bytes per pixel, for the output-size estimate only.
+BYTES_PER_PIXEL = {"jpeg": 0.35, "webp": 0.25, "png": 1.8}
+
+
+def is_data_field(dotted_path: str) -> bool:
+    return not any(dotted_path == f or dotted_path.startswith(f + ".") or dotted_path.startswith(f + "[")
+                   for f in NON_DATA_FIELDS)
+
+
+def _portable(recipe: Recipe, data: dict) -> dict:
+    """Replace absolute local paths by paths relative to the recipe file,
+    so the same recipe has the same fingerprint in every checkout."""
+    base = str(recipe.base or os.getcwd())
+
+    def rel(p: Optional[str]) -> Optional[str]:
+        if p and os.path.isabs(p):
+            return os.path.relpath(p, base).replace(os.sep, "/")
+        return p
+
+    for src in data["captions"]["sources"]:
+        src["path"] = rel(src["path"])
+    data["generate"]["model"] = rel(data["generate"]["model"])
+    data["score"]["clip"]["pretrained"] = rel(data["score"]["clip"]["pretrained"])
+    if data["output"]["dir"]:
+        data["output"]["dir"] = rel(data["output"]["dir"])
+    return data
+
+
+def portable_dict(recipe: Recipe) -> dict:
+    """The resolved recipe with portable (recipe-relative) paths."""
+    return _portable(recipe, recipe_to_dict(recipe))
+
+
+def data_view(recipe: Recipe) -> dict:
+    """Exactly the fields that change the data."""
+    data = portable_dict(recipe)
+    for field in NON_DATA_FIELDS:
+        head, _, tail = field.partition(".")
+        if tail:
+            data[head].pop(tail, None)
+        else:
+            data.pop(head, None)
+    data["data_format"] = DATA_FORMAT
+    return data
+
+
+def canonical_json(obj) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def fingerprint(recipe: Recipe) -> str:
+    return hashlib.sha256(canonical_json(data_view(recipe)).encode("utf-8")).hexdigest()
+
+
+def derive_seed(root_seed: int, caption_id: str, k: int) -> int:
+    """A 63-bit seed for candidate k of a caption: stable everywhere, independent of order."""
+    digest = hashlib.sha256(f"synthvlm/seed/v1\x00{root_seed}\x00{caption_id}\x00{k}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") & ((1 << 63) - 1)
+
+
+def sample_id(caption_id: str, k: int) -> str:
+    return f"{caption_id}-{k}"
+
+
+def shard_ranges(n_captions: int, shard_size: int) -> list[tuple[int, int]]:
+    """[start, stop) caption index ranges, in plan order."""
+    return [(start, min(start + shard_size, n_captions)) for start in range(0, n_captions, shard_size)]
+
+
+@dataclass(frozen=True)
+class Plan:
+    fingerprint: str
+    captions: Optional[int]      # None when a source has no limit (count unknown before reading)
+    candidates: Optional[int]
+    rows: Optional[int]
+    shards: Optional[list]
+    denoiser_evals: Optional[int]
+    output_bytes: Optional[int]
+    candidate_bytes: Optional[int]
+    captions_exact: bool = False  # True when counted after curation, False for limit-based bounds
+
+    def to_json(self, recipe: Recipe) -> dict:
+        return {
+            "name": recipe.name,
+            "version": recipe.version,
+            "fingerprint": self.fingerprint,
+            "recipe": portable_dict(recipe),
+            "counts": {"captions": self.captions, "candidates": self.candidates, "rows": self.rows,
+                       "exact": self.captions_exact},
+            "shards": {"shard_size": recipe.execution.shard_size,
+                       "count": None if self.shards is None else len(self.shards),
+                       "ranges": self.shards},
+            "estimate": {"denoiser_evals": self.denoiser_evals, "output_bytes": self.output_bytes,
+                         "candidate_bytes": self.candidate_bytes},
+        }
+
+
+def make_plan(recipe: Recipe, n_captions: Optional[int] = None) -> Plan:
+    """Counts use `n_captions` when the caller knows it (after curation), else the
+    sources' limits as an upper bound, else stay unknown."""
+    exact = n_captions is not None
+    if n_captions is None and all(s.limit for s in recipe.captions.sources):
+        n_captions = sum(s.limit for s in recipe.captions.sources)
+    g, fmt = recipe.generate, recipe.format
+    if n_captions is None:
+        return Plan(fingerprint(recipe), None, None, None, None, None, None, None)
+    candidates = n_captions * g.images_per_caption
+    pool = n_captions if recipe.select.per_caption == "best" else candidates
+    rows = min(recipe.select.size, pool)
+    cfg = 2 if g.guidance_scale > 1 else 1
+    image_bytes = int(g.resolution[0] * g.resolution[1] * BYTES_PER_PIXEL[fmt.image_format])
+    return Plan(
+        fingerprint=fingerprint(recipe),
+        captions=n_captions,
+        candidates=candidates,
+        rows=rows,
+        shards=[list(r) for r in shard_ranges(n_captions, recipe.execution.shard_size)],
+        denoiser_evals=candidates * g.steps * cfg,
+        output_bytes=rows * image_bytes,
+        candidate_bytes=candidates * image_bytes,
+        captions_exact=exact,
+    )

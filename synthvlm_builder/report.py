@@ -1,0 +1,97 @@
+"""What reviewers read: the plan as text, and the diff of two recipes."""
+from __future__ import annotations
+
+import json
+import re
+
+from .config import Recipe
+from .plan import Plan, fingerprint, is_data_field, portable_dict
+
+SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$")
+
+
+def semver_key(version: str) -> tuple:
+    """Sort key with semver precedence: a pre-release sorts before its release;
+    numeric identifiers compare as numbers and before alphanumeric ones."""
+    major, minor, patch, pre = SEMVER.match(version).groups()
+    if pre is None:
+        return (int(major), int(minor), int(patch), 1, ())
+    ids = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split("."))
+    return (int(major), int(minor), int(patch), 0, ids)
+
+
+def _human_bytes(n) -> str:
+    if n is None:
+        return "unknown"
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+
+
+def _num(n) -> str:
+    return "unknown" if n is None else f"{n:,}"
+
+
+def format_plan(recipe: Recipe, plan: Plan) -> str:
+    g = recipe.generate
+    count_note = "" if plan.captions is None else (" (exact)" if plan.captions_exact else " (upper bound: source limits)")
+    lines = [
+        f"recipe       {recipe.name} v{recipe.version}",
+        f"fingerprint  {plan.fingerprint}",
+        f"model        {g.model}" + (f" @ {g.revision}" if g.revision else ""),
+        f"generation   {g.resolution[0]}x{g.resolution[1]}, {g.steps} steps, guidance {g.guidance_scale}, "
+        f"{g.dtype}, batch {g.batch_size}, {g.images_per_caption} per caption",
+        f"scoring      CLIP {recipe.score.clip.model}" + (f" ({recipe.score.clip.pretrained})"
+                                                          if recipe.score.clip.pretrained else "")
+        + f" + {recipe.score.ssim.weight} * SSIM@{recipe.score.ssim.size}",
+        f"captions     {_num(plan.captions)}{count_note}",
+        f"candidates   {_num(plan.candidates)}",
+        f"rows         {_num(plan.rows)} (select.size {recipe.select.size:,}, per_caption {recipe.select.per_caption})",
+        f"shards       {_num(None if plan.shards is None else len(plan.shards))} of {recipe.execution.shard_size:,}"
+        " captions",
+        f"denoiser     {_num(plan.denoiser_evals)} evaluations"
+        + (" (2 per step: classifier-free guidance)" if g.guidance_scale > 1 else ""),
+        f"output       ~{_human_bytes(plan.output_bytes)} dataset, ~{_human_bytes(plan.candidate_bytes)} candidates",
+    ]
+    if plan.captions is None:
+        lines.append("note         set captions.sources[].limit (or run `synthvlm-build captions`) for counts")
+    return "\n".join(lines)
+
+
+def _flatten(value, prefix="") -> dict:
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else k))
+        return out
+    if isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value):
+        out = {}
+        for i, v in enumerate(value):
+            out.update(_flatten(v, f"{prefix}[{i}]"))
+        out[f"{prefix}.<length>"] = len(value)
+        return out
+    return {prefix: value}
+
+
+def diff_recipes(old: Recipe, new: Recipe) -> tuple[str, int]:
+    """Text for reviewers and the exit code: 0 same data, 3 changed+bumped, 4 changed, not bumped."""
+    a, b = _flatten(portable_dict(old)), _flatten(portable_dict(new))
+    lines = []
+    for key in sorted(set(a) | set(b)):
+        if a.get(key, "<unset>") != b.get(key, "<unset>"):
+            tag = "data" if is_data_field(key) else "no data change"
+            lines.append(f"  {key}: {json.dumps(a.get(key))} -> {json.dumps(b.get(key))}  [{tag}]")
+    fa, fb = fingerprint(old), fingerprint(new)
+    bumped = semver_key(new.version) > semver_key(old.version)
+    out = [f"{len(lines)} field(s) changed" + (":" if lines else "")] + lines
+    if fa == fb:
+        out.append(f"fingerprint unchanged ({fa[:12]}): same data")
+        return "\n".join(out), 0
+    out.append(f"fingerprint {fa[:12]} -> {fb[:12]}: the data changes")
+    if bumped:
+        out.append(f"version {old.version} -> {new.version}: bumped")
+        return "\n".join(out), 3
+    out.append(f"version {old.version} -> {new.version}: NOT bumped; the data changed, so bump `version`"
+               " (a published tag must never point at other data)")
+    return "\n".join(out), 4
