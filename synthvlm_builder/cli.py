@@ -151,7 +151,9 @@ def cmd_diff(args) -> int:
     from .report import diff_recipes
     old, new = load_recipe_any(args.old), load_recipe_any(args.new)
     text, code = diff_recipes(old, new)
-    print(text, file=sys.stdout if code != 4 else sys.stderr)
+    print(text)
+    if code == 4:
+        print(f"error: {args.new}: the data changed but version was not bumped", file=sys.stderr)
     return code
 
 
@@ -193,8 +195,8 @@ def _caption_tokenizer(recipe):
 
 def cmd_build(args) -> int:
     from .recipe import load_recipe
-    from .runner import build
     recipe = load_recipe(args.recipe)
+    from .runner import build
     result = build(recipe, output_dir=Path(args.output) if args.output else None,
                    executor=args.executor, device=args.device, overwrite=args.overwrite)
     if args.push:

@@ -84,7 +84,7 @@ def _schema_problems(doc: Document, file: str) -> list[Problem]:
                 hint = difflib.get_close_matches(key, allowed, n=1)
                 msg = f"unknown field {key!r}" + (f"; did you mean {hint[0]!r}?" if hint
                                                   else f"; allowed: {', '.join(allowed)}")
-                line, col = doc.locate(path + (key,))
+                line, col = doc.locate(path + (key,), key=True)
                 problems.append(Problem(file, line, col, dotted(path + (key,)), msg))
             continue
         if v == "required":
@@ -166,8 +166,8 @@ def _looks_local(value: str, base: Path) -> bool:
 def _semantic_problems(data: dict, doc: Document, file: str, base: Path) -> list[Problem]:
     problems = []
 
-    def bad(path, message):
-        line, col = doc.locate(path)
+    def bad(path, message, key=False):
+        line, col = doc.locate(path, key=key)
         problems.append(Problem(file, line, col, dotted(path), message))
 
     names = {}
@@ -178,7 +178,7 @@ def _semantic_problems(data: dict, doc: Document, file: str, base: Path) -> list
         unused = {"llava_json": only_tables, "text": only_tables, "hf_dataset": ()}.get(kind, ("config", "split"))
         for key in unused:
             if at + (key,) in doc.key_positions:  # set by the author, not a default
-                bad(at + (key,), f"is not used by {kind} sources")
+                bad(at + (key,), f"is not used by {kind} sources", key=True)
         if kind in FILE_SOURCES:
             if path.startswith("hf://"):
                 if not HF_URL.match(path):

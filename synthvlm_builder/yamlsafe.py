@@ -78,9 +78,12 @@ class Document:
     positions: dict = field(default_factory=dict)      # path -> (line, col) of the value
     key_positions: dict = field(default_factory=dict)  # path -> (line, col) of the key
 
-    def locate(self, path: Path) -> tuple[int, int]:
-        """Position of the deepest existing node along `path` (keys preferred)."""
+    def locate(self, path: Path, key: bool = False) -> tuple[int, int]:
+        """Position of the value at `path` (or of its key, with key=True); for a
+        path that does not exist, the key of its deepest existing ancestor."""
         path = tuple(path)
+        if not key and path in self.positions:
+            return self.positions[path]
         while path:
             if path in self.key_positions:
                 return self.key_positions[path]
@@ -167,7 +170,10 @@ def parse(text: str) -> Document:
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        raise YamlProblem(line, col, (), f"invalid YAML: {e.problem or e.context}") from None
+        context = ""
+        if e.context and e.context_mark and e.problem:  # e.g. where an unclosed bracket opened
+            context = f" ({e.context} started at line {e.context_mark.line + 1}, column {e.context_mark.column + 1})"
+        raise YamlProblem(line, col, (), f"invalid YAML: {e.problem or e.context}{context}") from None
     finally:
         loader.dispose()
     if root is None or (isinstance(root, ScalarNode) and root.tag == TAG + "null"):

@@ -1,0 +1,48 @@
+"""The README stays true: its recipe reference is the schema's, its commands exist."""
+import re
+from pathlib import Path
+
+from synthvlm_builder.docs import END, START, readme_section
+from synthvlm_builder.recipe import schema
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def test_readme_recipe_reference_matches_schema():
+    start, end = README.index(START), README.index(END) + len(END)
+    assert README[start:end] == readme_section(), \
+        "README drifted from the schema: run `python -m synthvlm_builder.docs --write README.md`"
+
+
+def test_every_schema_field_has_a_description():
+    def walk(node, path):
+        for key, sub in node.get("properties", {}).items():
+            sub_resolved = sub
+            if "$ref" in sub:
+                sub_resolved = {**schema()["$defs"][sub["$ref"].split("/")[-1]], **sub}
+            assert sub_resolved.get("description"), f"{path}{key} has no description"
+            walk(sub_resolved, f"{path}{key}.")
+            if isinstance(sub_resolved.get("items"), dict):
+                walk(sub_resolved["items"], f"{path}{key}[].")
+    walk(schema(), "")
+
+
+def test_every_object_is_closed():
+    def walk(node, path):
+        if isinstance(node, dict):
+            if node.get("type") == "object":
+                assert node.get("additionalProperties") is False, path
+            for k, v in node.items():
+                walk(v, f"{path}/{k}")
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{path}/{i}")
+    walk(schema(), "#")
+
+
+def test_readme_has_the_two_setup_commands():
+    blocks = re.findall(r"<!-- ci:(\w+) -->\n```bash\n(.+?)\n```", README, re.S)
+    cmds = dict(blocks)
+    assert "synthvlm-build recipes/quickstart.yaml" in cmds["quickstart"]
+    assert 'pip install -e ".[dev]"' in cmds["test"] and "pytest" in cmds["test"]
