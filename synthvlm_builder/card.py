@@ -1,0 +1,155 @@
+"""The dataset card: huggingface_hub's DatasetCard with metadata that matches the
+files (license, tags, configs, dataset_info), plus the recipe, fingerprint,
+funnel, a score histogram and a sample grid."""
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import datasets
+import numpy as np
+from huggingface_hub import DatasetCard, DatasetCardData
+from PIL import Image
+from datasets.info import DatasetInfosDict
+
+from .config import Recipe
+from .dataset import CITATION
+
+HISTOGRAM = "score_histogram.png"
+SAMPLES = "sample_grid.png"
+
+
+def size_category(n: int) -> str:
+    for bound, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
+                         (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M")):
+        if n < bound:
+            return label
+    return "10M<n<100M"
+
+
+def card_data(recipe: Recipe, info: datasets.DatasetInfo, rows: int) -> DatasetCardData:
+    data = DatasetCardData(
+        license=recipe.license, pretty_name=recipe.name, language=["en"],
+        tags=["synthetic", "image-text", "synthvlm"], task_categories=["image-to-text", "text-to-image"],
+        size_categories=[size_category(rows)],
+        configs=[{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]}],
+    )
+    DatasetInfosDict({"default": info}).to_dataset_card_data(data)
+    return data
+
+
+def plot_histogram(path: Path, all_scores: np.ndarray, selected: np.ndarray) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
+    lo, hi = (float(all_scores.min()), float(all_scores.max())) if len(all_scores) else (0.0, 1.0)
+    bins = np.linspace(lo, hi if hi > lo else lo + 1e-3, 40)
+    ax.hist(all_scores, bins=bins, color="#bbbbbb", label=f"all candidates ({len(all_scores):,})")
+    ax.hist(selected, bins=bins, color="#3b75af", label=f"selected ({len(selected):,})")
+    ax.set_xlabel("score = CLIPScore + w * SSIM")
+    ax.set_ylabel("images")
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, format="png", metadata={"Software": None})
+    plt.close(fig)
+
+
+def sample_grid(path: Path, images: list[bytes], cols: int = 4, cell: int = 160) -> None:
+    rows = max(1, math.ceil(len(images) / cols))
+    grid = Image.new("RGB", (cols * cell, rows * cell), "white")
+    for i, data in enumerate(images):
+        im = Image.open(io.BytesIO(data)).convert("RGB")
+        im.thumbnail((cell, cell))
+        grid.paste(im, ((i % cols) * cell + (cell - im.width) // 2, (i // cols) * cell + (cell - im.height) // 2))
+    grid.save(path, format="PNG")
+
+
+def funnel_table(caption_funnel: dict, selection_funnel: dict) -> str:
+    lines = ["| stage | dropped | remaining |", "|---|---:|---:|"]
+    read = sum(s["read"] for s in caption_funnel["sources"])
+    for s in caption_funnel["sources"]:
+        lines.append(f"| captions read from `{s['name']}` ({s['type']}) | | {s['read']:,} |")
+    remaining = read
+    for f in caption_funnel["filters"]:
+        remaining -= f["dropped"]
+        lines.append(f"| caption filter `{f['name']}` | {f['dropped']:,} | {remaining:,} |")
+    for s in selection_funnel["steps"]:
+        lines.append(f"| {s['step']} | {s.get('dropped', 0):,} | {s['kept']:,} |")
+    return "\n".join(lines)
+
+
+def _stats_line(name: str, values: np.ndarray) -> str:
+    if not len(values):
+        return f"| {name} | | | |"
+    return f"| {name} | {values.mean():.4f} | {values.min():.4f} | {values.max():.4f} |"
+
+
+def render(recipe: Recipe, fingerprint: str, info: datasets.DatasetInfo, rows: int, caption_funnel: dict,
+           selection_funnel: dict, selected: dict, repo_id: str | None) -> DatasetCard:
+    g, s = recipe.generate, recipe.score
+    load_from = repo_id or f"path/to/{recipe.name}-v{recipe.version}"
+    revision = f', revision="v{recipe.version}"' if repo_id else ""
+    body = f"""
+# {recipe.name} v{recipe.version}
+
+{recipe.description}
+
+Synthetic image-caption pairs made with the SynthVLM pipeline ([arXiv 2407.20756](https://arxiv.org/abs/2407.20756))
+by [synthvlm-builder](https://github.com/synthvlm/synthvlm-builder): captions were curated, an image was
+generated for each with `{g.model}`{f" (revision `{g.revision}`)" if g.revision else ""}, every image was
+scored against its caption with CLIPScore ({s.clip.model}) + {s.ssim.weight} x SSIM (resized to {s.ssim.size} px
+and back), and the best {rows:,} were kept.
+
+- **Rows:** {rows:,}, {g.resolution[0]}x{g.resolution[1]} {recipe.format.image_format.upper()} images
+- **Generation:** {g.steps} steps, guidance {g.guidance_scale}, {g.dtype}, {g.images_per_caption} candidate(s) per caption
+- **Data fingerprint:** `{fingerprint}` (sha256 of every recipe field that changes the data)
+
+## Load
+
+```python
+from datasets import load_dataset
+
+ds = load_dataset("{load_from}"{revision}, split="train")
+row = ds[0]  # id, image (PIL), caption, conversations, clip_score, ssim, score, seed, source, width, height
+```
+
+Fields: `conversations` is LLaVA-pretrain style (`human`: instruction + `<image>`, `gpt`: caption);
+`clip_score` is the raw cosine similarity; `score = clip_score + {s.ssim.weight} * ssim`; `seed` regenerates the image.
+
+## Funnel
+
+{funnel_table(caption_funnel, selection_funnel)}
+
+## Scores
+
+| | mean | min | max |
+|---|---:|---:|---:|
+{_stats_line("clip_score", selected["clip_score"])}
+{_stats_line("ssim", selected["ssim"])}
+{_stats_line("score", selected["score"])}
+
+![score histogram]({HISTOGRAM})
+
+## Samples
+
+![sample grid]({SAMPLES})
+
+## Recipe
+
+Rebuild with `synthvlm-build recipe.yaml` (the recipe is stored next to this card; `recipe.lock.json` pins the
+resolved settings, model revisions and package versions). Images are bit-identical for the same recipe,
+batch size, hardware and library versions.
+
+```yaml
+{recipe.text.rstrip()}
+```
+
+## Citation
+
+```bibtex
+{CITATION}
+```
+"""
+    return DatasetCard(f"---\n{card_data(recipe, info, rows).to_yaml()}\n---\n{body}")

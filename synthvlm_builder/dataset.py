@@ -1,0 +1,103 @@
+"""The dataset consumers load: a `datasets` builder over the selected candidates,
+written in the Hub layout (`data/train-XXXXX-of-YYYYY.parquet` + card).
+
+The library does the work: Features, image encoding (our images are already
+encoded, so their bytes pass through untouched), Parquet writing and sharding.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Callable, Iterator
+
+import datasets
+import pyarrow.parquet as pq
+
+from .config import Recipe
+from .formats import conversations, image_filename
+
+FEATURES = datasets.Features({
+    "id": datasets.Value("string"),
+    "image": datasets.Image(),
+    "caption": datasets.Value("string"),
+    "conversations": datasets.List({"from": datasets.Value("string"), "value": datasets.Value("string")}),
+    "clip_score": datasets.Value("float32"),
+    "ssim": datasets.Value("float32"),
+    "score": datasets.Value("float32"),
+    "seed": datasets.Value("int64"),
+    "source": datasets.Value("string"),
+    "width": datasets.Value("int32"),
+    "height": datasets.Value("int32"),
+})
+
+CITATION = """@inproceedings{liu2025synthvlm,
+  title={SynthVLM: Towards High-Quality and Efficient Synthesis of Image-Caption Datasets for Vision-Language Models},
+  author={Liu, Zheng and Liang, Hao and Li, Bozhou and Xiong, Wentao and Chen, Chong and He, Conghui and Zhang, Wentao and Cui, Bin},
+  booktitle={Proceedings of the 33rd ACM International Conference on Multimedia},
+  year={2025},
+  note={arXiv:2407.20756}
+}"""
+
+MAX_SHARD_SIZE = "500MB"  # as push_to_hub: small enough for the Hub, large enough to stay few
+
+
+class SynthVLMDataset(datasets.GeneratorBasedBuilder):
+    """Rows come from a callable that yields the selected examples in plan order."""
+
+    def __init__(self, *, rows: Callable[[], Iterator[dict]], recipe: Recipe, **kwargs):
+        self._rows = rows
+        self._recipe = recipe
+        super().__init__(**kwargs)
+
+    def _info(self) -> datasets.DatasetInfo:
+        return datasets.DatasetInfo(description=self._recipe.description, features=FEATURES,
+                                    license=self._recipe.license, citation=CITATION)
+
+    def _split_generators(self, dl_manager):
+        return [datasets.SplitGenerator(name=datasets.Split.TRAIN)]
+
+    def _generate_examples(self):
+        for row in self._rows():
+            yield row["id"], row
+
+
+def selected_rows(shard_files: list[Path], selected: set[str], recipe: Recipe) -> Iterator[dict]:
+    """Stream the selected candidates out of the shard files, images included, in plan order."""
+    prompts = recipe.format.prompts
+    for path in shard_files:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=64):
+            for row in batch.to_pylist():
+                if row["id"] not in selected:
+                    continue
+                yield {
+                    "id": row["id"],
+                    "image": {"bytes": row["image"], "path": image_filename(row["id"], recipe.format.image_format)},
+                    "caption": row["caption"],
+                    "conversations": conversations(row["caption"], row["seed"], prompts),
+                    "clip_score": row["clip_score"], "ssim": row["ssim"], "score": row["score"],
+                    "seed": row["seed"], "source": row["source"], "width": row["width"], "height": row["height"],
+                }
+
+
+def write_parquet(staging: Path, rows: Callable[[], Iterator[dict]], recipe: Recipe, fingerprint: str,
+                  cache_dir: Path) -> tuple[list[str], datasets.DatasetInfo]:
+    """Run the builder into `staging`; return the Hub-layout data file names and the info."""
+    builder = SynthVLMDataset(rows=rows, recipe=recipe, cache_dir=str(cache_dir),
+                              dataset_name=recipe.name, hash=fingerprint[:16])
+    raw = staging / "raw"
+    builder.download_and_prepare(output_dir=str(raw), file_format="parquet", max_shard_size=MAX_SHARD_SIZE,
+                                 download_mode="force_redownload")
+    files = sorted(raw.glob(f"{builder.dataset_name}-train*.parquet"))
+    (staging / "data").mkdir(parents=True, exist_ok=True)
+    names = []
+    for i, f in enumerate(files):
+        name = f"data/train-{i:05d}-of-{len(files):05d}.parquet"
+        os.replace(f, staging / name)
+        names.append(name)
+    shutil.rmtree(raw)
+    for lock in staging.glob("*.lock"):  # the builder's file locks next to its output dir
+        lock.unlink()
+    info = builder.info
+    info.download_size = sum((staging / n).stat().st_size for n in names)  # what a consumer downloads
+    return names, info

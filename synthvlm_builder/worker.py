@@ -1,0 +1,149 @@
+"""One shard, start to finish: generate -> score -> encode -> write candidates.
+
+The same ShardWorker runs under every executor (in-process for `local`, inside a
+Ray actor for `ray`), so batches are always formed the same way: within a shard,
+in plan order, `generate.batch_size` at a time. That is what makes outputs
+bit-identical across executors (batch composition changes the low bits of pixels).
+
+While the denoiser works on batch n+1, a background thread scores, encodes and
+writes batch n; at most two batches are in flight, so memory stays flat.
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .config import Caption, Recipe
+from .formats import encode_image
+from .plan import derive_seed, sample_id
+from .workdir import WorkDir
+
+CANDIDATE_SCHEMA = pa.schema([
+    ("id", pa.string()), ("caption_id", pa.string()), ("k", pa.int32()), ("caption", pa.string()),
+    ("source", pa.string()), ("seed", pa.int64()), ("image", pa.binary()), ("width", pa.int32()),
+    ("height", pa.int32()), ("clip_score", pa.float32()), ("ssim", pa.float32()), ("score", pa.float32()),
+])
+SCORE_COLUMNS = ["id", "caption_id", "clip_score", "ssim", "score"]
+STAGES = ("generate", "score", "ssim", "encode", "write")
+
+
+@dataclass(frozen=True)
+class Item:
+    caption: Caption
+    k: int
+    seed: int
+
+    @property
+    def id(self) -> str:
+        return sample_id(self.caption.id, self.k)
+
+
+def shard_items(recipe: Recipe, captions: list[Caption]) -> list[Item]:
+    """Candidates of a shard in plan order: caption by caption, k = 0..images_per_caption-1."""
+    ipc = recipe.generate.images_per_caption
+    return [Item(c, k, derive_seed(recipe.seed, c.id, k)) for c in captions for k in range(ipc)]
+
+
+def quiet_library_progress() -> None:
+    """Our own bars show progress; the libraries' per-component loading bars are noise."""
+    import diffusers
+    import transformers
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+
+
+class ShardWorker:
+    """Holds the diffusion pipeline and the scorer; processes shards one after another."""
+
+    def __init__(self, recipe: Recipe, device: str = "auto"):
+        from .generate import ImageGenerator
+        from .models import load_clip, load_pipeline, resolve_device
+        from .score import ClipScorer
+
+        quiet_library_progress()
+        g = recipe.generate
+        self.recipe = recipe
+        self.device = resolve_device(device)
+        pipe = load_pipeline(g.model, revision=g.revision, dtype=g.dtype, scheduler=g.scheduler,
+                             device=self.device, variant=g.variant, compile=g.compile)
+        self.generator = ImageGenerator(pipe, steps=g.steps, guidance_scale=g.guidance_scale,
+                                        resolution=g.resolution, negative_prompt=g.negative_prompt)
+        clip = recipe.score.clip
+        self.scorer = ClipScorer(load_clip(clip.model, clip.pretrained, self.device), prefix=clip.prefix,
+                                 device=self.device)
+        # CPU-side work (SSIM, encoding) can fan out when the denoiser is not on the CPU.
+        self.cpu_threads = 1 if self.device.type == "cpu" else min(8, os.cpu_count() or 1)
+
+    def run(self, index: int, captions: list[Caption], work: WorkDir, on_images=None) -> dict:
+        recipe, bs = self.recipe, self.recipe.generate.batch_size
+        items = shard_items(recipe, captions)
+        seconds = dict.fromkeys(STAGES, 0.0)
+        tmp = work.shard_tmp(index)
+        started = time.perf_counter()
+        writer = pq.ParquetWriter(tmp, CANDIDATE_SCHEMA, compression={c: "NONE" if c == "image" else "SNAPPY"
+                                                                      for c in CANDIDATE_SCHEMA.names})
+        in_flight: deque = deque()
+        try:
+            with ThreadPoolExecutor(1, thread_name_prefix="finish") as finish, \
+                    ThreadPoolExecutor(self.cpu_threads, thread_name_prefix="cpu") as cpu:
+                for start in range(0, len(items), bs):
+                    batch = items[start:start + bs]
+                    t0 = time.perf_counter()
+                    images = self.generator.generate([it.caption.text for it in batch], [it.seed for it in batch])
+                    seconds["generate"] += time.perf_counter() - t0
+                    while len(in_flight) >= 2:  # bounded: the generator runs at most one batch ahead
+                        in_flight.popleft().result()
+                    in_flight.append(finish.submit(self._finish_batch, batch, images, writer, cpu, seconds))
+                    if on_images:
+                        on_images(len(batch))
+                while in_flight:
+                    in_flight.popleft().result()
+        except BaseException:
+            writer.close()
+            tmp.unlink(missing_ok=True)
+            raise
+        writer.close()
+        return work.finish_shard(index, tmp, rows=len(items), extra={
+            "captions": len(captions), "seconds": round(time.perf_counter() - started, 3),
+            "stage_seconds": {k: round(v, 3) for k, v in seconds.items()}})
+
+    def _finish_batch(self, batch: list[Item], images: np.ndarray, writer, cpu, seconds: dict) -> None:
+        recipe = self.recipe
+        t0 = time.perf_counter()
+        clip = self.scorer.score(images, [it.caption.text for it in batch])
+        t1 = time.perf_counter()
+        from .score import combined_score, ssim_roundtrip
+        size = recipe.score.ssim.size
+        ssim = np.concatenate(list(cpu.map(lambda im: ssim_roundtrip(im[None], size), images)))
+        score = combined_score(clip, ssim, recipe.score.ssim.weight)
+        t2 = time.perf_counter()
+        fmt = recipe.format
+        encoded = list(cpu.map(lambda im: encode_image(im, fmt.image_format, fmt.quality), images))
+        t3 = time.perf_counter()
+        h, w = images.shape[1:3]
+        n = len(batch)
+        table = pa.table({
+            "id": [it.id for it in batch], "caption_id": [it.caption.id for it in batch],
+            "k": pa.array([it.k for it in batch], pa.int32()), "caption": [it.caption.text for it in batch],
+            "source": [it.caption.source for it in batch], "seed": pa.array([it.seed for it in batch], pa.int64()),
+            "image": pa.array(encoded, pa.binary()), "width": pa.array([w] * n, pa.int32()),
+            "height": pa.array([h] * n, pa.int32()), "clip_score": pa.array(clip, pa.float32()),
+            "ssim": pa.array(ssim, pa.float32()), "score": pa.array(score, pa.float32()),
+        }, schema=CANDIDATE_SCHEMA)
+        writer.write_table(table)
+        t4 = time.perf_counter()
+        for stage, dt in zip(("score", "ssim", "encode", "write"), (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            seconds[stage] += dt
+
+
+def read_scores(work: WorkDir, n_shards: int) -> pa.Table:
+    """The score columns of every candidate, in plan order (small: no images)."""
+    tables = [pq.read_table(work.shard_path(i), columns=SCORE_COLUMNS) for i in range(n_shards)]
+    return pa.concat_tables(tables) if tables else CANDIDATE_SCHEMA.empty_table().select(SCORE_COLUMNS)
