@@ -50,14 +50,13 @@ def build(recipe: Recipe, output_dir: Path | None = None, executor: str | None =
     executor = executor or recipe.execution.executor
     device = device or recipe.execution.device
     work = WorkDir(out)
+    _preflight(recipe)  # before the dir is touched: a missing model must cost nothing
     mode = work.claim(fp, recipe.execution.shard_size, overwrite)
     try:
-        done = out / "recipe.lock.json"
-        if mode == "resume" and done.exists() and (out / "README.md").exists():
+        if mode == "resume" and (out / "README.md").exists() and (out / "stats.json").exists():
             stats = json.loads((out / "stats.json").read_text())
             say(f"{out} already holds this build (fingerprint {fp[:12]}); nothing to do")
             return BuildResult(out, stats["rows"], fp, stats)
-        _preflight(recipe)
         work.log("start", mode=mode, executor=executor, fingerprint=fp)
         captions, caption_funnel = _captions(recipe, work)
         shards = shard_ranges(len(captions), recipe.execution.shard_size)
@@ -203,10 +202,12 @@ def _lock(recipe, fp, work, executor, device) -> dict:
     versions["synthvlm-builder"] = __version__
     versions["python"] = platform.python_version()
     meta = json.loads((work.root / "captions.json").read_text())
-    return {"fingerprint": fp, "recipe": portable_dict(recipe),
+    portable = portable_dict(recipe)
+    return {"fingerprint": fp, "recipe": portable,
             "captions": {"count": meta["count"], "sha256": meta["sha256"]},
-            "models": {"generate": _model_lock(recipe.generate.model, recipe.generate.revision),
-                       "clip": {"model": recipe.score.clip.model, "pretrained": recipe.score.clip.pretrained}},
+            "models": {"generate": {**_model_lock(recipe.generate.model, recipe.generate.revision),
+                                    "model": portable["generate"]["model"]},
+                       "clip": portable["score"]["clip"]},
             "packages": versions,
             "build": {"executor": executor, "device": device, "batch_size": recipe.generate.batch_size,
                       "shard_size": recipe.execution.shard_size}}

@@ -1,0 +1,85 @@
+"""Small recipes for build tests: real tiny models, a dozen captions, seconds on a CPU."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CAPTIONS = [
+    "A red bicycle leaning against a brick wall.", "Two dogs running across a green meadow.",
+    "A bowl of ramen with a soft boiled egg.", "A lighthouse on a rocky coast at dusk.",
+    "A wooden boat tied to a dock on a lake.", "A child flying a yellow kite on a beach.",
+    "A stack of old books on a library table.", "A snowy pine forest with a narrow trail.",
+    "A cup of coffee on a marble counter.", "A blue car parked in front of a pink house.",
+    "A hot air balloon over rolling hills.", "A cat sleeping on a sunny windowsill.",
+]
+
+RECIPE = """\
+name: tiny-build
+version: 0.1.0
+license: cc-by-4.0
+seed: 7
+captions:
+  sources:
+    - type: jsonl
+      path: caps.jsonl
+      id_column: id
+generate:
+  model: {model}
+  steps: 2
+  resolution: [64, 64]
+  images_per_caption: 2
+  batch_size: {batch_size}
+  dtype: float32
+score:
+  clip:
+    model: {clip}
+  ssim:
+    size: 32
+select:
+  size: {size}
+format:
+  image_format: {image_format}
+execution:
+  shard_size: {shard_size}
+  device: cpu
+"""
+
+
+def write_recipe(d: Path, name: str = "r.yaml", n_captions: int = 12, model: str = "builtin:tiny-sd",
+                 clip: str = "builtin:tiny-clip", batch_size: int = 4, size: int = 8, image_format: str = "png",
+                 shard_size: int = 4, extra: str = "") -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    with open(d / "caps.jsonl", "w") as f:
+        for i in range(n_captions):
+            f.write(json.dumps({"id": f"c{i:03d}", "caption": CAPTIONS[i % len(CAPTIONS)] + f" Number {i}."}) + "\n")
+    text = RECIPE.format(model=model, clip=clip, batch_size=batch_size, size=size, image_format=image_format,
+                         shard_size=shard_size) + extra
+    (d / name).write_text(text)
+    return d / name
+
+
+def cli(*args, cwd=None, env=None, check=True) -> subprocess.CompletedProcess:
+    """Run the real console entry point in a fresh process, as a user would."""
+    proc = subprocess.run([sys.executable, "-m", "synthvlm_builder", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+def read_rows(build_dir: Path, columns=None) -> list[dict]:
+    rows = []
+    for f in sorted((build_dir / "data").glob("train-*.parquet")):
+        rows += pq.read_table(f, columns=columns).to_pylist()
+    return rows
+
+
+def read_candidates(build_dir: Path) -> list[dict]:
+    rows = []
+    for f in sorted((build_dir / ".synthvlm" / "shards").glob("shard-*.parquet")):
+        rows += pq.read_table(f).to_pylist()
+    return rows

@@ -1,0 +1,182 @@
+"""End to end: recipe -> dataset that plain `datasets` loads; determinism; loading paths."""
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from buildutil import ROOT, cli, read_candidates, read_rows, write_recipe
+
+LOAD_WITH_PLAIN_DATASETS = """
+import json, sys
+from datasets import load_dataset
+ds = load_dataset(sys.argv[1], split="train")
+first = ds[0]
+print(json.dumps({
+    "rows": ds.num_rows, "features": sorted(ds.features), "ids": list(ds["id"]),
+    "image_type": type(first["image"]).__name__, "sizes": sorted({tuple(im.size) for im in ds["image"]}),
+    "conversations": first["conversations"], "caption": first["caption"],
+    "modules": sorted(m for m in sys.modules if m.startswith("synthvlm")),
+}))
+"""
+
+
+@pytest.fixture(scope="module")
+def quickstart(tmp_path_factory):
+    out = tmp_path_factory.mktemp("qs") / "out"
+    proc = cli(ROOT / "recipes/quickstart.yaml", "--output", out)
+    return out, proc
+
+
+def test_quickstart_builds_and_loads_with_plain_datasets(quickstart, tmp_path):
+    out, proc = quickstart
+    assert f"built 24 rows -> {out}" in proc.stderr
+    assert "load_dataset(" in proc.stderr
+    # A consumer's process: plain `datasets`, run from elsewhere, nothing of ours imported.
+    res = subprocess.run([sys.executable, "-c", LOAD_WITH_PLAIN_DATASETS, str(out)], capture_output=True,
+                         text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": ""})
+    assert res.returncode == 0, res.stderr
+    got = json.loads(res.stdout.strip().splitlines()[-1])
+    assert got["modules"] == []
+    assert got["rows"] == 24
+    assert got["features"] == sorted(["id", "image", "caption", "conversations", "clip_score", "ssim", "score",
+                                      "seed", "source", "width", "height"])
+    assert got["image_type"] in ("JpegImageFile", "Image") and got["sizes"] == [[128, 128]]
+    assert len(set(got["ids"])) == 24
+    caption_ids = [i.rsplit("-", 1)[0] for i in got["ids"]]
+    assert len(set(caption_ids)) == 24, "per_caption: best keeps one row per caption"
+    human, gpt = got["conversations"]
+    assert human["from"] == "human" and human["value"].endswith("\n<image>")
+    assert gpt == {"from": "gpt", "value": got["caption"]}
+
+
+def test_quickstart_layout_and_stats(quickstart):
+    out, _ = quickstart
+    names = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    assert names == ["README.md", "data", "recipe.lock.json", "recipe.yaml", "sample_grid.png",
+                     "score_histogram.png", "stats.json"]
+    assert [p.name for p in (out / "data").iterdir()] == ["train-00000-of-00001.parquet"]
+    assert (out / "recipe.yaml").read_text() == (ROOT / "recipes/quickstart.yaml").read_text()
+    stats = json.loads((out / "stats.json").read_text())
+    cap = stats["captions"]
+    assert cap["sources"][0]["read"] == 36 and cap["kept"] == 29
+    assert sum(f["dropped"] for f in cap["filters"]) == 36 - 29
+    sel = stats["selection"]
+    assert sel["candidates"] == 58 and sel["selected"] == 24
+    assert set(stats["timing"]["stage_seconds"]) == {"generate", "score", "ssim", "encode", "write"}
+    lock = json.loads((out / "recipe.lock.json").read_text())
+    assert lock["fingerprint"] == stats["fingerprint"]
+    assert lock["models"]["generate"]["model"] == "builtin:tiny-sd"
+    assert lock["packages"]["diffusers"] and lock["packages"]["torch"]
+    for png in ("sample_grid.png", "score_histogram.png"):
+        assert Image.open(out / png).format == "PNG"
+
+
+def test_card_parses_and_matches_the_files(quickstart):
+    from datasets.info import DatasetInfosDict
+    from huggingface_hub import DatasetCard
+    out, _ = quickstart
+    card = DatasetCard.load(out / "README.md")
+    meta = card.data
+    assert meta.license == "cc-by-4.0"
+    assert {"synthetic", "image-text"} <= set(meta.tags)
+    assert meta.configs == [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]}]
+    info = DatasetInfosDict.from_dataset_card_data(meta)["default"]
+    assert info.splits["train"].num_examples == len(read_rows(out, ["id"])) == 24
+    assert info.download_size == sum(f.stat().st_size for f in (out / "data").iterdir())
+    assert sorted(info.features) == sorted(read_rows(out)[0])
+    body = card.text
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["fingerprint"] in body
+    assert "arXiv 2407.20756" in body or "2407.20756" in body
+    assert "@inproceedings{liu2025synthvlm" in body
+    assert "](score_histogram.png)" in body and "](sample_grid.png)" in body
+    assert "| caption filter" in body and "top 24 by score" in body
+    assert 'load_dataset("synthvlm/synthvlm-quickstart", revision="v0.1.0"' in body
+
+
+def test_llava_export(quickstart, tmp_path):
+    out, _ = quickstart
+    dest = tmp_path / "llava"
+    proc = cli("export", out, "--llava", dest)
+    assert "exported 24 rows" in proc.stdout
+    records = json.loads((dest / "synthvlm.json").read_text())
+    assert len(records) == 24
+    rows = {r["id"]: r for r in read_rows(out)}
+    for rec in records:
+        assert set(rec) == {"id", "image", "conversations"}
+        assert (dest / rec["image"]).read_bytes() == rows[rec["id"]]["image"]["bytes"]
+        assert rec["conversations"] == rows[rec["id"]]["conversations"]
+        assert rec["conversations"][0]["value"].endswith("<image>")
+    again = cli("export", out, "--llava", dest, check=False)
+    assert again.returncode == 2 and "not empty" in again.stderr
+
+
+def test_rebuild_is_byte_identical(tmp_path):
+    recipe = write_recipe(tmp_path / "r", image_format="jpeg")
+    cli(recipe, "--output", tmp_path / "a")
+    cli(recipe, "--output", tmp_path / "b")
+    a, b = read_rows(tmp_path / "a"), read_rows(tmp_path / "b")
+    assert len(a) == 8
+    assert a == b  # ids, image bytes, scores, seeds, conversations
+    assert [f.read_bytes() for f in sorted((tmp_path / "a/data").iterdir())] == \
+        [f.read_bytes() for f in sorted((tmp_path / "b/data").iterdir())]
+
+
+def test_batch_size_changes_pixels_by_at_most_one(tmp_path):
+    one = write_recipe(tmp_path / "one", batch_size=1, image_format="png")
+    five = write_recipe(tmp_path / "five", batch_size=5, image_format="png")
+    cli(one, "--output", tmp_path / "a")
+    cli(five, "--output", tmp_path / "b")
+    a = {r["id"]: r for r in read_candidates(tmp_path / "a")}
+    b = {r["id"]: r for r in read_candidates(tmp_path / "b")}
+    assert a.keys() == b.keys() and len(a) == 24
+    worst = 0
+    for key in a:
+        pa = np.asarray(Image.open(io.BytesIO(a[key]["image"])), dtype=np.int16)
+        pb = np.asarray(Image.open(io.BytesIO(b[key]["image"])), dtype=np.int16)
+        worst = max(worst, int(np.abs(pa - pb).max()))
+        assert a[key]["seed"] == b[key]["seed"]
+    assert worst <= 1
+
+
+def test_local_pipeline_dir_and_open_clip_local_dir(tmp_path):
+    """A pipeline saved with save_pretrained and an open_clip model folder, both named by path."""
+    from synthvlm_builder.builtin import builtin_dir
+    shutil.copytree(builtin_dir("tiny-sdxl"), tmp_path / "r" / "models" / "my-sdxl")
+    recipe = write_recipe(tmp_path / "r", model="./models/my-sdxl", clip="builtin:tiny-clip", size=6)
+    cli(recipe, "--output", tmp_path / "out")
+    rows = read_rows(tmp_path / "out")
+    assert len(rows) == 6
+    lock = json.loads((tmp_path / "out/recipe.lock.json").read_text())
+    assert lock["models"]["generate"]["model"] == "models/my-sdxl"
+    assert len(lock["models"]["generate"]["model_index_sha256"]) == 64
+
+
+def test_real_hub_model_fails_fast_offline(tmp_path):
+    recipe = write_recipe(tmp_path / "r", model="stabilityai/stable-diffusion-xl-base-1.0")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    proc = cli(recipe, "--output", tmp_path / "out", env=env, check=False)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert "stabilityai/stable-diffusion-xl-base-1.0" in proc.stderr
+    assert not (tmp_path / "out").exists(), "nothing may be written before the model is known to load"
+
+
+def test_too_few_rows_fails_with_funnel_unless_allowed(tmp_path):
+    strict = write_recipe(tmp_path / "s", n_captions=3, size=5)
+    proc = cli(strict, "--output", tmp_path / "a", check=False)
+    assert proc.returncode == 1
+    assert "only 3 of the 5 requested rows" in proc.stderr and "best per caption" in proc.stderr
+    assert not (tmp_path / "a" / "README.md").exists()
+    lenient = write_recipe(tmp_path / "l", n_captions=3, size=5, extra="  # allow\n")
+    text = lenient.read_text().replace("  size: 5\n", "  size: 5\n  allow_fewer: true\n")
+    lenient.write_text(text)
+    cli(lenient, "--output", tmp_path / "b")
+    assert len(read_rows(tmp_path / "b")) == 3
