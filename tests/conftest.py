@@ -15,3 +15,28 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Built-in tiny models are built once per run into a private cache (CI sets a persistent one).
 os.environ.setdefault("SYNTHVLM_CACHE", tempfile.mkdtemp(prefix="synthvlm-test-cache-"))
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from hubserver import HubServer  # noqa: E402
+
+HUB_TOKEN, HUB_USER = "hf_test_token_0123456789", "tester"
+
+
+@pytest.fixture
+def hub(tmp_path):
+    """A fresh loopback Hub per test; any namespace that isn't a username is an org `tester` can write to."""
+    with HubServer(tmp_path / "hub", tokens={HUB_TOKEN: HUB_USER}) as server:
+        yield server
+        assert not server.errors, server.errors          # server bugs (clients would retry 500s)
+        assert not server.unhandled, server.unhandled    # endpoints the server lacks
+
+
+@pytest.fixture
+def hub_env(hub, tmp_path):
+    """Environment for subprocess clients (e.g. `synthvlm-build publish`): HF_ENDPOINT, token, fresh caches."""
+    return hub.client_env(tmp_path / "hf_client", token=HUB_TOKEN)

@@ -1,0 +1,77 @@
+"""The Ray Data executor: pending shards flow through `map_batches` into a pool of
+actors, each holding a ShardWorker (pipeline + scorer) on its own GPU.
+
+Actors run exactly the local executor's ShardWorker and write the same shard
+files and completion markers into the output dir, so a build can be started on
+one executor and resumed on the other, and both give the same bytes. On a
+cluster the output dir must be on storage every node can reach.
+"""
+from __future__ import annotations
+
+import json
+
+from .config import Caption, Recipe
+from .errors import BuildError
+from .workdir import WorkDir
+
+
+class ShardActor:
+    """One per Ray worker: loads the models once, then processes one shard per call."""
+
+    def __init__(self, recipe: Recipe, out_dir: str, device: str):
+        from .worker import ShardWorker
+        self.worker = ShardWorker(recipe, device)
+        self.work = WorkDir(out_dir)
+
+    def __call__(self, batch: dict) -> dict:
+        out = {"shard": [], "rows": [], "seconds": []}
+        for index, captions in zip(batch["shard"], batch["captions"]):
+            caps = [Caption(**c) for c in json.loads(captions)]
+            marker = self.worker.run(int(index), caps, self.work)
+            out["shard"].append(int(index))
+            out["rows"].append(marker["rows"])
+            out["seconds"].append(marker["seconds"])
+        return out
+
+
+def _import_ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise BuildError("the ray executor needs Ray Data: pip install 'synthvlm-builder[ray]'") from None
+    return ray
+
+
+def run_ray(recipe: Recipe, work: WorkDir, captions: list[Caption], shards: list, pending: list[int],
+            device: str, bar) -> None:
+    ray = _import_ray()
+    from ray.data import ActorPoolStrategy, DataContext
+
+    cfg = recipe.execution.ray
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=cfg.address, include_dashboard=False, log_to_driver=True,
+                 **({"num_cpus": None} if cfg.address else {}))
+    try:
+        gpus = cfg.num_gpus_per_worker
+        if gpus is None:
+            gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+        if gpus == 0 and device == "auto":
+            device = "cpu"  # an actor without a GPU must not grab one it was not given
+        DataContext.get_current().enable_progress_bars = False
+        items = [{"shard": i, "captions": json.dumps([c.__dict__ for c in captions[shards[i][0]:shards[i][1]]])}
+                 for i in pending]
+        ds = ray.data.from_items(items, override_num_blocks=len(items))
+        results = ds.map_batches(
+            ShardActor, fn_constructor_kwargs={"recipe": recipe, "out_dir": str(work.out), "device": device},
+            batch_size=1, compute=ActorPoolStrategy(size=min(cfg.workers, len(items))), num_gpus=gpus,
+        )
+        ipc = recipe.generate.images_per_caption
+        for row in results.iter_rows():  # streams: one row per finished shard
+            i = int(row["shard"])
+            bar.update((shards[i][1] - shards[i][0]) * ipc)
+            work.log("shard_done", shard=i, rows=int(row["rows"]), seconds=float(row["seconds"]), executor="ray")
+    finally:
+        if started_here:
+            ray.shutdown()
