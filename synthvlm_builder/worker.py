@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import torch
 import pyarrow.parquet as pq
 
 from .config import Caption, Recipe
@@ -51,6 +52,14 @@ def shard_items(recipe: Recipe, captions: list[Caption]) -> list[Item]:
     return [Item(c, k, derive_seed(recipe.seed, c.id, k)) for c in captions for k in range(ipc)]
 
 
+def cpu_threads() -> int:
+    """Cores this process may use (cgroup/affinity aware), the same in every executor on a machine."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def quiet_library_progress() -> None:
     """Our own bars show progress; the libraries' per-component loading bars are noise."""
     import diffusers
@@ -71,6 +80,10 @@ class ShardWorker:
         g = recipe.generate
         self.recipe = recipe
         self.device = resolve_device(device)
+        if self.device.type == "cpu":
+            # CPU kernels round differently with different thread counts, and Ray gives its
+            # workers one thread: pin the count so every executor computes the same bits.
+            torch.set_num_threads(cpu_threads())
         pipe = load_pipeline(g.model, revision=g.revision, dtype=g.dtype, scheduler=g.scheduler,
                              device=self.device, variant=g.variant, compile=g.compile)
         self.generator = ImageGenerator(pipe, steps=g.steps, guidance_scale=g.guidance_scale,

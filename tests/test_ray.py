@@ -1,0 +1,51 @@
+"""The Ray Data executor gives the local executor's bytes, and resumes its builds."""
+import os
+
+import pytest
+
+from buildutil import cli, read_candidates, read_rows, write_recipe
+from test_resume import events, shard_recipe, start_and_kill
+
+pytest.importorskip("ray.data", reason="the ray extra is not installed")
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+RAY = "  ray:\n    workers: 2\n"
+
+
+@pytest.fixture
+def ray_env(monkeypatch):
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    return dict(os.environ)
+
+
+def with_ray(recipe):
+    recipe.write_text(recipe.read_text() + RAY)
+    return recipe
+
+
+def test_ray_equals_local_byte_for_byte(tmp_path, ray_env):
+    recipe = with_ray(write_recipe(tmp_path / "r", n_captions=8, shard_size=2, size=6))
+    cli(recipe, "--output", tmp_path / "local", env=ray_env)
+    proc = cli(recipe, "--output", tmp_path / "ray", "--executor", "ray", env=ray_env)
+    assert "built 6 rows" in proc.stderr
+    assert read_candidates(tmp_path / "ray") == read_candidates(tmp_path / "local")
+    local_files = sorted((tmp_path / "local/data").iterdir())
+    ray_files = sorted((tmp_path / "ray/data").iterdir())
+    assert [f.read_bytes() for f in ray_files] == [f.read_bytes() for f in local_files]
+    ray_events = [e for e in events(tmp_path / "ray") if e["event"] == "shard_done"]
+    assert len(ray_events) == 4 and all(e.get("executor") == "ray" for e in ray_events)
+
+
+def test_local_build_killed_then_resumed_on_ray(tmp_path, ray_env):
+    recipe = with_ray(shard_recipe(tmp_path / "r"))
+    clean = tmp_path / "clean"
+    cli(recipe, "--output", clean, env=ray_env)
+    out = tmp_path / "out"
+    finished = start_and_kill(recipe, out)
+    n = len(events(out))
+    cli(recipe, "--output", out, "--executor", "ray", env=ray_env)
+    rerun = events(out)[n:]
+    assert finished <= {e["shard"] for e in rerun if e["event"] == "shard_skipped"}
+    assert not finished & {e["shard"] for e in rerun if e["event"] == "shard_done"}
+    assert read_rows(out) == read_rows(clean)
