@@ -158,28 +158,32 @@ def cmd_diff(args) -> int:
 
 
 def cmd_captions(args) -> int:
-    from .captions import curate, format_funnel, write_jsonl
+    from .captions import Funnel, format_funnel, iter_curate, write_jsonl
     from .recipe import load_recipe
     recipe = load_recipe(args.recipe)
-    curation = curate(recipe.captions, tokenizer=_caption_tokenizer(recipe))
-    if args.output:
-        write_jsonl(curation.captions, Path(args.output))
+    funnel = Funnel()
+    survivors = iter_curate(recipe.captions, tokenizer=_caption_tokenizer(recipe), funnel=funnel)
+    if args.output:  # streams to the file: memory stays flat however many captions there are
+        kept, shown = write_jsonl(survivors, Path(args.output)), []
+    else:
+        shown = list(survivors)
+        kept = len(shown)
     if args.json:
-        out = {"funnel": curation.funnel}
+        out = {"funnel": funnel.to_dict()}
         if args.output:
             out["output"] = args.output
         else:
-            out["captions"] = [{"id": c.id, "text": c.text, "source": c.source} for c in curation.captions]
+            out["captions"] = [{"id": c.id, "text": c.text, "source": c.source} for c in shown]
         print(json.dumps(out, indent=2, ensure_ascii=False))
         return 0
-    print(format_funnel(curation.funnel))
+    print(format_funnel(funnel.to_dict()))
     if args.output:
-        print(f"wrote {len(curation.captions)} captions to {args.output}")
+        print(f"wrote {kept} captions to {args.output}")
     else:
-        for c in curation.captions[:10]:
+        for c in shown[:10]:
             print(f"  {c.id}\t{c.text}")
-        if len(curation.captions) > 10:
-            print(f"  ... {len(curation.captions) - 10} more (use --output FILE.jsonl)")
+        if kept > 10:
+            print(f"  ... {kept - 10} more (use --output FILE.jsonl)")
     return 0
 
 

@@ -1,0 +1,103 @@
+"""`synthvlm-build captions`: the funnel of a recipe mixing three source types."""
+import csv
+import json
+
+from buildutil import cli
+
+RECIPE = """\
+name: mixed
+version: 0.1.0
+captions:
+  sources:
+    - type: jsonl
+      path: a.jsonl
+      id_column: id
+    - type: csv
+      path: b.csv
+      column: text
+      name: web
+    - type: text
+      path: c.txt
+      limit: 3
+  filters:
+    preset: synthvlm
+    words: {min: 3}
+    dedupe: normalized
+generate:
+  model: builtin:tiny-sd
+  steps: 2
+  resolution: [64, 64]
+  dtype: float32
+score:
+  clip:
+    model: builtin:tiny-clip
+select:
+  size: 4
+execution:
+  device: cpu
+"""
+
+
+def make(tmp_path):
+    (tmp_path / "a.jsonl").write_text(
+        '{"id": "x1", "caption": "A red bicycle leaning against a brick wall."}\n'
+        '{"id": "x2", "caption": "$$$ ### !!! @@@ %%% ^^^ &&& ***"}\n'
+        '{"id": "x3", "caption": "Two dogs running across a green meadow."}\n')
+    with open(tmp_path / "b.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "other"])
+        w.writerow(["a red bicycle leaning against a brick  wall", "dup of x1 once normalized"])
+        w.writerow(["A bowl of ramen with a soft boiled egg.", ""])
+        w.writerow(["Short one.", "too few words"])
+    (tmp_path / "c.txt").write_text("A lighthouse on a rocky coast at dusk.\n\nA cat asleep on a sunny windowsill.\n"
+                                    "A wooden boat on a calm lake.\nNever read: beyond the limit.\n")
+    (tmp_path / "r.yaml").write_text(RECIPE)
+    return tmp_path / "r.yaml"
+
+
+def test_captions_funnel_and_output(tmp_path):
+    recipe = make(tmp_path)
+    proc = cli("captions", recipe, "--output", tmp_path / "out.jsonl")
+    text = proc.stdout
+    for line in ("a (jsonl): 3 read", "web (csv): 3 read", "c (text): 3 read", "alnum_ratio: 1 dropped",
+                 'a:x2  "$$$ ### !!! @@@ %%% ^^^ &&& ***"', "words: 1 dropped", 'web:2  "Short one."',
+                 "dedupe: 1 dropped", "kept: 6 of 9", "wrote 6 captions"):
+        assert line in text, line
+    kept = [json.loads(ln) for ln in (tmp_path / "out.jsonl").read_text().splitlines()]
+    # text ids are line numbers (blank line 1 skipped); the limit stops before line 4
+    assert [k["id"] for k in kept] == ["a:x1", "a:x3", "web:1", "c:0", "c:2", "c:3"]
+    assert [k["source"] for k in kept] == ["a", "a", "web", "c", "c", "c"]
+
+    js = json.loads(cli("captions", recipe, "--json").stdout)
+    funnel = js["funnel"]
+    assert [(s["name"], s["type"], s["read"]) for s in funnel["sources"]] == \
+        [("a", "jsonl", 3), ("web", "csv", 3), ("c", "text", 3)]
+    dropped = {f["name"]: f for f in funnel["filters"]}
+    assert dropped["alnum_ratio"]["dropped"] == 1 and dropped["alnum_ratio"]["examples"][0]["id"] == "a:x2"
+    assert dropped["words"]["dropped"] == 1 and dropped["words"]["examples"][0]["id"] == "web:2"
+    assert dropped["dedupe"]["dropped"] == 1 and dropped["dedupe"]["examples"][0]["id"] == "web:0"
+    assert funnel["read"] == 9 and funnel["kept"] == 6
+    assert [c["id"] for c in js["captions"]] == [k["id"] for k in kept]
+    # Run after run, the same ids.
+    assert json.loads(cli("captions", recipe, "--json").stdout) == js
+
+
+def test_build_uses_the_same_caption_stage(tmp_path):
+    recipe = make(tmp_path)
+    cli("captions", recipe, "--output", tmp_path / "out.jsonl")
+    cli(recipe, "--output", tmp_path / "build")
+    assert (tmp_path / "build/.synthvlm/captions.jsonl").read_text() == (tmp_path / "out.jsonl").read_text()
+    stats = json.loads((tmp_path / "build/stats.json").read_text())
+    assert stats["captions"]["kept"] == 6 and stats["captions"]["read"] == 9
+    assert "caption filter `dedupe`" in (tmp_path / "build/README.md").read_text()
+
+
+def test_missing_column_is_located_in_the_recipe(tmp_path):
+    recipe = make(tmp_path)
+    recipe.write_text(RECIPE.replace("column: text", "column: caption"))
+    proc = cli("captions", recipe, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(f"{recipe}:10:15: captions.sources[1].column: ")
+    assert "text" in proc.stderr and "other" in proc.stderr  # lists the columns there are
+    build = cli(recipe, "--output", tmp_path / "never", check=False)
+    assert build.returncode == 2 and not (tmp_path / "never" / "data").exists()
