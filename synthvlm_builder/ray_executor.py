@@ -51,8 +51,8 @@ def run_ray(recipe: Recipe, work: WorkDir, captions: list[Caption], shards: list
     cfg = recipe.execution.ray
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=cfg.address, include_dashboard=False, log_to_driver=True,
-                 **({"num_cpus": None} if cfg.address else {}))
+        # No address: a local instance with every CPU and GPU of this machine.
+        ray.init(address=cfg.address, include_dashboard=False, log_to_driver=True)
     try:
         gpus = cfg.num_gpus_per_worker
         if gpus is None:
