@@ -45,7 +45,7 @@ class MaxFilter:
 @dataclass(frozen=True)
 class FiltersConfig:
     """Effective filter settings: the preset is already merged in."""
-    preset: Optional[str] = None
+    preset: str = "none"
     alnum_ratio: Optional[RangeFilter] = None
     special_char_ratio: Optional[RangeFilter] = None
     char_repetition: Optional[RepetitionFilter] = None

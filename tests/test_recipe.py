@@ -245,8 +245,12 @@ def test_schema_and_dataclasses_agree():
         fields = {f.name for f in dataclasses.fields(cls)} - ({"path", "base", "text"} if cls is C.Recipe else set())
         assert props == fields, (where, props ^ fields)
         hints = typing.get_type_hints(cls)
+        defaults = {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
         for name in props:
             sub = _resolve_ref(node["properties"][name])
+            if "default" in sub and name in defaults:  # code that builds configs directly sees the same defaults
+                default = defaults[name]
+                assert (list(default) if isinstance(default, tuple) else default) == sub["default"], (where, name)
             hint = hints[name]
             if typing.get_origin(hint) is typing.Union:  # Optional[X] -> X
                 hint = [a for a in typing.get_args(hint) if a is not type(None)][0]
