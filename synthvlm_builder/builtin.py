@@ -1,0 +1,198 @@
+"""Tiny real models (random weights, real architectures) built locally, never downloaded.
+
+`builtin:tiny-sd`, `builtin:tiny-sdxl` and `builtin:tiny-clip` let tests and the quickstart run the
+whole pipeline offline in seconds. They are built from fixed configs under a fixed seed, saved in the
+same on-disk layouts real weights use, and then loaded through the same code path
+(`DiffusionPipeline.from_pretrained(dir)`, `open_clip.create_model_and_transforms(name, pretrained=file)`).
+Sizes follow ENVIRONMENT.md: an 8x-downsampling 4-level VAE (a 2-level one is ~30x slower at 256 px,
+because its attention runs at high resolution) and a 2-level UNet.
+"""
+from __future__ import annotations
+
+import functools
+import gzip
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+PIPELINES = ("tiny-sd", "tiny-sdxl")
+CLIP_MODELS = ("tiny-clip",)
+
+# Bump when any config below changes, so a cache built from older configs is never reused.
+_VERSION = "v1"
+_SEED = 0
+CLIP_MODEL_NAME = "synthvlm-tiny-clip"  # open_clip registry name (= stem of the config JSON)
+CLIP_CONFIG_FILE = f"{CLIP_MODEL_NAME}.json"
+CLIP_WEIGHTS_FILE = "open_clip_model.safetensors"  # open_clip's own name for safetensors weights
+
+# Same geometry as ViT-B/32 (224 px, patch 32, OpenAI mean/std, bicubic, shortest-side resize +
+# centre crop), so scoring runs the real preprocessing; only width/depth are tiny.
+_CLIP_CONFIG = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 224, "patch_size": 32, "width": 32, "layers": 2, "head_width": 16},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 4, "layers": 2},
+}
+
+
+def cache_root() -> Path:
+    """Where builtin models live: `$SYNTHVLM_CACHE`, else `~/.cache/synthvlm`."""
+    env = os.environ.get("SYNTHVLM_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "synthvlm"
+
+
+def builtin_dir(name: str) -> Path:
+    """Directory holding builtin model `name`, building it on first use.
+
+    The model is built in a private temp dir and renamed into place, so a reader never sees a half
+    written model, and two processes racing to build it both end up with one complete copy.
+    """
+    builders = {"tiny-sd": _build_tiny_sd, "tiny-sdxl": _build_tiny_sdxl, "tiny-clip": _build_tiny_clip}
+    if name not in builders:
+        raise ValueError(f"unknown builtin model {name!r}; known: {', '.join(builders)}")
+    final = cache_root() / "builtin" / _VERSION / _library_key(name) / name
+    if final.is_dir():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    import torch
+
+    try:
+        # Seed a private copy of the RNG: building must not disturb the caller's random stream.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(_SEED)
+            builders[name](tmp)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not final.is_dir():  # not a lost race: a real failure
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def _library_key(name: str) -> str:
+    """The versions of the libraries whose seeded initialisation makes the weights.
+
+    A library upgrade may change how a layer is initialised; keying the cache on the versions
+    means one environment always gets the same weights, whatever an older one left in the cache.
+    """
+    from importlib.metadata import version
+
+    libs = ("torch", "open_clip_torch") if name in CLIP_MODELS else ("torch", "diffusers", "transformers")
+    return "-".join(f"{lib}{version(lib).split('+')[0]}" for lib in libs)
+
+
+@functools.lru_cache(maxsize=None)
+def _bpe_vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """CLIP's real 49,408-token BPE vocabulary, from the copy that ships inside open_clip.
+
+    The vocab order (byte symbols, their `</w>` forms, merges, specials) reproduces OpenAI's ids,
+    so token counts and ids equal those of the tokenizers that real SD checkpoints ship.
+    """
+    from open_clip.tokenizer import bytes_to_unicode, default_bpe
+
+    lines = gzip.open(default_bpe()).read().decode("utf-8").split("\n")
+    merges = [tuple(line.split()) for line in lines[1 : 49152 - 256 - 2 + 1]]
+    symbols = list(bytes_to_unicode().values())
+    tokens = symbols + [s + "</w>" for s in symbols] + ["".join(m) for m in merges]
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
+    return {t: i for i, t in enumerate(tokens)}, merges
+
+
+def clip_tokenizer(pad_token: str = "<|endoftext|>"):
+    """A transformers `CLIPTokenizer` with the real CLIP BPE, built in memory (no download)."""
+    from transformers import CLIPTokenizer
+
+    vocab, merges = _bpe_vocab_and_merges()
+    return CLIPTokenizer(vocab=dict(vocab), merges=list(merges), model_max_length=77, pad_token=pad_token)
+
+
+def _text_encoder(with_projection: bool = False):
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    config = CLIPTextConfig(
+        vocab_size=49408, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+        num_attention_heads=2, max_position_embeddings=77, projection_dim=16,
+        hidden_act="quick_gelu", bos_token_id=49406, eos_token_id=49407, pad_token_id=49407,
+    )
+    return (CLIPTextModelWithProjection if with_projection else CLIPTextModel)(config)
+
+
+def _vae(scaling_factor: float):
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        block_out_channels=[8, 8, 16, 16], layers_per_block=1, norm_num_groups=4, latent_channels=4,
+        down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
+        in_channels=3, out_channels=3, sample_size=256, scaling_factor=scaling_factor,
+    )
+
+
+def _unet(**extra):
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4, attention_head_dim=4,
+        sample_size=32, in_channels=4, out_channels=4,  # sample_size 32 -> default 256 px
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        **extra,
+    )
+
+
+def _build_tiny_sd(path: Path) -> None:
+    from diffusers import PNDMScheduler, StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline(
+        vae=_vae(0.18215), text_encoder=_text_encoder(), tokenizer=clip_tokenizer(),
+        unet=_unet(cross_attention_dim=16),
+        # Stable Diffusion 1.5's published scheduler config; from_config keeps `clip_sample`, which
+        # PNDM ignores but a DDIM override inherits, as it does from the real config.
+        scheduler=PNDMScheduler.from_config(dict(
+            beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
+            set_alpha_to_one=False, skip_prk_steps=True, steps_offset=1, clip_sample=False,
+        )),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    pipe.save_pretrained(path)
+
+
+def _build_tiny_sdxl(path: Path) -> None:
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
+
+    # As in SDXL: the UNet attends to both encoders' hidden states concatenated (16 + 16) and is
+    # conditioned on the second encoder's pooled projection plus 6 size/crop ids (6 * 8 + 16).
+    unet = _unet(
+        cross_attention_dim=32, use_linear_projection=True, addition_embed_type="text_time",
+        addition_time_embed_dim=8, projection_class_embeddings_input_dim=6 * 8 + 16,
+        transformer_layers_per_block=1,
+    )
+    pipe = StableDiffusionXLPipeline(
+        vae=_vae(0.13025), text_encoder=_text_encoder(), text_encoder_2=_text_encoder(with_projection=True),
+        tokenizer=clip_tokenizer(), tokenizer_2=clip_tokenizer(pad_token="!"),  # SDXL's 2nd pads with "!"
+        unet=unet,
+        # SDXL base's published scheduler config.
+        scheduler=EulerDiscreteScheduler.from_config(dict(
+            beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
+            steps_offset=1, timestep_spacing="leading", interpolation_type="linear", clip_sample=False,
+            sample_max_value=1.0, set_alpha_to_one=False, skip_prk_steps=True, use_karras_sigmas=False,
+        )),
+        add_watermarker=False,
+    )
+    pipe.save_pretrained(path)
+
+
+def _build_tiny_clip(path: Path) -> None:
+    import open_clip
+    from safetensors.torch import save_file
+
+    path.mkdir(parents=True)
+    # open_clip.CLIP is the class create_model() instantiates for this config, so the saved state
+    # dict loads strictly through create_model_and_transforms(name, pretrained=<file>).
+    model = open_clip.CLIP(**_CLIP_CONFIG)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(path / CLIP_WEIGHTS_FILE))
+    (path / CLIP_CONFIG_FILE).write_text(json.dumps(_CLIP_CONFIG, indent=2))
