@@ -1,0 +1,332 @@
+"""Publish a finished build to the Hub: one commit holding the dir, then tag `v<version>`.
+
+    create_repo(exist_ok) -> refs: is v<version> tagged?
+      yes, same fingerprint   -> "already published", exit 0, nothing written
+      yes, other fingerprint  -> InputError (exit 2), nothing written
+      no -> a commit on main carrying this release's marker?  (landed, tag lost)
+              yes -> tag it
+              no  -> ONE create_commit (every file but hidden ones such as .synthvlm/,
+                     deleting data/ files the build no longer has), then tag it
+
+The commit description ends with the trailer `Synthvlm-Release: <name> v<version> <fingerprint>`;
+that marker is how a rerun, or a retry after a lost response, recognises a commit that already
+landed, so no fault ever produces a second commit or a tag on other data. Calls the client does
+not retry itself (create_repo, repo_info, list_repo_refs, create_commit, create_tag) are retried
+here on transient errors with http_backoff's status/exception sets and exponential backoff; the
+commit is retried against its original parent (`parent_commit`) and only after checking that it
+did not land. The token comes from huggingface_hub's usual sources and is never read or printed here.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from .errors import BuildError, InputError
+from .export import finished_build
+
+RETRIES = 5        # retries after the first attempt, as http_backoff's max_retries
+BASE_WAIT = 1.0    # seconds before the first retry, doubled each time ...
+MAX_WAIT = 8.0     # ... up to this; SYNTHVLM_PUBLISH_RETRIES / SYNTHVLM_PUBLISH_RETRY_WAIT override
+MARKER = "Synthvlm-Release"
+AUTH_HINT = "set HF_TOKEN or run `hf auth login` with a token that can write to the repository"
+
+
+@dataclass
+class PublishResult:
+    repo_id: str
+    url: str
+    tag: str
+    commit: str
+    fingerprint: str
+    action: str  # "published" | "tagged" (commit had landed earlier) | "exists" (nothing to do)
+
+
+def say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def release_marker(name: str, version: str, fingerprint: str) -> str:
+    return f"{MARKER}: {name} v{version} {fingerprint}"
+
+
+def upload_paths(build_dir: Path) -> list[str]:
+    """Every file of the build, as repo paths; hidden files and dirs (.synthvlm/ ...) stay local."""
+    out = []
+    for path in sorted(build_dir.rglob("*")):
+        rel = path.relative_to(build_dir)
+        if path.is_file() and not any(part.startswith(".") for part in rel.parts):
+            out.append(rel.as_posix())
+    return out
+
+
+def publish(build_dir: Path, repo_id: Optional[str] = None) -> PublishResult:
+    build_dir = Path(build_dir)
+    finished_build(build_dir)
+    lock = _read_lock(build_dir)
+    recipe, fp = lock["recipe"], lock["fingerprint"]
+    settings = recipe.get("publish") or {}
+    field = "--repo-id" if repo_id else "publish.repo_id"
+    repo_id = repo_id or settings.get("repo_id")
+    if not repo_id:
+        raise InputError("publish.repo_id", "no repository to publish to: pass --repo-id ORG/NAME or set"
+                         " publish.repo_id in the recipe")
+    _check_repo_id(repo_id, field)
+    from huggingface_hub import get_token
+    if not get_token():
+        raise BuildError(f"authentication required to publish to {repo_id}: {AUTH_HINT}")
+    from huggingface_hub import HfApi
+    try:
+        return _publish(HfApi(), build_dir, repo_id, settings.get("private") is not False, recipe["name"],
+                        recipe["version"], fp)
+    except (*_transport_errors(), OSError) as e:  # HfHubHTTPError, transport errors, offline mode
+        raise BuildError(_explain(e, repo_id)) from e
+
+
+def _read_lock(build_dir: Path) -> dict:
+    path = build_dir / "recipe.lock.json"
+    try:
+        lock = json.loads(path.read_text())
+        if isinstance(lock["fingerprint"], str) and lock["recipe"]["name"] and lock["recipe"]["version"]:
+            return lock
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    raise InputError("DIR", f"{path} is not a synthvlm lock file (expected fingerprint, recipe.name and"
+                     " recipe.version); rebuild the dir")
+
+
+def _check_repo_id(repo_id: str, field: str) -> None:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+    try:
+        validate_repo_id(repo_id)
+        ok = repo_id.count("/") == 1
+    except HFValidationError:
+        ok = False
+    if not ok:
+        raise InputError(field, f"{repo_id!r} is not a Hub repository id (expected ORG/NAME)")
+
+
+def _publish(api, build_dir: Path, repo_id: str, private: bool, name: str, version: str,
+             fp: str) -> PublishResult:
+    tag = f"v{version}"
+    url = str(_retry("create_repo", lambda: api.create_repo(repo_id, repo_type="dataset", private=private,
+                                                            exist_ok=True)))
+    info = _retry("repo_info", lambda: api.repo_info(repo_id, repo_type="dataset"))
+    if info.private is not None and bool(info.private) != private:
+        say(f"note: {repo_id} exists and is {'private' if info.private else 'public'}; the recipe asks for"
+            f" {'private' if private else 'public'}, the visibility is left as it is")
+    refs = _retry("list_repo_refs", lambda: api.list_repo_refs(repo_id, repo_type="dataset"))
+    tags = {t.name: t.target_commit for t in refs.tags}
+    if tag in tags:
+        remote_fp = _tagged_fingerprint(api, repo_id, tag)
+        if remote_fp != fp:
+            raise InputError("version", f"{tag} is already published with fingerprint {remote_fp[:12]} (this"
+                             f" build: {fp[:12]}); bump `version`")
+        result = PublishResult(repo_id, url, tag, tags[tag], fp, "exists")
+        print(f"{tag} is already published (fingerprint {fp[:12]}): nothing to do")
+        _report(result)
+        return result
+
+    marker = release_marker(name, version, fp)
+    landed = _find_release(api, repo_id, marker)
+    if landed:
+        say(f"found commit {landed[:12]} of this release on main (its tag was never created); tagging it")
+        action = "tagged"
+    else:
+        head = next((b.target_commit for b in refs.branches if b.name == "main"), None)
+        landed = _commit(api, build_dir, repo_id, name, version, fp, marker, head)
+        action = "published"
+    _tag(api, repo_id, tag, landed, f"{name} {tag} (fingerprint {fp})")
+    result = PublishResult(repo_id, url, tag, landed, fp, action)
+    _report(result)
+    return result
+
+
+def _report(r: PublishResult) -> None:
+    if r.action != "exists":
+        print(f"published {r.repo_id} {r.tag} (fingerprint {r.fingerprint[:12]})")
+    print(f"  repo:   {r.url}\n  commit: {r.commit}\n  tag:    {r.tag}\nload it with:\n"
+          f"  from datasets import load_dataset; ds = load_dataset({r.repo_id!r}, revision={r.tag!r},"
+          " split='train')")
+
+
+def _tagged_fingerprint(api, repo_id: str, tag: str) -> str:
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+    try:
+        path = _retry("download recipe.lock.json", lambda: api.hf_hub_download(
+            repo_id, "recipe.lock.json", repo_type="dataset", revision=tag))
+        return str(json.loads(Path(path).read_text())["fingerprint"])
+    except (EntryNotFoundError, json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+        if isinstance(e, LocalEntryNotFoundError):  # the Hub was unreachable: not an answer about the tag
+            raise
+        raise InputError("version", f"{tag} already exists on {repo_id} and holds no synthvlm build"
+                         " (no readable recipe.lock.json); bump `version`") from None
+
+
+def _find_release(api, repo_id: str, marker: str) -> Optional[str]:
+    """The newest commit on main whose message carries `marker`, or None."""
+    commits = _retry("list_repo_commits", lambda: api.list_repo_commits(repo_id, repo_type="dataset"))
+    for c in commits:
+        if marker in (c.message or "").splitlines() or marker in (c.title or ""):
+            return c.commit_id
+    return None
+
+
+def _commit(api, build_dir: Path, repo_id: str, name: str, version: str, fp: str, marker: str,
+            parent: Optional[str]) -> str:
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+    from huggingface_hub.errors import HfHubHTTPError
+    local = upload_paths(build_dir)
+    remote = _retry("list_repo_files", lambda: api.list_repo_files(repo_id, repo_type="dataset", revision=parent))
+    stale = sorted(p for p in remote if p.startswith("data/") and p not in set(local))
+    if stale:
+        say(f"removing {len(stale)} data file(s) of an earlier release from main: {', '.join(stale)}")
+    title = f"Release {name} v{version} (fingerprint {fp[:12]})"
+    body = (f"{name} v{version} built by synthvlm-builder; data fingerprint {fp}.\n"
+            f"Load it with load_dataset({repo_id!r}, revision='v{version}').\n\n{marker}\n")
+
+    def attempt() -> str:  # fresh operations each time: the client marks them as it uploads
+        ops = [CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(build_dir / p)) for p in local]
+        ops += [CommitOperationDelete(path_in_repo=p) for p in stale]
+        return api.create_commit(repo_id, ops, commit_message=title, commit_description=body,
+                                 repo_type="dataset", revision="main", parent_commit=parent).oid
+
+    say(f"pushing {len(local)} files to {repo_id} in one commit")
+    try:
+        return _retry("create_commit", attempt, landed=lambda: _find_release(api, repo_id, marker))
+    except ValueError as e:  # the client checks the card with /api/validate-yaml before any upload
+        if isinstance(e, HfHubHTTPError):
+            raise
+        raise BuildError(f"the Hub rejected the dataset card: {' '.join(str(e).split())}; nothing was pushed"
+                         " (README.md is made by the build: report this as a bug)") from e
+    except HfHubHTTPError as e:
+        if e.response is None or e.response.status_code != 412:
+            raise
+        found = _find_release(api, repo_id, marker)
+        if found:
+            return found
+        raise BuildError(f"main of {repo_id} moved while publishing (another push?); nothing was tagged;"
+                         " rerun the same command") from e
+
+
+def _tag(api, repo_id: str, tag: str, sha: str, message: str) -> None:
+    def tagged() -> Optional[bool]:
+        refs = api.list_repo_refs(repo_id, repo_type="dataset")
+        target = next((t.target_commit for t in refs.tags if t.name == tag), None)
+        if target is not None and target != sha:
+            raise BuildError(f"{tag} was created on {repo_id} by someone else meanwhile (commit {target[:12]});"
+                             f" this release's commit {sha[:12]} stays untagged")
+        return True if target == sha else None
+
+    try:
+        _retry("create_tag", lambda: api.create_tag(repo_id, tag=tag, tag_message=message, revision=sha,
+                                                     repo_type="dataset"), landed=tagged)
+    except BuildError:
+        raise
+    except Exception as e:
+        if getattr(getattr(e, "response", None), "status_code", None) == 409 and tagged():
+            return  # an earlier try created it and its answer was lost
+        if not _transient(e):
+            raise
+        raise BuildError(f"commit {sha[:12]} is on main of {repo_id} but creating tag {tag} failed:"
+                         f" {_describe(e)}; rerun the same command to tag it") from e
+
+
+# --- transient errors and retries ------------------------------------------------------------------
+
+def _transport_errors() -> tuple[type, ...]:
+    try:  # huggingface_hub >= 1.0 speaks httpx(2), whose errors are not OSErrors; requests' are
+        import httpx2
+        return (httpx2.HTTPError,)
+    except ImportError:
+        return ()
+
+
+def _retry_sets() -> tuple[tuple[int, ...], tuple[type, ...]]:
+    from huggingface_hub.utils import http_backoff
+    params = inspect.signature(http_backoff).parameters
+    codes, excs = params["retry_on_status_codes"].default, params["retry_on_exceptions"].default
+    return (codes if isinstance(codes, tuple) else (codes,)), (excs if isinstance(excs, tuple) else (excs,))
+
+
+def _transient(e: BaseException) -> bool:
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
+    codes, excs = _retry_sets()
+    if isinstance(e, OfflineModeIsEnabled):
+        return False
+    if isinstance(e, HfHubHTTPError) and getattr(e, "response", None) is not None:
+        return e.response.status_code in codes
+    if isinstance(e, LocalEntryNotFoundError) and e.__cause__ is not None:  # hf_hub_download's HEAD failed
+        return _transient(e.__cause__)
+    return isinstance(e, excs)
+
+
+def _retry(what: str, call: Callable, landed: Optional[Callable] = None):
+    """call() until it succeeds or fails for good. After a transient failure, landed() (when given) says
+    whether the operation took effect anyway (a lost response): its non-None answer is returned."""
+    retries = int(os.environ.get("SYNTHVLM_PUBLISH_RETRIES", RETRIES))
+    wait = float(os.environ.get("SYNTHVLM_PUBLISH_RETRY_WAIT", BASE_WAIT))
+    for attempt in range(retries + 1):
+        try:
+            return call()
+        except Exception as e:
+            if not _transient(e):
+                raise
+            if landed is not None:
+                try:
+                    done = landed()
+                except Exception as check_error:
+                    if not _transient(check_error):
+                        raise
+                    done = None
+                if done is not None:
+                    say(f"{what}: {_describe(e)}; it had taken effect nonetheless")
+                    return done
+            if attempt == retries:
+                raise
+            pause = min(wait * 2 ** attempt, MAX_WAIT)
+            say(f"{what}: {_describe(e)}; retry {attempt + 1}/{retries} in {pause:g}s")
+            time.sleep(pause)
+
+
+# --- messages ----------------------------------------------------------------------------------------
+
+def _describe(e: BaseException) -> str:
+    response = getattr(e, "response", None)
+    status = getattr(response, "status_code", None)
+    server = getattr(e, "server_message", None)
+    if status is not None:
+        text = str(e).strip()
+        detail = (server or (text.splitlines()[0] if text else "")).strip()
+        return f"HTTP {status}" + (f" ({detail})" if detail else "")
+    return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+
+
+def _explain(e: BaseException, repo_id: str) -> str:
+    from huggingface_hub.errors import (BadRequestError, HfHubHTTPError, LocalEntryNotFoundError,
+                                        OfflineModeIsEnabled, RepositoryNotFoundError)
+    if isinstance(e, LocalEntryNotFoundError) and e.__cause__ is not None:  # hf_hub_download's HEAD failed
+        return _explain(e.__cause__, repo_id)
+    status = getattr(getattr(e, "response", None), "status_code", None)
+    if isinstance(e, OfflineModeIsEnabled):
+        return "HF_HUB_OFFLINE is set; publishing needs the Hub (unset it)"
+    if status == 401 or (isinstance(e, RepositoryNotFoundError) and status in (401, None)):
+        return (f"authentication required to publish to {repo_id}: the Hub refused the token ({_describe(e)});"
+                f" {AUTH_HINT}")
+    if isinstance(e, RepositoryNotFoundError) or status == 404:
+        return f"dataset repository {repo_id} not found or not accessible with this token; {AUTH_HINT}"
+    if status == 403:
+        return f"no write access to {repo_id} ({_describe(e)}); {AUTH_HINT}"
+    if isinstance(e, BadRequestError):
+        return f"the Hub rejected the upload to {repo_id}: {_describe(e)}"
+    if isinstance(e, HfHubHTTPError):
+        return f"publishing to {repo_id} failed: {_describe(e)}; nothing was tagged; rerun the same command"
+    if isinstance(e, OSError):  # a local file, the cache
+        return f"publishing to {repo_id} failed: {_describe(e)}"
+    return (f"cannot reach the Hub for {repo_id}: {_describe(e)}; nothing was tagged; check HF_ENDPOINT and"
+            " the network, then rerun the same command")
