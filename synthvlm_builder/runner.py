@@ -53,10 +53,13 @@ def build(recipe: Recipe, output_dir: Path | None = None, executor: str | None =
     _preflight(recipe)  # before the dir is touched: a missing model must cost nothing
     mode = work.claim(fp, recipe.execution.shard_size, overwrite)
     try:
-        if mode == "resume" and (out / "README.md").exists() and (out / "stats.json").exists():
+        finished = (out / "README.md").exists() and (out / "stats.json").exists()
+        if mode == "resume" and finished and (out / "recipe.yaml").read_text() == recipe.text:
             stats = json.loads((out / "stats.json").read_text())
             say(f"{out} already holds this build (fingerprint {fp[:12]}); nothing to do")
             return BuildResult(out, stats["rows"], fp, stats)
+        # Same data but an edited recipe (version, description, publish...): the shards are
+        # reused below and the dataset files are rewritten to match the recipe.
         work.log("start", mode=mode, executor=executor, fingerprint=fp)
         captions, caption_funnel = _captions(recipe, work)
         shards = shard_ranges(len(captions), recipe.execution.shard_size)

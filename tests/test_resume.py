@@ -148,3 +148,17 @@ def test_finished_build_rerun_is_a_no_op(tmp_path):
     proc = cli(recipe, "--output", tmp_path / "out")
     assert "already holds this build" in proc.stderr
     assert [p.stat().st_mtime_ns for p in data] == stamp
+
+
+def test_same_data_new_version_rewrites_the_dataset_files_only(tmp_path):
+    recipe = write_recipe(tmp_path / "r", n_captions=4, size=3)
+    out = tmp_path / "out"
+    cli(recipe, "--output", out)
+    rows = read_rows(out)
+    n = len(events(out))
+    recipe.write_text(recipe.read_text().replace("version: 0.1.0", "version: 0.1.1"))
+    cli(recipe, "--output", out)
+    assert not [e for e in events(out)[n:] if e["event"] == "shard_done"], "no image is generated again"
+    assert "v0.1.1" in (out / "README.md").read_text() and "version: 0.1.1" in (out / "recipe.yaml").read_text()
+    assert json.loads((out / "recipe.lock.json").read_text())["recipe"]["version"] == "0.1.1"
+    assert read_rows(out) == rows
