@@ -46,7 +46,10 @@ def _portable(recipe: Recipe, data: dict) -> dict:
     for src in data["captions"]["sources"]:
         src["path"] = rel(src["path"])
     data["generate"]["model"] = rel(data["generate"]["model"])
-    data["score"]["clip"]["pretrained"] = rel(data["score"]["clip"]["pretrained"])
+    clip = data["score"]["clip"]
+    clip["pretrained"] = rel(clip["pretrained"])
+    if clip["model"].startswith("local-dir:"):
+        clip["model"] = "local-dir:" + rel(clip["model"][len("local-dir:"):])
     if data["output"]["dir"]:
         data["output"]["dir"] = rel(data["output"]["dir"])
     return data

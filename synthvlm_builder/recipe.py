@@ -210,7 +210,15 @@ def _semantic_problems(data: dict, doc: Document, file: str, base: Path) -> list
         bad(("generate", "revision"), "revision applies to Hub model ids only")
 
     clip = data["score"]["clip"]
-    if clip["model"].startswith("builtin:"):
+    if clip["model"].startswith(("local-dir:", "hf-hub:")):
+        if "pretrained" in clip:
+            bad(("score", "clip", "pretrained"), f"{clip['model'].split(':')[0]}: models carry their own weights;"
+                " remove pretrained")
+        folder = base / os.path.expanduser(clip["model"][len("local-dir:"):])
+        if clip["model"].startswith("local-dir:") and not (folder / "open_clip_config.json").is_file():
+            bad(("score", "clip", "model"), f"{folder} has no open_clip_config.json (expected an open_clip model"
+                " folder: open_clip_config.json + weights)")
+    elif clip["model"].startswith("builtin:"):
         if clip["model"][8:] not in BUILTIN_CLIP:
             bad(("score", "clip", "model"), f"unknown builtin model {clip['model']!r}; known: "
                 + ", ".join("builtin:" + b for b in BUILTIN_CLIP))
@@ -286,6 +294,8 @@ def _resolve_paths(data: dict, base: Path) -> None:
     if not gen["model"].startswith("builtin:") and _looks_local(gen["model"], base):
         gen["model"] = str((base / os.path.expanduser(gen["model"])).resolve())
     clip = data["score"]["clip"]
+    if clip["model"].startswith("local-dir:"):
+        clip["model"] = "local-dir:" + str((base / os.path.expanduser(clip["model"][10:])).resolve())
     if clip.get("pretrained") and _is_file_like(clip["pretrained"]):
         clip["pretrained"] = str((base / os.path.expanduser(clip["pretrained"])).resolve())
     if data.get("output", {}).get("dir"):

@@ -150,13 +150,26 @@ def test_local_pipeline_dir_and_open_clip_local_dir(tmp_path):
     """A pipeline saved with save_pretrained and an open_clip model folder, both named by path."""
     from synthvlm_builder.builtin import builtin_dir
     shutil.copytree(builtin_dir("tiny-sdxl"), tmp_path / "r" / "models" / "my-sdxl")
-    recipe = write_recipe(tmp_path / "r", model="./models/my-sdxl", clip="builtin:tiny-clip", size=6)
+    # An open_clip model folder as open_clip's save_for_hf lays it out: open_clip_config.json + weights.
+    clip_src, clip_dir = builtin_dir("tiny-clip"), tmp_path / "r" / "models" / "my-clip"
+    clip_dir.mkdir(parents=True)
+    shutil.copy(clip_src / "open_clip_model.safetensors", clip_dir)
+    cfg = json.loads(next(clip_src.glob("*.json")).read_text())
+    (clip_dir / "open_clip_config.json").write_text(json.dumps({"model_cfg": cfg, "preprocess_cfg": {
+        "mean": [0.48145466, 0.4578275, 0.40821073], "std": [0.26862954, 0.26130258, 0.27577711]}}))
+    recipe = write_recipe(tmp_path / "r", model="./models/my-sdxl", clip="local-dir:models/my-clip", size=6)
     cli(recipe, "--output", tmp_path / "out")
     rows = read_rows(tmp_path / "out")
     assert len(rows) == 6
     lock = json.loads((tmp_path / "out/recipe.lock.json").read_text())
     assert lock["models"]["generate"]["model"] == "models/my-sdxl"
+    assert lock["models"]["clip"]["model"] == "local-dir:models/my-clip"
     assert len(lock["models"]["generate"]["model_index_sha256"]) == 64
+    # The same weights under the builtin name score identically: the folder really was loaded.
+    builtin = write_recipe(tmp_path / "b", model="./models/my-sdxl", clip="builtin:tiny-clip", size=6)
+    shutil.copytree(tmp_path / "r" / "models", tmp_path / "b" / "models")
+    cli(builtin, "--output", tmp_path / "out_builtin")
+    assert [r["clip_score"] for r in read_rows(tmp_path / "out_builtin")] == [r["clip_score"] for r in rows]
 
 
 def test_real_hub_model_fails_fast_offline(tmp_path):

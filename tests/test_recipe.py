@@ -96,6 +96,8 @@ BAD = [
     ("size-beyond-limits", ("  size: 4\n", "  size: 11\n"), 19, 9, "select.size", "can never be selected"),
     ("clip-without-pretrained", ("model: builtin:tiny-clip", "model: ViT-B-32"), 16, 3, "score.clip.pretrained",
      "without it the weights would be random"),
+    ("missing-open-clip-folder", ("model: builtin:tiny-clip", "model: local-dir:./nope"), 17, 12,
+     "score.clip.model", "has no open_clip_config.json"),
     ("column-on-llava", ("type: jsonl\n      path: caps.jsonl", "type: llava_json\n      path: caps.jsonl\n"
                          "      column: text"), 8, 7, "captions.sources[0].column", "is not used by llava_json"),
     ("bad-device", ("device: cpu", "device: tpu"), 21, 11, "execution.device", "must be auto, cpu, mps, cuda"),
