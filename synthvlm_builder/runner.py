@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from . import __version__

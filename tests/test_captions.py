@@ -9,7 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from synthvlm_builder.captions import (Funnel, curate, format_funnel, iter_curate, read_jsonl, read_source,
+from synthvlm_builder.sources import read_source
+from synthvlm_builder.captions import (Funnel, curate, format_funnel, iter_curate, read_jsonl,
                                        write_jsonl)
 from synthvlm_builder.config import (CaptionsConfig, Caption, FiltersConfig, MaxFilter, RangeFilter,
                                      RepetitionFilter, SourceConfig)
