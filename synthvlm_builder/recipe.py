@@ -18,12 +18,10 @@ from pathlib import Path
 import jsonschema
 
 from . import config as C
+from .checks import default_source_name, is_file_like, looks_local, semantic_problems
 from .errors import Problem, RecipeError
-from .yamlsafe import Document, YamlProblem, parse
-
-BUILTIN_PIPELINES = ("tiny-sd", "tiny-sdxl")
-BUILTIN_CLIP = ("tiny-clip",)
-FILE_SOURCES = ("llava_json", "jsonl", "csv", "parquet", "text")
+from .sources import FILE_TYPES
+from .yamlsafe import Document, YamlProblem, dotted, parse
 
 # The paper's caption filters (SynthVLM appendix, Table 1), as Data-Juicer defines them.
 PRESETS = {
@@ -37,8 +35,6 @@ PRESETS = {
     "none": {},
 }
 
-HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
-HF_URL = re.compile(r"^hf://datasets/[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*/.+$")
 
 
 def schema_path() -> Path:
@@ -53,13 +49,6 @@ def schema_path() -> Path:
 @lru_cache(maxsize=1)
 def schema() -> dict:
     return json.loads(schema_path().read_text())
-
-
-def dotted(path) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(root)"
 
 
 # --- schema errors -> readable, located messages ---------------------------------
@@ -157,105 +146,6 @@ def apply_preset(filters: dict) -> dict:
     return merged
 
 
-# --- semantic checks JSON Schema cannot express --------------------------------------
-
-def _looks_local(value: str, base: Path) -> bool:
-    return value.startswith((".", "/", "~")) or (base / value).exists() or not HUB_ID.match(value)
-
-
-def _semantic_problems(data: dict, doc: Document, file: str, base: Path) -> list[Problem]:
-    problems = []
-
-    def bad(path, message, key=False):
-        line, col = doc.locate(path, key=key)
-        problems.append(Problem(file, line, col, dotted(path), message))
-
-    names = {}
-    for i, src in enumerate(data["captions"]["sources"]):
-        at = ("captions", "sources", i)
-        kind, path = src["type"], src["path"]
-        only_tables = ("column", "id_column", "config", "split")
-        unused = {"llava_json": only_tables, "text": only_tables, "hf_dataset": ()}.get(kind, ("config", "split"))
-        for key in unused:
-            if at + (key,) in doc.key_positions:  # set by the author, not a default
-                bad(at + (key,), f"is not used by {kind} sources", key=True)
-        if kind in FILE_SOURCES:
-            if path.startswith("hf://"):
-                if not HF_URL.match(path):
-                    bad(at + ("path",), "hf:// paths must look like hf://datasets/<org>/<name>/<file>")
-            elif not (base / os.path.expanduser(path)).is_file():
-                bad(at + ("path",), f"caption file not found: {base / os.path.expanduser(path)}")
-            elif "revision" in src:
-                bad(at + ("revision",), "revision applies to hf:// paths and hf_dataset sources only")
-        elif _looks_local(path, base) and not (base / os.path.expanduser(path)).exists():
-            bad(at + ("path",), f"not a local dataset folder ({base / path} does not exist) nor a Hub id org/name")
-        name = src.get("name") or default_source_name(kind, path)
-        if name in names:
-            bad(at + ("name",) if "name" in src else at + ("path",),
-                f"source name {name!r} is already used by captions.sources[{names[name]}]; set a distinct name")
-        names.setdefault(name, i)
-
-    gen = data["generate"]
-    model = gen["model"]
-    if model.startswith("builtin:"):
-        if model[8:] not in BUILTIN_PIPELINES:
-            bad(("generate", "model"), f"unknown builtin model {model!r}; known: "
-                + ", ".join("builtin:" + b for b in BUILTIN_PIPELINES))
-    elif _looks_local(model, base):
-        where = base / os.path.expanduser(model)
-        if not (where / "model_index.json").is_file():
-            bad(("generate", "model"), f"local model directory {where} does not exist or has no model_index.json"
-                " (expected a diffusers pipeline saved with save_pretrained, or a Hub id org/name)")
-    if "revision" in gen and (model.startswith("builtin:") or _looks_local(model, base)):
-        bad(("generate", "revision"), "revision applies to Hub model ids only")
-
-    clip = data["score"]["clip"]
-    if clip["model"].startswith(("local-dir:", "hf-hub:")):
-        if "pretrained" in clip:
-            bad(("score", "clip", "pretrained"), f"{clip['model'].split(':')[0]}: models carry their own weights;"
-                " remove pretrained")
-        folder = base / os.path.expanduser(clip["model"][len("local-dir:"):])
-        if clip["model"].startswith("local-dir:") and not (folder / "open_clip_config.json").is_file():
-            bad(("score", "clip", "model"), f"{folder} has no open_clip_config.json (expected an open_clip model"
-                " folder: open_clip_config.json + weights)")
-    elif clip["model"].startswith("builtin:"):
-        if clip["model"][8:] not in BUILTIN_CLIP:
-            bad(("score", "clip", "model"), f"unknown builtin model {clip['model']!r}; known: "
-                + ", ".join("builtin:" + b for b in BUILTIN_CLIP))
-        elif "pretrained" in clip:
-            bad(("score", "clip", "pretrained"), "builtin models carry their own weights; remove pretrained")
-    elif "pretrained" not in clip:
-        bad(("score", "clip", "pretrained"), f"required for open_clip model {clip['model']!r}"
-            " (a tag such as openai, or a checkpoint file); without it the weights would be random")
-    elif _is_file_like(clip["pretrained"]) and not (base / os.path.expanduser(clip["pretrained"])).is_file():
-        bad(("score", "clip", "pretrained"), f"checkpoint file not found: {base / clip['pretrained']}")
-
-    for j, prompt in enumerate(data.get("format", {}).get("prompts") or []):
-        if "<image>" in prompt:
-            bad(("format", "prompts", j), "must not contain <image>; it is appended to every instruction")
-
-    sel, sources = data["select"], data["captions"]["sources"]
-    if all("limit" in s for s in sources) and not sel.get("allow_fewer"):
-        most = sum(s["limit"] for s in sources)
-        if sel.get("per_caption") == "all":
-            most *= gen.get("images_per_caption", 1)
-        if sel["size"] > most:
-            bad(("select", "size"), f"{sel['size']} rows can never be selected: the sources' limits allow at most"
-                f" {most} candidates; lower size or set allow_fewer: true")
-    return problems
-
-
-def _is_file_like(value: str) -> bool:
-    return "/" in value or os.sep in value or value.endswith((".pt", ".pth", ".bin", ".safetensors"))
-
-
-def default_source_name(kind: str, path: str) -> str:
-    stem = path.rstrip("/").split("/")[-1]
-    if kind != "hf_dataset":
-        stem = stem.split(".")[0]
-    return re.sub(r"[^A-Za-z0-9._-]", "_", stem) or kind
-
-
 # --- dataclass construction --------------------------------------------------------
 
 def _build(cls, value):
@@ -287,16 +177,16 @@ def _coerce(hint, value):
 def _resolve_paths(data: dict, base: Path) -> None:
     for src in data["captions"]["sources"]:
         src.setdefault("name", default_source_name(src["type"], src["path"]))
-        local = src["type"] in FILE_SOURCES and not src["path"].startswith("hf://")
-        if local or (src["type"] == "hf_dataset" and _looks_local(src["path"], base)):
+        local = src["type"] in FILE_TYPES and not src["path"].startswith("hf://")
+        if local or (src["type"] == "hf_dataset" and looks_local(src["path"], base)):
             src["path"] = str((base / os.path.expanduser(src["path"])).resolve())
     gen = data["generate"]
-    if not gen["model"].startswith("builtin:") and _looks_local(gen["model"], base):
+    if not gen["model"].startswith("builtin:") and looks_local(gen["model"], base):
         gen["model"] = str((base / os.path.expanduser(gen["model"])).resolve())
     clip = data["score"]["clip"]
     if clip["model"].startswith("local-dir:"):
         clip["model"] = "local-dir:" + str((base / os.path.expanduser(clip["model"][10:])).resolve())
-    if clip.get("pretrained") and _is_file_like(clip["pretrained"]):
+    if clip.get("pretrained") and is_file_like(clip["pretrained"]):
         clip["pretrained"] = str((base / os.path.expanduser(clip["pretrained"])).resolve())
     if data.get("output", {}).get("dir"):
         data["output"]["dir"] = str((base / os.path.expanduser(data["output"]["dir"])).resolve())
@@ -312,7 +202,7 @@ def load_recipe_text(text: str, file: str | os.PathLike = "<recipe>", base: Path
     problems = _schema_problems(doc, file)
     data = _fill_defaults(copy.deepcopy(doc.data), schema())
     if not problems:
-        problems = _semantic_problems(data, doc, file, base)
+        problems = semantic_problems(data, doc, file, base)
     if problems:
         raise RecipeError(sorted(problems, key=lambda p: (p.line, p.col, p.field)))
     data["captions"]["filters"] = apply_preset(data["captions"].get("filters", {}))

@@ -32,6 +32,14 @@ CORE_TAGS = {TAG + t for t in ("str", "int", "float", "bool", "null", "map", "se
 Path = tuple  # a path into the document: keys and list indices
 
 
+def dotted(path: Path) -> str:
+    """('captions', 'sources', 0, 'path') -> 'captions.sources[0].path'."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(root)"
+
+
 class YamlProblem(Exception):
     def __init__(self, line: int, col: int, path: Path, message: str):
         super().__init__(message)
