@@ -238,9 +238,9 @@ def check_clip_available(model: str, pretrained: str | None) -> None:
     if model not in open_clip.list_models():
         raise ModelUnavailable(f"unknown open_clip architecture {model!r}; see open_clip.list_models()")
     if not pretrained:
+        tags = ", ".join(open_clip.list_pretrained_tags_by_model(model)) or "none known"
         raise ModelUnavailable(f"no weights given for CLIP model {model!r}: set score.clip.pretrained "
-                               f"to a tag ({', '.join(open_clip.list_pretrained_tags_by_model(model)) or 'none known'}) "
-                               "or a checkpoint file")
+                               f"to a tag ({tags}) or a checkpoint file")
     if os.path.isfile(pretrained):
         return
     cfg = open_clip.get_pretrained_cfg(model, pretrained)

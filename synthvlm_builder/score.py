@@ -74,7 +74,8 @@ class ClipScorer:
         return (image_emb * text_emb).sum(dim=-1).cpu().numpy().astype(np.float32)
 
 
-def _resize_like_pil(x: torch.Tensor, size: tuple[int, int], mode: str, uint8_kernels: bool | None = None) -> torch.Tensor:
+def _resize_like_pil(x: torch.Tensor, size: tuple[int, int], mode: str,
+                     uint8_kernels: bool | None = None) -> torch.Tensor:
     """Antialiased resize of uint8 NCHW images that reproduces PIL's within 1-2 levels.
 
     PIL resizes horizontally, then vertically, rounding to uint8 in between. On the CPU, torch's

@@ -77,7 +77,8 @@ def test_bad_calls_raise(gen):
 
 def test_sd3_style_pipeline_generates(tmp_path):
     """A tiny SD3 (MMDiT, flow matching, CLIP x2 + T5) saved and loaded like a real one."""
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
+    from diffusers import (AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel,
+                           StableDiffusion3Pipeline)
     from transformers import CLIPTextConfig, CLIPTextModelWithProjection, T5Config, T5EncoderModel, T5Tokenizer
 
     from synthvlm_builder.builtin import clip_tokenizer

@@ -124,7 +124,8 @@ def test_load_clip_from_a_checkpoint_file(tmp_path):
     import open_clip
     from safetensors.torch import save_file
 
-    cfg = {"embed_dim": 16, "vision_cfg": {"image_size": 64, "patch_size": 16, "width": 16, "layers": 1, "head_width": 8},
+    cfg = {"embed_dim": 16,
+           "vision_cfg": {"image_size": 64, "patch_size": 16, "width": 16, "layers": 1, "head_width": 8},
            "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 16, "heads": 2, "layers": 1}}
     (tmp_path / "test-file-clip.json").write_text(json.dumps(cfg))
     open_clip.add_model_config(tmp_path / "test-file-clip.json")
