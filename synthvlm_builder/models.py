@@ -7,8 +7,6 @@ inside functions, so `plan`/`validate` can import this module without paying for
 """
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -16,13 +14,10 @@ from typing import Any, Callable
 import torch
 
 from . import builtin
+from .preflight import (ModelUnavailable, _builtin_name, _is_local, check_clip_available,  # noqa: F401
+                        check_pipeline_available)
 
-_HUB_TIMEOUT_S = 5.0
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-class ModelUnavailable(Exception):
-    """A model cannot be loaded; the message names it and says what to do."""
 
 
 def resolve_device(spec: str | torch.device = "auto") -> torch.device:
@@ -118,146 +113,6 @@ def set_scheduler(pipe, name: str) -> None:
             f"{type(current).__name__} can be replaced by: {', '.join(fitting)}"
         )
     pipe.scheduler = factory(current.config)
-
-
-# --- availability preflights ------------------------------------------------------------------
-
-def _builtin_name(model: str, known: tuple[str, ...], kind: str) -> str:
-    name = model.split(":", 1)[1]
-    if name not in known:
-        raise ModelUnavailable(
-            f"unknown builtin {kind} {model!r}; known: {', '.join('builtin:' + k for k in known)}"
-        )
-    return name
-
-
-def _is_local(model: str) -> bool:
-    # A Hub id is "name" or "org/name"; anything else that looks like a path is treated as one,
-    # so a mistyped directory gets a "directory not found" message instead of a Hub lookup.
-    return (os.path.exists(model) or model.startswith(("/", ".", "~"))
-            or model.count("/") > 1 or (os.sep != "/" and os.sep in model))
-
-
-_PIPELINE_FIX = "or point generate.model at a local directory"
-_CLIP_FIX = "or set score.clip.pretrained to a local checkpoint file"
-
-
-def _hub_unavailable(repo_id: str, revision: str | None, reason: str, fix: str, label: str = "") -> ModelUnavailable:
-    rev = f" --revision {revision}" if revision else ""
-    return ModelUnavailable(
-        f"cannot load {label or repr(repo_id)}{f' (revision {revision})' if revision else ''}: {reason}. "
-        f"Download it where you have network (`hf download {repo_id}{rev}`) and copy the Hugging Face "
-        f"cache here, {fix}."
-    )
-
-
-def _check_hub_file(repo_id: str, filenames: list[str], revision: str | None, fix: str,
-                    label: str = "") -> str | None:
-    """Path of the first of `filenames` cached for `repo_id@revision`, else None if the Hub will
-    serve one of them to this user (a HEAD request); raise ModelUnavailable otherwise."""
-    from huggingface_hub import get_hf_file_metadata, hf_hub_url, is_offline_mode, try_to_load_from_cache
-    from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, HFValidationError,
-                                        RepositoryNotFoundError, RevisionNotFoundError)
-
-    def unavailable(reason: str) -> ModelUnavailable:
-        return _hub_unavailable(repo_id, revision, reason, fix, label)
-
-    try:
-        for filename in filenames:
-            cached = try_to_load_from_cache(repo_id, filename, revision=revision)
-            if isinstance(cached, str):
-                return cached
-    except HFValidationError as e:
-        raise ModelUnavailable(f"{repo_id!r} is neither an existing local path nor a valid Hub id: {e}") from None
-    if is_offline_mode():
-        raise unavailable("not found in the local Hugging Face cache and the Hub cannot be reached "
-                          "(offline: HF_HUB_OFFLINE is set)")
-    for filename in filenames:
-        try:
-            get_hf_file_metadata(hf_hub_url(repo_id, filename, revision=revision), timeout=_HUB_TIMEOUT_S)
-            return None
-        except GatedRepoError:  # before RepositoryNotFoundError: it is a subclass
-            raise unavailable("the repository is gated: accept its license on the Hub and log in "
-                              "(`hf auth login`)") from None
-        except RevisionNotFoundError:
-            raise unavailable("that revision does not exist on the Hub") from None
-        except RepositoryNotFoundError:
-            raise unavailable("no such repository on the Hub (or it is private: log in with "
-                              "`hf auth login`)") from None
-        except EntryNotFoundError:
-            continue
-        except Exception as e:  # network errors come from httpx and friends, not one base class
-            raise unavailable(f"not found in the local Hugging Face cache and the Hub cannot be reached "
-                              f"({type(e).__name__}: {e})") from None
-    raise ModelUnavailable(f"{label or repr(repo_id)} is on the Hub but has none of {', '.join(filenames)}: "
-                           "is it the right kind of repository?")
-
-
-def check_pipeline_available(model: str, revision: str | None = None) -> None:
-    """Fast preflight for `load_pipeline`: raises ModelUnavailable when loading cannot work."""
-    from huggingface_hub import is_offline_mode
-
-    if model.startswith("builtin:"):
-        _builtin_name(model, builtin.PIPELINES, "pipeline")
-        return
-    if _is_local(model):
-        index = Path(model).expanduser() / "model_index.json"
-        if not index.is_file():
-            raise ModelUnavailable(
-                f"cannot load {model!r}: {index} not found; a diffusers pipeline directory holds one "
-                "(write one with `pipe.save_pretrained(dir)`)"
-            )
-        return
-    cached = _check_hub_file(model, ["model_index.json"], revision, _PIPELINE_FIX)
-    if cached and is_offline_mode():
-        # A cached model_index.json does not mean cached weights: name the missing components.
-        components = [k for k, v in json.loads(Path(cached).read_text()).items()
-                      if not k.startswith("_") and isinstance(v, list) and v[0] is not None]
-        missing = [c for c in components if not (Path(cached).parent / c).is_dir()]
-        if missing:
-            raise _hub_unavailable(model, revision, f"only partly in the local Hugging Face cache (missing "
-                                   f"{', '.join(missing)}) and the Hub cannot be reached (offline)", _PIPELINE_FIX)
-
-
-def check_clip_available(model: str, pretrained: str | None) -> None:
-    """Fast preflight for `load_clip`: raises ModelUnavailable when loading cannot work."""
-    if model.startswith("builtin:"):
-        _builtin_name(model, builtin.CLIP_MODELS, "CLIP model")
-        return
-    if model.startswith("hf-hub:"):
-        _check_hub_file(model[len("hf-hub:"):], ["open_clip_config.json"], None, _CLIP_FIX, f"CLIP model {model!r}")
-        return
-    if model.startswith("local-dir:"):
-        config = Path(model[len("local-dir:"):]).expanduser() / "open_clip_config.json"
-        if not config.is_file():
-            raise ModelUnavailable(f"cannot load CLIP model {model!r}: {config} not found")
-        return
-    import open_clip
-
-    model = model.replace("/", "-")  # open_clip's own normalisation: "ViT-B/32" is "ViT-B-32"
-    if model not in open_clip.list_models():
-        raise ModelUnavailable(f"unknown open_clip architecture {model!r}; see open_clip.list_models()")
-    if not pretrained:
-        tags = ", ".join(open_clip.list_pretrained_tags_by_model(model)) or "none known"
-        raise ModelUnavailable(f"no weights given for CLIP model {model!r}: set score.clip.pretrained "
-                               f"to a tag ({tags}) or a checkpoint file")
-    if os.path.isfile(pretrained):
-        return
-    cfg = open_clip.get_pretrained_cfg(model, pretrained)
-    if not cfg:
-        if _is_local(pretrained) or pretrained.endswith((".safetensors", ".bin", ".pt", ".pth", ".npz")):
-            raise ModelUnavailable(f"CLIP checkpoint file {pretrained!r} not found")
-        raise ModelUnavailable(f"unknown pretrained tag {pretrained!r} for {model!r}; known: "
-                               f"{', '.join(open_clip.list_pretrained_tags_by_model(model))}")
-    if not cfg.get("hf_hub"):
-        return  # URL-only (none in open_clip 3.3): open_clip fetches it itself; nothing cheap to check
-    # Mirrors open_clip.pretrained.download_pretrained, which prefers the Hub copy:
-    # "org/repo/[file]", safetensors first.
-    repo_id, filename = os.path.split(cfg["hf_hub"])
-    names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
-    if filename.endswith((".bin", ".pth")):
-        names.insert(0, filename[:-4] + ".safetensors")
-    _check_hub_file(repo_id, names, None, _CLIP_FIX, f"CLIP {model}/{pretrained} (weights in {repo_id!r})")
 
 
 # --- loaders ----------------------------------------------------------------------------------

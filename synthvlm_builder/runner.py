@@ -102,7 +102,7 @@ def run_shards(recipe, work, captions, shards, pending, executor, device) -> Non
 
 def _preflight(recipe: Recipe) -> None:
     """Fail before any work when a model can't be had (offline, not cached, wrong id)."""
-    from .models import ModelUnavailable, check_clip_available, check_pipeline_available
+    from .preflight import ModelUnavailable, check_clip_available, check_pipeline_available
     try:
         check_pipeline_available(recipe.generate.model, recipe.generate.revision)
         check_clip_available(recipe.score.clip.model, recipe.score.clip.pretrained)
