@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
 from .config import Caption, CaptionsConfig, FiltersConfig
-from .errors import InputError
+from .errors import BuildError, InputError
 from .sources import _field, read_source
 from .textfilters import (AlnumRatioFilter, CharRepetitionFilter, DedupFilter, FlaggedWordsFilter,
                           SpecialCharRatioFilter, TokenLimitFilter, WordCountFilter, WordRepetitionFilter)
@@ -85,6 +85,18 @@ def build_filters(cfg: FiltersConfig, tokenizer=None) -> list:
     if cfg.dedupe != "none":
         out.append(DedupFilter(cfg.dedupe))
     return out
+
+
+def recipe_tokenizer(recipe):
+    """The tokenizer `max_tokens` counts with (the generation model's), or None if unneeded."""
+    if recipe.captions.filters.max_tokens is None:
+        return None
+    from .models import caption_tokenizer
+    from .preflight import ModelUnavailable
+    try:
+        return caption_tokenizer(recipe.generate.model, recipe.generate.revision)
+    except ModelUnavailable as e:
+        raise BuildError(str(e)) from None
 
 
 def iter_curate(cfg: CaptionsConfig, tokenizer=None, funnel: Optional[Funnel] = None) -> Iterator[Caption]:

@@ -158,11 +158,11 @@ def cmd_diff(args) -> int:
 
 
 def cmd_captions(args) -> int:
-    from .captions import Funnel, format_funnel, iter_curate, write_jsonl
+    from .captions import Funnel, format_funnel, iter_curate, recipe_tokenizer, write_jsonl
     from .recipe import load_recipe
     recipe = load_recipe(args.recipe)
     funnel = Funnel()
-    survivors = iter_curate(recipe.captions, tokenizer=_caption_tokenizer(recipe), funnel=funnel)
+    survivors = iter_curate(recipe.captions, tokenizer=recipe_tokenizer(recipe), funnel=funnel)
     if args.output:  # streams to the file: memory stays flat however many captions there are
         kept, shown = write_jsonl(survivors, Path(args.output)), []
     else:
@@ -185,16 +185,6 @@ def cmd_captions(args) -> int:
         if kept > 10:
             print(f"  ... {kept - 10} more (use --output FILE.jsonl)")
     return 0
-
-
-def _caption_tokenizer(recipe):
-    if recipe.captions.filters.max_tokens is None:
-        return None
-    from .models import ModelUnavailable, caption_tokenizer
-    try:
-        return caption_tokenizer(recipe.generate.model, recipe.generate.revision)
-    except ModelUnavailable as e:
-        raise BuildError(str(e)) from None
 
 
 def cmd_build(args) -> int:

@@ -8,9 +8,7 @@ cluster the output dir must be on storage every node can reach.
 """
 from __future__ import annotations
 
-import json
-
-from .config import Caption, Recipe
+from .config import Recipe
 from .errors import BuildError
 from .workdir import WorkDir
 
@@ -25,9 +23,9 @@ class ShardActor:
 
     def __call__(self, batch: dict) -> dict:
         out = {"shard": [], "rows": [], "seconds": []}
-        for index, captions in zip(batch["shard"], batch["captions"]):
-            caps = [Caption(**c) for c in json.loads(captions)]
-            marker = self.worker.run(int(index), caps, self.work)
+        for index in batch["shard"]:
+            # Captions come from the work dir, which every node sees: the driver never holds them all.
+            marker = self.worker.run(int(index), self.work.captions.shard(int(index)), self.work)
             out["shard"].append(int(index))
             out["rows"].append(marker["rows"])
             out["seconds"].append(marker["seconds"])
@@ -43,8 +41,7 @@ def _import_ray():
     return ray
 
 
-def run_ray(recipe: Recipe, work: WorkDir, captions: list[Caption], shards: list, pending: list[int],
-            device: str, bar) -> None:
+def run_ray(recipe: Recipe, work: WorkDir, shards: list, pending: list[int], device: str, bar) -> None:
     ray = _import_ray()
     from ray.data import ActorPoolStrategy, DataContext
 
@@ -60,8 +57,7 @@ def run_ray(recipe: Recipe, work: WorkDir, captions: list[Caption], shards: list
         if gpus == 0 and device == "auto":
             device = "cpu"  # an actor without a GPU must not grab one it was not given
         DataContext.get_current().enable_progress_bars = False
-        items = [{"shard": i, "captions": json.dumps([c.__dict__ for c in captions[shards[i][0]:shards[i][1]]])}
-                 for i in pending]
+        items = [{"shard": i} for i in pending]
         ds = ray.data.from_items(items, override_num_blocks=len(items))
         results = ds.map_batches(
             ShardActor, fn_constructor_kwargs={"recipe": recipe, "out_dir": str(work.out), "device": device},

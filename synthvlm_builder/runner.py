@@ -17,12 +17,12 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from . import __version__
-from .config import Caption, Recipe
+from .config import Recipe
 from .errors import BuildError
 from .plan import fingerprint as recipe_fingerprint
 from .plan import portable_dict, shard_ranges
 from .select import Candidates, format_selection, select
-from .workdir import WorkDir, atomic_write, sha256_file
+from .workdir import WorkDir
 from .worker import STAGES, read_scores
 
 PACKAGES = ("torch", "diffusers", "transformers", "open_clip_torch", "datasets", "huggingface_hub",
@@ -60,8 +60,8 @@ def build(recipe: Recipe, output_dir: Path | None = None, executor: str | None =
         # Same data but an edited recipe (version, description, publish...): the shards are
         # reused below and the dataset files are rewritten to match the recipe.
         work.log("start", mode=mode, executor=executor, fingerprint=fp)
-        captions, caption_funnel = _captions(recipe, work)
-        shards = shard_ranges(len(captions), recipe.execution.shard_size)
+        caption_meta = _captions(recipe, work)
+        shards = shard_ranges(caption_meta["count"], recipe.execution.shard_size)
         pending = []
         for i, _ in enumerate(shards):
             check = work.check_shard(i)
@@ -77,26 +77,25 @@ def build(recipe: Recipe, output_dir: Path | None = None, executor: str | None =
             say(f"resuming: {len(shards) - len(pending)} of {len(shards)} shards already done and verified")
         t0 = time.perf_counter()
         if pending:
-            run_shards(recipe, work, captions, shards, pending, executor, device)
+            run_shards(recipe, work, shards, pending, executor, device)
         gen_wall = time.perf_counter() - t0
-        return _finish(recipe, work, fp, captions, caption_funnel, len(shards), gen_wall, executor, device)
+        return _finish(recipe, work, fp, caption_meta["funnel"], len(shards), gen_wall, executor, device)
     finally:
         work.release()
 
 
-def run_shards(recipe, work, captions, shards, pending, executor, device) -> None:
+def run_shards(recipe, work, shards, pending, executor, device) -> None:
     ipc = recipe.generate.images_per_caption
     total = sum(shards[i][1] - shards[i][0] for i in pending) * ipc
     with tqdm(total=total, unit="img", desc="generating", dynamic_ncols=True) as bar:
         if executor == "ray":
             from .ray_executor import run_ray
-            run_ray(recipe, work, captions, shards, pending, device, bar)
+            run_ray(recipe, work, shards, pending, device, bar)
             return
         from .worker import ShardWorker
         worker = ShardWorker(recipe, device)
         for i in pending:
-            start, stop = shards[i]
-            marker = worker.run(i, captions[start:stop], work, on_images=bar.update)
+            marker = worker.run(i, work.captions.shard(i), work, on_images=bar.update)
             work.log("shard_done", shard=i, rows=marker["rows"], seconds=marker["seconds"])
 
 
@@ -110,32 +109,26 @@ def _preflight(recipe: Recipe) -> None:
         raise BuildError(str(e)) from None
 
 
-def _captions(recipe: Recipe, work: WorkDir) -> tuple[list[Caption], dict]:
-    """Curate once; a resumed build reuses the stored list so shards keep their captions."""
-    from .captions import curate, read_jsonl, write_jsonl
-    stored, meta_file = work.root / "captions.jsonl", work.root / "captions.json"
-    if meta_file.exists() and stored.exists():
-        meta = json.loads(meta_file.read_text())
-        if sha256_file(stored) == meta["sha256"]:
-            return list(read_jsonl(stored)), meta["funnel"]
-    tokenizer = None
-    if recipe.captions.filters.max_tokens is not None:
-        from .models import ModelUnavailable, caption_tokenizer
-        try:
-            tokenizer = caption_tokenizer(recipe.generate.model, recipe.generate.revision)
-        except ModelUnavailable as e:
-            raise BuildError(str(e)) from None
-    curation = curate(recipe.captions, tokenizer=tokenizer)
-    if not curation.captions:
+def _captions(recipe: Recipe, work: WorkDir) -> dict:
+    """Curate once, streaming to the work dir; a resumed build reuses the stored captions,
+    so every shard keeps exactly the captions it started with."""
+    meta = work.captions.meta() or _curate(recipe, work)
+    if not meta["count"]:
         raise BuildError("no caption survived the caption filters; see `synthvlm-build captions` for the funnel")
-    write_jsonl(curation.captions, stored)
-    atomic_write(meta_file, json.dumps({"count": len(curation.captions), "sha256": sha256_file(stored),
-                                        "funnel": curation.funnel}) + "\n")
-    say(f"captions: {len(curation.captions):,} kept of {sum(s['read'] for s in curation.funnel['sources']):,} read")
-    return curation.captions, curation.funnel
+    return meta
 
 
-def _finish(recipe, work, fp, captions, caption_funnel, n_shards, gen_wall, executor, device) -> BuildResult:
+def _curate(recipe: Recipe, work: WorkDir) -> dict:
+    from .captions import Funnel, iter_curate, recipe_tokenizer
+    funnel = Funnel()
+    survivors = iter_curate(recipe.captions, tokenizer=recipe_tokenizer(recipe), funnel=funnel)
+    with tqdm(survivors, desc="captions", unit="caption", dynamic_ncols=True) as bar:
+        meta = work.captions.write(bar, funnel.to_dict, recipe.execution.shard_size)
+    say(f"captions: {meta['count']:,} kept of {meta['funnel']['read']:,} read")
+    return meta
+
+
+def _finish(recipe, work, fp, caption_funnel, n_shards, gen_wall, executor, device) -> BuildResult:
     from . import card as cardlib
     from .dataset import selected_rows, write_parquet
 
@@ -203,7 +196,7 @@ def _lock(recipe, fp, work, executor, device) -> dict:
             versions[name] = None
     versions["synthvlm-builder"] = __version__
     versions["python"] = platform.python_version()
-    meta = json.loads((work.root / "captions.json").read_text())
+    meta = work.captions.meta()
     portable = portable_dict(recipe)
     return {"fingerprint": fp, "recipe": portable,
             "captions": {"count": meta["count"], "sha256": meta["sha256"]},

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .config import Caption
 from .errors import InputError
 
 WORK = ".synthvlm"
@@ -60,6 +61,7 @@ class WorkDir:
         self.out = Path(out_dir)
         self.root = self.out / WORK
         self.shards = self.root / "shards"
+        self.captions = CaptionStore(self.root)
         self._lock = None
 
     # --- ownership -------------------------------------------------------------------
@@ -90,7 +92,7 @@ class WorkDir:
         if mode == "new":
             atomic_write(state_file, json.dumps({"fingerprint": fingerprint, "shard_size": shard_size}) + "\n")
         self.shards.mkdir(exist_ok=True)
-        for stray in self.root.rglob(".*.tmp-*"):  # partial writes of a killed run
+        for stray in self.root.rglob(".*.tmp*"):  # partial writes of a killed run
             stray.unlink(missing_ok=True)
         return mode
 
@@ -168,3 +170,51 @@ class WorkDir:
         if not path.exists():
             return []
         return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip().endswith("}")]
+
+
+class CaptionStore:
+    """The curated captions of a build (one JSON line each) plus the byte offset where each
+    shard starts, so a shard's captions are read with one seek: memory stays flat however
+    many captions a build has, and a resumed build reuses exactly the captions it started with."""
+
+    def __init__(self, root: Path):
+        self.path = root / "captions.jsonl"
+        self.meta_path = root / "captions.json"
+        self._meta = None
+
+    def meta(self) -> dict | None:
+        """The stored captions' metadata, or None if there are none (or they do not verify)."""
+        if self._meta is None and self.meta_path.exists() and self.path.exists():
+            meta = json.loads(self.meta_path.read_text())
+            if sha256_file(self.path) == meta["sha256"]:
+                self._meta = meta
+        return self._meta
+
+    def write(self, captions, funnel, shard_size: int) -> dict:
+        """Stream `captions` to disk (atomically); `funnel()` is read once they are exhausted."""
+        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        offsets, n = [], 0
+        with open(tmp, "wb") as f:
+            for c in captions:
+                if n % shard_size == 0:
+                    offsets.append(f.tell())
+                f.write(json.dumps({"id": c.id, "text": c.text, "source": c.source}, ensure_ascii=False)
+                        .encode("utf-8") + b"\n")
+                n += 1
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        meta = {"count": n, "sha256": sha256_file(self.path), "shard_size": shard_size,
+                "shard_offsets": offsets, "funnel": funnel()}
+        atomic_write(self.meta_path, json.dumps(meta) + "\n")
+        self._meta = meta
+        return meta
+
+    def shard(self, index: int) -> list[Caption]:
+        meta = self.meta()
+        offsets = meta["shard_offsets"]
+        with open(self.path, "rb") as f:
+            f.seek(offsets[index])
+            end = offsets[index + 1] if index + 1 < len(offsets) else None
+            data = f.read(end - offsets[index]) if end is not None else f.read()
+        return [Caption(r["id"], r["text"], r["source"]) for r in map(json.loads, data.splitlines())]
