@@ -70,4 +70,16 @@ def run_ray(recipe: Recipe, work: WorkDir, shards: list, pending: list[int], dev
             work.log("shard_done", shard=i, rows=int(row["rows"]), seconds=float(row["seconds"]), executor="ray")
     finally:
         if started_here:
+            _join_ray_data_threads()
             ray.shutdown()
+
+
+def _join_ray_data_threads(timeout: float = 120.0) -> None:
+    """Ray Data winds its executor down on background threads and gives them only 2 s; on a busy
+    machine they outlive that, and one that touches Ray after `ray.shutdown()` makes Ray end the
+    whole process with exit code 1 and no message (seen in CI). Wait for them first."""
+    import threading
+    for t in threading.enumerate():
+        if t is not threading.current_thread() and t.name.startswith(("StreamingExecutor-",
+                                                                      "ray-data-metadata-prefetch")):
+            t.join(timeout)
