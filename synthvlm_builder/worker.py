@@ -71,7 +71,9 @@ def quiet_library_progress() -> None:
 class ShardWorker:
     """Holds the diffusion pipeline and the scorer; processes shards one after another."""
 
-    def __init__(self, recipe: Recipe, device: str = "auto"):
+    def __init__(self, recipe: Recipe, device: str = "auto", *, pipe=None, clip_bundle=None):
+        """`pipe` / `clip_bundle`: already-loaded models to use instead of the recipe's (the GPU
+        benchmark builds random-weight SDXL-size models in memory); by default both are loaded."""
         from .generate import ImageGenerator
         from .models import load_clip, load_pipeline, resolve_device
         from .score import ClipScorer
@@ -84,13 +86,15 @@ class ShardWorker:
             # CPU kernels round differently with different thread counts, and Ray gives its
             # workers one thread: pin the count so every executor computes the same bits.
             torch.set_num_threads(cpu_threads())
-        pipe = load_pipeline(g.model, revision=g.revision, dtype=g.dtype, scheduler=g.scheduler,
-                             device=self.device, variant=g.variant, compile=g.compile)
+        if pipe is None:
+            pipe = load_pipeline(g.model, revision=g.revision, dtype=g.dtype, scheduler=g.scheduler,
+                                 device=self.device, variant=g.variant, compile=g.compile)
         self.generator = ImageGenerator(pipe, steps=g.steps, guidance_scale=g.guidance_scale,
                                         resolution=g.resolution, negative_prompt=g.negative_prompt)
         clip = recipe.score.clip
-        self.scorer = ClipScorer(load_clip(clip.model, clip.pretrained, self.device), prefix=clip.prefix,
-                                 device=self.device)
+        if clip_bundle is None:
+            clip_bundle = load_clip(clip.model, clip.pretrained, self.device)
+        self.scorer = ClipScorer(clip_bundle, prefix=clip.prefix, device=self.device)
         # CPU-side work (SSIM, encoding) can fan out when the denoiser is not on the CPU.
         self.cpu_threads = 1 if self.device.type == "cpu" else min(8, os.cpu_count() or 1)
 

@@ -1,0 +1,41 @@
+"""Every benchmark runs end to end in its smallest mode and ends with its RESULT line.
+
+Only the shape of the output is checked: timings on a shared CI machine are not assertions
+(issue #7). The figures themselves live in benchmarks/RESULTS.md.
+"""
+import math
+import re
+import subprocess
+import sys
+
+import pytest
+
+from buildutil import ROOT
+
+SMALLEST = {
+    "overhead": (["--captions", "8", "--repeats", "1", "--no-warmup", "--resolution", "64", "--steps", "1"],
+                 "overhead_ratio", "1.10"),
+    "batching": (["--captions", "4", "--batch-sizes", "1", "2", "--resolution", "64", "--steps", "1",
+                  "--repeats", "1"], "batching_speedup_bs2", "1.5"),
+    "scoring": (["--images", "4", "--batch-size", "2", "--resolution", "64", "--steps", "1", "--repeats", "1"],
+                "scoring_headroom", "20"),
+    "gpu_throughput": (["--tiny", "--device", "cpu", "--batch-sizes", "2"], "gpu_overhead_ratio", "1.10"),
+    "memory": (["--sizes", "4", "12", "--steps", "1"], "memory_ratio", "1.15"),
+}
+RESULT = re.compile(r"^RESULT (\S+) (\S+) target (\S+)$")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(SMALLEST))
+def test_benchmark_smallest_mode_prints_its_result(name, tmp_path):
+    flags, metric, target = SMALLEST[name]
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), *flags], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-4000:]}"
+    lines = proc.stdout.strip().splitlines()
+    match = RESULT.match(lines[-1])
+    assert match, f"last line is not a RESULT line: {lines[-1]!r}"
+    got_metric, value, got_target = match.groups()
+    assert (got_metric, got_target) == (metric, target)
+    assert math.isfinite(float(value)) and float(value) > 0
+    assert list(tmp_path.iterdir()) == [], "benchmarks write only under their own temp dir"
