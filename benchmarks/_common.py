@@ -203,18 +203,13 @@ def sync(device) -> None:
 
 @contextlib.contextmanager
 def bench_tmpdir(prefix: str):
-    """The benchmark's only writable place. Library caches (Hugging Face, matplotlib's font list,
-    XDG) point into it; builtin models go to $SYNTHVLM_CACHE when set (the tests share one), else here."""
+    """The benchmark's only writable place. Library caches (Hugging Face, XDG) point into it;
+    builtin models go to $SYNTHVLM_CACHE when set (the tests share one), else here."""
     with tempfile.TemporaryDirectory(prefix=f"synthvlm-bench-{prefix}-") as d:
         os.environ.setdefault("SYNTHVLM_CACHE", str(Path(d) / "model-cache"))
-        for var, sub in (("HF_HOME", "hf-home"), ("MPLCONFIGDIR", "matplotlib"), ("XDG_CACHE_HOME", "xdg-cache")):
+        for var, sub in (("HF_HOME", "hf-home"), ("XDG_CACHE_HOME", "xdg-cache")):
             os.environ[var] = str(Path(d) / sub)
         yield Path(d)
-
-
-def warm_caches() -> None:
-    """First-use caches a user has from earlier runs (matplotlib's font list), built before timing."""
-    import matplotlib.font_manager  # noqa: F401
 
 
 def child_env(pythonpath: str | None = None) -> dict:

@@ -77,7 +77,6 @@ def main() -> None:
 
     with C.bench_tmpdir("memory") as tmp:
         C.model_source("builtin:tiny-sd"), C.model_source("builtin:tiny-clip")  # built once, outside the builds
-        C.warm_caches()
         C.header("memory")
         peaks = {}
         for n in args.sizes:

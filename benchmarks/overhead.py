@@ -112,7 +112,6 @@ def main() -> None:
         recipe, items = C.load_items(recipe_path)
         from synthvlm_builder.worker import cpu_threads
         C.model_source(recipe.score.clip.model)  # build the builtins now, untimed, for both sides
-        C.warm_caches()
         job = {"source": C.model_source(recipe.generate.model), "dtype": recipe.generate.dtype,
                "kwargs": C.pipe_kwargs(recipe), "batch_size": args.batch_size, "threads": cpu_threads(),
                "prompts": [it.caption.text for it in items], "seeds": [it.seed for it in items]}

@@ -39,21 +39,41 @@ def card_data(recipe: Recipe, info: datasets.DatasetInfo, rows: int) -> DatasetC
     return data
 
 
-def plot_histogram(path: Path, all_scores: np.ndarray, selected: np.ndarray) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
+def plot_histogram(path: Path, all_scores: np.ndarray, selected: np.ndarray, bins: int = 40) -> None:
+    """Score histogram of all candidates (grey) with the selected ones over it (blue), drawn
+    with PIL: a plotting library would cost more start-up than the rest of the card."""
+    from PIL import ImageDraw, ImageFont
+
+    width, height, left, right, top, bottom = 640, 320, 56, 16, 36, 44
     lo, hi = (float(all_scores.min()), float(all_scores.max())) if len(all_scores) else (0.0, 1.0)
-    bins = np.linspace(lo, hi if hi > lo else lo + 1e-3, 40)
-    ax.hist(all_scores, bins=bins, color="#bbbbbb", label=f"all candidates ({len(all_scores):,})")
-    ax.hist(selected, bins=bins, color="#3b75af", label=f"selected ({len(selected):,})")
-    ax.set_xlabel("score = CLIPScore + w * SSIM")
-    ax.set_ylabel("images")
-    ax.legend(frameon=False)
-    fig.tight_layout()
-    fig.savefig(path, format="png", metadata={"Software": None})
-    plt.close(fig)
+    hi = hi if hi > lo else lo + 1e-3
+    edges = np.linspace(lo, hi, bins + 1)
+    counts_all, _ = np.histogram(all_scores, bins=edges)
+    counts_sel, _ = np.histogram(selected, bins=edges)
+    peak = max(1, int(counts_all.max(initial=0)))
+    im = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(im)
+    font = ImageFont.load_default()
+    plot_w, plot_h = width - left - right, height - top - bottom
+    bar_w = plot_w / bins
+    for counts, colour in ((counts_all, (187, 187, 187)), (counts_sel, (59, 117, 175))):
+        for i, n in enumerate(counts):
+            if n:
+                x0 = left + i * bar_w
+                draw.rectangle([x0, top + plot_h * (1 - n / peak), x0 + bar_w - 1, top + plot_h], fill=colour)
+    draw.line([left, top, left, top + plot_h, left + plot_w, top + plot_h], fill="black")
+    for frac in (0.0, 0.25, 0.5, 0.75, 1.0):
+        x = left + frac * plot_w
+        draw.line([x, top + plot_h, x, top + plot_h + 4], fill="black")
+        draw.text((x, top + plot_h + 6), f"{lo + frac * (hi - lo):.3f}", fill="black", font=font, anchor="ma")
+        y = top + plot_h * (1 - frac)
+        draw.text((left - 6, y), f"{round(frac * peak)}", fill="black", font=font, anchor="rm")
+    draw.text((left + plot_w / 2, height - 4), "score = CLIPScore + w * SSIM", fill="black", font=font, anchor="md")
+    draw.rectangle([left + 8, 10, left + 20, 20], fill=(187, 187, 187))
+    draw.text((left + 26, 15), f"all candidates ({len(all_scores):,})", fill="black", font=font, anchor="lm")
+    draw.rectangle([left + 228, 10, left + 240, 20], fill=(59, 117, 175))
+    draw.text((left + 246, 15), f"selected ({len(selected):,})", fill="black", font=font, anchor="lm")
+    im.save(path, format="PNG")
 
 
 def sample_grid(path: Path, images: list[bytes], cols: int = 4, cell: int = 160) -> None:
