@@ -91,8 +91,9 @@ class TextFilter:
     """Optional base: DJ's keep rule, closed interval, either bound optional."""
 
     name = ""
-    min: Optional[float] = None
-    max: Optional[float] = None
+
+    def __init__(self, min: Optional[float] = None, max: Optional[float] = None):
+        self.min, self.max = min, max
 
     def stat(self, text: str) -> float:
         raise NotImplementedError
@@ -109,9 +110,6 @@ class AlnumRatioFilter(TextFilter):
 
     name = "alnum_ratio"
 
-    def __init__(self, min: Optional[float] = None, max: Optional[float] = None):
-        self.min, self.max = min, max
-
     def stat(self, text: str) -> float:
         if not text:
             return 0.0
@@ -127,9 +125,6 @@ class SpecialCharRatioFilter(TextFilter):
     """
 
     name = "special_char_ratio"
-
-    def __init__(self, min: Optional[float] = None, max: Optional[float] = None):
-        self.min, self.max = min, max
 
     def stat(self, text: str) -> float:
         if not text:
@@ -218,9 +213,6 @@ class WordCountFilter(TextFilter):
 
     name = "words"
 
-    def __init__(self, min: Optional[float] = None, max: Optional[float] = None):
-        self.min, self.max = min, max
-
     def stat(self, text: str) -> float:
         return len(dj_words(text, False))
 
@@ -231,7 +223,8 @@ class TokenLimitFilter(TextFilter):
     name = "max_tokens"
 
     def __init__(self, tokenizer, max_tokens: int):
-        self.tokenizer, self.max = tokenizer, max_tokens
+        super().__init__(max=max_tokens)
+        self.tokenizer = tokenizer
 
     def stat(self, text: str) -> float:
         return self.tokenizer.count(text)
