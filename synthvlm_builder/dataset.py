@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import datasets
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .config import Recipe
@@ -63,13 +65,13 @@ class SynthVLMDataset(datasets.GeneratorBasedBuilder):
 
 
 def selected_rows(shard_files: list[Path], selected: set[str], recipe: Recipe) -> Iterator[dict]:
-    """Stream the selected candidates out of the shard files, images included, in plan order."""
+    """Stream the selected candidates out of the shard files, images included, in plan order.
+    Rows are filtered in Arrow, so unselected images are never turned into Python objects."""
     prompts = recipe.format.prompts
+    wanted = pa.array(sorted(selected), pa.string())
     for path in shard_files:
         for batch in pq.ParquetFile(path).iter_batches(batch_size=64):
-            for row in batch.to_pylist():
-                if row["id"] not in selected:
-                    continue
+            for row in batch.filter(pc.is_in(batch.column("id"), value_set=wanted)).to_pylist():
                 yield {
                     "id": row["id"],
                     "image": {"bytes": row["image"], "path": image_filename(row["id"], recipe.format.image_format)},

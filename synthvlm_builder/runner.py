@@ -12,6 +12,7 @@ import sys
 import time
 from dataclasses import dataclass
 from importlib import metadata
+from itertools import islice
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -27,7 +28,6 @@ from .worker import STAGES, read_scores
 
 PACKAGES = ("torch", "diffusers", "transformers", "open_clip_torch", "datasets", "huggingface_hub",
             "pyarrow", "pillow", "scikit-image", "numpy")
-FINAL_FILES = ("README.md", "recipe.yaml", "recipe.lock.json", "stats.json")
 
 
 @dataclass
@@ -150,8 +150,9 @@ def _finish(recipe, work, fp, caption_funnel, n_shards, gen_wall, executor, devi
     picked = {k: v[selection.mask] for k, v in (("clip_score", cand.clip_score), ("ssim", cand.ssim),
                                                 ("score", cand.score))}
     cardlib.plot_histogram(staging / cardlib.HISTOGRAM, cand.score, picked["score"])
-    sample_ids = set(selection.ids[:16])
-    samples = [r["image"]["bytes"] for r in selected_rows(shard_files, sample_ids, recipe)]
+    # The first selected rows in plan order: found in the first shard(s), not a second full pass.
+    first = islice(selected_rows(shard_files, set(selection.ids[:16]), recipe), 16)
+    samples = [r["image"]["bytes"] for r in first]
     cardlib.sample_grid(staging / cardlib.SAMPLES, samples)
     card = cardlib.render(recipe, fp, info, len(selection.ids), caption_funnel, selection.funnel, picked,
                           recipe.publish.repo_id)
