@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from .config import Caption, Recipe
 from .formats import encode_image
 from .plan import derive_seed, sample_id
+from .score import combined_score, ssim_roundtrip
 from .workdir import WorkDir
 
 CANDIDATE_SCHEMA = pa.schema([
@@ -136,7 +137,6 @@ class ShardWorker:
         t0 = time.perf_counter()
         clip = self.scorer.score(images, [it.caption.text for it in batch])
         t1 = time.perf_counter()
-        from .score import combined_score, ssim_roundtrip
         size = recipe.score.ssim.size
         ssim = np.concatenate(list(cpu.map(lambda im: ssim_roundtrip(im[None], size), images)))
         score = combined_score(clip, ssim, recipe.score.ssim.weight)
