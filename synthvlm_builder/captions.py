@@ -156,6 +156,16 @@ def curate(cfg: CaptionsConfig, tokenizer=None) -> Curation:
 
 # --- output ---------------------------------------------------------------------------------------
 
+def caption_line(c: Caption) -> str:
+    """One caption as the JSONL line `captions --output` and the build's work dir both store."""
+    return json.dumps({"id": c.id, "text": c.text, "source": c.source}, ensure_ascii=False) + "\n"
+
+
+def parse_caption_line(line: str | bytes) -> Caption:
+    rec = json.loads(line)
+    return Caption(rec["id"], rec["text"], rec["source"])
+
+
 def write_jsonl(captions: Iterable[Caption], path) -> int:
     """Write {"id","text","source"} lines to a temp file beside `path`, then rename it into
     place, so readers never see a half-written file.  Returns the number written."""
@@ -166,7 +176,7 @@ def write_jsonl(captions: Iterable[Caption], path) -> int:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             for c in captions:
-                f.write(json.dumps({"id": c.id, "text": c.text, "source": c.source}, ensure_ascii=False) + "\n")
+                f.write(caption_line(c))
                 n += 1
             f.flush()
             os.fsync(f.fileno())
@@ -181,8 +191,7 @@ def iter_jsonl(path) -> Iterator[Caption]:
     with open(path, encoding="utf-8") as f:
         for line in f:
             if line.strip():
-                rec = json.loads(line)
-                yield Caption(rec["id"], rec["text"], rec["source"])
+                yield parse_caption_line(line)
 
 
 def read_jsonl(path) -> list[Caption]:

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .captions import caption_line, parse_caption_line
 from .config import Caption
 from .errors import InputError
 
@@ -198,8 +199,7 @@ class CaptionStore:
             for c in captions:
                 if n % shard_size == 0:
                     offsets.append(f.tell())
-                f.write(json.dumps({"id": c.id, "text": c.text, "source": c.source}, ensure_ascii=False)
-                        .encode("utf-8") + b"\n")
+                f.write(caption_line(c).encode("utf-8"))
                 n += 1
             f.flush()
             os.fsync(f.fileno())
@@ -217,4 +217,4 @@ class CaptionStore:
             f.seek(offsets[index])
             end = offsets[index + 1] if index + 1 < len(offsets) else None
             data = f.read(end - offsets[index]) if end is not None else f.read()
-        return [Caption(r["id"], r["text"], r["source"]) for r in map(json.loads, data.splitlines())]
+        return [parse_caption_line(line) for line in data.splitlines()]
