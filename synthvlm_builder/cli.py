@@ -122,7 +122,7 @@ def _format_error(e: Exception, args) -> str:
 # --- verbs --------------------------------------------------------------------------
 
 def cmd_validate(args) -> int:
-    from .plan import fingerprint
+    from .execution.plan import fingerprint
     from .recipe import load_recipe
     problems, ok = [], []
     for path in args.recipes:
@@ -137,9 +137,9 @@ def cmd_validate(args) -> int:
 
 
 def cmd_plan(args) -> int:
-    from .plan import make_plan
+    from .execution.plan import make_plan
+    from .execution.report import format_plan
     from .recipe import load_recipe
-    from .report import format_plan
     recipe = load_recipe(args.recipe)
     plan = make_plan(recipe)
     print(json.dumps(plan.to_json(recipe), indent=2) if args.json else format_plan(recipe, plan))
@@ -147,8 +147,8 @@ def cmd_plan(args) -> int:
 
 
 def cmd_diff(args) -> int:
+    from .execution.report import diff_recipes
     from .recipe import load_recipe_any
-    from .report import diff_recipes
     old, new = load_recipe_any(args.old), load_recipe_any(args.new)
     text, code = diff_recipes(old, new)
     print(text)
@@ -158,7 +158,7 @@ def cmd_diff(args) -> int:
 
 
 def cmd_captions(args) -> int:
-    from .captions import Funnel, format_funnel, iter_curate, recipe_tokenizer, write_jsonl
+    from .curation.captions import Funnel, format_funnel, iter_curate, recipe_tokenizer, write_jsonl
     from .recipe import load_recipe
     recipe = load_recipe(args.recipe)
     funnel = Funnel()
@@ -190,23 +190,23 @@ def cmd_captions(args) -> int:
 def cmd_build(args) -> int:
     from .recipe import load_recipe
     recipe = load_recipe(args.recipe)
-    from .runner import build
+    from .execution.runner import build
     result = build(recipe, output_dir=Path(args.output) if args.output else None,
                    executor=args.executor, device=args.device, overwrite=args.overwrite)
     if args.push:
-        from .publish import publish
+        from .release.publish import publish
         publish(result.output_dir)
     return 0
 
 
 def cmd_publish(args) -> int:
-    from .publish import publish
+    from .release.publish import publish
     publish(Path(args.dir), repo_id=args.repo_id)
     return 0
 
 
 def cmd_export(args) -> int:
-    from .export import export_llava
+    from .release.export import export_llava
     export_llava(Path(args.dir), Path(args.llava))
     return 0
 

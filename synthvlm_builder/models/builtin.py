@@ -21,7 +21,7 @@ PIPELINES = ("tiny-sd", "tiny-sdxl")
 CLIP_MODELS = ("tiny-clip",)
 
 # Bump when any config below changes, so a cache built from older configs is never reused.
-_VERSION = "v1"
+VERSION = "v1"
 _SEED = 0
 CLIP_MODEL_NAME = "synthvlm-tiny-clip"  # open_clip registry name (= stem of the config JSON)
 CLIP_CONFIG_FILE = f"{CLIP_MODEL_NAME}.json"
@@ -51,7 +51,7 @@ def builtin_dir(name: str) -> Path:
     builders = {"tiny-sd": _build_tiny_sd, "tiny-sdxl": _build_tiny_sdxl, "tiny-clip": _build_tiny_clip}
     if name not in builders:
         raise ValueError(f"unknown builtin model {name!r}; known: {', '.join(builders)}")
-    final = cache_root() / "builtin" / _VERSION / _library_key(name) / name
+    final = cache_root() / "builtin" / VERSION / _library_key(name) / name
     if final.is_dir():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)

@@ -16,22 +16,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .config import Recipe
-from .formats import conversations, image_filename
-
-FEATURES = datasets.Features({
-    "id": datasets.Value("string"),
-    "image": datasets.Image(),
-    "caption": datasets.Value("string"),
-    "conversations": datasets.List({"from": datasets.Value("string"), "value": datasets.Value("string")}),
-    "clip_score": datasets.Value("float32"),
-    "ssim": datasets.Value("float32"),
-    "score": datasets.Value("float32"),
-    "seed": datasets.Value("int64"),
-    "source": datasets.Value("string"),
-    "width": datasets.Value("int32"),
-    "height": datasets.Value("int32"),
-})
+from ..recipe import Recipe
+from ..stages.rows import dataset_row, features
+from .layout import DATA, data_file
 
 CITATION = """@inproceedings{liu2025synthvlm,
   title={SynthVLM: Towards High-Quality and Efficient Synthesis of Image-Caption Datasets for Vision-Language Models},
@@ -53,7 +40,7 @@ class SynthVLMDataset(datasets.GeneratorBasedBuilder):
         super().__init__(**kwargs)
 
     def _info(self) -> datasets.DatasetInfo:
-        return datasets.DatasetInfo(description=self._recipe.description, features=FEATURES,
+        return datasets.DatasetInfo(description=self._recipe.description, features=features(),
                                     license=self._recipe.license, citation=CITATION)
 
     def _split_generators(self, dl_manager):
@@ -67,19 +54,11 @@ class SynthVLMDataset(datasets.GeneratorBasedBuilder):
 def selected_rows(shard_files: list[Path], selected: set[str], recipe: Recipe) -> Iterator[dict]:
     """Stream the selected candidates out of the shard files, images included, in plan order.
     Rows are filtered in Arrow, so unselected images are never turned into Python objects."""
-    prompts = recipe.format.prompts
     wanted = pa.array(sorted(selected), pa.string())
     for path in shard_files:
         for batch in pq.ParquetFile(path).iter_batches(batch_size=64):
             for row in batch.filter(pc.is_in(batch.column("id"), value_set=wanted)).to_pylist():
-                yield {
-                    "id": row["id"],
-                    "image": {"bytes": row["image"], "path": image_filename(row["id"], recipe.format.image_format)},
-                    "caption": row["caption"],
-                    "conversations": conversations(row["caption"], row["seed"], prompts),
-                    "clip_score": row["clip_score"], "ssim": row["ssim"], "score": row["score"],
-                    "seed": row["seed"], "source": row["source"], "width": row["width"], "height": row["height"],
-                }
+                yield dataset_row(row, recipe.format)
 
 
 def write_parquet(staging: Path, rows: Callable[[], Iterator[dict]], recipe: Recipe, fingerprint: str,
@@ -91,10 +70,10 @@ def write_parquet(staging: Path, rows: Callable[[], Iterator[dict]], recipe: Rec
     builder.download_and_prepare(output_dir=str(raw), file_format="parquet", max_shard_size=MAX_SHARD_SIZE,
                                  download_mode="force_redownload")
     files = sorted(raw.glob(f"{builder.dataset_name}-train*.parquet"))
-    (staging / "data").mkdir(parents=True, exist_ok=True)
+    (staging / DATA).mkdir(parents=True, exist_ok=True)
     names = []
     for i, f in enumerate(files):
-        name = f"data/train-{i:05d}-of-{len(files):05d}.parquet"
+        name = data_file(i, len(files))
         os.replace(f, staging / name)
         names.append(name)
     shutil.rmtree(raw)

@@ -14,8 +14,8 @@ from typing import Any, Callable
 import torch
 
 from . import builtin
-from .preflight import (ModelUnavailable, _builtin_name, _is_local, check_clip_available,  # noqa: F401
-                        check_pipeline_available)
+from .preflight import ModelUnavailable, check_clip_available, check_pipeline_available
+from .ref import BUILTIN, HUB, LOCAL, ModelRef
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -128,10 +128,11 @@ def load_pipeline(model: str, *, revision: str | None = None, dtype: str = "floa
     """
     check_pipeline_available(model, revision)
     device = resolve_device(device)
-    source: str | Path = model
-    if model.startswith("builtin:"):
+    ref = ModelRef.parse(model)
+    source: str | Path = ref.path() if ref.kind == LOCAL else ref.name
+    if ref.kind == BUILTIN:
         # Builtins are versioned by this package (builtin.py), not by a Hub revision or variant.
-        source, revision, variant = builtin.builtin_dir(model.split(":", 1)[1]), None, None
+        source, revision, variant = builtin.builtin_dir(ref.name), None, None
     import diffusers
     from packaging.version import Version
 
@@ -176,90 +177,19 @@ def load_clip(model: str, pretrained: str | None, device: str | torch.device = "
 
     check_clip_available(model, pretrained)
     device = resolve_device(device)
-    name = model
-    if model.startswith("builtin:"):
-        folder = builtin.builtin_dir(model.split(":", 1)[1])
+    ref = ModelRef.parse(model, clip=True)
+    name = model  # open_clip reads its own local-dir: / hf-hub: prefixes
+    if ref.kind == BUILTIN:
+        folder = builtin.builtin_dir(ref.name)
         if builtin.CLIP_MODEL_NAME not in open_clip.list_models():
             open_clip.add_model_config(folder / builtin.CLIP_CONFIG_FILE)
         name, pretrained = builtin.CLIP_MODEL_NAME, str(folder / builtin.CLIP_WEIGHTS_FILE)
+    elif ref.kind == LOCAL:
+        name = f"local-dir:{ref.path()}"
     try:
         clip, _, transform = open_clip.create_model_and_transforms(
-            name, pretrained=None if name.startswith(("hf-hub:", "local-dir:")) else pretrained, device=device)
+            name, pretrained=None if ref.kind in (LOCAL, HUB) else pretrained, device=device)
     except (OSError, RuntimeError) as e:  # open_clip wraps download failures in RuntimeError
         raise ModelUnavailable(f"cannot load CLIP model {model!r} (pretrained {pretrained!r}): {e}") from e
     clip.eval()
     return ClipBundle(clip, open_clip.get_tokenizer(name), dict(clip.visual.preprocess_cfg), transform, device)
-
-
-class CaptionTokenizer:
-    """Counts and truncates captions in the tokens the pipeline's (first) text encoder sees."""
-
-    def __init__(self, hf_tokenizer):
-        self._hf = hf_tokenizer
-        backend = getattr(hf_tokenizer, "backend_tokenizer", None)
-        if backend is not None:
-            # A private copy of the Rust tokenizer without padding/truncation, called directly:
-            # count() runs on every caption, and this skips the transformers wrapper (~30% faster).
-            from tokenizers import Tokenizer
-
-            backend = Tokenizer.from_str(backend.to_str())
-            backend.no_padding()
-            backend.no_truncation()
-        self._backend = backend
-        self.model_max_length = hf_tokenizer.model_max_length
-        self._n_special = self.count("")
-
-    def count(self, text: str) -> int:
-        """Tokens including the begin/end specials (so CLIP's limit is 77)."""
-        if self._backend is not None:
-            return len(self._backend.encode(text).ids)
-        return len(self._hf(text)["input_ids"])
-
-    def counts(self, texts: list[str]) -> list[int]:
-        """`count` for many texts in one call (threaded in Rust unless TOKENIZERS_PARALLELISM=false,
-        which importing open_clip sets)."""
-        if self._backend is not None:
-            return [len(e.ids) for e in self._backend.encode_batch(texts)]
-        return [self.count(t) for t in texts]
-
-    def truncate(self, text: str, max_tokens: int) -> str:
-        """The longest prefix of `text`, cut between tokens, whose count() is <= max_tokens."""
-        keep = max_tokens - self._n_special
-        if keep < 0:
-            raise ValueError(f"max_tokens={max_tokens} leaves no room for the {self._n_special} special tokens")
-        if self.count(text) <= max_tokens:
-            return text
-        if self._backend is None:
-            ids = self._hf(text, add_special_tokens=False)["input_ids"]
-            cut = lambda k: self._hf.decode(ids[:k], skip_special_tokens=True)  # noqa: E731
-        else:
-            # Cut the original string at a token's end offset: keeps the caption's own casing and
-            # spacing, which decoding (lower-cased, " ." for ".") would not.
-            offsets = self._backend.encode(text, add_special_tokens=False).offsets
-            cut = lambda k: text[: offsets[k - 1][1]].rstrip() if k else ""  # noqa: E731
-        out = cut(keep)
-        # Re-tokenising a prefix can split its last word differently; step back until it fits.
-        while keep > 0 and self.count(out) > max_tokens:
-            keep -= 1
-            out = cut(keep)
-        return out
-
-
-def caption_tokenizer(model: str, revision: str | None = None) -> CaptionTokenizer:
-    """The tokenizer of `model`'s first text encoder, loaded without any weights."""
-    if model.startswith("builtin:"):
-        _builtin_name(model, builtin.PIPELINES, "pipeline")
-        return CaptionTokenizer(builtin.clip_tokenizer())
-    check_pipeline_available(model, revision)
-    from huggingface_hub import snapshot_download
-    from transformers import AutoTokenizer
-
-    try:
-        # Fetch (or find cached) only tokenizer/ and load it as a local folder: AutoTokenizer on a
-        # Hub id first looks for a config.json, which SD's tokenizer/ lacks, and offline that
-        # lookup fails unless an earlier online run happened to cache the miss.
-        root = model if _is_local(model) else snapshot_download(
-            model, revision=revision, allow_patterns=["tokenizer/*"])
-        return CaptionTokenizer(AutoTokenizer.from_pretrained(Path(root).expanduser() / "tokenizer"))
-    except OSError as e:
-        raise ModelUnavailable(f"cannot load the tokenizer of {model!r}: {e}") from e

@@ -18,26 +18,26 @@ from itertools import chain, islice
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .config import Caption, SourceConfig
-from .errors import InputError
+from ..errors import InputError
+from ..recipe.config import Caption, SourceConfig
+from ..recipe.paths import FILE_TYPES
 
-FILE_TYPES = ("llava_json", "jsonl", "csv", "parquet", "text")
 
-
-def _field(index: int, name: str) -> str:
+def source_field(index: int, name: str) -> str:
+    """The recipe field path of a source's key, e.g. captions.sources[1].column."""
     return f"captions.sources[{index}].{name}"
 
 
 def _caption_text(value, src: SourceConfig, index: int, where: str) -> str:
     if not isinstance(value, str):
-        raise InputError(_field(index, "column"),
+        raise InputError(source_field(index, "column"),
                          f"{where}: {src.column!r} is {type(value).__name__}, not text")
     return value
 
 
 def _missing_column(src: SourceConfig, index: int, name: str, columns, where: str) -> InputError:
     key = "column" if name == src.column else "id_column"
-    return InputError(_field(index, key), f"{where}: no column {name!r} (columns: {', '.join(map(str, columns))})")
+    return InputError(source_field(index, key), f"{where}: no column {name!r} (columns: {', '.join(map(str, columns))})")
 
 
 # --- where a file source's bytes are -------------------------------------------------------------
@@ -49,32 +49,32 @@ def _resolve_hf_uri(src: SourceConfig, index: int) -> Path:
     try:
         uri = parse_hf_uri(src.path)
     except HfUriError as e:
-        raise InputError(_field(index, "path"), str(e)) from None
+        raise InputError(source_field(index, "path"), str(e)) from None
     if not uri.path_in_repo:
-        raise InputError(_field(index, "path"), f"{src.path} names a repository, not a file "
+        raise InputError(source_field(index, "path"), f"{src.path} names a repository, not a file "
                          "(expected hf://datasets/<org>/<name>/<file>)")
     if uri.revision and src.revision and uri.revision != src.revision:
-        raise InputError(_field(index, "revision"), f"{src.revision!r} contradicts the @{uri.revision} in path")
+        raise InputError(source_field(index, "revision"), f"{src.revision!r} contradicts the @{uri.revision} in path")
     revision = uri.revision or src.revision
     try:
         return Path(hf_hub_download(uri.id, uri.path_in_repo, repo_type=uri.type, revision=revision))
     except RevisionNotFoundError:
-        raise InputError(_field(index, "revision"), f"{uri.id} has no revision {revision!r}") from None
+        raise InputError(source_field(index, "revision"), f"{uri.id} has no revision {revision!r}") from None
     except RepositoryNotFoundError:
-        raise InputError(_field(index, "path"), f"{uri.type} repository {uri.id} not found (or not accessible)") from None
+        raise InputError(source_field(index, "path"), f"{uri.type} repository {uri.id} not found (or not accessible)") from None
     except LocalEntryNotFoundError:  # before EntryNotFoundError: it is a subclass
-        raise InputError(_field(index, "path"), f"cannot download {src.path}: the Hub is unreachable or "
+        raise InputError(source_field(index, "path"), f"cannot download {src.path}: the Hub is unreachable or "
                          "HF_HUB_OFFLINE is set, and the file is not in the local cache") from None
     except EntryNotFoundError:
-        raise InputError(_field(index, "path"), f"{uri.id} has no file {uri.path_in_repo!r}") from None
+        raise InputError(source_field(index, "path"), f"{uri.id} has no file {uri.path_in_repo!r}") from None
     except Exception as e:  # transport errors (httpx2), HTTP errors, cache I/O: all stop this source
-        raise InputError(_field(index, "path"), f"cannot download {src.path}: {type(e).__name__}: {e}") from None
+        raise InputError(source_field(index, "path"), f"cannot download {src.path}: {type(e).__name__}: {e}") from None
 
 
 def _local_file(src: SourceConfig, index: int) -> Path:
     path = _resolve_hf_uri(src, index) if src.path.startswith("hf://") else Path(src.path)
     if not path.is_file():
-        raise InputError(_field(index, "path"), f"no such file: {path}")
+        raise InputError(source_field(index, "path"), f"no such file: {path}")
     return path
 
 
@@ -86,22 +86,22 @@ def _llava_rows(src: SourceConfig, index: int) -> Iterator[tuple[object, str]]:
     path, id_key = _local_file(src, index), src.id_column or "id"
     with open(path, "rb") as f:
         if not f.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
-            raise InputError(_field(index, "path"), f"{path}: expected a JSON list of LLaVA records")
+            raise InputError(source_field(index, "path"), f"{path}: expected a JSON list of LLaVA records")
         f.seek(0)
         n = 0
         try:
             for rec in ijson.items(f, "item"):
                 where = f"{path}: record {n}"
                 if not isinstance(rec, dict) or id_key not in rec:
-                    raise InputError(_field(index, "path"), f"{where} has no {id_key!r}")
+                    raise InputError(source_field(index, "path"), f"{where} has no {id_key!r}")
                 turns = rec.get("conversations") or []
                 text = next((t.get("value") for t in turns if isinstance(t, dict) and t.get("from") == "gpt"), None)
                 if not isinstance(text, str):
-                    raise InputError(_field(index, "path"), f"{where} (id {rec[id_key]}) has no 'gpt' turn with text")
+                    raise InputError(source_field(index, "path"), f"{where} (id {rec[id_key]}) has no 'gpt' turn with text")
                 n += 1
                 yield rec[id_key], text
         except ijson.JSONError as e:
-            raise InputError(_field(index, "path"),
+            raise InputError(source_field(index, "path"),
                              f"{path}: invalid JSON after record {n} (near byte {f.tell()}): {e}") from None
 
 
@@ -115,9 +115,9 @@ def _jsonl_rows(src: SourceConfig, index: int) -> Iterator[tuple[object, str]]:
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError as e:
-                raise InputError(_field(index, "path"), f"{where}:{e.colno}: invalid JSON: {e.msg}") from None
+                raise InputError(source_field(index, "path"), f"{where}:{e.colno}: invalid JSON: {e.msg}") from None
             if not isinstance(rec, dict):
-                raise InputError(_field(index, "path"), f"{where}: expected a JSON object per line")
+                raise InputError(source_field(index, "path"), f"{where}: expected a JSON object per line")
             for name in filter(None, (src.column, src.id_column)):
                 if name not in rec:
                     raise _missing_column(src, index, name, rec, where)
@@ -131,7 +131,7 @@ def _csv_rows(src: SourceConfig, index: int) -> Iterator[tuple[object, str]]:
         try:
             header = next(reader, None)
             if header is None:
-                raise InputError(_field(index, "path"), f"{path}: empty file, expected a header row")
+                raise InputError(source_field(index, "path"), f"{path}: empty file, expected a header row")
             cols = []
             for name in filter(None, (src.column, src.id_column)):
                 if name not in header:
@@ -141,11 +141,11 @@ def _csv_rows(src: SourceConfig, index: int) -> Iterator[tuple[object, str]]:
                 if not row:
                     continue
                 if len(row) != len(header):
-                    raise InputError(_field(index, "path"), f"{path}: data row {i} has {len(row)} fields, "
+                    raise InputError(source_field(index, "path"), f"{path}: data row {i} has {len(row)} fields, "
                                      f"the header has {len(header)}")
                 yield (row[cols[1]] if src.id_column else i), row[cols[0]]
         except csv.Error as e:
-            raise InputError(_field(index, "path"), f"{path}: line {reader.line_num}: {e}") from None
+            raise InputError(source_field(index, "path"), f"{path}: line {reader.line_num}: {e}") from None
 
 
 def _parquet_rows(src: SourceConfig, index: int) -> Iterator[tuple[object, str]]:
@@ -156,7 +156,7 @@ def _parquet_rows(src: SourceConfig, index: int) -> Iterator[tuple[object, str]]
     try:
         pf = pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as e:
-        raise InputError(_field(index, "path"), f"{path}: not a readable parquet file: {e}") from None
+        raise InputError(source_field(index, "path"), f"{path}: not a readable parquet file: {e}") from None
     schema = pf.schema_arrow
     names = list(dict.fromkeys(filter(None, (src.column, src.id_column))))
     for name in names:
@@ -164,7 +164,7 @@ def _parquet_rows(src: SourceConfig, index: int) -> Iterator[tuple[object, str]]
             raise _missing_column(src, index, name, schema.names, str(path))
     kind = schema.field(src.column).type
     if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)):
-        raise InputError(_field(index, "column"), f"{path}: column {src.column!r} is {kind}, not text")
+        raise InputError(source_field(index, "column"), f"{path}: column {src.column!r} is {kind}, not text")
     row = 0
     for batch in pf.iter_batches(batch_size=8192, columns=names):  # one row group's slice at a time
         texts = batch.column(src.column).to_pylist()
@@ -191,12 +191,12 @@ def _hf_dataset_rows(src: SourceConfig, index: int) -> Iterator[tuple[object, st
         ds = datasets.load_dataset(src.path, name=src.config, split=src.split, revision=src.revision,
                                    streaming=True, cache_dir=os.environ.get("HF_DATASETS_CACHE"))
     except FileNotFoundError as e:  # includes datasets' DatasetNotFoundError
-        raise InputError(_field(index, "path"), f"dataset {src.path!r} not found: {e}") from None
+        raise InputError(source_field(index, "path"), f"dataset {src.path!r} not found: {e}") from None
     except ConnectionError as e:
-        raise InputError(_field(index, "path"), f"cannot reach the Hub for {src.path!r}: {e}") from None
+        raise InputError(source_field(index, "path"), f"cannot reach the Hub for {src.path!r}: {e}") from None
     except ValueError as e:  # datasets words these: "Bad split: ..." / "BuilderConfig 'x' not found ..."
         key = "split" if "split" in str(e).lower() else "config" if "config" in str(e).lower() else "path"
-        raise InputError(_field(index, key), str(e)) from None
+        raise InputError(source_field(index, key), str(e)) from None
     names = list(dict.fromkeys(filter(None, (src.column, src.id_column))))
     if ds.column_names is not None:
         for name in names:
@@ -221,16 +221,16 @@ def _text_errors(rows: Iterator, src: SourceConfig, index: int) -> Iterator:
     try:
         yield from rows
     except UnicodeDecodeError as e:
-        raise InputError(_field(index, "path"), f"{src.path}: not UTF-8 text ({e.reason})") from None
+        raise InputError(source_field(index, "path"), f"{src.path}: not UTF-8 text ({e.reason})") from None
 
 
 def read_source(src: SourceConfig, index: int) -> Iterator[Caption]:
     """The source's captions in file order, at most `src.limit`; raises InputError up front
     for a missing file or column and for a broken first row."""
     if src.type not in READERS:
-        raise InputError(_field(index, "type"), f"unknown source type {src.type!r} (one of {', '.join(READERS)})")
+        raise InputError(source_field(index, "type"), f"unknown source type {src.type!r} (one of {', '.join(READERS)})")
     if src.path.startswith("hf://") and src.type not in FILE_TYPES:
-        raise InputError(_field(index, "path"), f"hf:// paths are for file sources ({', '.join(FILE_TYPES)})")
+        raise InputError(source_field(index, "path"), f"hf:// paths are for file sources ({', '.join(FILE_TYPES)})")
     rows = _text_errors(READERS[src.type](src, index), src, index)
     first = next(rows, None)  # runs the reader's opening checks now, not at the caller's first next()
     rows = chain([first], rows) if first is not None else iter(())

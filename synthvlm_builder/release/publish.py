@@ -12,27 +12,22 @@ The commit description ends with the trailer `Synthvlm-Release: <name> v<version
 that marker is how a rerun, or a retry after a lost response, recognises a commit that already
 landed, so no fault ever produces a second commit or a tag on other data. Calls the client does
 not retry itself (create_repo, repo_info, list_repo_refs, create_commit, create_tag) are retried
-here on transient errors with http_backoff's status/exception sets and exponential backoff; the
+here on transient errors (retry.py: one list of retryable statuses, exponential backoff); the
 commit is retried against its original parent (`parent_commit`) and only after checking that it
 did not land. The token comes from huggingface_hub's usual sources and is never read or printed here.
 """
 from __future__ import annotations
 
-import inspect
 import json
-import os
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
-from .errors import BuildError, InputError
-from .export import finished_build
+from ..errors import BuildError, InputError
+from .layout import LOCK, finished_build, upload_paths
+from .retry import describe, is_transient, retry, transport_errors
 
-RETRIES = 5        # retries after the first attempt, as http_backoff's max_retries
-BASE_WAIT = 1.0    # seconds before the first retry, doubled each time ...
-MAX_WAIT = 8.0     # ... up to this; SYNTHVLM_PUBLISH_RETRIES / SYNTHVLM_PUBLISH_RETRY_WAIT override
 MARKER = "Synthvlm-Release"
 AUTH_HINT = "set HF_TOKEN or run `hf auth login` with a token that can write to the repository"
 
@@ -55,16 +50,6 @@ def release_marker(name: str, version: str, fingerprint: str) -> str:
     return f"{MARKER}: {name} v{version} {fingerprint}"
 
 
-def upload_paths(build_dir: Path) -> list[str]:
-    """Every file of the build, as repo paths; hidden files and dirs (.synthvlm/ ...) stay local."""
-    out = []
-    for path in sorted(build_dir.rglob("*")):
-        rel = path.relative_to(build_dir)
-        if path.is_file() and not any(part.startswith(".") for part in rel.parts):
-            out.append(rel.as_posix())
-    return out
-
-
 def publish(build_dir: Path, repo_id: Optional[str] = None) -> PublishResult:
     build_dir = Path(build_dir)
     finished_build(build_dir)
@@ -84,12 +69,12 @@ def publish(build_dir: Path, repo_id: Optional[str] = None) -> PublishResult:
     try:
         return _publish(HfApi(), build_dir, repo_id, settings.get("private") is not False, recipe["name"],
                         recipe["version"], fp)
-    except (*_transport_errors(), OSError) as e:  # HfHubHTTPError, transport errors, offline mode
+    except (*transport_errors(), OSError) as e:  # HfHubHTTPError, transport errors, offline mode
         raise BuildError(_explain(e, repo_id)) from e
 
 
 def _read_lock(build_dir: Path) -> dict:
-    path = build_dir / "recipe.lock.json"
+    path = build_dir / LOCK
     try:
         lock = json.loads(path.read_text())
         if isinstance(lock["fingerprint"], str) and lock["recipe"]["name"] and lock["recipe"]["version"]:
@@ -114,13 +99,13 @@ def _check_repo_id(repo_id: str, field: str) -> None:
 def _publish(api, build_dir: Path, repo_id: str, private: bool, name: str, version: str,
              fp: str) -> PublishResult:
     tag = f"v{version}"
-    url = str(_retry("create_repo", lambda: api.create_repo(repo_id, repo_type="dataset", private=private,
+    url = str(retry("create_repo", lambda: api.create_repo(repo_id, repo_type="dataset", private=private,
                                                             exist_ok=True)))
-    info = _retry("repo_info", lambda: api.repo_info(repo_id, repo_type="dataset"))
+    info = retry("repo_info", lambda: api.repo_info(repo_id, repo_type="dataset"))
     if info.private is not None and bool(info.private) != private:
         say(f"note: {repo_id} exists and is {'private' if info.private else 'public'}; the recipe asks for"
             f" {'private' if private else 'public'}, the visibility is left as it is")
-    refs = _retry("list_repo_refs", lambda: api.list_repo_refs(repo_id, repo_type="dataset"))
+    refs = retry("list_repo_refs", lambda: api.list_repo_refs(repo_id, repo_type="dataset"))
     tags = {t.name: t.target_commit for t in refs.tags}
     if tag in tags:
         remote_fp = _tagged_fingerprint(api, repo_id, tag)
@@ -158,8 +143,8 @@ def _report(r: PublishResult) -> None:
 def _tagged_fingerprint(api, repo_id: str, tag: str) -> str:
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
     try:
-        path = _retry("download recipe.lock.json", lambda: api.hf_hub_download(
-            repo_id, "recipe.lock.json", repo_type="dataset", revision=tag))
+        path = retry("download recipe.lock.json", lambda: api.hf_hub_download(
+            repo_id, LOCK, repo_type="dataset", revision=tag))
         return str(json.loads(Path(path).read_text())["fingerprint"])
     except (EntryNotFoundError, json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
         if isinstance(e, LocalEntryNotFoundError):  # the Hub was unreachable: not an answer about the tag
@@ -170,7 +155,7 @@ def _tagged_fingerprint(api, repo_id: str, tag: str) -> str:
 
 def _find_release(api, repo_id: str, marker: str) -> Optional[str]:
     """The newest commit on main whose message carries `marker`, or None."""
-    commits = _retry("list_repo_commits", lambda: api.list_repo_commits(repo_id, repo_type="dataset"))
+    commits = retry("list_repo_commits", lambda: api.list_repo_commits(repo_id, repo_type="dataset"))
     for c in commits:
         if marker in (c.message or "").splitlines() or marker in (c.title or ""):
             return c.commit_id
@@ -182,7 +167,7 @@ def _commit(api, build_dir: Path, repo_id: str, name: str, version: str, fp: str
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete
     from huggingface_hub.errors import HfHubHTTPError
     local = upload_paths(build_dir)
-    remote = _retry("list_repo_files", lambda: api.list_repo_files(repo_id, repo_type="dataset", revision=parent))
+    remote = retry("list_repo_files", lambda: api.list_repo_files(repo_id, repo_type="dataset", revision=parent))
     stale = sorted(p for p in remote if p.startswith("data/") and p not in set(local))
     if stale:
         say(f"removing {len(stale)} data file(s) of an earlier release from main: {', '.join(stale)}")
@@ -198,7 +183,7 @@ def _commit(api, build_dir: Path, repo_id: str, name: str, version: str, fp: str
 
     say(f"pushing {len(local)} files to {repo_id} in one commit")
     try:
-        return _retry("create_commit", attempt, landed=lambda: _find_release(api, repo_id, marker))
+        return retry("create_commit", attempt, landed=lambda: _find_release(api, repo_id, marker))
     except ValueError as e:  # the client checks the card with /api/validate-yaml before any upload
         if isinstance(e, HfHubHTTPError):
             raise
@@ -224,88 +209,20 @@ def _tag(api, repo_id: str, tag: str, sha: str, message: str) -> None:
         return True if target == sha else None
 
     try:
-        _retry("create_tag", lambda: api.create_tag(repo_id, tag=tag, tag_message=message, revision=sha,
+        retry("create_tag", lambda: api.create_tag(repo_id, tag=tag, tag_message=message, revision=sha,
                                                      repo_type="dataset"), landed=tagged)
     except BuildError:
         raise
     except Exception as e:
         if getattr(getattr(e, "response", None), "status_code", None) == 409 and tagged():
             return  # an earlier try created it and its answer was lost
-        if not _transient(e):
+        if not is_transient(e):
             raise
         raise BuildError(f"commit {sha[:12]} is on main of {repo_id} but creating tag {tag} failed:"
-                         f" {_describe(e)}; rerun the same command to tag it") from e
-
-
-# --- transient errors and retries ------------------------------------------------------------------
-
-def _transport_errors() -> tuple[type, ...]:
-    try:  # huggingface_hub >= 1.0 speaks httpx(2), whose errors are not OSErrors; requests' are
-        import httpx2
-        return (httpx2.HTTPError,)
-    except ImportError:
-        return ()
-
-
-def _retry_sets() -> tuple[tuple[int, ...], tuple[type, ...]]:
-    from huggingface_hub.utils import http_backoff
-    params = inspect.signature(http_backoff).parameters
-    codes, excs = params["retry_on_status_codes"].default, params["retry_on_exceptions"].default
-    return (codes if isinstance(codes, tuple) else (codes,)), (excs if isinstance(excs, tuple) else (excs,))
-
-
-def _transient(e: BaseException) -> bool:
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
-    codes, excs = _retry_sets()
-    if isinstance(e, OfflineModeIsEnabled):
-        return False
-    if isinstance(e, HfHubHTTPError) and getattr(e, "response", None) is not None:
-        return e.response.status_code in codes
-    if isinstance(e, LocalEntryNotFoundError) and e.__cause__ is not None:  # hf_hub_download's HEAD failed
-        return _transient(e.__cause__)
-    return isinstance(e, excs)
-
-
-def _retry(what: str, call: Callable, landed: Optional[Callable] = None):
-    """call() until it succeeds or fails for good. After a transient failure, landed() (when given) says
-    whether the operation took effect anyway (a lost response): its non-None answer is returned."""
-    retries = int(os.environ.get("SYNTHVLM_PUBLISH_RETRIES", RETRIES))
-    wait = float(os.environ.get("SYNTHVLM_PUBLISH_RETRY_WAIT", BASE_WAIT))
-    for attempt in range(retries + 1):
-        try:
-            return call()
-        except Exception as e:
-            if not _transient(e):
-                raise
-            if landed is not None:
-                try:
-                    done = landed()
-                except Exception as check_error:
-                    if not _transient(check_error):
-                        raise
-                    done = None
-                if done is not None:
-                    say(f"{what}: {_describe(e)}; it had taken effect nonetheless")
-                    return done
-            if attempt == retries:
-                raise
-            pause = min(wait * 2 ** attempt, MAX_WAIT)
-            say(f"{what}: {_describe(e)}; retry {attempt + 1}/{retries} in {pause:g}s")
-            time.sleep(pause)
+                         f" {describe(e)}; rerun the same command to tag it") from e
 
 
 # --- messages ----------------------------------------------------------------------------------------
-
-def _describe(e: BaseException) -> str:
-    response = getattr(e, "response", None)
-    status = getattr(response, "status_code", None)
-    server = getattr(e, "server_message", None)
-    if status is not None:
-        text = str(e).strip()
-        detail = (server or (text.splitlines()[0] if text else "")).strip()
-        return f"HTTP {status}" + (f" ({detail})" if detail else "")
-    return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-
 
 def _explain(e: BaseException, repo_id: str) -> str:
     from huggingface_hub.errors import (BadRequestError, HfHubHTTPError, LocalEntryNotFoundError,
@@ -316,17 +233,17 @@ def _explain(e: BaseException, repo_id: str) -> str:
     if isinstance(e, OfflineModeIsEnabled):
         return "HF_HUB_OFFLINE is set; publishing needs the Hub (unset it)"
     if status == 401 or (isinstance(e, RepositoryNotFoundError) and status in (401, None)):
-        return (f"authentication required to publish to {repo_id}: the Hub refused the token ({_describe(e)});"
+        return (f"authentication required to publish to {repo_id}: the Hub refused the token ({describe(e)});"
                 f" {AUTH_HINT}")
     if isinstance(e, RepositoryNotFoundError) or status == 404:
         return f"dataset repository {repo_id} not found or not accessible with this token; {AUTH_HINT}"
     if status == 403:
-        return f"no write access to {repo_id} ({_describe(e)}); {AUTH_HINT}"
+        return f"no write access to {repo_id} ({describe(e)}); {AUTH_HINT}"
     if isinstance(e, BadRequestError):
-        return f"the Hub rejected the upload to {repo_id}: {_describe(e)}"
+        return f"the Hub rejected the upload to {repo_id}: {describe(e)}"
     if isinstance(e, HfHubHTTPError):
-        return f"publishing to {repo_id} failed: {_describe(e)}; nothing was tagged; rerun the same command"
+        return f"publishing to {repo_id} failed: {describe(e)}; nothing was tagged; rerun the same command"
     if isinstance(e, OSError):  # a local file, the cache
-        return f"publishing to {repo_id} failed: {_describe(e)}"
-    return (f"cannot reach the Hub for {repo_id}: {_describe(e)}; nothing was tagged; check HF_ENDPOINT and"
+        return f"publishing to {repo_id} failed: {describe(e)}"
+    return (f"cannot reach the Hub for {repo_id}: {describe(e)}; nothing was tagged; check HF_ENDPOINT and"
             " the network, then rerun the same command")

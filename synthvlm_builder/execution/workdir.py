@@ -8,51 +8,27 @@ that will ever be used.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .captions import caption_line, parse_caption_line
-from .config import Caption
-from .errors import InputError
+from ..atomic import atomic_open, atomic_path, atomic_write, is_temp, sha256_file
+from ..curation.captions import caption_line, parse_caption_line
+from ..errors import InputError
+from ..recipe.config import Caption
+from ..release.layout import WORK
+from ..stages.rows import CANDIDATE_SCHEMA
 
-WORK = ".synthvlm"
-
-
-def atomic_write(path: Path, data: bytes | str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data.encode("utf-8") if isinstance(data, str) else data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+# Per-stage seconds each shard's completion marker records.
+STAGES = ("generate", "score", "ssim", "encode", "write")
 
 
 @dataclass
 class ShardCheck:
-    index: int
     ok: bool
     reason: str = ""
 
@@ -93,7 +69,7 @@ class WorkDir:
         if mode == "new":
             atomic_write(state_file, json.dumps({"fingerprint": fingerprint, "shard_size": shard_size}) + "\n")
         self.shards.mkdir(exist_ok=True)
-        for stray in self.root.rglob(".*.tmp*"):  # partial writes of a killed run
+        for stray in [p for p in self.root.rglob(".*") if is_temp(p)]:  # partial writes of a killed run
             stray.unlink(missing_ok=True)
         return mode
 
@@ -120,16 +96,16 @@ class WorkDir:
     def marker_path(self, index: int) -> Path:
         return self.shards / f"shard-{index:05d}.done.json"
 
-    def shard_tmp(self, index: int) -> Path:
-        return self.shards / f".shard-{index:05d}.parquet.tmp-{os.getpid()}"
+    @contextmanager
+    def shard_writer(self, index: int):
+        """Yields the temp path to write shard `index` to; it is renamed into place on success."""
+        with atomic_path(self.shard_path(index)) as tmp:
+            yield tmp
 
-    def finish_shard(self, index: int, tmp: Path, rows: int, extra: dict) -> dict:
-        """fsync + rename the shard file into place, then write its marker."""
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
+    def mark_done(self, index: int, rows: int, extra: dict) -> dict:
+        """Write the completion marker of a shard already in place: a shard counts as finished
+        only when its marker exists and its size and sha256 match."""
         final = self.shard_path(index)
-        os.replace(tmp, final)
-        fsync_dir(self.shards)
         marker = {"shard": index, "rows": rows, "bytes": final.stat().st_size, "sha256": sha256_file(final),
                   **extra}
         atomic_write(self.marker_path(index), json.dumps(marker, sort_keys=True) + "\n")
@@ -138,18 +114,18 @@ class WorkDir:
     def check_shard(self, index: int) -> ShardCheck:
         marker_file, shard_file = self.marker_path(index), self.shard_path(index)
         if not marker_file.exists():
-            return ShardCheck(index, False, "not finished" if not shard_file.exists() else "no completion marker")
+            return ShardCheck(False, "not finished" if not shard_file.exists() else "no completion marker")
         try:
             marker = json.loads(marker_file.read_text())
         except (OSError, ValueError):
-            return ShardCheck(index, False, "unreadable completion marker")
+            return ShardCheck(False, "unreadable completion marker")
         if not shard_file.exists():
-            return ShardCheck(index, False, "shard file missing")
+            return ShardCheck(False, "shard file missing")
         if shard_file.stat().st_size != marker["bytes"]:
-            return ShardCheck(index, False, f"size {shard_file.stat().st_size} != {marker['bytes']} (truncated?)")
+            return ShardCheck(False, f"size {shard_file.stat().st_size} != {marker['bytes']} (truncated?)")
         if sha256_file(shard_file) != marker["sha256"]:
-            return ShardCheck(index, False, "checksum mismatch (corrupt)")
-        return ShardCheck(index, True)
+            return ShardCheck(False, "checksum mismatch (corrupt)")
+        return ShardCheck(True)
 
     def discard_shard(self, index: int) -> None:
         self.marker_path(index).unlink(missing_ok=True)
@@ -158,6 +134,14 @@ class WorkDir:
     def marker(self, index: int) -> dict:
         return json.loads(self.marker_path(index).read_text())
 
+    def read_columns(self, n_shards: int, columns) -> "pa.Table":
+        """Some columns of every candidate, in plan order (selection reads scores: no images)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        tables = [pq.read_table(self.shard_path(i), columns=list(columns)) for i in range(n_shards)]
+        return pa.concat_tables(tables) if tables else CANDIDATE_SCHEMA.empty_table().select(list(columns))
+
     # --- log -----------------------------------------------------------------------------
     def log(self, event: str, **fields) -> None:
         """Append-only event log (one JSON per line): what each run did, for humans and tests."""
@@ -165,12 +149,6 @@ class WorkDir:
         with open(self.root / "events.jsonl", "a") as f:
             f.write(line + "\n")
             f.flush()
-
-    def events(self) -> list[dict]:
-        path = self.root / "events.jsonl"
-        if not path.exists():
-            return []
-        return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip().endswith("}")]
 
 
 class CaptionStore:
@@ -193,17 +171,13 @@ class CaptionStore:
 
     def write(self, captions, funnel, shard_size: int) -> dict:
         """Stream `captions` to disk (atomically); `funnel()` is read once they are exhausted."""
-        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
         offsets, n = [], 0
-        with open(tmp, "wb") as f:
+        with atomic_open(self.path, "wb") as f:
             for c in captions:
                 if n % shard_size == 0:
                     offsets.append(f.tell())
                 f.write(caption_line(c).encode("utf-8"))
                 n += 1
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
         meta = {"count": n, "sha256": sha256_file(self.path), "shard_size": shard_size,
                 "shard_offsets": offsets, "funnel": funnel()}
         atomic_write(self.meta_path, json.dumps(meta) + "\n")

@@ -21,19 +21,12 @@ import pyarrow as pa
 import torch
 import pyarrow.parquet as pq
 
-from .config import Caption, Recipe
-from .formats import encode_image
+from ..recipe.config import Caption, Recipe
+from ..stages.format import encode_image
+from ..stages.rows import CANDIDATE_SCHEMA
+from ..stages.score import combined_score, ssim_roundtrip
 from .plan import derive_seed, sample_id
-from .score import combined_score, ssim_roundtrip
-from .workdir import WorkDir
-
-CANDIDATE_SCHEMA = pa.schema([
-    ("id", pa.string()), ("caption_id", pa.string()), ("k", pa.int32()), ("caption", pa.string()),
-    ("source", pa.string()), ("seed", pa.int64()), ("image", pa.binary()), ("width", pa.int32()),
-    ("height", pa.int32()), ("clip_score", pa.float32()), ("ssim", pa.float32()), ("score", pa.float32()),
-])
-SCORE_COLUMNS = ["id", "caption_id", "clip_score", "ssim", "score"]
-STAGES = ("generate", "score", "ssim", "encode", "write")
+from .workdir import STAGES, WorkDir
 
 
 @dataclass(frozen=True)
@@ -75,9 +68,9 @@ class ShardWorker:
     def __init__(self, recipe: Recipe, device: str = "auto", *, pipe=None, clip_bundle=None):
         """`pipe` / `clip_bundle`: already-loaded models to use instead of the recipe's (the GPU
         benchmark builds random-weight SDXL-size models in memory); by default both are loaded."""
-        from .generate import ImageGenerator
-        from .models import load_clip, load_pipeline, resolve_device
-        from .score import ClipScorer
+        from ..models.loading import load_clip, load_pipeline, resolve_device
+        from ..stages.generate import ImageGenerator
+        from ..stages.score import ClipScorer
 
         quiet_library_progress()
         g = recipe.generate
@@ -103,13 +96,12 @@ class ShardWorker:
         recipe, bs = self.recipe, self.recipe.generate.batch_size
         items = shard_items(recipe, captions)
         seconds = dict.fromkeys(STAGES, 0.0)
-        tmp = work.shard_tmp(index)
         started = time.perf_counter()
-        writer = pq.ParquetWriter(tmp, CANDIDATE_SCHEMA, compression={c: "NONE" if c == "image" else "SNAPPY"
-                                                                      for c in CANDIDATE_SCHEMA.names})
         in_flight: deque = deque()
-        try:
-            with ThreadPoolExecutor(1, thread_name_prefix="finish") as finish, \
+        with work.shard_writer(index) as tmp:
+            compression = {c: "NONE" if c == "image" else "SNAPPY" for c in CANDIDATE_SCHEMA.names}
+            with pq.ParquetWriter(tmp, CANDIDATE_SCHEMA, compression=compression) as writer, \
+                    ThreadPoolExecutor(1, thread_name_prefix="finish") as finish, \
                     ThreadPoolExecutor(self.cpu_threads, thread_name_prefix="cpu") as cpu:
                 for start in range(0, len(items), bs):
                     batch = items[start:start + bs]
@@ -123,12 +115,7 @@ class ShardWorker:
                         on_images(len(batch))
                 while in_flight:
                     in_flight.popleft().result()
-        except BaseException:
-            writer.close()
-            tmp.unlink(missing_ok=True)
-            raise
-        writer.close()
-        return work.finish_shard(index, tmp, rows=len(items), extra={
+        return work.mark_done(index, rows=len(items), extra={
             "captions": len(captions), "seconds": round(time.perf_counter() - started, 3),
             "stage_seconds": {k: round(v, 3) for k, v in seconds.items()}})
 
@@ -158,9 +145,3 @@ class ShardWorker:
         t4 = time.perf_counter()
         for stage, dt in zip(("score", "ssim", "encode", "write"), (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
             seconds[stage] += dt
-
-
-def read_scores(work: WorkDir, n_shards: int) -> pa.Table:
-    """The score columns of every candidate, in plan order (small: no images)."""
-    tables = [pq.read_table(work.shard_path(i), columns=SCORE_COLUMNS) for i in range(n_shards)]
-    return pa.concat_tables(tables) if tables else CANDIDATE_SCHEMA.empty_table().select(SCORE_COLUMNS)

@@ -13,11 +13,12 @@ from huggingface_hub import DatasetCard, DatasetCardData
 from PIL import Image
 from datasets.info import DatasetInfosDict
 
-from .config import Recipe
+from ..recipe import Recipe
+from ..stages.rows import SCORES, field_list
 from .dataset import CITATION
+from .layout import HISTOGRAM, SAMPLES
 
-HISTOGRAM = "score_histogram.png"
-SAMPLES = "sample_grid.png"
+TEMPLATE = Path(__file__).with_name("card_template.md")
 
 
 def size_category(n: int) -> str:
@@ -107,69 +108,21 @@ def _stats_line(name: str, values: np.ndarray) -> str:
 
 
 def render(recipe: Recipe, fingerprint: str, info: datasets.DatasetInfo, rows: int, caption_funnel: dict,
-           selection_funnel: dict, selected: dict, repo_id: str | None) -> DatasetCard:
+           selection_funnel: dict, selected: dict) -> DatasetCard:
+    """The card from card_template.md; `selected` maps each score column to the selected rows' values."""
     g, s = recipe.generate, recipe.score
-    load_from = repo_id or f"path/to/{recipe.name}-v{recipe.version}"
-    revision = f', revision="v{recipe.version}"' if repo_id else ""
-    body = f"""
-# {recipe.name} v{recipe.version}
-
-{recipe.description}
-
-Synthetic image-caption pairs made with the SynthVLM pipeline ([arXiv 2407.20756](https://arxiv.org/abs/2407.20756))
-by [synthvlm-builder](https://github.com/synthvlm/synthvlm-builder): captions were curated, an image was
-generated for each with `{g.model}`{f" (revision `{g.revision}`)" if g.revision else ""}, every image was
-scored against its caption with CLIPScore ({s.clip.model}) + {s.ssim.weight} x SSIM (resized to {s.ssim.size} px
-and back), and the best {rows:,} were kept.
-
-- **Rows:** {rows:,}, {g.resolution[0]}x{g.resolution[1]} {recipe.format.image_format.upper()} images
-- **Generation:** {g.steps} steps, guidance {g.guidance_scale}, {g.dtype}, {g.images_per_caption} candidate(s) per caption
-- **Data fingerprint:** `{fingerprint}` (sha256 of every recipe field that changes the data)
-
-## Load
-
-```python
-from datasets import load_dataset
-
-ds = load_dataset("{load_from}"{revision}, split="train")
-row = ds[0]  # id, image (PIL), caption, conversations, clip_score, ssim, score, seed, source, width, height
-```
-
-Fields: `conversations` is LLaVA-pretrain style (`human`: instruction + `<image>`, `gpt`: caption);
-`clip_score` is the raw cosine similarity; `score = clip_score + {s.ssim.weight} * ssim`; `seed` regenerates the image.
-
-## Funnel
-
-{funnel_table(caption_funnel, selection_funnel)}
-
-## Scores
-
-| | mean | min | max |
-|---|---:|---:|---:|
-{_stats_line("clip_score", selected["clip_score"])}
-{_stats_line("ssim", selected["ssim"])}
-{_stats_line("score", selected["score"])}
-
-![score histogram]({HISTOGRAM})
-
-## Samples
-
-![sample grid]({SAMPLES})
-
-## Recipe
-
-Rebuild with `synthvlm-build recipe.yaml` (the recipe is stored next to this card; `recipe.lock.json` pins the
-resolved settings, model revisions and package versions). Images are bit-identical for the same recipe,
-batch size, hardware and library versions.
-
-```yaml
-{recipe.text.rstrip()}
-```
-
-## Citation
-
-```bibtex
-{CITATION}
-```
-"""
-    return DatasetCard(f"---\n{card_data(recipe, info, rows).to_yaml()}\n---\n{body}")
+    repo_id = recipe.publish.repo_id
+    context = {
+        "name": recipe.name, "version": recipe.version, "description": recipe.description,
+        "model": g.model, "model_revision": f" (revision `{g.revision}`)" if g.revision else "",
+        "clip_model": s.clip.model, "ssim_weight": s.ssim.weight, "ssim_size": s.ssim.size,
+        "rows": f"{rows:,}", "width": g.resolution[0], "height": g.resolution[1],
+        "image_format": recipe.format.image_format.upper(), "steps": g.steps, "guidance": g.guidance_scale,
+        "dtype": g.dtype, "per_caption": g.images_per_caption, "fingerprint": fingerprint,
+        "load_from": repo_id or f"path/to/{recipe.name}-v{recipe.version}",
+        "load_revision": f', revision="v{recipe.version}"' if repo_id else "",
+        "fields": field_list(), "funnel": funnel_table(caption_funnel, selection_funnel),
+        "score_lines": [_stats_line(name, selected[name]) for name in SCORES],
+        "histogram": HISTOGRAM, "samples": SAMPLES, "recipe_text": recipe.text.rstrip(), "citation": CITATION,
+    }
+    return DatasetCard.from_template(card_data(recipe, info, rows), template_path=str(TEMPLATE), **context)

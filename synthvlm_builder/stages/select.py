@@ -9,18 +9,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import SelectConfig
-from .errors import BuildError
+from ..errors import BuildError
+from ..recipe.config import SelectConfig
+from .rows import SCORES
 
 
 @dataclass
 class Candidates:
-    """Score columns of every candidate, in plan order."""
+    """The score columns (rows.SCORES) of every candidate, in plan order."""
     id: np.ndarray          # str
     caption_id: np.ndarray  # str
-    clip_score: np.ndarray  # float32
-    ssim: np.ndarray
-    score: np.ndarray
+    scores: dict            # column name -> float32 array
+
+    @property
+    def score(self) -> np.ndarray:
+        return self.scores["score"]
 
     def __len__(self) -> int:
         return len(self.id)
@@ -41,13 +44,12 @@ def _rank(ids: np.ndarray, score: np.ndarray) -> np.ndarray:
 def select(c: Candidates, cfg: SelectConfig) -> Selection:
     keep = np.ones(len(c), dtype=bool)
     steps = [{"step": "candidates", "kept": int(keep.sum())}]
-    for name, column, bound in (("min_clip_score", c.clip_score, cfg.min_clip_score),
-                                ("min_ssim", c.ssim, cfg.min_ssim),
-                                ("min_score", c.score, cfg.min_score)):
+    for column in SCORES:
+        bound = getattr(cfg, f"min_{column}", None)
         if bound is not None:
             before = int(keep.sum())
-            keep &= column >= bound  # NaN never passes a threshold
-            steps.append({"step": f"{name} >= {bound}", "dropped": before - int(keep.sum()),
+            keep &= c.scores[column] >= bound  # NaN never passes a threshold
+            steps.append({"step": f"min_{column} >= {bound}", "dropped": before - int(keep.sum()),
                           "kept": int(keep.sum())})
 
     if cfg.per_caption == "best":

@@ -28,7 +28,6 @@ DEFAULT_PROMPTS = (
 )
 
 EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp"}
-MIME = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
 
 
 def instruction(seed: int, prompts: tuple[str, ...] | None = None) -> str:

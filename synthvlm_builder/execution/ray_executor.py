@@ -8,8 +8,8 @@ cluster the output dir must be on storage every node can reach.
 """
 from __future__ import annotations
 
-from .config import Recipe
-from .errors import BuildError
+from ..errors import BuildError
+from ..recipe import Recipe
 from .workdir import WorkDir
 
 

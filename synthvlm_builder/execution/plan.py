@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
-from .config import Recipe
-from .recipe import recipe_to_dict
+from ..recipe import Recipe, recipe_to_dict
+from ..recipe.paths import portable_paths
 
 # Bump when the meaning of a recipe's data fields changes (e.g. seed derivation).
 DATA_FORMAT = 1
@@ -33,31 +33,12 @@ def is_data_field(dotted_path: str) -> bool:
                    for f in NON_DATA_FIELDS)
 
 
-def _portable(recipe: Recipe, data: dict) -> dict:
-    """Replace absolute local paths by paths relative to the recipe file,
-    so the same recipe has the same fingerprint in every checkout."""
-    base = str(recipe.base or os.getcwd())
-
-    def rel(p: Optional[str]) -> Optional[str]:
-        if p and os.path.isabs(p):
-            return os.path.relpath(p, base).replace(os.sep, "/")
-        return p
-
-    for src in data["captions"]["sources"]:
-        src["path"] = rel(src["path"])
-    data["generate"]["model"] = rel(data["generate"]["model"])
-    clip = data["score"]["clip"]
-    clip["pretrained"] = rel(clip["pretrained"])
-    if clip["model"].startswith("local-dir:"):
-        clip["model"] = "local-dir:" + rel(clip["model"][len("local-dir:"):])
-    if data["output"]["dir"]:
-        data["output"]["dir"] = rel(data["output"]["dir"])
-    return data
-
-
 def portable_dict(recipe: Recipe) -> dict:
-    """The resolved recipe with portable (recipe-relative) paths."""
-    return _portable(recipe, recipe_to_dict(recipe))
+    """The resolved recipe with its local paths relative to the recipe file, so the same recipe
+    has the same fingerprint in every checkout."""
+    data = recipe_to_dict(recipe)
+    portable_paths(data, recipe.base or Path.cwd())
+    return data
 
 
 def data_view(recipe: Recipe) -> dict:

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from . import builtin
+from .ref import BUILTIN, HUB, LOCAL, ModelRef, pretrained_is_file
 
 _HUB_TIMEOUT_S = 5.0
 
@@ -15,20 +16,13 @@ class ModelUnavailable(Exception):
     """A model cannot be loaded; the message names it and says what to do."""
 
 
-def _builtin_name(model: str, known: tuple[str, ...], kind: str) -> str:
-    name = model.split(":", 1)[1]
-    if name not in known:
+def builtin_name(ref: ModelRef, known: tuple[str, ...], kind: str) -> str:
+    """The name of a builtin reference, checked against the names this package ships."""
+    if ref.name not in known:
         raise ModelUnavailable(
-            f"unknown builtin {kind} {model!r}; known: {', '.join('builtin:' + k for k in known)}"
+            f"unknown builtin {kind} {str(ref)!r}; known: {', '.join('builtin:' + k for k in known)}"
         )
-    return name
-
-
-def _is_local(model: str) -> bool:
-    # A Hub id is "name" or "org/name"; anything else that looks like a path is treated as one,
-    # so a mistyped directory gets a "directory not found" message instead of a Hub lookup.
-    return (os.path.exists(model) or model.startswith(("/", ".", "~"))
-            or model.count("/") > 1 or (os.sep != "/" and os.sep in model))
+    return ref.name
 
 
 _PIPELINE_FIX = "or point generate.model at a local directory"
@@ -90,17 +84,19 @@ def check_pipeline_available(model: str, revision: str | None = None) -> None:
     """Fast preflight for `load_pipeline`: raises ModelUnavailable when loading cannot work."""
     from huggingface_hub import is_offline_mode
 
-    if model.startswith("builtin:"):
-        _builtin_name(model, builtin.PIPELINES, "pipeline")
+    ref = ModelRef.parse(model)
+    if ref.kind == BUILTIN:
+        builtin_name(ref, builtin.PIPELINES, "pipeline")
         return
-    if _is_local(model):
-        index = Path(model).expanduser() / "model_index.json"
+    if ref.kind == LOCAL:
+        index = ref.path() / "model_index.json"
         if not index.is_file():
             raise ModelUnavailable(
                 f"cannot load {model!r}: {index} not found; a diffusers pipeline directory holds one "
                 "(write one with `pipe.save_pretrained(dir)`)"
             )
         return
+    model = ref.name
     cached = _check_hub_file(model, ["model_index.json"], revision, _PIPELINE_FIX)
     if cached and is_offline_mode():
         # A cached model_index.json does not mean cached weights: name the missing components.
@@ -114,14 +110,15 @@ def check_pipeline_available(model: str, revision: str | None = None) -> None:
 
 def check_clip_available(model: str, pretrained: str | None) -> None:
     """Fast preflight for `load_clip`: raises ModelUnavailable when loading cannot work."""
-    if model.startswith("builtin:"):
-        _builtin_name(model, builtin.CLIP_MODELS, "CLIP model")
+    ref = ModelRef.parse(model, clip=True)
+    if ref.kind == BUILTIN:
+        builtin_name(ref, builtin.CLIP_MODELS, "CLIP model")
         return
-    if model.startswith("hf-hub:"):
-        _check_hub_file(model[len("hf-hub:"):], ["open_clip_config.json"], None, _CLIP_FIX, f"CLIP model {model!r}")
+    if ref.kind == HUB:
+        _check_hub_file(ref.name, ["open_clip_config.json"], None, _CLIP_FIX, f"CLIP model {model!r}")
         return
-    if model.startswith("local-dir:"):
-        config = Path(model[len("local-dir:"):]).expanduser() / "open_clip_config.json"
+    if ref.kind == LOCAL:
+        config = ref.path() / "open_clip_config.json"
         if not config.is_file():
             raise ModelUnavailable(f"cannot load CLIP model {model!r}: {config} not found")
         return
@@ -138,7 +135,7 @@ def check_clip_available(model: str, pretrained: str | None) -> None:
         return
     cfg = open_clip.get_pretrained_cfg(model, pretrained)
     if not cfg:
-        if _is_local(pretrained) or pretrained.endswith((".safetensors", ".bin", ".pt", ".pth", ".npz")):
+        if pretrained_is_file(pretrained):
             raise ModelUnavailable(f"CLIP checkpoint file {pretrained!r} not found")
         raise ModelUnavailable(f"unknown pretrained tag {pretrained!r} for {model!r}; known: "
                                f"{', '.join(open_clip.list_pretrained_tags_by_model(model))}")

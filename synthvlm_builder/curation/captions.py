@@ -10,15 +10,14 @@ source before it returns, so a broken source fails before work starts.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
-from .config import Caption, CaptionsConfig, FiltersConfig
-from .errors import BuildError, InputError
-from .sources import _field, read_source
+from ..atomic import atomic_open
+from ..errors import BuildError, InputError
+from ..recipe.config import Caption, CaptionsConfig, FiltersConfig
+from .sources import read_source, source_field
 from .textfilters import (AlnumRatioFilter, CharRepetitionFilter, DedupFilter, FlaggedWordsFilter,
                           SpecialCharRatioFilter, TokenLimitFilter, WordCountFilter, WordRepetitionFilter)
 
@@ -91,8 +90,8 @@ def recipe_tokenizer(recipe):
     """The tokenizer `max_tokens` counts with (the generation model's), or None if unneeded."""
     if recipe.captions.filters.max_tokens is None:
         return None
-    from .models import caption_tokenizer
-    from .preflight import ModelUnavailable
+    from ..models.preflight import ModelUnavailable
+    from ..models.tokenizer import caption_tokenizer
     try:
         return caption_tokenizer(recipe.generate.model, recipe.generate.revision)
     except ModelUnavailable as e:
@@ -106,7 +105,7 @@ def iter_curate(cfg: CaptionsConfig, tokenizer=None, funnel: Optional[Funnel] = 
     names = [s.name for s in cfg.sources]
     for i, name in enumerate(names):
         if name in names[:i]:
-            raise InputError(_field(i, "name"), f"duplicate source name {name!r}")
+            raise InputError(source_field(i, "name"), f"duplicate source name {name!r}")
     filters = build_filters(cfg.filters, tokenizer)
     readers = [read_source(src, i) for i, src in enumerate(cfg.sources)]
     funnel.filters = [FilterCount(f.name) for f in filters]
@@ -167,36 +166,14 @@ def parse_caption_line(line: str | bytes) -> Caption:
 
 
 def write_jsonl(captions: Iterable[Caption], path) -> int:
-    """Write {"id","text","source"} lines to a temp file beside `path`, then rename it into
-    place, so readers never see a half-written file.  Returns the number written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Write {"id","text","source"} lines atomically: readers never see a half-written file.
+    Returns the number written."""
     n = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for c in captions:
-                f.write(caption_line(c))
-                n += 1
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(Path(path), "w") as f:
+        for c in captions:
+            f.write(caption_line(c))
+            n += 1
     return n
-
-
-def iter_jsonl(path) -> Iterator[Caption]:
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                yield parse_caption_line(line)
-
-
-def read_jsonl(path) -> list[Caption]:
-    """Captions written by write_jsonl, in file order."""
-    return list(iter_jsonl(path))
 
 
 def _short(text: str, width: int = 72) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import re
 
-from .config import Recipe
+from ..recipe import Recipe
 from .plan import Plan, fingerprint, is_data_field, portable_dict
 
 SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$")

@@ -1,0 +1,3 @@
+"""Models: one parser for model references (ref.py), the built-in tiny models (builtin.py),
+cheap availability preflights (preflight.py), and loading diffusers pipelines, open_clip models
+(loading.py) and caption tokenizers (tokenizer.py). Heavy libraries are imported inside functions."""

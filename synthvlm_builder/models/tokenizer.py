@@ -1,0 +1,83 @@
+"""Caption tokenizers: counting and truncating captions in the tokens the generation model's
+(first) text encoder sees, loaded without any model weights."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import builtin
+from .preflight import ModelUnavailable, builtin_name, check_pipeline_available
+from .ref import BUILTIN, LOCAL, ModelRef
+
+
+class CaptionTokenizer:
+    """Counts and truncates captions in the tokens the pipeline's (first) text encoder sees."""
+
+    def __init__(self, hf_tokenizer):
+        self._hf = hf_tokenizer
+        backend = getattr(hf_tokenizer, "backend_tokenizer", None)
+        if backend is not None:
+            # A private copy of the Rust tokenizer without padding/truncation, called directly:
+            # count() runs on every caption, and this skips the transformers wrapper (~30% faster).
+            from tokenizers import Tokenizer
+
+            backend = Tokenizer.from_str(backend.to_str())
+            backend.no_padding()
+            backend.no_truncation()
+        self._backend = backend
+        self._n_special = self.count("")
+
+    def count(self, text: str) -> int:
+        """Tokens including the begin/end specials (so CLIP's limit is 77)."""
+        if self._backend is not None:
+            return len(self._backend.encode(text).ids)
+        return len(self._hf(text)["input_ids"])
+
+    def counts(self, texts: list[str]) -> list[int]:
+        """`count` for many texts in one call (threaded in Rust unless TOKENIZERS_PARALLELISM=false,
+        which importing open_clip sets)."""
+        if self._backend is not None:
+            return [len(e.ids) for e in self._backend.encode_batch(texts)]
+        return [self.count(t) for t in texts]
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        """The longest prefix of `text`, cut between tokens, whose count() is <= max_tokens."""
+        keep = max_tokens - self._n_special
+        if keep < 0:
+            raise ValueError(f"max_tokens={max_tokens} leaves no room for the {self._n_special} special tokens")
+        if self.count(text) <= max_tokens:
+            return text
+        if self._backend is None:
+            ids = self._hf(text, add_special_tokens=False)["input_ids"]
+            cut = lambda k: self._hf.decode(ids[:k], skip_special_tokens=True)  # noqa: E731
+        else:
+            # Cut the original string at a token's end offset: keeps the caption's own casing and
+            # spacing, which decoding (lower-cased, " ." for ".") would not.
+            offsets = self._backend.encode(text, add_special_tokens=False).offsets
+            cut = lambda k: text[: offsets[k - 1][1]].rstrip() if k else ""  # noqa: E731
+        out = cut(keep)
+        # Re-tokenising a prefix can split its last word differently; step back until it fits.
+        while keep > 0 and self.count(out) > max_tokens:
+            keep -= 1
+            out = cut(keep)
+        return out
+
+
+def caption_tokenizer(model: str, revision: str | None = None) -> CaptionTokenizer:
+    """The tokenizer of `model`'s first text encoder, loaded without any weights."""
+    ref = ModelRef.parse(model)
+    if ref.kind == BUILTIN:
+        builtin_name(ref, builtin.PIPELINES, "pipeline")
+        return CaptionTokenizer(builtin.clip_tokenizer())
+    check_pipeline_available(model, revision)
+    from huggingface_hub import snapshot_download
+    from transformers import AutoTokenizer
+
+    try:
+        # Fetch (or find cached) only tokenizer/ and load it as a local folder: AutoTokenizer on a
+        # Hub id first looks for a config.json, which SD's tokenizer/ lacks, and offline that
+        # lookup fails unless an earlier online run happened to cache the miss.
+        root = ref.path() if ref.kind == LOCAL else Path(snapshot_download(
+            ref.name, revision=revision, allow_patterns=["tokenizer/*"]))
+        return CaptionTokenizer(AutoTokenizer.from_pretrained(root / "tokenizer"))
+    except OSError as e:
+        raise ModelUnavailable(f"cannot load the tokenizer of {model!r}: {e}") from e

@@ -1,0 +1,127 @@
+"""Semantic recipe checks that JSON Schema cannot express: paths that must exist
+(relative to the recipe file), known builtin names, fields a source type does not
+use, and sizes a recipe can never reach. Each problem is located in the YAML.
+
+One function per recipe section, all reporting into one Collector.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from ..errors import Problem
+from ..models.builtin import CLIP_MODELS as BUILTIN_CLIP
+from ..models.builtin import PIPELINES as BUILTIN_PIPELINES
+from ..models.ref import BUILTIN, HUB, LOCAL, ModelRef, pretrained_is_file
+from .paths import FILE_TYPES
+from .yamlsafe import Document, dotted
+
+HF_URL = re.compile(r"^hf://datasets/[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*/.+$")
+TABLE_ONLY = ("column", "id_column", "config", "split")
+
+
+class Collector:
+    """Where the checks report: each problem located at its field (or its key) in the YAML."""
+
+    def __init__(self, doc: Document, file: str, base: Path):
+        self.doc, self.file, self.base = doc, file, base
+        self.problems: list[Problem] = []
+
+    def bad(self, path: tuple, message: str, key: bool = False) -> None:
+        line, col = self.doc.locate(path, key=key)
+        self.problems.append(Problem(self.file, line, col, dotted(path), message))
+
+    def local(self, path: str) -> Path:
+        return self.base / os.path.expanduser(path)
+
+
+def semantic_problems(data: dict, doc: Document, file: str, base: Path) -> list[Problem]:
+    c = Collector(doc, file, base)
+    check_sources(c, data["captions"]["sources"])
+    check_generate(c, data["generate"])
+    check_clip(c, data["score"]["clip"])
+    check_format(c, data.get("format", {}))
+    check_select(c, data["select"], data["captions"]["sources"], data["generate"])
+    return c.problems
+
+
+def check_sources(c: Collector, sources: list[dict]) -> None:
+    names: dict[str, int] = {}
+    for i, src in enumerate(sources):
+        at = ("captions", "sources", i)
+        kind, path = src["type"], src["path"]
+        unused = {"llava_json": TABLE_ONLY, "text": TABLE_ONLY, "hf_dataset": ()}.get(kind, ("config", "split"))
+        for key in unused:
+            if at + (key,) in c.doc.key_positions:  # set by the author, not a default
+                c.bad(at + (key,), f"is not used by {kind} sources", key=True)
+        if kind in FILE_TYPES:
+            if path.startswith("hf://"):
+                if not HF_URL.match(path):
+                    c.bad(at + ("path",), "hf:// paths must look like hf://datasets/<org>/<name>/<file>")
+            elif not c.local(path).is_file():
+                c.bad(at + ("path",), f"caption file not found: {c.local(path)}")
+            elif "revision" in src:
+                c.bad(at + ("revision",), "revision applies to hf:// paths and hf_dataset sources only")
+        elif ModelRef.parse(path, base=c.base).is_local and not c.local(path).exists():
+            c.bad(at + ("path",), f"not a local dataset folder ({c.local(path)} does not exist) nor a Hub id org/name")
+        name = src.get("name") or default_source_name(kind, path)
+        if name in names:
+            c.bad(at + ("name",) if "name" in src else at + ("path",),
+                  f"source name {name!r} is already used by captions.sources[{names[name]}]; set a distinct name")
+        names.setdefault(name, i)
+
+
+def check_generate(c: Collector, gen: dict) -> None:
+    ref = ModelRef.parse(gen["model"], base=c.base)
+    if ref.kind == BUILTIN and ref.name not in BUILTIN_PIPELINES:
+        c.bad(("generate", "model"), f"unknown builtin model {gen['model']!r}; known: "
+              + ", ".join("builtin:" + b for b in BUILTIN_PIPELINES))
+    elif ref.kind == LOCAL and not (ref.path(c.base) / "model_index.json").is_file():
+        c.bad(("generate", "model"), f"local model directory {ref.path(c.base)} does not exist or has no"
+              " model_index.json (expected a diffusers pipeline saved with save_pretrained, or a Hub id org/name)")
+    if "revision" in gen and ref.kind != HUB:
+        c.bad(("generate", "revision"), "revision applies to Hub model ids only")
+
+
+def check_clip(c: Collector, clip: dict) -> None:
+    ref = ModelRef.parse(clip["model"], clip=True, base=c.base)
+    at = ("score", "clip")
+    if ref.kind == BUILTIN and ref.name not in BUILTIN_CLIP:
+        c.bad(at + ("model",), f"unknown builtin model {clip['model']!r}; known: "
+              + ", ".join("builtin:" + b for b in BUILTIN_CLIP))
+    elif ref.kind == LOCAL and not (ref.path(c.base) / "open_clip_config.json").is_file():
+        c.bad(at + ("model",), f"{ref.path(c.base)} has no open_clip_config.json (expected an open_clip model"
+              " folder: open_clip_config.json + weights)")
+    if ref.kind in (BUILTIN, LOCAL, HUB):
+        if "pretrained" in clip:
+            what = "builtin models" if ref.kind == BUILTIN else f"{ref.scheme.rstrip(':')}: models"
+            c.bad(at + ("pretrained",), f"{what} carry their own weights; remove pretrained")
+    elif "pretrained" not in clip:
+        c.bad(at + ("pretrained",), f"required for open_clip model {clip['model']!r}"
+              " (a tag such as openai, or a checkpoint file); without it the weights would be random")
+    elif pretrained_is_file(clip["pretrained"]) and not c.local(clip["pretrained"]).is_file():
+        c.bad(at + ("pretrained",), f"checkpoint file not found: {c.local(clip['pretrained'])}")
+
+
+def check_format(c: Collector, fmt: dict) -> None:
+    for j, prompt in enumerate(fmt.get("prompts") or []):
+        if "<image>" in prompt:
+            c.bad(("format", "prompts", j), "must not contain <image>; it is appended to every instruction")
+
+
+def check_select(c: Collector, sel: dict, sources: list[dict], gen: dict) -> None:
+    if all("limit" in s for s in sources) and not sel.get("allow_fewer"):
+        most = sum(s["limit"] for s in sources)
+        if sel.get("per_caption") == "all":
+            most *= gen.get("images_per_caption", 1)
+        if sel["size"] > most:
+            c.bad(("select", "size"), f"{sel['size']} rows can never be selected: the sources' limits allow at"
+                  f" most {most} candidates; lower size or set allow_fewer: true")
+
+
+def default_source_name(kind: str, path: str) -> str:
+    stem = path.rstrip("/").split("/")[-1]
+    if kind != "hf_dataset":
+        stem = stem.split(".")[0]
+    return re.sub(r"[^A-Za-z0-9._-]", "_", stem) or kind

@@ -1,0 +1,147 @@
+"""Recipe loading: YAML -> JSON Schema -> semantic checks -> frozen dataclasses.
+
+Every problem is collected and raised at once as a RecipeError whose lines read
+`FILE:LINE:COL: field.path: message`. Nothing here loads a model or writes a file.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+import re
+import typing
+from pathlib import Path
+
+from ..errors import Problem, RecipeError
+from . import config as C
+from .checks import default_source_name, semantic_problems
+from .paths import resolve_paths
+from .schema import fill_defaults, schema, schema_problems
+from .yamlsafe import YamlProblem, dotted, parse
+
+# The paper's caption filters (SynthVLM appendix, Table 1), as Data-Juicer defines them.
+PRESETS = {
+    "synthvlm": {
+        "alnum_ratio": {"min": 0.60},
+        "char_repetition": {"rep_len": 10, "max": 0.0937},
+        "word_repetition": {"rep_len": 10, "max": 0.0309},
+        "special_char_ratio": {"min": 0.165, "max": 0.420},
+        "flagged_words": {"max": 0.0},
+    },
+    "none": {},
+}
+
+
+def apply_preset(filters: dict) -> dict:
+    """The preset's values, overridden field by field by explicit keys."""
+    merged = copy.deepcopy(PRESETS[filters.get("preset", "none")])
+    for key, value in filters.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+# --- dataclass construction --------------------------------------------------------
+
+def _build(cls, value):
+    """Build frozen dataclass `cls` from validated plain data (tuples for lists)."""
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in value:
+            kwargs[f.name] = _coerce(hints[f.name], value[f.name])
+    return cls(**kwargs)
+
+
+def _coerce(hint, value):
+    if value is None:
+        return None
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) is typing.Union:
+        return _coerce(args[0], value)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value)
+    if typing.get_origin(hint) is tuple:
+        inner = args[0] if args else object
+        return tuple(_coerce(inner, v) for v in value)
+    if hint is float:
+        return float(value)
+    return value
+
+
+def load_recipe_text(text: str, file: str | os.PathLike = "<recipe>", base: Path | None = None) -> C.Recipe:
+    file = str(file)
+    base = Path(base) if base is not None else (Path(file).resolve().parent if file != "<recipe>" else Path.cwd())
+    try:
+        doc = parse(text)
+    except YamlProblem as p:
+        raise RecipeError([Problem(file, p.line, p.col, dotted(p.path), p.message)]) from None
+    problems = schema_problems(doc, file)
+    data = fill_defaults(copy.deepcopy(doc.data), schema())
+    if not problems:
+        problems = semantic_problems(data, doc, file, base)
+    if problems:
+        raise RecipeError(sorted(problems, key=lambda p: (p.line, p.col, p.field)))
+    data["captions"]["filters"] = apply_preset(data["captions"].get("filters", {}))
+    for src in data["captions"]["sources"]:
+        src.setdefault("name", default_source_name(src["type"], src["path"]))
+    resolve_paths(data, base)
+    data["generate"]["resolution"] = tuple(data["generate"]["resolution"])
+    recipe = _build(C.Recipe, data)
+    path = Path(file).resolve() if Path(file).is_file() else None
+    return dataclasses.replace(recipe, path=path, base=base.resolve(), text=text)
+
+
+def load_recipe(path: str | os.PathLike) -> C.Recipe:
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise RecipeError([Problem(str(path), 1, 1, "(file)", f"cannot read recipe: {e.strerror or e}")]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise RecipeError([Problem(str(path), line, 1, "(file)", "recipe is not valid UTF-8")]) from None
+    return load_recipe_text(text, path)
+
+
+def load_recipe_any(spec: str) -> C.Recipe:
+    """A recipe file, or REV:PATH read from git (for reviewing a PR against main).
+    A git recipe's relative paths resolve against PATH's folder in the work tree."""
+    rev, sep, rel = spec.partition(":")
+    if Path(spec).exists() or not sep or not rev or not rel:
+        return load_recipe(spec)
+    import subprocess
+    top = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True)
+    shown = subprocess.run(["git", "show", f"{rev}:{rel}"], capture_output=True, cwd=top.stdout.strip() or None)
+    if top.returncode or shown.returncode:
+        raise RecipeError([Problem(spec, 1, 1, "(file)", "cannot read recipe from git: "
+                                   + (shown.stderr or top.stderr or b"").decode(errors="replace").strip())])
+    base = Path(top.stdout.strip(), rel).parent
+    return load_recipe_text(shown.stdout.decode("utf-8", errors="replace"), spec, base=base)
+
+
+def recipe_to_dict(recipe: C.Recipe) -> dict:
+    """The resolved recipe as plain JSON-able data (without path/text)."""
+    out = dataclasses.asdict(recipe)
+    for key in ("path", "base", "text"):
+        out.pop(key)
+    return json.loads(json.dumps(out))
+
+
+def locate(recipe: C.Recipe, field: str) -> tuple[str, int, int]:
+    """FILE, LINE, COL of a dotted field path such as captions.sources[1].column."""
+    file = str(recipe.path) if recipe.path else "<recipe>"
+    try:
+        doc = parse(recipe.text)
+    except YamlProblem:
+        return file, 1, 1
+    parts: list = []
+    for token in re.findall(r"[^.\[\]]+|\[\d+\]", field):
+        parts.append(int(token[1:-1]) if token.startswith("[") else token)
+    line, col = doc.locate(tuple(parts))
+    return file, line, col
