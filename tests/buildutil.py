@@ -1,5 +1,8 @@
 """Small recipes for build tests: real tiny models, a dozen captions, seconds on a CPU."""
+import contextlib
+import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -63,9 +66,39 @@ def write_recipe(d: Path, name: str = "r.yaml", n_captions: int = 12, model: str
 
 
 def cli(*args, cwd=None, env=None, check=True) -> subprocess.CompletedProcess:
-    """Run the real console entry point in a fresh process, as a user would."""
+    """Run `synthvlm-build ARGS` through its real entry point, `cli.main`, in this process (no
+    interpreter start, no torch re-import), with stdout/stderr captured and the exit code returned
+    as a process would. With `env` (a variable the libraries read at import time, such as
+    HF_ENDPOINT), it runs in a fresh process instead: see `cli_process`."""
+    if env is not None:
+        return cli_process(*args, cwd=cwd, env=env, check=check)
+    from synthvlm_builder.cli import main
+
+    argv = [str(a) for a in args]
+    out, err = io.StringIO(), io.StringIO()
+    old_cwd = os.getcwd()
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(argv)
+            except SystemExit as e:  # argparse: usage errors exit 2, --help exits 0
+                code = e.code if isinstance(e.code, int) else 1
+    finally:
+        os.chdir(old_cwd)
+    proc = subprocess.CompletedProcess(["synthvlm-build", *argv], code, out.getvalue(), err.getvalue())
+    return _checked(proc, check)
+
+
+def cli_process(*args, cwd=None, env=None, check=True) -> subprocess.CompletedProcess:
+    """Run the real console entry point in a fresh process, exactly as a user would."""
     proc = subprocess.run([sys.executable, "-m", "synthvlm_builder", *map(str, args)], capture_output=True,
                           text=True, cwd=cwd, env=env)
+    return _checked(proc, check)
+
+
+def _checked(proc: subprocess.CompletedProcess, check: bool) -> subprocess.CompletedProcess:
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
     return proc

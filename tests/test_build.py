@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from buildutil import ROOT, cli, read_candidates, read_rows, write_recipe
+from buildutil import ROOT, cli, cli_process, read_candidates, read_rows, write_recipe
 
 LOAD_WITH_PLAIN_DATASETS = """
 import json, sys
@@ -29,9 +29,34 @@ print(json.dumps({
 
 @pytest.fixture(scope="module")
 def quickstart(tmp_path_factory):
+    """The quickstart, end to end in its own process, exactly as the README runs it."""
     out = tmp_path_factory.mktemp("qs") / "out"
-    proc = cli(ROOT / "recipes/quickstart.yaml", "--output", out)
+    proc = cli_process(ROOT / "recipes/quickstart.yaml", "--output", out)
     return out, proc
+
+
+# The quickstart's first rows, pinned (as diffusers pins expected slices): an accidental change of
+# seeds, ids, scoring or pixels fails here, not only a comparison of the builder with itself.
+GOLDEN = [
+    ("quickstart:q002-0", 8147942854878429781, -0.01868071, 0.76772225, 0.36518043,
+     [[109, 113, 138], [114, 116, 139], [117, 113, 136], [110, 103, 121]]),
+    ("quickstart:q003-1", 1083188928528809843, -0.13384998, 0.77776444, 0.25503224,
+     [[126, 117, 134], [130, 117, 135], [138, 113, 134], [136, 111, 133]]),
+    ("quickstart:q005-1", 2339125104159833840, -0.10193546, 0.77164459, 0.28388685,
+     [[140, 115, 121], [139, 117, 130], [129, 113, 140], [124, 111, 139]]),
+]
+
+
+def test_quickstart_golden_ids_scores_and_pixels(quickstart):
+    out, _ = quickstart
+    rows = read_rows(out)[: len(GOLDEN)]
+    for row, (rid, seed, clip, ssim, score, pixels) in zip(rows, GOLDEN):
+        assert (row["id"], row["seed"]) == (rid, seed)
+        assert row["clip_score"] == pytest.approx(clip, abs=1e-4)
+        assert row["ssim"] == pytest.approx(ssim, abs=1e-4)
+        assert row["score"] == pytest.approx(score, abs=1e-4)
+        image = np.asarray(Image.open(io.BytesIO(row["image"]["bytes"])))
+        assert image[0, :4].tolist() == pixels
 
 
 def test_quickstart_builds_and_loads_with_plain_datasets(quickstart, tmp_path):
@@ -118,37 +143,43 @@ def test_llava_export(quickstart, tmp_path):
     assert again.returncode == 2 and "not empty" in again.stderr
 
 
-def test_rebuild_is_byte_identical(tmp_path):
-    recipe = write_recipe(tmp_path / "r", image_format="jpeg")
-    cli(recipe, "--output", tmp_path / "a")
-    cli(recipe, "--output", tmp_path / "b")
-    a, b = read_rows(tmp_path / "a"), read_rows(tmp_path / "b")
-    assert len(a) == 8
-    assert a == b  # ids, image bytes, scores, seeds, conversations
-    assert [f.read_bytes() for f in sorted((tmp_path / "a/data").iterdir())] == \
-        [f.read_bytes() for f in sorted((tmp_path / "b/data").iterdir())]
+@pytest.fixture(scope="module")
+def batch_builds(tmp_path_factory):
+    """The same small recipe built twice at batch 4 and once at batch 1 (PNG: exact pixels)."""
+    d = tmp_path_factory.mktemp("batches")
+    four = write_recipe(d / "four", n_captions=6, size=6, batch_size=4)
+    one = write_recipe(d / "one", n_captions=6, size=6, batch_size=1)
+    for recipe, out in ((four, "a"), (four, "b"), (one, "c")):
+        cli(recipe, "--output", d / out)
+    return d / "a", d / "b", d / "c"
 
 
-def test_batch_size_changes_pixels_by_at_most_one(tmp_path):
-    one = write_recipe(tmp_path / "one", batch_size=1, image_format="png")
-    five = write_recipe(tmp_path / "five", batch_size=5, image_format="png")
-    cli(one, "--output", tmp_path / "a")
-    cli(five, "--output", tmp_path / "b")
-    a = {r["id"]: r for r in read_candidates(tmp_path / "a")}
-    b = {r["id"]: r for r in read_candidates(tmp_path / "b")}
-    assert a.keys() == b.keys() and len(a) == 24
+def test_rebuild_is_byte_identical(batch_builds):
+    a, b, _ = batch_builds
+    rows_a, rows_b = read_rows(a), read_rows(b)
+    assert len(rows_a) == 6
+    assert rows_a == rows_b  # ids, image bytes, scores, seeds, conversations
+    assert [f.read_bytes() for f in sorted((a / "data").iterdir())] == \
+        [f.read_bytes() for f in sorted((b / "data").iterdir())]
+
+
+def test_batch_size_changes_pixels_by_at_most_one(batch_builds):
+    a, _, c = batch_builds
+    four = {r["id"]: r for r in read_candidates(a)}
+    one = {r["id"]: r for r in read_candidates(c)}
+    assert four.keys() == one.keys() and len(four) == 12
     worst = 0
-    for key in a:
-        pa = np.asarray(Image.open(io.BytesIO(a[key]["image"])), dtype=np.int16)
-        pb = np.asarray(Image.open(io.BytesIO(b[key]["image"])), dtype=np.int16)
+    for key in four:
+        pa = np.asarray(Image.open(io.BytesIO(four[key]["image"])), dtype=np.int16)
+        pb = np.asarray(Image.open(io.BytesIO(one[key]["image"])), dtype=np.int16)
         worst = max(worst, int(np.abs(pa - pb).max()))
-        assert a[key]["seed"] == b[key]["seed"]
+        assert four[key]["seed"] == one[key]["seed"]
     assert worst <= 1
 
 
 def test_local_pipeline_dir_and_open_clip_local_dir(tmp_path):
     """A pipeline saved with save_pretrained and an open_clip model folder, both named by path."""
-    from synthvlm_builder.builtin import builtin_dir
+    from synthvlm_builder.models.builtin import builtin_dir
     shutil.copytree(builtin_dir("tiny-sdxl"), tmp_path / "r" / "models" / "my-sdxl")
     # An open_clip model folder as open_clip's save_for_hf lays it out: open_clip_config.json + weights.
     clip_src, clip_dir = builtin_dir("tiny-clip"), tmp_path / "r" / "models" / "my-clip"
@@ -157,16 +188,17 @@ def test_local_pipeline_dir_and_open_clip_local_dir(tmp_path):
     cfg = json.loads(next(clip_src.glob("*.json")).read_text())
     (clip_dir / "open_clip_config.json").write_text(json.dumps({"model_cfg": cfg, "preprocess_cfg": {
         "mean": [0.48145466, 0.4578275, 0.40821073], "std": [0.26862954, 0.26130258, 0.27577711]}}))
-    recipe = write_recipe(tmp_path / "r", model="./models/my-sdxl", clip="local-dir:models/my-clip", size=6)
+    recipe = write_recipe(tmp_path / "r", n_captions=4, model="./models/my-sdxl", clip="local-dir:models/my-clip",
+                          size=4)
     cli(recipe, "--output", tmp_path / "out")
     rows = read_rows(tmp_path / "out")
-    assert len(rows) == 6
+    assert len(rows) == 4
     lock = json.loads((tmp_path / "out/recipe.lock.json").read_text())
     assert lock["models"]["generate"]["model"] == "models/my-sdxl"
     assert lock["models"]["clip"]["model"] == "local-dir:models/my-clip"
     assert len(lock["models"]["generate"]["model_index_sha256"]) == 64
     # The same weights under the builtin name score identically: the folder really was loaded.
-    builtin = write_recipe(tmp_path / "b", model="./models/my-sdxl", clip="builtin:tiny-clip", size=6)
+    builtin = write_recipe(tmp_path / "b", n_captions=4, model="./models/my-sdxl", clip="builtin:tiny-clip", size=4)
     shutil.copytree(tmp_path / "r" / "models", tmp_path / "b" / "models")
     cli(builtin, "--output", tmp_path / "out_builtin")
     assert [r["clip_score"] for r in read_rows(tmp_path / "out_builtin")] == [r["clip_score"] for r in rows]

@@ -9,10 +9,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from synthvlm_builder.sources import read_source
-from synthvlm_builder.captions import (Funnel, curate, format_funnel, iter_curate, read_jsonl,
-                                       write_jsonl)
-from synthvlm_builder.config import (CaptionsConfig, Caption, FiltersConfig, MaxFilter, RangeFilter,
+from synthvlm_builder.curation.sources import read_source
+from synthvlm_builder.curation.captions import (Funnel, curate, format_funnel, iter_curate, parse_caption_line,
+                                                write_jsonl)
+from synthvlm_builder.recipe.config import (CaptionsConfig, Caption, FiltersConfig, MaxFilter, RangeFilter,
                                      RepetitionFilter, SourceConfig)
 from synthvlm_builder.errors import InputError
 
@@ -173,27 +173,14 @@ def test_iter_curate_checks_every_source_before_yielding(sources, tmp_path):
     assert e.value.field == "captions.sources[1].path"
 
 
-class ClipBpe:
-    """The tokenizer contract (count incl. begin/end tokens, truncate) over open_clip's real CLIP BPE."""
-
-    def __init__(self):
-        from open_clip.tokenizer import SimpleTokenizer  # vocab ships inside open_clip
-        self.bpe = SimpleTokenizer()
-
-    def count(self, text):
-        return len(self.bpe.encode(text)) + 2
-
-    def truncate(self, text, max_tokens):
-        return self.bpe.decode(self.bpe.encode(text)[:max_tokens - 2]).strip()
-
-
 def test_max_tokens_drops_or_truncates(tmp_path):
     words = "a small brown dog runs across the green grass near a red barn while children watch".split()
     long = " ".join(words[i % len(words)] for i in range(120))  # 120 words, 122 CLIP tokens
     (tmp_path / "t.txt").write_text(f"a short caption\n{long}\n", encoding="utf-8")
     src = SourceConfig("text", str(tmp_path / "t.txt"), "t")
-    tok = ClipBpe()
-    assert tok.count(long) > 77
+    from synthvlm_builder.models.tokenizer import caption_tokenizer
+    tok = caption_tokenizer("builtin:tiny-sd")  # the real 49,408-token CLIP BPE, as SD's tokenizer
+    assert tok.count(long) == 122
 
     dropped = curate(CaptionsConfig((src,), FiltersConfig(max_tokens=77)), tok)
     assert [c.id for c in dropped.captions] == ["t:0"]
@@ -263,7 +250,7 @@ def test_streaming_write_then_read(sources, tmp_path):
     out.write_text("stale\n")  # replaced whole, not appended to
     n = write_jsonl(iter_curate(cfg, None, funnel), out)
     assert n == 4 and funnel.kept == 4 and funnel.filters[0].dropped == 4  # tx repeats jl's captions
-    assert read_jsonl(out) == curate(cfg).captions
+    assert [parse_caption_line(ln) for ln in out.read_text(encoding="utf-8").splitlines()] == curate(cfg).captions
     assert json.loads(out.read_text(encoding="utf-8").splitlines()[2]) == {"id": "jl:2", "text": CAPTIONS[2],
                                                                            "source": "jl"}
     assert [p.name for p in out.parent.iterdir()] == ["captions.jsonl"]  # no temp file left

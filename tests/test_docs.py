@@ -2,8 +2,8 @@
 import re
 from pathlib import Path
 
-from synthvlm_builder.docs import END, START, readme_section
-from synthvlm_builder.recipe import schema
+from synthvlm_builder.recipe.docs import END, START, readme_section
+from synthvlm_builder.recipe.schema import schema
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -12,7 +12,7 @@ README = (ROOT / "README.md").read_text()
 def test_readme_recipe_reference_matches_schema():
     start, end = README.index(START), README.index(END) + len(END)
     assert README[start:end] == readme_section(), \
-        "README drifted from the schema: run `python -m synthvlm_builder.docs --write README.md`"
+        "README drifted from the schema: run `python -m synthvlm_builder.recipe.docs --write README.md`"
 
 
 def test_every_schema_field_has_a_description():

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from synthvlm_builder.cli import main
-from synthvlm_builder.plan import derive_seed, fingerprint, make_plan, sample_id, shard_ranges
+from synthvlm_builder.execution.plan import derive_seed, fingerprint, make_plan, sample_id, shard_ranges
 from synthvlm_builder.recipe import load_recipe_text
 
 from test_recipe import BASE
@@ -73,7 +73,7 @@ def test_fingerprint_is_portable_across_checkouts(tmp_path):
 
 
 def test_fingerprint_is_sha256_of_canonical_json(base_dir):
-    from synthvlm_builder.plan import canonical_json, data_view
+    from synthvlm_builder.execution.plan import canonical_json, data_view
     r = load_recipe_text(BASE, base_dir / "r.yaml")
     view = data_view(r)
     assert "batch_size" not in view["generate"] and "execution" not in view and "name" not in view
@@ -91,7 +91,7 @@ def test_seed_derivation_golden_values():
 
 
 def test_seed_derivation_is_stable_across_processes():
-    code = "from synthvlm_builder.plan import derive_seed; print(derive_seed(7, 'x:1', 2))"
+    code = "from synthvlm_builder.execution.plan import derive_seed; print(derive_seed(7, 'x:1', 2))"
     outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            env={"PYTHONHASHSEED": str(h), "PATH": ""}).stdout for h in (1, 2)}
     assert outs == {f"{derive_seed(7, 'x:1', 2)}\n"}

@@ -22,7 +22,7 @@ from conftest import HUB_TOKEN
 from hubserver import HubServer
 
 REPO = "synthvlm/synthvlm-quickstart"   # the quickstart recipe's publish.repo_id
-RETRIES = 5                             # synthvlm_builder.publish.RETRIES: attempts = RETRIES + 1
+RETRIES = 5                             # synthvlm_builder.release.publish.RETRIES: attempts = RETRIES + 1
 
 LOAD = textwrap.dedent("""
     import hashlib, json, sys

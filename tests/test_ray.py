@@ -26,7 +26,7 @@ def with_ray(recipe):
 
 def test_ray_equals_local_byte_for_byte(tmp_path, ray_env):
     recipe = with_ray(write_recipe(tmp_path / "r", n_captions=8, shard_size=2, size=6))
-    cli(recipe, "--output", tmp_path / "local", env=ray_env)
+    cli(recipe, "--output", tmp_path / "local")
     proc = cli(recipe, "--output", tmp_path / "ray", "--executor", "ray", env=ray_env)
     assert "built 6 rows" in proc.stderr
     assert read_candidates(tmp_path / "ray") == read_candidates(tmp_path / "local")
@@ -40,9 +40,12 @@ def test_ray_equals_local_byte_for_byte(tmp_path, ray_env):
 def test_local_build_killed_then_resumed_on_ray(tmp_path, ray_env):
     recipe = with_ray(shard_recipe(tmp_path / "r"))
     clean = tmp_path / "clean"
-    cli(recipe, "--output", clean, env=ray_env)
+    cli(recipe, "--output", clean)
     out = tmp_path / "out"
-    finished = start_and_kill(recipe, out)
+    start_and_kill(recipe, out, at=2)
+    finished = {0, 1}
+    assert sorted(p.name for p in (out / ".synthvlm/shards").glob("*.done.json")) == [
+        "shard-00000.done.json", "shard-00001.done.json"]
     n = len(events(out))
     cli(recipe, "--output", out, "--executor", "ray", env=ray_env)
     rerun = events(out)[n:]

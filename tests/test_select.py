@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from synthvlm_builder.config import SelectConfig
+from synthvlm_builder.recipe.config import SelectConfig
 from synthvlm_builder.errors import BuildError
-from synthvlm_builder.select import Candidates, select
+from synthvlm_builder.stages.select import Candidates, select
 
 
 def cands(rows):
@@ -12,8 +12,8 @@ def cands(rows):
     ids = np.array([r[0] for r in rows])
     clip = np.array([r[1] for r in rows], dtype=np.float32)
     ssim = np.array([r[2] for r in rows], dtype=np.float32)
-    return Candidates(id=ids, caption_id=np.array([i.rsplit("-", 1)[0] for i in ids]), clip_score=clip,
-                      ssim=ssim, score=(clip + np.float32(0.5) * ssim).astype(np.float32))
+    return Candidates(id=ids, caption_id=np.array([i.rsplit("-", 1)[0] for i in ids]),
+                      scores={"clip_score": clip, "ssim": ssim, "score": (clip + np.float32(0.5) * ssim).astype(np.float32)})
 
 
 ROWS = [  # caption a: 3 candidates, b: 2, c: 1, d: 2
@@ -75,3 +75,9 @@ def test_nan_scores_never_pass_thresholds_and_rank_last():
     rows = [("a-0", float("nan"), 0.5), ("b-0", 0.1, 0.5)]
     sel = select(cands(rows), SelectConfig(size=2, min_clip_score=0.0, allow_fewer=True))
     assert sel.ids == ["b-0"]
+    # No threshold: a NaN score ranks below every number, for the global top-N ...
+    assert select(cands(rows), SelectConfig(size=1)).ids == ["b-0"]
+    assert select(cands(rows), SelectConfig(size=2)).ids == ["a-0", "b-0"]  # (rows come back in plan order)
+    # ... and within a caption's candidates: the numeric one is the caption's best.
+    same = [("a-0", float("nan"), 0.9), ("a-1", -0.5, 0.0)]
+    assert select(cands(same), SelectConfig(size=1)).ids == ["a-1"]

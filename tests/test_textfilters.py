@@ -5,7 +5,7 @@ caption when min <= stat <= max (closed, like Data-Juicer).
 """
 import pytest
 
-from synthvlm_builder.textfilters import (SPECIAL_CHARACTERS, AlnumRatioFilter, CharRepetitionFilter, DedupFilter,
+from synthvlm_builder.curation.textfilters import (SPECIAL_CHARACTERS, AlnumRatioFilter, CharRepetitionFilter, DedupFilter,
                                           FlaggedWordsFilter, SpecialCharRatioFilter, WordCountFilter,
                                           WordRepetitionFilter, dj_words, flagged_words_en, normalize_caption)
 
