@@ -112,10 +112,10 @@ def write_recipe(d: Path, n: int, *, res: int = 256, steps: int = 4, batch_size:
 def load_items(recipe_path: Path):
     """(recipe, items): the captions as the builder curates them, each with the seed the builder derives
     (`plan.derive_seed(recipe.seed, caption.id, k)`, via worker.shard_items), in plan order."""
-    from synthvlm_builder.captions import curate
-    from synthvlm_builder.plan import derive_seed
+    from synthvlm_builder.curation.captions import curate
+    from synthvlm_builder.execution.plan import derive_seed
     from synthvlm_builder.recipe import load_recipe
-    from synthvlm_builder.worker import shard_items
+    from synthvlm_builder.execution.worker import shard_items
 
     recipe = load_recipe(recipe_path)
     captions = curate(recipe.captions).captions
@@ -128,13 +128,13 @@ def pin_threads() -> None:
     """The builder's CPU setting (worker.ShardWorker): torch intra-op threads = usable cores."""
     import torch
 
-    from synthvlm_builder.worker import cpu_threads
+    from synthvlm_builder.execution.worker import cpu_threads
     torch.set_num_threads(cpu_threads())
 
 
 def model_source(model: str) -> str:
     """A recipe's generate.model as a path or Hub id diffusers can load (builtins are built on first use)."""
-    from synthvlm_builder import builtin
+    from synthvlm_builder.models import builtin
     return str(builtin.builtin_dir(model.split(":", 1)[1])) if model.startswith("builtin:") else model
 
 
@@ -168,7 +168,7 @@ def random_clip_bundle(arch: str, device):
     """An open_clip architecture with random weights (real FLOPs, no download), packed as models.load_clip does."""
     import open_clip
 
-    from synthvlm_builder.models import ClipBundle
+    from synthvlm_builder.models.loading import ClipBundle
     model, _, transform = open_clip.create_model_and_transforms(arch, pretrained=None, device=device)
     model.eval()
     return ClipBundle(model, open_clip.get_tokenizer(arch), dict(model.visual.preprocess_cfg), transform, device)
@@ -176,7 +176,7 @@ def random_clip_bundle(arch: str, device):
 
 def load_clip_any(name: str, device):
     """`builtin:tiny-clip` (as the builder loads it) or an open_clip architecture with random weights."""
-    from synthvlm_builder.models import load_clip
+    from synthvlm_builder.models.loading import load_clip
     return load_clip(name, None, device) if name.startswith("builtin:") else random_clip_bundle(name, device)
 
 
@@ -184,7 +184,7 @@ def builder_run(worker, captions, root: Path) -> dict:
     """One shard through the builder's ShardWorker (generate, score, SSIM, encode, write) in a scratch work dir."""
     import shutil
 
-    from synthvlm_builder.workdir import WorkDir
+    from synthvlm_builder.execution.workdir import WorkDir
     shutil.rmtree(root, ignore_errors=True)
     work = WorkDir(root)
     work.claim("benchmark", 1 << 30, overwrite=False)

@@ -31,8 +31,8 @@ TARGET = 1.5
 
 def paper_style(generator, scorer, recipe, items, out_dir: Path) -> None:
     """Generate one image, score it, SSIM it, encode and write it; next caption."""
-    from synthvlm_builder.formats import encode_image
-    from synthvlm_builder.score import ssim_roundtrip
+    from synthvlm_builder.stages.format import encode_image
+    from synthvlm_builder.stages.score import ssim_roundtrip
 
     out_dir.mkdir(parents=True, exist_ok=True)
     for it in items:
@@ -56,10 +56,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="rounds (each runs every configuration once)")
     args = ap.parse_args()
 
-    from synthvlm_builder.generate import ImageGenerator
-    from synthvlm_builder.models import load_pipeline, resolve_device
-    from synthvlm_builder.score import ClipScorer
-    from synthvlm_builder.worker import ShardWorker
+    from synthvlm_builder.stages.generate import ImageGenerator
+    from synthvlm_builder.models.loading import load_pipeline, resolve_device
+    from synthvlm_builder.stages.score import ClipScorer
+    from synthvlm_builder.execution.worker import ShardWorker
 
     device = resolve_device(args.device)
     dtype = args.dtype or ("float16" if device.type == "cuda" else "float32")

@@ -29,10 +29,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from synthvlm_builder.captions import build_filters, curate, iter_curate, write_jsonl  # noqa: E402
-from synthvlm_builder.config import (CaptionsConfig, FiltersConfig, MaxFilter, RangeFilter,  # noqa: E402
+from synthvlm_builder.curation.captions import build_filters, curate, iter_curate, write_jsonl  # noqa: E402
+from synthvlm_builder.recipe.config import (CaptionsConfig, FiltersConfig, MaxFilter, RangeFilter,  # noqa: E402
                                      RepetitionFilter, SourceConfig)
-from synthvlm_builder.textfilters import flagged_words_en  # noqa: E402
+from synthvlm_builder.curation.textfilters import flagged_words_en  # noqa: E402
 
 TARGET = 20_000
 LLAVA_RECORDS = 558_128

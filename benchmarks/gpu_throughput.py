@@ -79,7 +79,7 @@ def build_sdxl(device, dtype, tiny: bool):
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    from synthvlm_builder.builtin import clip_tokenizer
+    from synthvlm_builder.models.builtin import clip_tokenizer
     unet_cfg, vae_cfg, te_cfg, te2_cfg = ((TINY_UNET, TINY_VAE, TINY_TEXT, TINY_TEXT_2) if tiny else
                                           (SDXL_UNET, SDXL_VAE, SDXL_TEXT, SDXL_TEXT_2))
     import diffusers
@@ -103,7 +103,7 @@ def build_sdxl(device, dtype, tiny: bool):
 
 def scorer_seconds(worker, bundle, recipe, prompts, seeds, device, repeats: int = 3) -> tuple[float, float]:
     """Seconds per image of CLIPScore (on the device) and SSIM (on the worker's CPU pool), as the worker runs them."""
-    from synthvlm_builder.score import ClipScorer, ssim_roundtrip
+    from synthvlm_builder.stages.score import ClipScorer, ssim_roundtrip
     images = worker.generator.generate(prompts, seeds)
     scorer = ClipScorer(bundle, prefix=recipe.score.clip.prefix, device=device)
     scorer.score(images, prompts)  # warm-up
@@ -142,8 +142,8 @@ def main() -> None:
 
     import torch
 
-    from synthvlm_builder.models import resolve_device
-    from synthvlm_builder.worker import ShardWorker
+    from synthvlm_builder.models.loading import resolve_device
+    from synthvlm_builder.execution.worker import ShardWorker
 
     device = resolve_device(args.device)
     if device.type != "cuda" and not tiny:

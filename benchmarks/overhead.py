@@ -110,7 +110,7 @@ def main() -> None:
         recipe_path = C.write_recipe(tmp / "recipe", args.captions, res=args.resolution, steps=args.steps,
                                      batch_size=args.batch_size)
         recipe, items = C.load_items(recipe_path)
-        from synthvlm_builder.worker import cpu_threads
+        from synthvlm_builder.execution.worker import cpu_threads
         C.model_source(recipe.score.clip.model)  # build the builtins now, untimed, for both sides
         job = {"source": C.model_source(recipe.generate.model), "dtype": recipe.generate.dtype,
                "kwargs": C.pipe_kwargs(recipe), "batch_size": args.batch_size, "threads": cpu_threads(),

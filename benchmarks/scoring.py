@@ -63,10 +63,10 @@ def main() -> None:
 
     import numpy as np
 
-    from synthvlm_builder.formats import encode_image
-    from synthvlm_builder.generate import ImageGenerator
-    from synthvlm_builder.models import load_pipeline, resolve_device
-    from synthvlm_builder.score import ClipScorer, ssim_roundtrip
+    from synthvlm_builder.stages.format import encode_image
+    from synthvlm_builder.stages.generate import ImageGenerator
+    from synthvlm_builder.models.loading import load_pipeline, resolve_device
+    from synthvlm_builder.stages.score import ClipScorer, ssim_roundtrip
 
     device = resolve_device(args.device)
     dtype = args.dtype or ("float16" if device.type == "cuda" else "float32")

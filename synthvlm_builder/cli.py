@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -46,28 +47,25 @@ DESCRIPTIONS = {
 }
 
 
+RECIPE = ("recipe", {"metavar": "RECIPE"})
+DIR = ("dir", {"metavar": "DIR"})
+ARGUMENTS = {
+    "validate": [("recipes", {"nargs": "+", "metavar": "RECIPE"})],
+    "plan": [RECIPE, ("--json", {"action": "store_true", "help": "print the plan as JSON"})],
+    "diff": [("old", {"metavar": "OLD"}), ("new", {"metavar": "NEW"})],
+    "captions": [RECIPE, ("--output", {"metavar": "FILE.jsonl", "help": "write the surviving captions here"}),
+                 ("--json", {"action": "store_true", "help": "print the funnel (and captions) as JSON"})],
+    "publish": [DIR, ("--repo-id", {"metavar": "ORG/NAME", "help": "default: the recipe's publish.repo_id"})],
+    "export": [DIR, ("--llava", {"metavar": "OUT", "required": True, "help": "output folder for the LLaVA layout"})],
+}
+
+
 def _verb_parser(verb: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=f"synthvlm-build {verb}", description=DESCRIPTIONS[verb],
         epilog=f"example:\n  {EXAMPLES[verb]}", formatter_class=argparse.RawDescriptionHelpFormatter)
-    if verb == "validate":
-        p.add_argument("recipes", nargs="+", metavar="RECIPE")
-    elif verb == "plan":
-        p.add_argument("recipe", metavar="RECIPE")
-        p.add_argument("--json", action="store_true", help="print the plan as JSON")
-    elif verb == "diff":
-        p.add_argument("old", metavar="OLD")
-        p.add_argument("new", metavar="NEW")
-    elif verb == "captions":
-        p.add_argument("recipe", metavar="RECIPE")
-        p.add_argument("--output", metavar="FILE.jsonl", help="write the surviving captions here")
-        p.add_argument("--json", action="store_true", help="print the funnel (and captions) as JSON")
-    elif verb == "publish":
-        p.add_argument("dir", metavar="DIR")
-        p.add_argument("--repo-id", metavar="ORG/NAME", help="default: the recipe's publish.repo_id")
-    elif verb == "export":
-        p.add_argument("dir", metavar="DIR")
-        p.add_argument("--llava", metavar="OUT", required=True, help="output folder for the LLaVA layout")
+    for name, options in ARGUMENTS[verb]:
+        p.add_argument(name, **options)
     return p
 
 
@@ -95,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         verb, args = "build", _build_parser().parse_args(argv)
     try:
-        return COMMANDS[verb](args)
+        code = COMMANDS[verb](args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the try, not at interpreter exit
+        return code
     except (RecipeError, InputError, BuildError) as e:
         if debug:
             traceback.print_exc()
@@ -104,12 +104,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`plan --json | head`): stop quietly, as Unix tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool its pipe closed
 
 
 def _format_error(e: Exception, args) -> str:
+    """One line: located in an input file, at a command-line flag, or at a recipe field."""
     if isinstance(e, InputError):
+        if e.location:
+            return f"{e.location}: {e.message} ({e.field})"
         recipe_file = getattr(args, "recipe", None)
-        if recipe_file:
+        if recipe_file and not e.field.startswith("-") and e.field != "DIR":
             from .recipe import load_recipe, locate
             file, line, col = locate(load_recipe(recipe_file), e.field)
             return f"{file}:{line}:{col}: {e.field}: {e.message}"
@@ -158,11 +166,14 @@ def cmd_diff(args) -> int:
 
 
 def cmd_captions(args) -> int:
-    from .curation.captions import Funnel, format_funnel, iter_curate, recipe_tokenizer, write_jsonl
+    from .curation.captions import Funnel, format_funnel, write_jsonl
+    from .execution.runner import curate_recipe
     from .recipe import load_recipe
     recipe = load_recipe(args.recipe)
+    if args.output:
+        _check_captions_output(Path(args.output), recipe)
     funnel = Funnel()
-    survivors = iter_curate(recipe.captions, tokenizer=recipe_tokenizer(recipe), funnel=funnel)
+    survivors = curate_recipe(recipe, funnel)
     if args.output:  # streams to the file: memory stays flat however many captions there are
         kept, shown = write_jsonl(survivors, Path(args.output)), []
     else:
@@ -185,6 +196,16 @@ def cmd_captions(args) -> int:
         if kept > 10:
             print(f"  ... {kept - 10} more (use --output FILE.jsonl)")
     return 0
+
+
+def _check_captions_output(out: Path, recipe) -> None:
+    if out.is_dir():
+        raise InputError("--output", f"{out} is a folder; give a file name such as {out / 'captions.jsonl'}")
+    for i, src in enumerate(recipe.captions.sources):
+        if out.exists() and Path(src.path).exists() and os.path.samefile(out, src.path) \
+                or out.resolve() == Path(src.path).resolve():
+            raise InputError("--output", f"{out} is the recipe's caption source captions.sources[{i}];"
+                             " writing it would overwrite the input: choose another file")
 
 
 def cmd_build(args) -> int:

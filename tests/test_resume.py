@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from buildutil import cli, read_rows, write_recipe
+from buildutil import cli, read_rows, work_root, write_recipe
 
 N_SHARDS = 6
 
@@ -26,7 +26,8 @@ def shard_recipe(d: Path, **kw) -> Path:
 
 
 def events(out: Path) -> list[dict]:
-    path = out / ".synthvlm" / "events.jsonl"
+    roots = list((out / ".synthvlm" / "builds").glob("*"))
+    path = work_root(out) / "events.jsonl" if roots else out / "missing"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
@@ -59,7 +60,7 @@ def test_kill_9_then_resume_gives_identical_dataset_without_redoing_shards(tmp_p
     out = tmp_path / "out"
     killed = start_and_kill(recipe, out, at=2)
     assert killed.returncode == -signal.SIGKILL
-    shards = out / ".synthvlm" / "shards"
+    shards = work_root(out) / "shards"
     assert sorted(p.name for p in shards.glob("*.done.json")) == ["shard-00000.done.json", "shard-00001.done.json"]
     assert list(shards.glob(".shard-00002.parquet.tmp-*")), "shard 2 was being written when the kill came"
     assert not (out / "README.md").exists()
@@ -83,7 +84,7 @@ def test_ctrl_c_exits_130_and_a_rerun_resumes(tmp_path, clean):
     proc = start_and_kill(recipe, out, at=1, sig="INT")
     assert proc.returncode == 130
     assert "interrupted; rerun the same command to resume" in proc.stderr and "Traceback" not in proc.stderr
-    shards = out / ".synthvlm" / "shards"
+    shards = work_root(out) / "shards"
     assert [p.name for p in shards.glob("*.done.json")] == ["shard-00000.done.json"]
     assert not [p for p in shards.iterdir() if ".tmp-" in p.name], "an interrupted shard leaves no temp file"
     assert "resuming: 1 of 6 shards" in cli(recipe, "--output", out).stderr
@@ -92,7 +93,7 @@ def test_ctrl_c_exits_130_and_a_rerun_resumes(tmp_path, clean):
 
 def test_truncated_shard_is_detected_and_regenerated(copy_of_clean, clean):
     recipe, out = copy_of_clean
-    shard = out / ".synthvlm/shards/shard-00002.parquet"
+    shard = work_root(out) / "shards/shard-00002.parquet"
     shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
     (out / "README.md").unlink()  # as if the run died before writing the dataset
     n = len(events(out))
@@ -106,7 +107,7 @@ def test_truncated_shard_is_detected_and_regenerated(copy_of_clean, clean):
 
 def test_corrupt_shard_same_size_is_detected(copy_of_clean, clean):
     recipe, out = copy_of_clean
-    shard = out / ".synthvlm/shards/shard-00001.parquet"
+    shard = work_root(out) / "shards/shard-00001.parquet"
     data = bytearray(shard.read_bytes())
     data[len(data) // 2] ^= 0xFF
     shard.write_bytes(bytes(data))

@@ -18,7 +18,8 @@ from ..atomic import atomic_open
 from ..errors import BuildError, InputError
 from ..recipe.config import Caption, CaptionsConfig, FiltersConfig
 from .sources import read_source, source_field
-from .textfilters import (AlnumRatioFilter, CharRepetitionFilter, DedupFilter, FlaggedWordsFilter,
+from .textfilters import (AlnumRatioFilter, CharRepetitionFilter, DedupFilter, FlaggedWordsFilter, NonEmptyFilter,
+                          ReservedTokensFilter,
                           SpecialCharRatioFilter, TokenLimitFilter, WordCountFilter, WordRepetitionFilter)
 
 N_EXAMPLES = 3
@@ -62,9 +63,12 @@ class Curation:
     funnel: dict              # Funnel.to_dict(): JSON-serialisable
 
 
-def build_filters(cfg: FiltersConfig, tokenizer=None) -> list:
-    """The configured filters in application order (max_tokens and dedupe last)."""
-    out: list = []
+def build_filters(cfg: FiltersConfig, tokenizer=None, reserved: tuple[str, ...] = ()) -> list:
+    """The filters in application order: empty captions and reserved tokens of the output format
+    (always), then the configured ones (max_tokens and dedupe last)."""
+    out: list = [NonEmptyFilter()]
+    if reserved:
+        out.append(ReservedTokensFilter(reserved))
     if cfg.alnum_ratio:
         out.append(AlnumRatioFilter(cfg.alnum_ratio.min, cfg.alnum_ratio.max))
     if cfg.special_char_ratio:
@@ -98,18 +102,28 @@ def recipe_tokenizer(recipe):
         raise BuildError(str(e)) from None
 
 
-def iter_curate(cfg: CaptionsConfig, tokenizer=None, funnel: Optional[Funnel] = None) -> Iterator[Caption]:
+def iter_curate(cfg: CaptionsConfig, tokenizer=None, funnel: Optional[Funnel] = None,
+                reserved: tuple[str, ...] = ()) -> Iterator[Caption]:
     """Survivors, streamed; `funnel` (if given) is filled in as they go.  Every source is
-    opened and checked before this returns, so input errors come before any output."""
+    opened and checked before this returns, so input errors come before any output.
+    `reserved`: tokens of the output format a caption must not contain (counted, dropped)."""
     funnel = funnel if funnel is not None else Funnel()
     names = [s.name for s in cfg.sources]
     for i, name in enumerate(names):
         if name in names[:i]:
             raise InputError(source_field(i, "name"), f"duplicate source name {name!r}")
-    filters = build_filters(cfg.filters, tokenizer)
-    readers = [read_source(src, i) for i, src in enumerate(cfg.sources)]
-    funnel.filters = [FilterCount(f.name) for f in filters]
+    filters = build_filters(cfg.filters, tokenizer, reserved)
     funnel.sources = [{"name": s.name, "type": s.type, "read": 0} for s in cfg.sources]
+    funnel.filters = [FilterCount(f.name) for f in filters]
+    if any(s.duplicate_ids == "drop" for s in cfg.sources):  # counted first: they never reach a filter
+        duplicates = FilterCount("duplicate_ids")
+        funnel.filters.insert(0, duplicates)
+    readers = []
+    for i, src in enumerate(cfg.sources):
+        def dropped(caption: Caption, stats=funnel.sources[i]) -> None:
+            stats["read"] += 1
+            duplicates.drop(caption)
+        readers.append(read_source(src, i, dropped))
     if cfg.filters.max_tokens is not None and cfg.filters.truncate:
         funnel.truncated = 0
     return _run(readers, filters, funnel, cfg.filters.truncate)
@@ -117,7 +131,7 @@ def iter_curate(cfg: CaptionsConfig, tokenizer=None, funnel: Optional[Funnel] = 
 
 def _run(readers, filters, funnel: Funnel, truncate: bool) -> Iterator[Caption]:
     text_checks, token_limit, dedupe = [], None, None
-    for f, count in zip(filters, funnel.filters):
+    for f, count in zip(filters, funnel.filters[len(funnel.filters) - len(filters):]):
         if isinstance(f, TokenLimitFilter):
             token_limit, limit_count = f, count
         elif isinstance(f, DedupFilter):

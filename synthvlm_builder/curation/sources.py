@@ -12,6 +12,7 @@ parquet/hf_dataset: the row).  Caption ids are "<source name>:<row id>".
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 from itertools import chain, islice
@@ -71,19 +72,20 @@ def _resolve_hf_uri(src: SourceConfig, index: int) -> Path:
         raise InputError(source_field(index, "path"), f"cannot download {src.path}: {type(e).__name__}: {e}") from None
 
 
-def _local_file(src: SourceConfig, index: int) -> Path:
+def local_file(src: SourceConfig, index: int) -> Path:
     path = _resolve_hf_uri(src, index) if src.path.startswith("hf://") else Path(src.path)
     if not path.is_file():
         raise InputError(source_field(index, "path"), f"no such file: {path}")
     return path
 
 
-# --- readers: each yields (row_id, caption text) -------------------------------------------------
+# --- readers: each yields (row id, caption text, position) ----------------------------------------
+# The position is a 1-based line for line-based files, else a 0-based record/row index (UNITS).
 
-def _llava_rows(src: SourceConfig, index: int) -> Iterator[tuple[object, str]]:
+def _llava_rows(src: SourceConfig, index: int) -> Iterator[tuple[object, str, int]]:
     import ijson
 
-    path, id_key = _local_file(src, index), src.id_column or "id"
+    path, id_key = local_file(src, index), src.id_column or "id"
     with open(path, "rb") as f:
         if not f.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
             raise InputError(source_field(index, "path"), f"{path}: expected a JSON list of LLaVA records")
@@ -98,15 +100,15 @@ def _llava_rows(src: SourceConfig, index: int) -> Iterator[tuple[object, str]]:
                 text = next((t.get("value") for t in turns if isinstance(t, dict) and t.get("from") == "gpt"), None)
                 if not isinstance(text, str):
                     raise InputError(source_field(index, "path"), f"{where} (id {rec[id_key]}) has no 'gpt' turn with text")
+                yield rec[id_key], text, n
                 n += 1
-                yield rec[id_key], text
         except ijson.JSONError as e:
             raise InputError(source_field(index, "path"),
                              f"{path}: invalid JSON after record {n} (near byte {f.tell()}): {e}") from None
 
 
-def _jsonl_rows(src: SourceConfig, index: int) -> Iterator[tuple[object, str]]:
-    path = _local_file(src, index)
+def _jsonl_rows(src: SourceConfig, index: int) -> Iterator[tuple[object, str, int]]:
+    path = local_file(src, index)
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f):
             if not line.strip():
@@ -121,11 +123,12 @@ def _jsonl_rows(src: SourceConfig, index: int) -> Iterator[tuple[object, str]]:
             for name in filter(None, (src.column, src.id_column)):
                 if name not in rec:
                     raise _missing_column(src, index, name, rec, where)
-            yield (rec[src.id_column] if src.id_column else lineno), _caption_text(rec[src.column], src, index, where)
+            yield ((rec[src.id_column] if src.id_column else lineno), _caption_text(rec[src.column], src, index, where),
+                   lineno + 1)
 
 
-def _csv_rows(src: SourceConfig, index: int) -> Iterator[tuple[object, str]]:
-    path = _local_file(src, index)
+def _csv_rows(src: SourceConfig, index: int) -> Iterator[tuple[object, str, int]]:
+    path = local_file(src, index)
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
         try:
@@ -143,16 +146,16 @@ def _csv_rows(src: SourceConfig, index: int) -> Iterator[tuple[object, str]]:
                 if len(row) != len(header):
                     raise InputError(source_field(index, "path"), f"{path}: data row {i} has {len(row)} fields, "
                                      f"the header has {len(header)}")
-                yield (row[cols[1]] if src.id_column else i), row[cols[0]]
+                yield (row[cols[1]] if src.id_column else i), row[cols[0]], reader.line_num
         except csv.Error as e:
             raise InputError(source_field(index, "path"), f"{path}: line {reader.line_num}: {e}") from None
 
 
-def _parquet_rows(src: SourceConfig, index: int) -> Iterator[tuple[object, str]]:
+def _parquet_rows(src: SourceConfig, index: int) -> Iterator[tuple[object, str, int]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    path = _local_file(src, index)
+    path = local_file(src, index)
     try:
         pf = pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as e:
@@ -170,20 +173,20 @@ def _parquet_rows(src: SourceConfig, index: int) -> Iterator[tuple[object, str]]
         texts = batch.column(src.column).to_pylist()
         ids = batch.column(src.id_column).to_pylist() if src.id_column else range(row, row + len(texts))
         for rid, text in zip(ids, texts):
-            yield rid, _caption_text(text, src, index, f"{path}: row {row}")
+            yield rid, _caption_text(text, src, index, f"{path}: row {row}"), row
             row += 1
 
 
-def _text_rows(src: SourceConfig, index: int) -> Iterator[tuple[object, str]]:
-    path = _local_file(src, index)
+def _text_rows(src: SourceConfig, index: int) -> Iterator[tuple[object, str, int]]:
+    path = local_file(src, index)
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f):
             line = line.rstrip("\n")
             if line.strip():  # blank lines are separators, not empty captions
-                yield lineno, line
+                yield lineno, line, lineno + 1
 
 
-def _hf_dataset_rows(src: SourceConfig, index: int) -> Iterator[tuple[object, str]]:
+def _hf_dataset_rows(src: SourceConfig, index: int) -> Iterator[tuple[object, str, int]]:
     import datasets
 
     try:
@@ -208,10 +211,10 @@ def _hf_dataset_rows(src: SourceConfig, index: int) -> Iterator[tuple[object, st
             if name not in rec:
                 raise _missing_column(src, index, name, rec, f"{src.path}: row {i}")
         where = f"{src.path}: row {i}"
-        yield (rec[src.id_column] if src.id_column else i), _caption_text(rec[src.column], src, index, where)
+        yield (rec[src.id_column] if src.id_column else i), _caption_text(rec[src.column], src, index, where), i
 
 
-READERS: dict[str, Callable[[SourceConfig, int], Iterator[tuple[object, str]]]] = {
+READERS: dict[str, Callable[[SourceConfig, int], Iterator[tuple[object, str, int]]]] = {
     "llava_json": _llava_rows, "jsonl": _jsonl_rows, "csv": _csv_rows,
     "parquet": _parquet_rows, "text": _text_rows, "hf_dataset": _hf_dataset_rows,
 }
@@ -224,9 +227,23 @@ def _text_errors(rows: Iterator, src: SourceConfig, index: int) -> Iterator:
         raise InputError(source_field(index, "path"), f"{src.path}: not UTF-8 text ({e.reason})") from None
 
 
-def read_source(src: SourceConfig, index: int) -> Iterator[Caption]:
-    """The source's captions in file order, at most `src.limit`; raises InputError up front
-    for a missing file or column and for a broken first row."""
+UNITS = {"jsonl": "line", "csv": "line", "text": "line", "llava_json": "record", "parquet": "row",
+         "hf_dataset": "row"}
+
+
+def position(src: SourceConfig, pos: int) -> str:
+    unit = UNITS[src.type]
+    return f"{src.path}:{pos}" if unit == "line" else f"{src.path}: {unit} {pos}"
+
+
+def read_source(src: SourceConfig, index: int, on_duplicate: Callable[[Caption], None] | None = None
+                ) -> Iterator[Caption]:
+    """The source's captions in file order, at most `src.limit` rows, stripped of surrounding
+    whitespace; raises InputError up front for a missing file or column and for a broken first row.
+
+    Row ids must be unique within a source (an id names a caption's seed and sample id): a repeat is
+    an InputError naming both positions, or with `duplicate_ids: drop` is passed to `on_duplicate`
+    and skipped. Seen ids are kept as 16-byte digests."""
     if src.type not in READERS:
         raise InputError(source_field(index, "type"), f"unknown source type {src.type!r} (one of {', '.join(READERS)})")
     if src.path.startswith("hf://") and src.type not in FILE_TYPES:
@@ -236,5 +253,29 @@ def read_source(src: SourceConfig, index: int) -> Iterator[Caption]:
     rows = chain([first], rows) if first is not None else iter(())
     if src.limit is not None:
         rows = islice(rows, src.limit)
-    name = src.name
-    return (Caption(f"{name}:{rid}", text, name) for rid, text in rows)
+    return _unique_ids(rows, src, index, on_duplicate)
+
+
+def _unique_ids(rows, src: SourceConfig, index: int, on_duplicate) -> Iterator[Caption]:
+    seen: set[bytes] = set()
+    for rid, text, pos in rows:
+        caption = Caption(f"{src.name}:{rid}", text.strip(), src.name)
+        key = hashlib.blake2b(str(rid).encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        if key in seen:
+            if src.duplicate_ids != "drop":
+                raise _duplicate(src, index, rid, pos)
+            if on_duplicate is not None:
+                on_duplicate(caption)
+            continue
+        seen.add(key)
+        yield caption
+
+
+def _duplicate(src: SourceConfig, index: int, rid, pos: int) -> InputError:
+    """The error for a repeated id, naming where it first appeared (found by reading again: rare)."""
+    first = next(p for r, _, p in READERS[src.type](src, index) if str(r) == str(rid))
+    unit = UNITS[src.type]
+    return InputError(source_field(index, "duplicate_ids"),
+                      f"id {str(rid)!r} repeats {unit} {first}; ids must be unique within a source (set"
+                      f" {source_field(index, 'duplicate_ids')}: drop to keep the first row of each id)",
+                      location=position(src, pos))

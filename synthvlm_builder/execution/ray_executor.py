@@ -16,10 +16,10 @@ from .workdir import WorkDir
 class ShardActor:
     """One per Ray worker: loads the models once, then processes one shard per call."""
 
-    def __init__(self, recipe: Recipe, out_dir: str, device: str):
+    def __init__(self, recipe: Recipe, work_dir: str, device: str):
         from .worker import ShardWorker
         self.worker = ShardWorker(recipe, device)
-        self.work = WorkDir(out_dir)
+        self.work = WorkDir(work_dir)
 
     def __call__(self, batch: dict) -> dict:
         out = {"shard": [], "rows": [], "seconds": []}
@@ -60,7 +60,7 @@ def run_ray(recipe: Recipe, work: WorkDir, shards: list, pending: list[int], dev
         items = [{"shard": i} for i in pending]
         ds = ray.data.from_items(items, override_num_blocks=len(items))
         results = ds.map_batches(
-            ShardActor, fn_constructor_kwargs={"recipe": recipe, "out_dir": str(work.out), "device": device},
+            ShardActor, fn_constructor_kwargs={"recipe": recipe, "work_dir": str(work.root), "device": device},
             batch_size=1, compute=ActorPoolStrategy(size=min(cfg.workers, len(items))), num_gpus=gpus,
         )
         ipc = recipe.generate.images_per_caption

@@ -1,18 +1,25 @@
-"""The build: claim the dir, curate captions, run pending shards on an executor, then hand the
-candidates to release/ for selection and the Hub-layout dataset. Rerunning the same command resumes.
+"""The build: check every input, take the output dir, curate captions, run pending shards on an
+executor, then hand the candidates to release/ for selection and the Hub-layout dataset, swapped in
+only when complete. Rerunning the same command resumes.
+
+Order matters (README "Reliability"): the device, the models and the input files are checked before
+the output dir is touched; its lock is taken before anything in it changes; an earlier build in it is
+replaced only by a complete new one, and only the files it made are removed.
 """
 from __future__ import annotations
 
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..errors import BuildError
+from ..errors import BuildError, InputError
 from ..recipe import Recipe
+from .identity import build_key, content_identity, input_digests
+from .outdir import Contents, OutputDir
 from .plan import fingerprint as recipe_fingerprint
 from .plan import shard_ranges
 from .workdir import WorkDir
@@ -23,15 +30,19 @@ class BuildContext:
     """What every step of one build needs to know."""
     recipe: Recipe
     fingerprint: str
+    identity: str
+    inputs: dict
+    target: OutputDir
     work: WorkDir
     executor: str
     device: str
     caption_meta: dict | None = None
     generation_seconds: float = 0.0
+    notes: list = field(default_factory=list)
 
     @property
     def out(self) -> Path:
-        return self.work.out
+        return self.target.out
 
     @property
     def n_shards(self) -> int:
@@ -52,18 +63,32 @@ def say(msg: str) -> None:
 
 def build(recipe: Recipe, output_dir: Path | None = None, executor: str | None = None,
           device: str | None = None, overwrite: bool = False) -> BuildResult:
-    out = Path(output_dir) if output_dir else recipe.output_dir
-    ctx = BuildContext(recipe, recipe_fingerprint(recipe), WorkDir(out), executor or recipe.execution.executor,
-                       device or recipe.execution.device)
-    _preflight(recipe)  # before the dir is touched: a missing model must cost nothing
-    mode = ctx.work.claim(ctx.fingerprint, recipe.execution.shard_size, overwrite)
+    target = OutputDir(Path(output_dir) if output_dir else recipe.output_dir,
+                       "--output" if output_dir else "output.dir")
+    device_name = device or recipe.execution.device
+    check_device(device_name, "--device" if device else "execution.device")
+    _preflight(recipe)
+    fp = recipe_fingerprint(recipe)
+    inputs = input_digests(recipe)
+    identity = content_identity(fp, inputs)
+    key = build_key(identity, recipe.execution.shard_size)
+    target.check_usable()
+    target.lock()  # from here on this run owns the dir; nothing in it has changed yet
+    failed = True
     try:
-        done = _already_built(ctx, mode)
+        if target.finish_install():
+            say(f"completed the install an earlier run left unfinished in {target.out}")
+        _admit(target, target.contents(), identity, inputs, key, recipe, overwrite)
+        work = WorkDir(target.build_root(key))
+        ctx = BuildContext(recipe, fp, identity, inputs, target, work, executor or recipe.execution.executor,
+                           device_name)
+        done = _already_built(ctx)
         if done:
+            failed = False
             return done
-        # Same data but an edited recipe (version, description, publish...): the shards are
-        # reused below and the dataset files are rewritten to match the recipe.
-        ctx.work.log("start", mode=mode, executor=ctx.executor, fingerprint=ctx.fingerprint)
+        resumed = work.prepare({"fingerprint": fp, "identity": identity, "inputs": inputs,
+                                "shard_size": recipe.execution.shard_size})
+        work.log("start", mode="resume" if resumed else "new", executor=ctx.executor, identity=identity)
         ctx.caption_meta = _captions(ctx)
         pending = _pending_shards(ctx)
         t0 = time.perf_counter()
@@ -72,18 +97,59 @@ def build(recipe: Recipe, output_dir: Path | None = None, executor: str | None =
         ctx.generation_seconds = time.perf_counter() - t0
         from ..release.assemble import assemble
         rows, stats = assemble(ctx)
-        return BuildResult(ctx.out, rows, ctx.fingerprint, stats)
+        target.drop_other_builds(keep=key)
+        failed = False
+        return BuildResult(ctx.out, rows, fp, stats)
     finally:
-        ctx.work.release()
+        target.release(failed=failed)
 
 
-def _already_built(ctx: BuildContext, mode: str) -> BuildResult | None:
-    from ..release.layout import CARD, RECIPE, STATS
-    out = ctx.out
-    finished = (out / CARD).exists() and (out / STATS).exists()
-    if mode == "resume" and finished and (out / RECIPE).read_text() == ctx.recipe.text:
+def _admit(target: OutputDir, here: Contents, identity: str, inputs: dict, key: str, recipe: Recipe,
+           overwrite: bool) -> None:
+    """Refuse a dir holding another build (unless --overwrite) and, with --overwrite, a dir holding
+    files no build made: replacing the build must never remove them."""
+    installed = here.installed["identity"] if here.installed else None
+    others = {k: s for k, s in here.builds.items() if k != key}
+    valuable = [k for k in others if any((target.build_root(k) / "shards").glob("*.done.json"))]
+    if here.legacy or (installed and installed != identity) or valuable:
+        if not overwrite:
+            what = _describe_other(here, others, identity, inputs, recipe)
+            raise InputError(target.field, f"{target.out} holds {what};"
+                             " pass --overwrite to replace it once the new build is complete, or build into"
+                             " another --output")
+        if here.foreign:
+            shown = ", ".join(here.foreign[:10]) + (f" and {len(here.foreign) - 10} more" if len(here.foreign) > 10
+                                                    else "")
+            raise InputError(target.field, f"{target.out} holds files no synthvlm build made ({shown});"
+                             " --overwrite replaces only what a build made: move them away first")
+
+
+def _describe_other(here: Contents, others: dict, identity: str, inputs: dict, recipe: Recipe) -> str:
+    if here.legacy:
+        return "a build made by an older synthvlm-builder"
+    fingerprint = recipe_fingerprint(recipe)
+    states = list(others.values()) + ([here.installed] if here.installed else [])
+    for state in states:
+        if state.get("fingerprint") != fingerprint:
+            return (f"another recipe's build (fingerprint {str(state.get('fingerprint'))[:12]}, this recipe has"
+                    f" {fingerprint[:12]})")
+    for state in others.values():
+        if state.get("identity") == identity and state.get("shard_size") != recipe.execution.shard_size:
+            return f"a build with execution.shard_size {state.get('shard_size')} (now {recipe.execution.shard_size})"
+    for state in states:
+        changed = sorted(k for k, v in inputs.items() if (state.get("inputs") or {}).get(k) != v)
+        if changed:
+            return f"a build of this recipe from other input content ({', '.join(changed)} changed since)"
+    return "another build"
+
+
+def _already_built(ctx: BuildContext) -> BuildResult | None:
+    from ..release.layout import RECIPE, STATS, is_finished
+    out, here = ctx.out, ctx.target.contents()
+    if (here.installed and here.installed.get("identity") == ctx.identity and is_finished(out)
+            and (out / RECIPE).read_text() == ctx.recipe.text):
         stats = json.loads((out / STATS).read_text())
-        say(f"{out} already holds this build (fingerprint {ctx.fingerprint[:12]}); nothing to do")
+        say(f"{out} already holds this build (identity {ctx.identity[:12]}); nothing to do")
         return BuildResult(out, stats["rows"], ctx.fingerprint, stats)
     return None
 
@@ -123,6 +189,15 @@ def run_shards(ctx: BuildContext, pending: list[int]) -> None:
             work.log("shard_done", shard=i, rows=marker["rows"], seconds=marker["seconds"])
 
 
+def check_device(spec: str, field_name: str) -> None:
+    """An unusable device is bad input, found before anything is loaded or written."""
+    from ..models.loading import resolve_device
+    try:
+        resolve_device(spec)
+    except ValueError as e:
+        raise InputError(field_name, str(e)) from None
+
+
 def _preflight(recipe: Recipe) -> None:
     """Fail before any work when a model can't be had (offline, not cached, wrong id)."""
     from ..models.preflight import ModelUnavailable, check_clip_available, check_pipeline_available
@@ -133,20 +208,26 @@ def _preflight(recipe: Recipe) -> None:
         raise BuildError(str(e)) from None
 
 
+def curate_recipe(recipe: Recipe, funnel):
+    """The recipe's caption stage, streamed (the `captions` verb and the build run this one)."""
+    from ..curation.captions import iter_curate, recipe_tokenizer
+    from ..stages.format import RESERVED_TOKENS
+    return iter_curate(recipe.captions, tokenizer=recipe_tokenizer(recipe), funnel=funnel,
+                       reserved=RESERVED_TOKENS[recipe.format.style])
+
+
 def _captions(ctx: BuildContext) -> dict:
-    """Curate once, streaming to the work dir; a resumed build reuses the stored captions,
-    so every shard keeps exactly the captions it started with."""
-    meta = ctx.work.captions.meta() or _curate(ctx.recipe, ctx.work)
+    """Curate once per content identity, streaming to the build's work folder; a resumed build reuses
+    the stored captions, so every shard keeps exactly the captions it started with. An empty result
+    is an error and is not kept: after the inputs are fixed, the next run curates again."""
+    meta = ctx.work.captions.meta()
+    if meta is None:
+        from ..curation.captions import Funnel
+        funnel = Funnel()
+        with tqdm(curate_recipe(ctx.recipe, funnel), desc="captions", unit="caption", dynamic_ncols=True) as bar:
+            meta = ctx.work.captions.write(bar, funnel.to_dict, ctx.recipe.execution.shard_size)
+        say(f"captions: {meta['count']:,} kept of {meta['funnel']['read']:,} read")
     if not meta["count"]:
+        ctx.work.captions.discard()
         raise BuildError("no caption survived the caption filters; see `synthvlm-build captions` for the funnel")
-    return meta
-
-
-def _curate(recipe: Recipe, work: WorkDir) -> dict:
-    from ..curation.captions import Funnel, iter_curate, recipe_tokenizer
-    funnel = Funnel()
-    survivors = iter_curate(recipe.captions, tokenizer=recipe_tokenizer(recipe), funnel=funnel)
-    with tqdm(survivors, desc="captions", unit="caption", dynamic_ncols=True) as bar:
-        meta = work.captions.write(bar, funnel.to_dict, recipe.execution.shard_size)
-    say(f"captions: {meta['count']:,} kept of {meta['funnel']['read']:,} read")
     return meta

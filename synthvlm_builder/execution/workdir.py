@@ -1,4 +1,4 @@
-"""The build's working state under DIR/.synthvlm/: what survives a crash.
+"""One build's working state under DIR/.synthvlm/builds/KEY/: what survives a crash.
 
 Every file lands by write-temp, fsync, rename; a shard counts as finished only
 when its completion marker (row count + sha256 of the file) exists and matches.
@@ -7,21 +7,19 @@ that will ever be used.
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..atomic import atomic_open, atomic_path, atomic_write, is_temp, sha256_file
+from ..atomic import atomic_open, atomic_path, atomic_write, is_temp, remove, sha256_file
 from ..curation.captions import caption_line, parse_caption_line
-from ..errors import InputError
 from ..recipe.config import Caption
-from ..release.layout import WORK
 from ..stages.rows import CANDIDATE_SCHEMA
+
+WORK = ".synthvlm"  # the build's work state, inside the output dir; never published
 
 # Per-stage seconds each shard's completion marker records.
 STAGES = ("generate", "score", "ssim", "encode", "write")
@@ -34,60 +32,23 @@ class ShardCheck:
 
 
 class WorkDir:
-    def __init__(self, out_dir: Path):
-        self.out = Path(out_dir)
-        self.root = self.out / WORK
+    """One build's work state: DIR/.synthvlm/builds/KEY/ (see outdir.py for the dir around it)."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
         self.shards = self.root / "shards"
         self.captions = CaptionStore(self.root)
-        self._lock = None
 
-    # --- ownership -------------------------------------------------------------------
-    def claim(self, fingerprint: str, shard_size: int, overwrite: bool) -> str:
-        """Take the dir for this build. Returns 'new' or 'resume'.
-        Refuses (exit 2) another recipe's build unless overwrite, and never
-        touches a non-empty dir that is not a synthvlm build."""
-        state_file = self.root / "state.json"
-        if self.out.exists() and any(self.out.iterdir()) and not state_file.exists():
-            raise InputError("output.dir", f"{self.out} exists, is not empty and holds no synthvlm build;"
-                             " choose an empty or new directory")
-        mode = "new"
-        if state_file.exists():
-            state = json.loads(state_file.read_text())
-            if state["fingerprint"] == fingerprint and state["shard_size"] == shard_size:
-                mode = "resume"
-            elif not overwrite:
-                what = (f"another recipe's build (fingerprint {state['fingerprint'][:12]}, this recipe has"
-                        f" {fingerprint[:12]})" if state["fingerprint"] != fingerprint else
-                        f"a build with execution.shard_size {state['shard_size']} (now {shard_size})")
-                raise InputError("output.dir", f"{self.out} holds {what}; pass --overwrite to replace it,"
-                                 " or build into another --output")
-            else:
-                self._wipe()
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.root.mkdir(exist_ok=True)
-        self._take_lock()
-        if mode == "new":
-            atomic_write(state_file, json.dumps({"fingerprint": fingerprint, "shard_size": shard_size}) + "\n")
-        self.shards.mkdir(exist_ok=True)
-        for stray in [p for p in self.root.rglob(".*") if is_temp(p)]:  # partial writes of a killed run
-            stray.unlink(missing_ok=True)
-        return mode
-
-    def _wipe(self) -> None:
-        for child in self.out.iterdir():
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
-
-    def _take_lock(self) -> None:
-        self._lock = open(self.root / "lock", "w")
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise InputError("output.dir", f"another synthvlm-build is running in {self.out}") from None
-
-    def release(self) -> None:
-        if self._lock:
-            self._lock.close()
-            self._lock = None
+    def prepare(self, state: dict) -> bool:
+        """Create the folder (writing its state) or take it up again; True when it already existed.
+        Partial writes a killed run left behind are removed."""
+        existed = (self.root / "state.json").exists()
+        self.shards.mkdir(parents=True, exist_ok=True)
+        if not existed:
+            atomic_write(self.root / "state.json", json.dumps(state, indent=1) + "\n")
+        for stray in [p for p in self.root.rglob(".*") if is_temp(p)]:
+            remove(stray)
+        return existed
 
     # --- shards ------------------------------------------------------------------------
     def shard_path(self, index: int) -> Path:
@@ -183,6 +144,11 @@ class CaptionStore:
         atomic_write(self.meta_path, json.dumps(meta) + "\n")
         self._meta = meta
         return meta
+
+    def discard(self) -> None:
+        self.meta_path.unlink(missing_ok=True)
+        self.path.unlink(missing_ok=True)
+        self._meta = None
 
     def shard(self, index: int) -> list[Caption]:
         meta = self.meta()

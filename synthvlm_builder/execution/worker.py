@@ -7,10 +7,15 @@ bit-identical across executors (batch composition changes the low bits of pixels
 
 While the denoiser works on batch n+1, a background thread scores, encodes and
 writes batch n; at most two batches are in flight, so memory stays flat.
+
+Fault injection (README "Reliability"): with SYNTHVLM_TEST_SIGNAL=SIG@N (e.g. KILL@2 or INT@1)
+the process sends itself signal SIG once shard N has written its first batch to its temp file,
+that is with shards before N finished and shard N half written: a deterministic kill point.
 """
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -91,11 +96,13 @@ class ShardWorker:
         self.scorer = ClipScorer(clip_bundle, prefix=clip.prefix, device=self.device)
         # CPU-side work (SSIM, encoding) can fan out when the denoiser is not on the CPU.
         self.cpu_threads = 1 if self.device.type == "cpu" else min(8, os.cpu_count() or 1)
+        self._signal_at = _test_signal()
 
     def run(self, index: int, captions: list[Caption], work: WorkDir, on_images=None) -> dict:
         recipe, bs = self.recipe, self.recipe.generate.batch_size
         items = shard_items(recipe, captions)
         seconds = dict.fromkeys(STAGES, 0.0)
+        largest = [0]  # the largest encoded image: bounds the dataset's row groups by bytes
         started = time.perf_counter()
         in_flight: deque = deque()
         with work.shard_writer(index) as tmp:
@@ -110,16 +117,18 @@ class ShardWorker:
                     seconds["generate"] += time.perf_counter() - t0
                     while len(in_flight) >= 2:  # bounded: the generator runs at most one batch ahead
                         in_flight.popleft().result()
-                    in_flight.append(finish.submit(self._finish_batch, batch, images, writer, cpu, seconds))
+                    in_flight.append(finish.submit(self._finish_batch, index, batch, images, writer, cpu,
+                                                   seconds, largest))
                     if on_images:
                         on_images(len(batch))
                 while in_flight:
                     in_flight.popleft().result()
         return work.mark_done(index, rows=len(items), extra={
             "captions": len(captions), "seconds": round(time.perf_counter() - started, 3),
-            "stage_seconds": {k: round(v, 3) for k, v in seconds.items()}})
+            "stage_seconds": {k: round(v, 3) for k, v in seconds.items()}, "max_image_bytes": largest[0]})
 
-    def _finish_batch(self, batch: list[Item], images: np.ndarray, writer, cpu, seconds: dict) -> None:
+    def _finish_batch(self, index: int, batch: list[Item], images: np.ndarray, writer, cpu, seconds: dict,
+                      largest: list) -> None:
         recipe = self.recipe
         t0 = time.perf_counter()
         clip = self.scorer.score(images, [it.caption.text for it in batch])
@@ -130,6 +139,7 @@ class ShardWorker:
         t2 = time.perf_counter()
         fmt = recipe.format
         encoded = list(cpu.map(lambda im: encode_image(im, fmt.image_format, fmt.quality), images))
+        largest[0] = max([largest[0], *map(len, encoded)])
         t3 = time.perf_counter()
         h, w = images.shape[1:3]
         n = len(batch)
@@ -145,3 +155,14 @@ class ShardWorker:
         t4 = time.perf_counter()
         for stage, dt in zip(("score", "ssim", "encode", "write"), (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
             seconds[stage] += dt
+        if self._signal_at and self._signal_at[1] == index:
+            os.kill(os.getpid(), self._signal_at[0])
+
+
+def _test_signal() -> tuple[int, int] | None:
+    """SYNTHVLM_TEST_SIGNAL=SIG@N parsed as (signal number, shard index); see the module docstring."""
+    spec = os.environ.get("SYNTHVLM_TEST_SIGNAL")
+    if not spec:
+        return None
+    name, _, shard = spec.partition("@")
+    return int(getattr(signal, f"SIG{name.upper()}")), int(shard)

@@ -23,6 +23,8 @@ class SourceConfig:
     config: Optional[str] = None     # hf_dataset config name
     split: str = "train"             # hf_dataset split
     revision: Optional[str] = None   # hf_dataset / hf:// revision
+    sha256: Optional[str] = None     # local file sources: the pinned content digest
+    duplicate_ids: str = "error"     # error | drop
 
 
 @dataclass(frozen=True)

@@ -115,9 +115,12 @@ def load_recipe_any(spec: str) -> C.Recipe:
     rev, sep, rel = spec.partition(":")
     if Path(spec).exists() or not sep or not rev or not rel:
         return load_recipe(spec)
+    if rev.startswith("-"):  # never let a recipe argument reach git as an option (e.g. --output=FILE)
+        raise RecipeError([Problem(spec, 1, 1, "(file)", f"{rev!r} is not a git revision (it starts with '-')")])
     import subprocess
     top = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True)
-    shown = subprocess.run(["git", "show", f"{rev}:{rel}"], capture_output=True, cwd=top.stdout.strip() or None)
+    shown = subprocess.run(["git", "show", "--end-of-options", f"{rev}:{rel}"], capture_output=True,
+                           cwd=top.stdout.strip() or None)
     if top.returncode or shown.returncode:
         raise RecipeError([Problem(spec, 1, 1, "(file)", "cannot read recipe from git: "
                                    + (shown.stderr or top.stderr or b"").decode(errors="replace").strip())])

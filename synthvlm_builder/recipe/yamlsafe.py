@@ -18,6 +18,7 @@ from yaml.composer import Composer
 from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 from yaml.parser import Parser
+import yaml.reader
 from yaml.reader import Reader
 from yaml.resolver import BaseResolver
 from yaml.scanner import Scanner
@@ -25,6 +26,7 @@ from yaml.scanner import Scanner
 MAX_BYTES = 1 << 20
 MAX_ALIASES = 100
 MAX_NODES = 100_000
+MAX_DEPTH = 32  # a recipe nests 4 levels; deep nesting is only ever an attack (or a RecursionError)
 
 TAG = "tag:yaml.org,2002:"
 CORE_TAGS = {TAG + t for t in ("str", "int", "float", "bool", "null", "map", "seq")}
@@ -68,6 +70,7 @@ class _Loader(Reader, Scanner, Parser, Composer, _CoreResolver):
         Composer.__init__(self)
         _CoreResolver.__init__(self)
         self.aliases = 0
+        self.depth = 0
 
     def compose_node(self, parent, index):
         if self.check_event(AliasEvent):
@@ -76,7 +79,15 @@ class _Loader(Reader, Scanner, Parser, Composer, _CoreResolver):
                 mark = self.peek_event().start_mark
                 raise YamlProblem(mark.line + 1, mark.column + 1, (),
                                   f"more than {MAX_ALIASES} aliases; refusing a possible alias bomb")
-        return super().compose_node(parent, index)
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise YamlProblem(mark.line + 1, mark.column + 1, (),
+                                  f"nested more than {MAX_DEPTH} levels deep; a recipe is a few levels of fields")
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 @dataclass
@@ -121,12 +132,11 @@ def _scalar(node: ScalarNode, path: Path):
                 return int(value[2:], 8 if value[1] == "o" else 16)
             return int(value)
         if tag == TAG + "float":
-            low = value.lower()
-            if low.endswith(".inf"):
-                return -math.inf if low.startswith("-") else math.inf
-            if low == ".nan":
-                return math.nan
-            return float(value)
+            number = float(value.lower().replace(".inf", "inf").replace(".nan", "nan"))
+            if not math.isfinite(number):
+                raise YamlProblem(*_pos(node), path, f"{value} is not a finite number; every number in a recipe"
+                                  " must be finite (quote it if you mean text)")
+            return number
     except ValueError:
         pass
     raise YamlProblem(*_pos(node), path, f"cannot read {value!r} as {tag.replace(TAG, '!!')}")
@@ -166,8 +176,9 @@ def parse(text: str) -> Document:
     """Parse one recipe document; raise YamlProblem (located) on anything unsafe."""
     if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
         raise YamlProblem(1, 1, (), f"file is larger than {MAX_BYTES} bytes; a recipe should be small")
-    loader = _Loader(text)
+    loader = None
     try:
+        loader = _Loader(text)  # the reader checks every character here
         if not loader.check_node():
             raise YamlProblem(1, 1, (), "recipe is empty")
         root = loader.get_node()
@@ -175,6 +186,11 @@ def parse(text: str) -> Document:
             mark = loader.peek_event().start_mark
             raise YamlProblem(mark.line + 1, mark.column + 1, (),
                               "more than one YAML document; a recipe is a single document")
+    except yaml.reader.ReaderError as e:  # a character YAML does not allow (NUL, other controls)
+        line = text.count("\n", 0, e.position) + 1
+        col = e.position - (text.rfind("\n", 0, e.position) + 1) + 1
+        raise YamlProblem(line, col, (), f"control character U+{e.character:04X} is not"
+                          " allowed; a recipe is plain text") from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -183,7 +199,8 @@ def parse(text: str) -> Document:
             context = f" ({e.context} started at line {e.context_mark.line + 1}, column {e.context_mark.column + 1})"
         raise YamlProblem(line, col, (), f"invalid YAML: {e.problem or e.context}{context}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if root is None or (isinstance(root, ScalarNode) and root.tag == TAG + "null"):
         raise YamlProblem(1, 1, (), "recipe is empty")
     doc = Document(data={})

@@ -1,5 +1,6 @@
 """From finished candidate shards to the dataset dir: select, write the Parquet files, the plots,
-the card, stats.json and the lock into a staging folder, then install it over the output dir."""
+the card, stats.json and the lock into a staging folder in the build's work folder, then swap it
+into the output dir (execution/outdir.py: only the files a build made are replaced)."""
 from __future__ import annotations
 
 import json
@@ -9,7 +10,7 @@ import sys
 from itertools import islice
 from pathlib import Path
 
-from ..atomic import fsync_dir, fsync_tree
+from ..atomic import fsync_tree
 from ..execution.workdir import STAGES
 from ..stages.rows import SCORES, SELECTION_COLUMNS
 from ..stages.select import Candidates, Selection, format_selection, select
@@ -34,8 +35,9 @@ def assemble(ctx) -> tuple[int, dict]:
     staging = work.root / "final"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
+    largest = max(work.marker(i).get("max_image_bytes", 0) for i in range(ctx.n_shards))
     _, info = write_parquet(staging, lambda: selected_rows(shard_files, set(selection.ids), recipe), recipe,
-                            ctx.fingerprint, cache_dir=work.root / "hf-cache")
+                            ctx.fingerprint, cache_dir=work.root / "hf-cache", max_image_bytes=largest)
     stats = build_stats(ctx, selection)
     picked = {name: cand.scores[name][selection.mask] for name in SCORES}
     cardlib.plot_histogram(staging / layout.HISTOGRAM, cand.score, picked["score"])
@@ -48,24 +50,13 @@ def assemble(ctx) -> tuple[int, dict]:
     (staging / layout.STATS).write_text(json.dumps(stats, indent=2) + "\n")
     (staging / layout.LOCK).write_text(json.dumps(build_lock(ctx), indent=2) + "\n")
     (staging / layout.CARD).write_text(str(card))
-    install(staging, ctx.out)
+    fsync_tree(staging)
+    files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
+    ctx.target.install(staging, files, {"identity": ctx.identity, "fingerprint": ctx.fingerprint,
+                                        "inputs": ctx.inputs})
     work.log("built", rows=len(selection.ids))
     print(summary(ctx.out, stats, selection.funnel), file=sys.stderr, flush=True)
     return len(selection.ids), stats
-
-
-def install(staging: Path, out: Path) -> None:
-    """Move the staged dataset files into the output dir. The card goes last, so a dir with a
-    README.md is a finished build."""
-    fsync_tree(staging)
-    (out / layout.CARD).unlink(missing_ok=True)
-    shutil.rmtree(out / layout.DATA, ignore_errors=True)
-    for name in sorted(p.name for p in staging.iterdir()):
-        if name != layout.CARD:
-            os.replace(staging / name, out / name)
-    os.replace(staging / layout.CARD, out / layout.CARD)
-    staging.rmdir()
-    fsync_dir(out)
 
 
 def build_stats(ctx, selection: Selection) -> dict:
@@ -73,7 +64,8 @@ def build_stats(ctx, selection: Selection) -> dict:
     stage = {k: round(sum(m["stage_seconds"][k] for m in markers), 3) for k in STAGES}
     images = sum(m["rows"] for m in markers)
     busy = sum(m["seconds"] for m in markers)
-    return {"fingerprint": ctx.fingerprint, "rows": len(selection.ids), "captions": ctx.caption_meta["funnel"],
+    return {"fingerprint": ctx.fingerprint, "identity": ctx.identity, "rows": len(selection.ids),
+            "captions": ctx.caption_meta["funnel"],
             "selection": selection.funnel,
             "timing": {"stage_seconds": stage, "shard_seconds": round(busy, 3),
                        "images": images, "images_per_second": round(images / busy, 3) if busy else None,

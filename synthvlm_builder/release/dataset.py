@@ -29,6 +29,15 @@ CITATION = """@inproceedings{liu2025synthvlm,
 }"""
 
 MAX_SHARD_SIZE = "500MB"  # as push_to_hub: small enough for the Hub, large enough to stay few
+# The Hub's dataset viewer refuses row groups over ~300 MB; `datasets` caps image row groups at 100
+# rows only, which 4096-px PNGs turn into ~1 GB. Row groups are bounded by bytes as well.
+MAX_ROW_GROUP_ROWS = 100
+MAX_ROW_GROUP_BYTES = 128 * 1000 * 1000
+
+
+def row_group_rows(max_image_bytes: int, max_bytes: int = MAX_ROW_GROUP_BYTES) -> int:
+    """Rows per Parquet row group so that a group of the largest images stays under `max_bytes`."""
+    return max(1, min(MAX_ROW_GROUP_ROWS, max_bytes // max(1, max_image_bytes)))
 
 
 class SynthVLMDataset(datasets.GeneratorBasedBuilder):
@@ -62,10 +71,12 @@ def selected_rows(shard_files: list[Path], selected: set[str], recipe: Recipe) -
 
 
 def write_parquet(staging: Path, rows: Callable[[], Iterator[dict]], recipe: Recipe, fingerprint: str,
-                  cache_dir: Path) -> tuple[list[str], datasets.DatasetInfo]:
+                  cache_dir: Path, max_image_bytes: int, max_row_group_bytes: int = MAX_ROW_GROUP_BYTES
+                  ) -> tuple[list[str], datasets.DatasetInfo]:
     """Run the builder into `staging`; return the Hub-layout data file names and the info."""
     builder = SynthVLMDataset(rows=rows, recipe=recipe, cache_dir=str(cache_dir),
-                              dataset_name=recipe.name, hash=fingerprint[:16])
+                              dataset_name=recipe.name, hash=fingerprint[:16],
+                              writer_batch_size=row_group_rows(max_image_bytes, max_row_group_bytes))
     raw = staging / "raw"
     builder.download_and_prepare(output_dir=str(raw), file_format="parquet", max_shard_size=MAX_SHARD_SIZE,
                                  download_mode="force_redownload")

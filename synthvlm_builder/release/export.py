@@ -13,26 +13,46 @@ import pyarrow.parquet as pq
 
 from ..atomic import atomic_path
 from ..errors import InputError
+from ..stages.format import image_filename
 from .layout import finished_build
 
 PER_FOLDER = 1000  # images per subfolder: file systems slow down on huge flat dirs
 
 
+def _format_of(stored_name: str) -> str:
+    ext = stored_name.rsplit(".", 1)[-1].lower()
+    return {"jpg": "jpeg", "jpeg": "jpeg", "png": "png", "webp": "webp"}.get(ext, "png")
+
+
+def read_rows(files: list[Path], columns: list[str], batch_size: int = 256):
+    """The rows of a finished build's Parquet files; a damaged file is bad input naming it."""
+    import pyarrow as pa
+
+    for path in files:
+        try:
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=columns):
+                yield from batch.to_pylist()
+        except (pa.ArrowException, OSError) as e:
+            raise InputError("DIR", f"{path} is not a readable Parquet file ({e}); the build is damaged:"
+                             " rebuild it (rerun the build with --overwrite)") from None
+
+
 def export_llava(build_dir: Path, out: Path) -> int:
     files = finished_build(build_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError("--llava", f"{out} is a file; give a new (or empty) folder")
     if out.exists() and any(out.iterdir()):
         raise InputError("--llava", f"{out} exists and is not empty; choose a new folder")
     records, n = [], 0
     with atomic_path(out) as tmp:  # renamed over `out` if that is an empty folder
-        for path in files:
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=256, columns=["id", "image", "conversations"]):
-                for row in batch.to_pylist():
-                    rel = f"images/{n // PER_FOLDER:05d}/{row['image']['path']}"
-                    target = tmp / rel
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_bytes(row["image"]["bytes"])
-                    records.append({"id": row["id"], "image": rel, "conversations": row["conversations"]})
-                    n += 1
+        for row in read_rows(files, ["id", "image", "conversations"]):
+            # the file name derives from the row's id alone (stages/format.py: distinct per id)
+            rel = f"images/{n // PER_FOLDER:05d}/{image_filename(row['id'], _format_of(row['image']['path']))}"
+            target = tmp / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(row["image"]["bytes"])
+            records.append({"id": row["id"], "image": rel, "conversations": row["conversations"]})
+            n += 1
         (tmp / "synthvlm.json").write_text(json.dumps(records, ensure_ascii=False, indent=1) + "\n")
     print(f"exported {n:,} rows -> {out}/synthvlm.json (train with --data_path {out}/synthvlm.json"
           f" --image_folder {out})")

@@ -12,7 +12,6 @@ STATS = "stats.json"
 HISTOGRAM = "score_histogram.png"
 SAMPLES = "sample_grid.png"
 DATA = "data"
-WORK = ".synthvlm"  # the build's work state: never published
 
 
 def data_file(index: int, count: int) -> str:

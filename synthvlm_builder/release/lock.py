@@ -30,7 +30,7 @@ def build_lock(ctx) -> dict:
     """`ctx` is the runner's BuildContext."""
     recipe, meta = ctx.recipe, ctx.caption_meta
     portable = portable_dict(recipe)
-    return {"fingerprint": ctx.fingerprint, "recipe": portable,
+    return {"fingerprint": ctx.fingerprint, "identity": ctx.identity, "inputs": ctx.inputs, "recipe": portable,
             "captions": {"count": meta["count"], "sha256": meta["sha256"]},
             "models": {"generate": {**lock_entry(recipe.generate.model, recipe.generate.revision),
                                     "model": portable["generate"]["model"]},

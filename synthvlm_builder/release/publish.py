@@ -1,14 +1,16 @@
 """Publish a finished build to the Hub: one commit holding the dir, then tag `v<version>`.
 
     create_repo(exist_ok) -> refs: is v<version> tagged?
-      yes, same fingerprint   -> "already published", exit 0, nothing written
-      yes, other fingerprint  -> InputError (exit 2), nothing written
+      yes, same identity      -> "already published", exit 0, nothing written
+      yes, other identity     -> InputError (exit 2), nothing written
       no -> a commit on main carrying this release's marker?  (landed, tag lost)
               yes -> tag it
               no  -> ONE create_commit (every file but hidden ones such as .synthvlm/,
                      deleting data/ files the build no longer has), then tag it
 
-The commit description ends with the trailer `Synthvlm-Release: <name> v<version> <fingerprint>`;
+Same data means the same identity (the recipe fingerprint joined with its input files' digests,
+recorded in recipe.lock.json). The commit description ends with the trailer
+`Synthvlm-Release: <name> v<version> <identity>`;
 that marker is how a rerun, or a retry after a lost response, recognises a commit that already
 landed, so no fault ever produces a second commit or a tag on other data. Calls the client does
 not retry itself (create_repo, repo_info, list_repo_refs, create_commit, create_tag) are retried
@@ -55,6 +57,7 @@ def publish(build_dir: Path, repo_id: Optional[str] = None) -> PublishResult:
     finished_build(build_dir)
     lock = _read_lock(build_dir)
     recipe, fp = lock["recipe"], lock["fingerprint"]
+    identity = lock.get("identity") or fp  # the recipe and what its input files contained
     settings = recipe.get("publish") or {}
     field = "--repo-id" if repo_id else "publish.repo_id"
     repo_id = repo_id or settings.get("repo_id")
@@ -68,7 +71,7 @@ def publish(build_dir: Path, repo_id: Optional[str] = None) -> PublishResult:
     from huggingface_hub import HfApi
     try:
         return _publish(HfApi(), build_dir, repo_id, settings.get("private") is not False, recipe["name"],
-                        recipe["version"], fp)
+                        recipe["version"], fp, identity)
     except (*transport_errors(), OSError) as e:  # HfHubHTTPError, transport errors, offline mode
         raise BuildError(_explain(e, repo_id)) from e
 
@@ -97,7 +100,7 @@ def _check_repo_id(repo_id: str, field: str) -> None:
 
 
 def _publish(api, build_dir: Path, repo_id: str, private: bool, name: str, version: str,
-             fp: str) -> PublishResult:
+             fp: str, identity: str) -> PublishResult:
     tag = f"v{version}"
     url = str(retry("create_repo", lambda: api.create_repo(repo_id, repo_type="dataset", private=private,
                                                             exist_ok=True)))
@@ -108,16 +111,18 @@ def _publish(api, build_dir: Path, repo_id: str, private: bool, name: str, versi
     refs = retry("list_repo_refs", lambda: api.list_repo_refs(repo_id, repo_type="dataset"))
     tags = {t.name: t.target_commit for t in refs.tags}
     if tag in tags:
-        remote_fp = _tagged_fingerprint(api, repo_id, tag)
-        if remote_fp != fp:
-            raise InputError("version", f"{tag} is already published with fingerprint {remote_fp[:12]} (this"
-                             f" build: {fp[:12]}); bump `version`")
+        remote_fp, remote_identity = _tagged_identity(api, repo_id, tag)
+        if remote_identity != identity:
+            why = ("the recipe is the same but its input files differ" if remote_fp == fp else
+                   f"this build has fingerprint {fp[:12]}")
+            raise InputError("version", f"{tag} is already published with fingerprint {remote_fp[:12]} (identity"
+                             f" {remote_identity[:12]}); {why} (identity {identity[:12]}): bump `version`")
         result = PublishResult(repo_id, url, tag, tags[tag], fp, "exists")
         print(f"{tag} is already published (fingerprint {fp[:12]}): nothing to do")
         _report(result)
         return result
 
-    marker = release_marker(name, version, fp)
+    marker = release_marker(name, version, identity)
     landed = _find_release(api, repo_id, marker)
     if landed:
         say(f"found commit {landed[:12]} of this release on main (its tag was never created); tagging it")
@@ -140,12 +145,15 @@ def _report(r: PublishResult) -> None:
           " split='train')")
 
 
-def _tagged_fingerprint(api, repo_id: str, tag: str) -> str:
+def _tagged_identity(api, repo_id: str, tag: str) -> tuple[str, str]:
+    """The (fingerprint, identity) of the release a tag points at; a lock without an identity (an
+    older build) is identified by its fingerprint."""
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
     try:
         path = retry("download recipe.lock.json", lambda: api.hf_hub_download(
             repo_id, LOCK, repo_type="dataset", revision=tag))
-        return str(json.loads(Path(path).read_text())["fingerprint"])
+        lock = json.loads(Path(path).read_text())
+        return str(lock["fingerprint"]), str(lock.get("identity") or lock["fingerprint"])
     except (EntryNotFoundError, json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
         if isinstance(e, LocalEntryNotFoundError):  # the Hub was unreachable: not an answer about the tag
             raise

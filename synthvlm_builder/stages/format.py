@@ -6,6 +6,7 @@ paper's code drew it with an unseeded random.choice).
 """
 from __future__ import annotations
 
+import hashlib
 import io
 
 import numpy as np
@@ -28,6 +29,10 @@ DEFAULT_PROMPTS = (
 )
 
 EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp"}
+
+# Tokens a trainer reads as markup, by row style: a caption holding one would be misread (LLaVA
+# counts image tokens per sample, so a caption's `<image>` shifts images between samples).
+RESERVED_TOKENS = {"llava_pretrain": ("<image>", "<im_start>", "<im_end>", "<im_patch>")}
 
 
 def instruction(seed: int, prompts: tuple[str, ...] | None = None) -> str:
@@ -58,6 +63,9 @@ def encode_image(image: np.ndarray, image_format: str, quality: int = 95) -> byt
 
 
 def image_filename(sample_id: str, image_format: str) -> str:
-    """A file name safe on every filesystem for a sample id like 'llava558k:004539375-0'."""
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in sample_id)
-    return f"{safe}.{EXTENSIONS[image_format]}"
+    """A file name for a sample id, safe and distinct on every file system: a readable prefix of the
+    id (unsafe characters replaced, at most 48 characters) plus 16 hex digits of the id's sha256, so
+    ids that read alike ('a:b', 'a_b', 'a b') never share a file and a long id stays short."""
+    readable = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_.") else "_" for ch in sample_id)[:48]
+    digest = hashlib.sha256(sample_id.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{readable.strip('.-_') or 'image'}-{digest}.{EXTENSIONS[image_format]}"
