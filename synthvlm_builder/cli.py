@@ -146,11 +146,14 @@ def cmd_validate(args) -> int:
 
 def cmd_plan(args) -> int:
     from .execution.plan import make_plan
-    from .execution.report import format_plan
+    from .execution.report import format_plan, local_source_digests
     from .recipe import load_recipe
     recipe = load_recipe(args.recipe)
     plan = make_plan(recipe)
-    print(json.dumps(plan.to_json(recipe), indent=2) if args.json else format_plan(recipe, plan))
+    if args.json:
+        print(json.dumps({**plan.to_json(recipe), "content": local_source_digests(recipe)}, indent=2))
+    else:
+        print(format_plan(recipe, plan))
     return 0
 
 

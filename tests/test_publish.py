@@ -89,7 +89,14 @@ def builds(tmp_path_factory, quickstart):
     (c / "README.md").unlink()
     cli(_variant_recipe(root / "recipes", "c.yaml", 1, "0.1.0"), "--output", c)
     assert fingerprint(c) == fingerprint(b) != fingerprint(a)
-    return {"a": a, "b": b, "c": c}
+    # d: b's recipe as it is, but one caption of its caption file edited: same fingerprint, other data.
+    shutil.copytree(root / "recipes", root / "edited")
+    caps = root / "edited" / "data" / "quickstart_captions.jsonl"
+    caps.write_text(caps.read_text().replace("A red bicycle", "A blue bicycle"))
+    d = root / "d"
+    cli(root / "edited" / "b.yaml", "--output", d)
+    assert fingerprint(d) == fingerprint(b)
+    return {"a": a, "b": b, "c": c, "d": d}
 
 
 @pytest.fixture
@@ -177,6 +184,17 @@ def test_republish_is_a_noop_and_other_data_under_a_tag_is_refused(hub, env, bui
     assert (hub.commits(REPO), hub.refs(REPO)) == before[:2]
     writes = [e for e in hub.log[n_log:] if e[0] in ("POST", "PUT", "DELETE") and "/repos/create" not in e[1]]
     assert writes == [], f"a refused publish wrote to the Hub: {writes}"
+
+
+def test_same_recipe_with_edited_captions_under_a_tag_is_refused(hub, env, builds):
+    """The release's identity follows the caption file's content, not only the recipe."""
+    publish(builds["b"], env)
+    before = (hub.commits(REPO), hub.refs(REPO))
+    refused = publish(builds["d"], env, check=False)
+    assert refused.returncode == 2
+    assert "v0.2.0 is already published" in refused.stderr
+    assert "the recipe is the same but its input files differ" in refused.stderr and "bump `version`" in refused.stderr
+    assert (hub.commits(REPO), hub.refs(REPO)) == before
 
 
 def test_a_foreign_tag_of_that_version_is_refused(hub, env, builds):

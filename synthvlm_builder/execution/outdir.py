@@ -81,15 +81,20 @@ class OutputDir:
         return any((self.root / "builds").glob("*/shards/*.done.json"))
 
     # --- what is here -----------------------------------------------------------------------------
-    def contents(self) -> Contents:
-        manifest = self._read_json(self.root / "manifest.json")
+    def contents(self, overwrite: bool = False) -> Contents:
+        """With `overwrite`, a corrupt record is survivable: a build whose state cannot be read is
+        treated as another build (to be replaced), and a corrupt manifest as an older build's layout
+        (only the standard dataset files count as owned)."""
+        manifest = self._read_json(self.root / "manifest.json", overwrite)
         builds = {}
         for state in sorted((self.root / "builds").glob("*/state.json")):
-            builds[state.parent.name] = self._read_json(state)
-        legacy = manifest is None and (self.root / "state.json").exists()
-        return Contents(manifest, builds, legacy, self._foreign(set(self.owned_files())))
+            builds[state.parent.name] = self._read_json(state, overwrite) or {"corrupt": True}
+        corrupt = manifest is None and (self.root / "manifest.json").exists()
+        legacy = manifest is None and ((self.root / "state.json").exists() or corrupt)
+        return Contents(manifest, builds, legacy, self._foreign(set(self.owned_files(overwrite))))
 
-    def _read_json(self, path: Path) -> dict | None:
+    def _read_json(self, path: Path, tolerate: bool = False) -> dict | None:
+        """The JSON object in `path`, None if absent (or, with `tolerate`, unreadable)."""
         if not path.exists():
             return None
         try:
@@ -99,6 +104,8 @@ class OutputDir:
             problem = "not a JSON object"
         except (OSError, ValueError) as e:
             problem = str(e)
+        if tolerate:
+            return None
         raise InputError(self.field, f"{path} is corrupt ({problem}); rerun with --overwrite to start this build"
                          " over (the dataset files are replaced only once the new build is complete)")
 
@@ -142,7 +149,7 @@ class OutputDir:
             return False
         job = self._read_json(journal)
         staging, new = Path(job["staging"]), list(job["files"])
-        old = self.owned_files()
+        old = self.owned_files(tolerate=True)
         (self.out / "README.md").unlink(missing_ok=True)  # not a finished build while files move
         for rel in sorted(new, key=lambda r: r == "README.md"):  # the card last
             src = staging / rel
@@ -161,12 +168,13 @@ class OutputDir:
         journal.unlink()
         return True
 
-    def owned_files(self) -> list[str]:
+    def owned_files(self, tolerate: bool = False) -> list[str]:
         """The dataset files the build installed here (relative paths)."""
-        manifest = self._read_json(self.root / "manifest.json")
+        manifest = self._read_json(self.root / "manifest.json", tolerate)
         if manifest:
             return list(manifest["files"])
-        if (self.root / "state.json").exists():  # legacy: the standard files that are there
+        if (self.root / "state.json").exists() or (self.root / "manifest.json").exists():
+            # an older build's layout, or a manifest that could not be read: the standard files there
             names = [n for n in LEGACY_FILES if (self.out / n).is_file()]
             return names + [p.relative_to(self.out).as_posix() for p in sorted((self.out / "data").glob("train-*"))]
         return []

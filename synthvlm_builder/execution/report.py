@@ -56,7 +56,31 @@ def format_plan(recipe: Recipe, plan: Plan) -> str:
     ]
     if plan.captions is None:
         lines.append("note         set captions.sources[].limit (or run `synthvlm-build captions`) for counts")
+    for field, digest in local_source_digests(recipe).items():
+        lines.append(f"content      {field}: {digest}")
     return "\n".join(lines)
+
+
+def local_source_digests(recipe: Recipe) -> dict[str, str]:
+    """The content digest of each local caption file (what the build's content identity reads)."""
+    from ..recipe.paths import FILE_TYPES
+    from .identity import source_digest
+    return {f"captions.sources[{i}]": source_digest(recipe, i) for i, s in enumerate(recipe.captions.sources)
+            if s.type in FILE_TYPES and not s.path.startswith("hf://")}
+
+
+def unpinned_sources(old: Recipe, new: Recipe) -> list[str]:
+    """Notes for local caption files whose path did not change and that no sha256 pins: their content
+    can change the data without changing the recipe, so a diff of recipes cannot see it."""
+    from ..recipe.paths import FILE_TYPES
+    old_paths = {s.path for s in old.captions.sources}
+    notes = []
+    for i, src in enumerate(new.captions.sources):
+        if src.type in FILE_TYPES and not src.path.startswith("hf://") and src.path in old_paths and not src.sha256:
+            notes.append(f"note: captions.sources[{i}] is a local file with no sha256 pin: its content can change"
+                         " the data without changing the recipe or its fingerprint (the build notices, by content"
+                         f" identity; this diff cannot); pin it with captions.sources[{i}].sha256")
+    return notes
 
 
 def _flatten(value, prefix="") -> dict:
@@ -84,7 +108,7 @@ def diff_recipes(old: Recipe, new: Recipe) -> tuple[str, int]:
             lines.append(f"  {key}: {json.dumps(a.get(key))} -> {json.dumps(b.get(key))}  [{tag}]")
     fa, fb = fingerprint(old), fingerprint(new)
     bumped = semver_key(new.version) > semver_key(old.version)
-    out = [f"{len(lines)} field(s) changed" + (":" if lines else "")] + lines
+    out = [f"{len(lines)} field(s) changed" + (":" if lines else "")] + lines + unpinned_sources(old, new)
     if fa == fb:
         out.append(f"fingerprint unchanged ({fa[:12]}): same data")
         return "\n".join(out), 0

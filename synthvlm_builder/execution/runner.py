@@ -78,7 +78,7 @@ def build(recipe: Recipe, output_dir: Path | None = None, executor: str | None =
     try:
         if target.finish_install():
             say(f"completed the install an earlier run left unfinished in {target.out}")
-        _admit(target, target.contents(), identity, inputs, key, recipe, overwrite)
+        _admit(target, target.contents(overwrite), identity, inputs, key, recipe, overwrite)
         work = WorkDir(target.build_root(key))
         ctx = BuildContext(recipe, fp, identity, inputs, target, work, executor or recipe.execution.executor,
                            device_name)
@@ -145,7 +145,7 @@ def _describe_other(here: Contents, others: dict, identity: str, inputs: dict, r
 
 def _already_built(ctx: BuildContext) -> BuildResult | None:
     from ..release.layout import RECIPE, STATS, is_finished
-    out, here = ctx.out, ctx.target.contents()
+    out, here = ctx.out, ctx.target.contents(overwrite=True)  # _admit refused a corrupt record already
     if (here.installed and here.installed.get("identity") == ctx.identity and is_finished(out)
             and (out / RECIPE).read_text() == ctx.recipe.text):
         stats = json.loads((out / STATS).read_text())

@@ -33,11 +33,12 @@ MAX_SHARD_SIZE = "500MB"  # as push_to_hub: small enough for the Hub, large enou
 # rows only, which 4096-px PNGs turn into ~1 GB. Row groups are bounded by bytes as well.
 MAX_ROW_GROUP_ROWS = 100
 MAX_ROW_GROUP_BYTES = 128 * 1000 * 1000
+ROW_BYTES_BESIDE_IMAGE = 4096  # caption, conversations, scores: a generous bound per row
 
 
 def row_group_rows(max_image_bytes: int, max_bytes: int = MAX_ROW_GROUP_BYTES) -> int:
     """Rows per Parquet row group so that a group of the largest images stays under `max_bytes`."""
-    return max(1, min(MAX_ROW_GROUP_ROWS, max_bytes // max(1, max_image_bytes)))
+    return max(1, min(MAX_ROW_GROUP_ROWS, max_bytes // (max(0, max_image_bytes) + ROW_BYTES_BESIDE_IMAGE)))
 
 
 class SynthVLMDataset(datasets.GeneratorBasedBuilder):
