@@ -12,6 +12,10 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["HF_UPDATE_DOWNLOAD_COUNTS"] = "0"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# OpenMP threads that spin while waiting starve every other process on a 2-core machine (measured:
+# a tiny 4-image generation took 7 s instead of 0.1 s beside one other busy process). Passive waiting
+# changes no result, only who gets the cores; it must be set before torch loads its OpenMP runtime.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # Built-in tiny models are built once per run into a private cache (CI sets a persistent one).
 os.environ.setdefault("SYNTHVLM_CACHE", tempfile.mkdtemp(prefix="synthvlm-test-cache-"))
 

@@ -118,7 +118,9 @@ def test_plan_json_shape(base_dir, capsys):
     (base_dir / "r.yaml").write_text(BASE)
     assert main(["plan", "r.yaml", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"name", "version", "fingerprint", "recipe", "counts", "shards", "estimate"}
+    assert set(out) == {"name", "version", "fingerprint", "recipe", "counts", "shards", "estimate", "content"}
+    digest = hashlib.sha256((base_dir / "caps.jsonl").read_bytes()).hexdigest()
+    assert out["content"] == {"captions.sources[0]": f"sha256:{digest}"}  # local files' digests
     assert out["fingerprint"] == fp(BASE, base_dir)
     assert out["counts"] == {"captions": 10, "candidates": 10, "rows": 4, "exact": False}
     assert out["shards"] == {"shard_size": 1000, "count": 1, "ranges": [[0, 10]]}
