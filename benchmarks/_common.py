@@ -187,11 +187,10 @@ def builder_run(worker, captions, root: Path) -> dict:
     from synthvlm_builder.execution.workdir import WorkDir
     shutil.rmtree(root, ignore_errors=True)
     work = WorkDir(root)
-    work.claim("benchmark", 1 << 30, overwrite=False)
+    work.prepare({"benchmark": True})
     try:
         return worker.run(0, captions, work)
     finally:
-        work.release()
         shutil.rmtree(root, ignore_errors=True)
 
 
