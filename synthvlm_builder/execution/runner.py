@@ -199,13 +199,20 @@ def check_device(spec: str, field_name: str) -> None:
 
 
 def _preflight(recipe: Recipe) -> None:
-    """Fail before any work when a model can't be had (offline, not cached, wrong id)."""
+    """Fail before any work when a model can't be had (offline, not cached, wrong id), or takes
+    no recipe field that is set (validate checks local models; a Hub model is checked here)."""
+    from ..models.families import model_index, refused_fields
     from ..models.preflight import ModelUnavailable, check_clip_available, check_pipeline_available
+    g = recipe.generate
     try:
-        check_pipeline_available(recipe.generate.model, recipe.generate.revision)
+        check_pipeline_available(g.model, g.revision)
         check_clip_available(recipe.score.clip.model, recipe.score.clip.pretrained)
     except ModelUnavailable as e:
         raise BuildError(str(e)) from None
+    index = model_index(g.model, g.revision)
+    for field, message in refused_fields(index, {"negative_prompt": g.negative_prompt, "scheduler": g.scheduler}) \
+            if index else ():
+        raise InputError(f"generate.{field}", message)
 
 
 def curate_recipe(recipe: Recipe, funnel):

@@ -106,13 +106,20 @@ def set_scheduler(pipe, name: str) -> None:
     if name not in SCHEDULERS:
         raise ValueError(f"unknown scheduler {name!r}; known: {', '.join(SCHEDULERS)}")
     current, factory = pipe.scheduler, SCHEDULERS[name]
-    if factory.cls not in current.compatibles:
-        fitting = sorted(n for n, f in SCHEDULERS.items() if f.cls in current.compatibles)
+    ok, fitting = scheduler_fits(type(current), name)
+    if not ok:
         raise ValueError(
             f"scheduler {name!r} ({factory.cls_name}) does not fit this {type(pipe).__name__}, whose "
             f"{type(current).__name__} can be replaced by: {', '.join(fitting)}"
         )
     pipe.scheduler = factory(current.config)
+
+
+def scheduler_fits(current_cls: type, name: str) -> tuple[bool, list[str]]:
+    """Whether scheduler `name` can replace a `current_cls` scheduler, and the names that can."""
+    compatibles = current_cls().compatibles  # a default instance: diffusers exposes the list per instance
+    fitting = sorted(n for n, f in SCHEDULERS.items() if f.cls in compatibles)
+    return SCHEDULERS[name].cls in compatibles, fitting
 
 
 # --- loaders ----------------------------------------------------------------------------------

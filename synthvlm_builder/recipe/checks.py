@@ -82,6 +82,11 @@ def check_generate(c: Collector, gen: dict) -> None:
               " model_index.json (expected a diffusers pipeline saved with save_pretrained, or a Hub id org/name)")
     if "revision" in gen and ref.kind != HUB:
         c.bad(("generate", "revision"), "revision applies to Hub model ids only")
+    if ref.kind in (BUILTIN, LOCAL) and (gen.get("negative_prompt") or gen.get("scheduler")):
+        from ..models.families import model_index, refused_fields  # imports diffusers: only when needed
+        index = model_index(gen["model"], base=c.base)
+        for field, message in refused_fields(index, gen) if index else ():
+            c.bad(("generate", field), message)
 
 
 def check_clip(c: Collector, clip: dict) -> None:

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ..models.families import exact_options
+
 
 class ImageGenerator:
     """Wraps a loaded text-to-image pipeline (SD, SDXL, SD3-style) with fixed sampling settings."""
@@ -31,7 +33,7 @@ class ImageGenerator:
         # zero embeddings for the unconditional branch (force_zeros_for_empty_prompt), as it was
         # trained, whereas an explicit "" would be encoded as text.
         self._call_kwargs = dict(num_inference_steps=int(steps), guidance_scale=float(guidance_scale),
-                                 height=height, width=width, output_type="np")
+                                 height=height, width=width, output_type="np", **exact_options(type(pipe)))
         pipe.set_progress_bar_config(disable=True)
 
     def generate(self, prompts: list[str], seeds: list[int]) -> np.ndarray:
