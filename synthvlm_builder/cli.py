@@ -85,6 +85,10 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A build runs two torch thread teams at once (the denoiser, and scoring in a background thread);
+    # OpenMP threads that spin while waiting then starve each other on the CPU. Passive waiting changes
+    # no result. It only takes effect before torch loads, which the verbs do lazily, after this line.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
