@@ -123,3 +123,29 @@ def read_candidates(build_dir: Path) -> list[dict]:
     for f in sorted((work_root(build_dir) / "shards").glob("shard-*.parquet")):
         rows += pq.read_table(f).to_pylist()
     return rows
+
+
+def rescore(build_dir: Path, clip_model: str = "builtin:tiny-clip") -> list[tuple[str, float, float]]:
+    """(id, stored clip_score, clip_score recomputed from the stored image bytes and caption) per row,
+    with the recipe's CLIP as the build used it: what any consumer can recompute."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from synthvlm_builder.models.loading import load_clip
+    from synthvlm_builder.stages.score import ClipScorer
+
+    prefix = json.loads((build_dir / "recipe.lock.json").read_text())["recipe"]["score"]["clip"]["prefix"]
+    scorer = ClipScorer(load_clip(clip_model, None, "cpu"), prefix=prefix, device="cpu")
+    rows = read_rows(build_dir, ["id", "image", "caption", "clip_score"])
+    images = np.stack([np.asarray(Image.open(io.BytesIO(r["image"]["bytes"])).convert("RGB")) for r in rows])
+    again = scorer.score(images, [r["caption"] for r in rows])
+    return [(r["id"], r["clip_score"], float(s)) for r, s in zip(rows, again)]
+
+
+def assert_scores_match_published(build_dir: Path, clip_model: str = "builtin:tiny-clip") -> None:
+    """Every row's clip_score is what its published image and caption score (within 1e-4): a caption
+    paired with another caption's image, or a score of other pixels, fails here."""
+    for rid, stored, again in rescore(build_dir, clip_model):
+        assert abs(stored - again) <= 1e-4, f"{rid}: stored clip_score {stored} but its image and caption score {again}"

@@ -10,7 +10,7 @@ import time
 import pytest
 from PIL import Image
 
-from buildutil import cli, read_rows, write_recipe
+from buildutil import assert_scores_match_published, cli, read_rows, write_recipe
 
 LONG = ("A very long caption about a red bicycle leaning against a brick wall on a sunny afternoon in a quiet"
         " street while pigeons walk past and a baker opens the shop door across the road")
@@ -50,6 +50,7 @@ def test_per_caption_all_keeps_every_candidate(options_build):
 
 def test_webp_images(options_build):
     out, _ = options_build
+    assert_scores_match_published(out)  # webp is lossy: the scores are of the decoded published bytes
     for r in read_rows(out):
         assert Image.open(io.BytesIO(r["image"]["bytes"])).format == "WEBP"
         assert r["image"]["path"].endswith(".webp")

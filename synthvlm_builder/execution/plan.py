@@ -17,7 +17,8 @@ from ..recipe.paths import portable_paths
 
 # Bump when the meaning of a recipe's data fields changes (e.g. seed derivation).
 # 2: captions are stripped of surrounding whitespace; empty ones and those holding the output format's
-#    reserved tokens are dropped; source ids must be unique (duplicate_ids); image file names carry a hash.
+#    reserved tokens are dropped; source ids must be unique (duplicate_ids); image file names carry a hash;
+#    CLIP and SSIM score the decoded published image bytes, not the pixels before encoding.
 DATA_FORMAT = 2
 
 # Fields that never change the data: where it goes, how it runs, how it is named.

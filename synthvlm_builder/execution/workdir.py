@@ -22,7 +22,7 @@ from ..stages.rows import CANDIDATE_SCHEMA
 WORK = ".synthvlm"  # the build's work state, inside the output dir; never published
 
 # Per-stage seconds each shard's completion marker records.
-STAGES = ("generate", "score", "ssim", "encode", "write")
+STAGES = ("generate", "encode", "score", "ssim", "write")
 
 
 @dataclass

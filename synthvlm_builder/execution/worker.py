@@ -1,4 +1,4 @@
-"""One shard, start to finish: generate -> score -> encode -> write candidates.
+"""One shard, start to finish: generate -> encode -> score the decoded bytes -> write candidates.
 
 The same ShardWorker runs under every executor (in-process for `local`, inside a
 Ray actor for `ray`), so batches are always formed the same way: within a shard,
@@ -27,7 +27,7 @@ import torch
 import pyarrow.parquet as pq
 
 from ..recipe.config import Caption, Recipe
-from ..stages.format import encode_image
+from ..stages.format import decode_image, encode_image
 from ..stages.rows import CANDIDATE_SCHEMA
 from ..stages.score import combined_score, ssim_roundtrip
 from .plan import derive_seed, sample_id
@@ -129,17 +129,19 @@ class ShardWorker:
 
     def _finish_batch(self, index: int, batch: list[Item], images: np.ndarray, writer, cpu, seconds: dict,
                       largest: list) -> None:
-        recipe = self.recipe
+        recipe, fmt = self.recipe, self.recipe.format
         t0 = time.perf_counter()
-        clip = self.scorer.score(images, [it.caption.text for it in batch])
-        t1 = time.perf_counter()
-        size = recipe.score.ssim.size
-        ssim = np.concatenate(list(cpu.map(lambda im: ssim_roundtrip(im[None], size), images)))
-        score = combined_score(clip, ssim, recipe.score.ssim.weight)
-        t2 = time.perf_counter()
-        fmt = recipe.format
         encoded = list(cpu.map(lambda im: encode_image(im, fmt.image_format, fmt.quality), images))
         largest[0] = max([largest[0], *map(len, encoded)])
+        # Scores describe the published bytes: what a consumer decodes and re-scores (the paper scored
+        # its saved files), not the pixels before a lossy encoder.
+        published = np.stack(list(cpu.map(decode_image, encoded)))
+        t1 = time.perf_counter()
+        clip = self.scorer.score(published, [it.caption.text for it in batch])
+        t2 = time.perf_counter()
+        size = recipe.score.ssim.size
+        ssim = np.concatenate(list(cpu.map(lambda im: ssim_roundtrip(im[None], size), published)))
+        score = combined_score(clip, ssim, recipe.score.ssim.weight)
         t3 = time.perf_counter()
         h, w = images.shape[1:3]
         n = len(batch)
@@ -153,7 +155,7 @@ class ShardWorker:
         }, schema=CANDIDATE_SCHEMA)
         writer.write_table(table)
         t4 = time.perf_counter()
-        for stage, dt in zip(("score", "ssim", "encode", "write"), (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+        for stage, dt in zip(("encode", "score", "ssim", "write"), (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
             seconds[stage] += dt
         if self._signal_at and self._signal_at[1] == index:
             os.kill(os.getpid(), self._signal_at[0])

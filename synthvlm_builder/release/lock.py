@@ -35,6 +35,10 @@ def build_lock(ctx) -> dict:
             "models": {"generate": {**lock_entry(recipe.generate.model, recipe.generate.revision),
                                     "model": portable["generate"]["model"]},
                        "clip": portable["score"]["clip"]},
+            "scoring": {"image": "the published bytes, decoded with PIL as RGB",
+                        "clip": "open_clip cosine of L2-normalised image and text embeddings",
+                        "ssim": "skimage.metrics.structural_similarity (grayscale, data_range=255) of the image"
+                                " and itself resized to score.ssim.size and back with PIL bicubic"},
             "packages": package_versions(),
             "build": {"executor": ctx.executor, "device": ctx.device, "batch_size": recipe.generate.batch_size,
                       "shard_size": recipe.execution.shard_size}}

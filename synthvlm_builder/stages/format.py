@@ -62,6 +62,12 @@ def encode_image(image: np.ndarray, image_format: str, quality: int = 95) -> byt
     return buf.getvalue()
 
 
+def decode_image(data: bytes) -> np.ndarray:
+    """Encoded bytes -> uint8 HxWx3, as a consumer's PIL decodes them."""
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im.convert("RGB"))
+
+
 def image_filename(sample_id: str, image_format: str) -> str:
     """A file name for a sample id, safe and distinct on every file system: a readable prefix of the
     id (unsafe characters replaced, at most 48 characters) plus 16 hex digits of the id's sha256, so
