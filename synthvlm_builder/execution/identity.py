@@ -9,7 +9,6 @@ bad input (exit 2) at the pin.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from pathlib import Path
 
@@ -105,6 +104,18 @@ def input_digests(recipe: Recipe) -> dict[str, str]:
     digests = {f"captions.sources[{i}]": source_digest(recipe, i) for i in range(len(recipe.captions.sources))}
     digests["generate.model"] = model_digest(recipe.generate.model, recipe.generate.revision)
     digests["score.clip"] = clip_digest(recipe.score.clip.model, recipe.score.clip.pretrained)
+    a = recipe.score.aesthetic
+    if a is not None:
+        ref = ModelRef.parse(a.model)
+        digests["score.aesthetic.model"] = (_path_digest(ref.path()) if ref.is_local else
+                                            "commit:" + _cached_commit(ref.name, a.file, a.revision))
+        digests["score.aesthetic.clip"] = clip_digest(a.clip.model, a.clip.pretrained)
+    for name in ("nsfw", "watermark"):
+        s = getattr(recipe.screen, name)
+        if s is not None:
+            ref = ModelRef.parse(s.model)
+            digests[f"screen.{name}"] = (_path_digest(ref.path()) if ref.is_local else
+                                         "commit:" + _cached_commit(ref.name, "config.json", s.revision))
     return digests
 
 
@@ -117,6 +128,3 @@ def build_key(identity: str, shard_size: int) -> str:
     """The work folder of a build: its identity and its shard size (which fixes batch composition)."""
     return hashlib.sha256(f"{identity}\0{shard_size}".encode()).hexdigest()[:16]
 
-
-def describe(digests: dict[str, str]) -> str:
-    return json.dumps(digests, indent=1)

@@ -207,12 +207,32 @@ def _preflight(recipe: Recipe) -> None:
     try:
         check_pipeline_available(g.model, g.revision)
         check_clip_available(recipe.score.clip.model, recipe.score.clip.pretrained)
+        _preflight_screens(recipe)
     except ModelUnavailable as e:
         raise BuildError(str(e)) from None
     index = model_index(g.model, g.revision)
     for field, message in refused_fields(index, {"negative_prompt": g.negative_prompt, "scheduler": g.scheduler}) \
             if index else ():
         raise InputError(f"generate.{field}", message)
+
+
+def _preflight_screens(recipe: Recipe) -> None:
+    """A screen that is declared but cannot be had stops the build here, before any image."""
+    from ..models.preflight import check_clip_available, check_file_model_available, check_folder_model_available
+    from ..models.screens import classifier_labels
+    a = recipe.score.aesthetic
+    if a is not None:
+        check_file_model_available(a.model, a.file, a.revision, "the aesthetic head (score.aesthetic.model)")
+        check_clip_available(a.clip.model, a.clip.pretrained)
+    for name in ("nsfw", "watermark"):
+        s = getattr(recipe.screen, name)
+        if s is None:
+            continue
+        check_folder_model_available(s.model, s.revision, f"the {name} classifier (screen.{name}.model)")
+        labels = classifier_labels(s.model, s.revision)
+        if labels is not None and s.label.lower() not in {label.lower() for label in labels}:
+            raise InputError(f"screen.{name}.label", f"{s.label!r} is not a label of {s.model}; its labels:"
+                             f" {', '.join(labels)}")
 
 
 def curate_recipe(recipe: Recipe, funnel):

@@ -17,12 +17,11 @@ from pathlib import Path
 from ..atomic import atomic_open, atomic_path, atomic_write, is_temp, remove, sha256_file
 from ..curation.captions import caption_line, parse_caption_line
 from ..recipe.config import Caption
-from ..stages.rows import CANDIDATE_SCHEMA
 
 WORK = ".synthvlm"  # the build's work state, inside the output dir; never published
 
-# Per-stage seconds each shard's completion marker records.
-STAGES = ("generate", "encode", "score", "ssim", "write")
+# Per-stage seconds each shard's completion marker records ("score": every score of the batch).
+STAGES = ("generate", "encode", "score", "write")
 
 
 @dataclass
@@ -95,13 +94,13 @@ class WorkDir:
     def marker(self, index: int) -> dict:
         return json.loads(self.marker_path(index).read_text())
 
-    def read_columns(self, n_shards: int, columns) -> "pa.Table":
+    def read_columns(self, n_shards: int, columns, schema) -> "pa.Table":
         """Some columns of every candidate, in plan order (selection reads scores: no images)."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         tables = [pq.read_table(self.shard_path(i), columns=list(columns)) for i in range(n_shards)]
-        return pa.concat_tables(tables) if tables else CANDIDATE_SCHEMA.empty_table().select(list(columns))
+        return pa.concat_tables(tables) if tables else schema.empty_table().select(list(columns))
 
     # --- log -----------------------------------------------------------------------------
     def log(self, event: str, **fields) -> None:

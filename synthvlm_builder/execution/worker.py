@@ -28,8 +28,7 @@ import pyarrow.parquet as pq
 
 from ..recipe.config import Caption, Recipe
 from ..stages.format import decode_image, encode_image
-from ..stages.rows import CANDIDATE_SCHEMA
-from ..stages.score import combined_score, ssim_roundtrip
+from ..stages.rows import candidate_schema
 from .plan import derive_seed, sample_id
 from .workdir import STAGES, WorkDir
 
@@ -73,9 +72,9 @@ class ShardWorker:
     def __init__(self, recipe: Recipe, device: str = "auto", *, pipe=None, clip_bundle=None):
         """`pipe` / `clip_bundle`: already-loaded models to use instead of the recipe's (the GPU
         benchmark builds random-weight SDXL-size models in memory); by default both are loaded."""
-        from ..models.loading import load_clip, load_pipeline, resolve_device
+        from ..models.loading import load_pipeline, resolve_device
         from ..stages.generate import ImageGenerator
-        from ..stages.score import ClipScorer
+        from ..stages.scoring import BatchScorer
 
         quiet_library_progress()
         g = recipe.generate
@@ -90,10 +89,8 @@ class ShardWorker:
                                  device=self.device, variant=g.variant, compile=g.compile)
         self.generator = ImageGenerator(pipe, steps=g.steps, guidance_scale=g.guidance_scale,
                                         resolution=g.resolution, negative_prompt=g.negative_prompt)
-        clip = recipe.score.clip
-        if clip_bundle is None:
-            clip_bundle = load_clip(clip.model, clip.pretrained, self.device)
-        self.scorer = ClipScorer(clip_bundle, prefix=clip.prefix, device=self.device)
+        self.scorer = BatchScorer(recipe, self.device, clip_bundle)
+        self.schema = candidate_schema(recipe)
         # CPU-side work (SSIM, encoding) can fan out when the denoiser is not on the CPU.
         self.cpu_threads = 1 if self.device.type == "cpu" else min(8, os.cpu_count() or 1)
         self._signal_at = _test_signal()
@@ -106,8 +103,8 @@ class ShardWorker:
         started = time.perf_counter()
         in_flight: deque = deque()
         with work.shard_writer(index) as tmp:
-            compression = {c: "NONE" if c == "image" else "SNAPPY" for c in CANDIDATE_SCHEMA.names}
-            with pq.ParquetWriter(tmp, CANDIDATE_SCHEMA, compression=compression) as writer, \
+            compression = {c: "NONE" if c == "image" else "SNAPPY" for c in self.schema.names}
+            with pq.ParquetWriter(tmp, self.schema, compression=compression) as writer, \
                     ThreadPoolExecutor(1, thread_name_prefix="finish") as finish, \
                     ThreadPoolExecutor(self.cpu_threads, thread_name_prefix="cpu") as cpu:
                 for start in range(0, len(items), bs):
@@ -129,7 +126,7 @@ class ShardWorker:
 
     def _finish_batch(self, index: int, batch: list[Item], images: np.ndarray, writer, cpu, seconds: dict,
                       largest: list) -> None:
-        recipe, fmt = self.recipe, self.recipe.format
+        fmt = self.recipe.format
         t0 = time.perf_counter()
         encoded = list(cpu.map(lambda im: encode_image(im, fmt.image_format, fmt.quality), images))
         largest[0] = max([largest[0], *map(len, encoded)])
@@ -137,25 +134,19 @@ class ShardWorker:
         # its saved files), not the pixels before a lossy encoder.
         published = np.stack(list(cpu.map(decode_image, encoded)))
         t1 = time.perf_counter()
-        clip = self.scorer.score(published, [it.caption.text for it in batch])
+        scores = self.scorer.score(published, [it.caption.text for it in batch], parallel_map=cpu.map)
         t2 = time.perf_counter()
-        size = recipe.score.ssim.size
-        ssim = np.concatenate(list(cpu.map(lambda im: ssim_roundtrip(im[None], size), published)))
-        score = combined_score(clip, ssim, recipe.score.ssim.weight)
-        t3 = time.perf_counter()
         h, w = images.shape[1:3]
         n = len(batch)
-        table = pa.table({
+        columns = {
             "id": [it.id for it in batch], "caption_id": [it.caption.id for it in batch],
-            "k": pa.array([it.k for it in batch], pa.int32()), "caption": [it.caption.text for it in batch],
-            "source": [it.caption.source for it in batch], "seed": pa.array([it.seed for it in batch], pa.int64()),
-            "image": pa.array(encoded, pa.binary()), "width": pa.array([w] * n, pa.int32()),
-            "height": pa.array([h] * n, pa.int32()), "clip_score": pa.array(clip, pa.float32()),
-            "ssim": pa.array(ssim, pa.float32()), "score": pa.array(score, pa.float32()),
-        }, schema=CANDIDATE_SCHEMA)
-        writer.write_table(table)
-        t4 = time.perf_counter()
-        for stage, dt in zip(("encode", "score", "ssim", "write"), (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            "k": [it.k for it in batch], "caption": [it.caption.text for it in batch],
+            "source": [it.caption.source for it in batch], "seed": [it.seed for it in batch],
+            "image": encoded, "width": [w] * n, "height": [h] * n, **scores,
+        }
+        writer.write_table(pa.table({name: columns[name] for name in self.schema.names}, schema=self.schema))
+        t3 = time.perf_counter()
+        for stage, dt in zip(("encode", "score", "write"), (t1 - t0, t2 - t1, t3 - t2)):
             seconds[stage] += dt
         if self._signal_at and self._signal_at[1] == index:
             os.kill(os.getpid(), self._signal_at[0])

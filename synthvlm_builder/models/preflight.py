@@ -148,3 +148,23 @@ def check_clip_available(model: str, pretrained: str | None) -> None:
     if filename.endswith((".bin", ".pth")):
         names.insert(0, filename[:-4] + ".safetensors")
     _check_hub_file(repo_id, names, None, _CLIP_FIX, f"CLIP {model}/{pretrained} (weights in {repo_id!r})")
+
+
+def check_file_model_available(model: str, filename: str, revision: str | None, what: str) -> None:
+    """A model that is one file: a local file, or `filename` in a Hub repo (the aesthetic head)."""
+    ref = ModelRef.parse(model)
+    if ref.kind == LOCAL:
+        if not ref.path().is_file():
+            raise ModelUnavailable(f"cannot load {what} {model!r}: no such file")
+        return
+    _check_hub_file(ref.name, [filename], revision, f"or point {what} at a local file", f"{what} {model!r}")
+
+
+def check_folder_model_available(model: str, revision: str | None, what: str) -> None:
+    """A transformers model: a local folder with config.json, or a Hub repo (an image classifier)."""
+    ref = ModelRef.parse(model)
+    if ref.kind == LOCAL:
+        if not (ref.path() / "config.json").is_file():
+            raise ModelUnavailable(f"cannot load {what} {model!r}: {ref.path() / 'config.json'} not found")
+        return
+    _check_hub_file(ref.name, ["config.json"], revision, f"or point {what} at a local folder", f"{what} {model!r}")

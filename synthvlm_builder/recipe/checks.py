@@ -41,6 +41,7 @@ def semantic_problems(data: dict, doc: Document, file: str, base: Path) -> list[
     check_sources(c, data["captions"]["sources"])
     check_generate(c, data["generate"])
     check_clip(c, data["score"]["clip"])
+    check_screens(c, data)
     check_format(c, data.get("format", {}))
     check_select(c, data["select"], data["captions"]["sources"], data["generate"])
     return c.problems
@@ -89,9 +90,8 @@ def check_generate(c: Collector, gen: dict) -> None:
             c.bad(("generate", field), message)
 
 
-def check_clip(c: Collector, clip: dict) -> None:
+def check_clip(c: Collector, clip: dict, at: tuple = ("score", "clip")) -> None:
     ref = ModelRef.parse(clip["model"], clip=True, base=c.base)
-    at = ("score", "clip")
     if ref.kind == BUILTIN and ref.name not in BUILTIN_CLIP:
         c.bad(at + ("model",), f"unknown builtin model {clip['model']!r}; known: "
               + ", ".join("builtin:" + b for b in BUILTIN_CLIP))
@@ -107,6 +107,32 @@ def check_clip(c: Collector, clip: dict) -> None:
               " (a tag such as openai, or a checkpoint file); without it the weights would be random")
     elif pretrained_is_file(clip["pretrained"]) and not c.local(clip["pretrained"]).is_file():
         c.bad(at + ("pretrained",), f"checkpoint file not found: {c.local(clip['pretrained'])}")
+
+
+def check_screens(c: Collector, data: dict) -> None:
+    """The aesthetic head and the image classifiers: local files and folders must be there."""
+    aesthetic = data["score"].get("aesthetic")
+    if aesthetic:
+        at = ("score", "aesthetic")
+        ref = ModelRef.parse(aesthetic["model"], base=c.base)
+        if ref.kind == LOCAL and not ref.path(c.base).is_file():
+            c.bad(at + ("model",), f"aesthetic head file not found: {ref.path(c.base)} (a .pth or .safetensors"
+                  " state dict, or a Hub repo id org/name)")
+        elif ref.kind == BUILTIN:
+            c.bad(at + ("model",), "no builtin aesthetic head; give a file or a Hub repo id")
+        check_clip(c, aesthetic["clip"], at + ("clip",))
+    for name in ("nsfw", "watermark"):
+        screen = (data.get("screen") or {}).get(name)
+        if not screen:
+            continue
+        ref = ModelRef.parse(screen["model"], base=c.base)
+        if ref.kind == LOCAL and not (ref.path(c.base) / "config.json").is_file():
+            c.bad(("screen", name, "model"), f"{ref.path(c.base)} is not a transformers model folder (no"
+                  " config.json; save one with save_pretrained, or give a Hub id org/name)")
+        elif ref.kind == BUILTIN:
+            c.bad(("screen", name, "model"), "no builtin image classifier; give a folder or a Hub id")
+    if "min_aesthetic" in data["select"] and not aesthetic:
+        c.bad(("select", "min_aesthetic"), "needs score.aesthetic (the aesthetic predictor to score with)")
 
 
 def check_format(c: Collector, fmt: dict) -> None:

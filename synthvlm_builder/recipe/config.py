@@ -95,9 +95,45 @@ class SsimConfig:
 
 
 @dataclass(frozen=True)
+class ClipModelConfig:
+    model: str
+    pretrained: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class AestheticConfig:
+    model: str                   # the head: a local file or a Hub repo id holding `file`
+    clip: ClipModelConfig
+    file: str = "sac+logos+ava1-l14-linearMSE.pth"
+    revision: Optional[str] = None
+
+
+@dataclass(frozen=True)
 class ScoreConfig:
     clip: ClipConfig
     ssim: SsimConfig = SsimConfig()
+    aesthetic: Optional[AestheticConfig] = None
+
+
+@dataclass(frozen=True)
+class ClassifierScreen:
+    model: str                   # Hub id or absolute local folder
+    label: str
+    max: float = 0.5
+    revision: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class NearDuplicates:
+    phash_distance: Optional[int] = None
+    clip_cosine: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class ScreenConfig:
+    nsfw: Optional[ClassifierScreen] = None
+    watermark: Optional[ClassifierScreen] = None
+    near_duplicates: Optional[NearDuplicates] = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +143,7 @@ class SelectConfig:
     min_clip_score: Optional[float] = None
     min_ssim: Optional[float] = None
     min_score: Optional[float] = None
+    min_aesthetic: Optional[float] = None
     allow_fewer: bool = False
 
 
@@ -155,6 +192,7 @@ class Recipe:
     description: str = ""
     license: str = "other"
     seed: int = 0
+    screen: ScreenConfig = ScreenConfig()
     format: FormatConfig = FormatConfig()
     output: OutputConfig = OutputConfig()
     publish: PublishConfig = PublishConfig()

@@ -28,15 +28,28 @@ def path_slots(data: dict, base: Path) -> Iterator[tuple[dict, str, str]]:
     for src in data["captions"]["sources"]:
         if source_is_local(src, base):
             yield src, "path", ""
-    for mapping, clip in ((data["generate"], False), (data["score"]["clip"], True)):
+    for mapping, clip in _models(data):
         ref = ModelRef.parse(mapping["model"], clip=clip, base=base)
         if ref.is_local:
             yield mapping, "model", ref.scheme
-    clip = data["score"]["clip"]
-    if clip.get("pretrained") and pretrained_is_file(clip["pretrained"]):
-        yield clip, "pretrained", ""
+        if clip and mapping.get("pretrained") and pretrained_is_file(mapping["pretrained"]):
+            yield mapping, "pretrained", ""
     if (data.get("output") or {}).get("dir"):
         yield data["output"], "dir", ""
+
+
+def _models(data: dict) -> Iterator[tuple[dict, bool]]:
+    """(mapping with a `model` key, whether it names an open_clip model) for every model field."""
+    yield data["generate"], False
+    yield data["score"]["clip"], True
+    aesthetic = data["score"].get("aesthetic")
+    if aesthetic:
+        yield aesthetic, False  # the head: a local file or a Hub repo id
+        yield aesthetic["clip"], True
+    for name in ("nsfw", "watermark"):
+        screen = (data.get("screen") or {}).get(name)
+        if screen:
+            yield screen, False
 
 
 def resolve_paths(data: dict, base: Path) -> None:

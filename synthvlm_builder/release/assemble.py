@@ -4,15 +4,16 @@ into the output dir (execution/outdir.py: only the files a build made are replac
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 from itertools import islice
+
+import numpy as np
 from pathlib import Path
 
 from ..atomic import fsync_tree
 from ..execution.workdir import STAGES
-from ..stages.rows import SCORES, SELECTION_COLUMNS
+from ..stages import rows
 from ..stages.select import Candidates, Selection, format_selection, select
 from . import card as cardlib
 from . import layout
@@ -25,11 +26,8 @@ N_SAMPLES = 16
 def assemble(ctx) -> tuple[int, dict]:
     """`ctx` is the runner's BuildContext. Returns (rows, stats)."""
     recipe, work = ctx.recipe, ctx.work
-    scores = work.read_columns(ctx.n_shards, SELECTION_COLUMNS)
-    cols = {name: scores.column(name).to_numpy(zero_copy_only=False) for name in scores.column_names}
-    cand = Candidates(id=cols["id"].astype(str), caption_id=cols["caption_id"].astype(str),
-                      scores={name: cols[name] for name in SCORES})
-    selection = select(cand, recipe.select)
+    cand = read_candidates(work, ctx.n_shards, recipe)
+    selection = select(cand, recipe.select, recipe.screen)
     shard_files = [work.shard_path(i) for i in range(ctx.n_shards)]
 
     staging = work.root / "final"
@@ -39,7 +37,7 @@ def assemble(ctx) -> tuple[int, dict]:
     _, info = write_parquet(staging, lambda: selected_rows(shard_files, set(selection.ids), recipe), recipe,
                             ctx.fingerprint, cache_dir=work.root / "hf-cache", max_image_bytes=largest)
     stats = build_stats(ctx, selection)
-    picked = {name: cand.scores[name][selection.mask] for name in SCORES}
+    picked = {name: cand.scores[name][selection.mask] for name in rows.scores(recipe)}
     cardlib.plot_histogram(staging / layout.HISTOGRAM, cand.score, picked["score"])
     # The first selected rows in plan order: found in the first shard(s), not a second full pass.
     first = islice(selected_rows(shard_files, set(selection.ids[:N_SAMPLES]), recipe), N_SAMPLES)
@@ -57,6 +55,19 @@ def assemble(ctx) -> tuple[int, dict]:
     work.log("built", rows=len(selection.ids))
     print(summary(ctx.out, stats, selection.funnel), file=sys.stderr, flush=True)
     return len(selection.ids), stats
+
+
+def read_candidates(work, n_shards: int, recipe) -> Candidates:
+    """The selection columns of every candidate, in plan order."""
+    table = work.read_columns(n_shards, rows.selection_columns(recipe), rows.candidate_schema(recipe))
+    cols = {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
+    embedding = None
+    if "clip_embedding" in cols:
+        embedding = np.stack([np.frombuffer(b, dtype=np.float16) for b in cols["clip_embedding"]]).astype(np.float32) \
+            if len(cols["clip_embedding"]) else np.zeros((0, 1), np.float32)
+    return Candidates(id=cols["id"].astype(str), caption_id=cols["caption_id"].astype(str),
+                      scores={name: cols[name] for name in rows.scores(recipe)},
+                      phash=cols["phash"].astype(str) if "phash" in cols else None, clip_embedding=embedding)
 
 
 def build_stats(ctx, selection: Selection) -> dict:

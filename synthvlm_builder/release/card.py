@@ -14,7 +14,7 @@ from PIL import Image
 from datasets.info import DatasetInfosDict
 
 from ..recipe import Recipe
-from ..stages.rows import SCORES, field_list
+from ..stages.rows import field_list, scores
 from .dataset import CITATION
 from .layout import HISTOGRAM, SAMPLES
 
@@ -121,8 +121,8 @@ def render(recipe: Recipe, fingerprint: str, info: datasets.DatasetInfo, rows: i
         "dtype": g.dtype, "per_caption": g.images_per_caption, "fingerprint": fingerprint,
         "load_from": repo_id or f"path/to/{recipe.name}-v{recipe.version}",
         "load_revision": f', revision="v{recipe.version}"' if repo_id else "",
-        "fields": field_list(), "funnel": funnel_table(caption_funnel, selection_funnel),
-        "score_lines": [_stats_line(name, selected[name]) for name in SCORES],
+        "fields": field_list(recipe), "funnel": funnel_table(caption_funnel, selection_funnel),
+        "score_lines": [_stats_line(name, selected[name]) for name in scores(recipe)],
         "histogram": HISTOGRAM, "samples": SAMPLES, "recipe_text": recipe.text.rstrip(), "citation": CITATION,
     }
     return DatasetCard.from_template(card_data(recipe, info, rows), template_path=str(TEMPLATE), **context)

@@ -50,7 +50,7 @@ class SynthVLMDataset(datasets.GeneratorBasedBuilder):
         super().__init__(**kwargs)
 
     def _info(self) -> datasets.DatasetInfo:
-        return datasets.DatasetInfo(description=self._recipe.description, features=features(),
+        return datasets.DatasetInfo(description=self._recipe.description, features=features(self._recipe),
                                     license=self._recipe.license, citation=CITATION)
 
     def _split_generators(self, dl_manager):
@@ -68,7 +68,7 @@ def selected_rows(shard_files: list[Path], selected: set[str], recipe: Recipe) -
     for path in shard_files:
         for batch in pq.ParquetFile(path).iter_batches(batch_size=64):
             for row in batch.filter(pc.is_in(batch.column("id"), value_set=wanted)).to_pylist():
-                yield dataset_row(row, recipe.format)
+                yield dataset_row(row, recipe)
 
 
 def write_parquet(staging: Path, rows: Callable[[], Iterator[dict]], recipe: Recipe, fingerprint: str,

@@ -34,7 +34,10 @@ def build_lock(ctx) -> dict:
             "captions": {"count": meta["count"], "sha256": meta["sha256"]},
             "models": {"generate": {**lock_entry(recipe.generate.model, recipe.generate.revision),
                                     "model": portable["generate"]["model"]},
-                       "clip": portable["score"]["clip"]},
+                       "clip": portable["score"]["clip"],
+                       **({"aesthetic": portable["score"]["aesthetic"]} if portable["score"].get("aesthetic") else {}),
+                       **{name: portable["screen"][name] for name in ("nsfw", "watermark")
+                          if (portable.get("screen") or {}).get(name)}},
             "scoring": {"image": "the published bytes, decoded with PIL as RGB",
                         "clip": "open_clip cosine of L2-normalised image and text embeddings",
                         "ssim": "skimage.metrics.structural_similarity (grayscale, data_range=255) of the image"

@@ -61,16 +61,26 @@ class ClipScorer:
         return (x - self._mean) / self._std
 
     @torch.inference_mode()
-    def score(self, images: np.ndarray, captions: list[str]) -> np.ndarray:
-        """float32 cosine similarity of each image with its caption."""
+    def image_embeddings(self, images: np.ndarray) -> torch.Tensor:
+        """L2-normalised float32 image embeddings (N, D), on the device."""
+        return F.normalize(self.model.encode_image(self.preprocess(images)).float(), dim=-1)
+
+    @torch.inference_mode()
+    def text_embeddings(self, captions: list[str]) -> torch.Tensor:
+        """L2-normalised float32 embeddings of the prefixed captions (N, D), on the device."""
+        # open_clip's tokenizers truncate to the context length (77 for CLIP), ending with EOT.
+        tokens = self.bundle.tokenizer([self.prefix + c for c in captions]).to(self.device)
+        return F.normalize(self.model.encode_text(tokens).float(), dim=-1)
+
+    @torch.inference_mode()
+    def score(self, images: np.ndarray, captions: list[str], image_emb: torch.Tensor | None = None) -> np.ndarray:
+        """float32 cosine similarity of each image with its caption (`image_emb`: already computed)."""
         if len(images) != len(captions):
             raise ValueError(f"{len(images)} images but {len(captions)} captions")
         if len(captions) == 0:
             return np.zeros(0, dtype=np.float32)
-        # open_clip's tokenizers truncate to the context length (77 for CLIP), ending with EOT.
-        tokens = self.bundle.tokenizer([self.prefix + c for c in captions]).to(self.device)
-        image_emb = F.normalize(self.model.encode_image(self.preprocess(images)).float(), dim=-1)
-        text_emb = F.normalize(self.model.encode_text(tokens).float(), dim=-1)
+        image_emb = self.image_embeddings(images) if image_emb is None else image_emb
+        text_emb = self.text_embeddings(captions)
         return (image_emb * text_emb).sum(dim=-1).cpu().numpy().astype(np.float32)
 
 

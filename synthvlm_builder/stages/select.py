@@ -1,6 +1,6 @@
-"""Selection over candidate scores: thresholds, best-of-k, global top-N.
+"""Selection over candidate scores: thresholds, screens, near-duplicates, best-of-k, global top-N.
 
-Works on score columns only (a few bytes per candidate, so a million candidates
+Works on the selection columns only (a few bytes per candidate, so a million candidates
 fit in memory); the images stay in the shard files until the final write.
 """
 from __future__ import annotations
@@ -10,16 +10,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import BuildError
-from ..recipe.config import SelectConfig
-from .rows import SCORES
+from ..recipe.config import ScreenConfig, SelectConfig
+from . import neardup
 
 
 @dataclass
 class Candidates:
-    """The score columns (rows.SCORES) of every candidate, in plan order."""
+    """The selection columns (rows.selection_columns) of every candidate, in plan order."""
     id: np.ndarray          # str
     caption_id: np.ndarray  # str
-    scores: dict            # column name -> float32 array
+    scores: dict            # score column name -> float32 array
+    phash: np.ndarray | None = None            # 16-hex-digit strings, when near-duplicates use pHash
+    clip_embedding: np.ndarray | None = None   # (N, D) float32, when near-duplicates use CLIP
 
     @property
     def score(self) -> np.ndarray:
@@ -41,16 +43,32 @@ def _rank(ids: np.ndarray, score: np.ndarray) -> np.ndarray:
     return np.lexsort((ids, -score.astype(np.float64)))
 
 
-def select(c: Candidates, cfg: SelectConfig) -> Selection:
+def rules(cfg: SelectConfig, screen: ScreenConfig) -> list[tuple[str, str, float]]:
+    """(column, ">=" or "<=", bound): the recipe's thresholds on scores and its screens' limits."""
+    out = [(name, ">=", getattr(cfg, f"min_{name}")) for name in ("clip_score", "ssim", "score", "aesthetic")
+           if getattr(cfg, f"min_{name}") is not None]
+    out += [(name, "<=", getattr(screen, name).max) for name in ("nsfw", "watermark") if getattr(screen, name)]
+    return out
+
+
+def select(c: Candidates, cfg: SelectConfig, screen: ScreenConfig = ScreenConfig()) -> Selection:
     keep = np.ones(len(c), dtype=bool)
     steps = [{"step": "candidates", "kept": int(keep.sum())}]
-    for column in SCORES:
-        bound = getattr(cfg, f"min_{column}", None)
-        if bound is not None:
-            before = int(keep.sum())
-            keep &= c.scores[column] >= bound  # NaN never passes a threshold
-            steps.append({"step": f"min_{column} >= {bound}", "dropped": before - int(keep.sum()),
-                          "kept": int(keep.sum())})
+
+    def step(name: str, mask: np.ndarray) -> None:
+        nonlocal keep
+        before = int(keep.sum())
+        keep &= mask
+        steps.append({"step": name, "dropped": before - int(keep.sum()), "kept": int(keep.sum())})
+
+    for column, op, bound in rules(cfg, screen):
+        values = c.scores[column]
+        if op == ">=":  # NaN never passes either kind of bound
+            step(f"min_{column} >= {bound}", values >= bound)
+        else:
+            step(f"{column} <= {bound}", values <= bound)
+    if screen.near_duplicates is not None:
+        step(_near_dup_name(screen), _near_dup_keep(c, keep, screen))
 
     if cfg.per_caption == "best":
         before = int(keep.sum())
@@ -78,6 +96,27 @@ def select(c: Candidates, cfg: SelectConfig) -> Selection:
                          "(set select.allow_fewer: true to accept fewer, or loosen the thresholds)\n"
                          + format_selection(funnel))
     return Selection(mask=mask, ids=[str(i) for i in c.id[mask]], funnel=funnel)
+
+
+def _near_dup_name(screen: ScreenConfig) -> str:
+    near = screen.near_duplicates
+    parts = ([f"pHash distance <= {near.phash_distance}"] if near.phash_distance is not None else []) + (
+        [f"CLIP cosine >= {near.clip_cosine}"] if near.clip_cosine is not None else [])
+    return "near duplicates (" + " or ".join(parts) + ")"
+
+
+def _near_dup_keep(c: Candidates, alive: np.ndarray, screen: ScreenConfig) -> np.ndarray:
+    """Among the candidates still in, keep one per near-duplicate group (the best scored)."""
+    near, idx = screen.near_duplicates, np.flatnonzero(alive)
+    pairs = []
+    if near.phash_distance is not None:
+        pairs.append(neardup.phash_pairs(neardup.phash_codes(c.phash[idx]), near.phash_distance))
+    if near.clip_cosine is not None:
+        pairs.append(neardup.embedding_pairs(c.clip_embedding[idx], near.clip_cosine))
+    kept, _ = neardup.keep_one_per_group(len(idx), np.concatenate(pairs), c.score[idx], c.id[idx])
+    mask = np.zeros(len(c), dtype=bool)
+    mask[idx[kept]] = True
+    return mask
 
 
 def format_selection(funnel: dict) -> str:
