@@ -21,6 +21,7 @@ SMALLEST = {
                 "scoring_headroom", "20"),
     "gpu_throughput": (["--tiny", "--device", "cpu", "--batch-sizes", "2"], "gpu_overhead_ratio", "1.10"),
     "memory": (["--sizes", "4", "12", "--steps", "1"], "memory_ratio", "1.15"),
+    "near_dup": (["--sizes", "500", "2000"], "near_dup_phash_memory_ratio", "1.15"),
 }
 RESULT = re.compile(r"^RESULT (\S+) (\S+) target (\S+)$")
 

@@ -8,6 +8,7 @@ replaced only by a complete new one, and only the files it made are removed.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 import time
@@ -220,6 +221,13 @@ def _preflight_screens(recipe: Recipe) -> None:
     """A screen that is declared but cannot be had stops the build here, before any image."""
     from ..models.preflight import check_clip_available, check_file_model_available, check_folder_model_available
     from ..models.screens import classifier_labels
+    near = recipe.screen.near_duplicates
+    if near is not None:
+        needed = (["imagehash"] if near.phash_distance is not None else []) + ["faiss", "scipy"]
+        missing = [m for m in needed if importlib.util.find_spec(m) is None]
+        if missing:
+            raise BuildError(f"screen.near_duplicates needs {', '.join(missing)}: pip install"
+                             " 'synthvlm-builder[screen]'")
     a = recipe.score.aesthetic
     if a is not None:
         check_file_model_available(a.model, a.file, a.revision, "the aesthetic head (score.aesthetic.model)")
