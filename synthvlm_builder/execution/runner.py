@@ -238,9 +238,13 @@ def _preflight_screens(recipe: Recipe) -> None:
             continue
         check_folder_model_available(s.model, s.revision, f"the {name} classifier (screen.{name}.model)")
         labels = classifier_labels(s.model, s.revision)
-        if labels is not None and s.label.lower() not in {label.lower() for label in labels}:
-            raise InputError(f"screen.{name}.label", f"{s.label!r} is not a label of {s.model}; its labels:"
-                             f" {', '.join(labels)}")
+        if labels is not None:
+            from ..stages.screen import label_index
+            try:
+                label_index(labels, s.label)
+            except ValueError:
+                raise InputError(f"screen.{name}.label", f"{s.label!r} is not a label of {s.model}; its labels:"
+                                 f" {', '.join(labels.values())}") from None
 
 
 def curate_recipe(recipe: Recipe, funnel):

@@ -45,8 +45,8 @@ def load_image_classifier(model: str, revision: str | None, label: str, device: 
     return ImageClassifierScreen(classifier, processor, label, device)
 
 
-def classifier_labels(model: str, revision: str | None) -> list[str] | None:
-    """The labels an image classifier's config names (None when its config is not at hand)."""
+def classifier_labels(model: str, revision: str | None) -> dict | None:
+    """The id2label of an image classifier's config (None when its config is not at hand)."""
     import json
     from pathlib import Path
 
@@ -59,4 +59,4 @@ def classifier_labels(model: str, revision: str | None) -> list[str] | None:
         path = Path(cached) if isinstance(cached, str) else None
     if path is None or not path.is_file():
         return None
-    return [str(v) for v in (json.loads(path.read_text()).get("id2label") or {}).values()]
+    return {int(k): str(v) for k, v in (json.loads(path.read_text()).get("id2label") or {}).items()}

@@ -42,10 +42,7 @@ class ImageClassifierScreen:
     """The probability of one label of a transformers image classifier, for each image."""
 
     def __init__(self, model, processor, label: str, device: torch.device):
-        labels = {str(name).lower(): int(i) for i, name in model.config.id2label.items()}
-        if label.lower() not in labels:
-            raise ValueError(f"the model has no label {label!r}; its labels: {', '.join(sorted(labels))}")
-        self.index = labels[label.lower()]
+        self.index = label_index(model.config.id2label, label)
         self.model = model.to(device).eval()
         self.processor = processor
         self.device = device
@@ -56,6 +53,16 @@ class ImageClassifierScreen:
         pixels = inputs["pixel_values"].to(self.device, self.model.dtype)
         logits = self.model(pixel_values=pixels).logits.float()
         return torch.softmax(logits, dim=-1)[:, self.index].cpu().numpy().astype(np.float32)
+
+
+def label_index(id2label: dict, label: str) -> int:
+    """The output index of `label`: a label name (any case) or its index as digits."""
+    labels = {str(name).lower(): int(i) for i, name in id2label.items()}
+    if label.isdigit() and int(label) in labels.values():
+        return int(label)
+    if label.lower() not in labels:
+        raise ValueError(f"the model has no label {label!r}; its labels: {', '.join(sorted(labels))}")
+    return labels[label.lower()]
 
 
 def phashes(images: np.ndarray) -> list[str]:
