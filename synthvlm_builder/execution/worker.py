@@ -134,7 +134,7 @@ class ShardWorker:
         # its saved files), not the pixels before a lossy encoder.
         published = np.stack(list(cpu.map(decode_image, encoded)))
         t1 = time.perf_counter()
-        scores = self.scorer.score(published, [it.caption.text for it in batch], parallel_map=cpu.map)
+        scores = self.scorer.score(published, [it.caption.text for it in batch])
         t2 = time.perf_counter()
         h, w = images.shape[1:3]
         n = len(batch)

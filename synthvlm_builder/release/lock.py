@@ -9,6 +9,7 @@ from importlib import metadata
 from .. import __version__
 from ..execution.plan import portable_dict
 from ..models.ref import lock_entry
+from ..stages.ssim import IMPLEMENTATION as SSIM_IMPLEMENTATION
 
 PACKAGES = ("torch", "diffusers", "transformers", "open_clip_torch", "datasets", "huggingface_hub",
             "pyarrow", "pillow", "scikit-image", "numpy")
@@ -40,8 +41,7 @@ def build_lock(ctx) -> dict:
                           if (portable.get("screen") or {}).get(name)}},
             "scoring": {"image": "the published bytes, decoded with PIL as RGB",
                         "clip": "open_clip cosine of L2-normalised image and text embeddings",
-                        "ssim": "skimage.metrics.structural_similarity (grayscale, data_range=255) of the image"
-                                " and itself resized to score.ssim.size and back with PIL bicubic"},
+                        "ssim": SSIM_IMPLEMENTATION},
             "packages": package_versions(),
             "build": {"executor": ctx.executor, "device": ctx.device, "batch_size": recipe.generate.batch_size,
                       "shard_size": recipe.execution.shard_size}}

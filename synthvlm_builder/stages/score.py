@@ -114,7 +114,8 @@ def _center_crop_or_pad(x: torch.Tensor, th: int, tw: int, fill: float) -> torch
 
 
 def ssim_roundtrip(images: np.ndarray, size: int, resample: str = "bicubic") -> np.ndarray:
-    """float32 SSIM of each image's grayscale with itself resized to `size` and back.
+    """float32 SSIM of each image's grayscale with itself resized to `size` and back: the reference
+    (PIL + scikit-image) that the batched torch version builds use (stages/ssim.py) must match.
 
     The short side goes to `size` (aspect kept; the paper's square 768 -> 336 -> 768 is the square
     case) with PIL resizes, and scikit-image's SSIM compares the two at the original size.

@@ -6,13 +6,12 @@ embedding when it names the same CLIP, and the near-duplicate search stores that
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 import torch
 
-from .score import ClipScorer, combined_score, ssim_roundtrip
+from .score import ClipScorer, combined_score
 from .screen import phashes
+from .ssim import ssim_roundtrip
 
 
 class BatchScorer:
@@ -45,13 +44,13 @@ class BatchScorer:
             raise ValueError(f"the aesthetic head reads {self.aesthetic.input_size}-dimensional embeddings but"
                              f" score.aesthetic.clip gives {embed_dim}: use the CLIP the head was trained on")
 
-    def score(self, images: np.ndarray, captions: list[str], parallel_map: Callable = map) -> dict:
+    def score(self, images: np.ndarray, captions: list[str]) -> dict:
         """Column name -> one value per image (rows.py names every column)."""
         recipe = self.recipe
         emb = self.clip.image_embeddings(images)
         clip = self.clip.score(images, captions, image_emb=emb)
-        size = recipe.score.ssim.size
-        ssim = np.concatenate(list(parallel_map(lambda im: ssim_roundtrip(im[None], size), images)))
+        pixels = torch.from_numpy(np.ascontiguousarray(images)).to(self.clip.device)
+        ssim = ssim_roundtrip(pixels, recipe.score.ssim.size).cpu().numpy()
         out = {"clip_score": clip, "ssim": ssim, "score": combined_score(clip, ssim, recipe.score.ssim.weight)}
         if self.aesthetic is not None:
             a_emb = emb if self.aesthetic_clip is self.clip else self.aesthetic_clip.image_embeddings(images)
