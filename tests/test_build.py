@@ -87,7 +87,7 @@ def test_quickstart_layout_and_stats(quickstart):
     assert sum(f["dropped"] for f in cap["filters"]) == 36 - 29
     sel = stats["selection"]
     assert sel["candidates"] == 58 and sel["selected"] == 24
-    assert set(stats["timing"]["stage_seconds"]) == {"generate", "score", "ssim", "encode", "write"}
+    assert set(stats["timing"]["stage_seconds"]) == {"generate", "encode", "score", "write"}
     lock = json.loads((out / "recipe.lock.json").read_text())
     assert lock["fingerprint"] == stats["fingerprint"]
     assert lock["models"]["generate"]["model"] == "builtin:tiny-sd"
