@@ -32,7 +32,8 @@ EXAMPLES = {
             "   # OLD from git revision main",
     "captions": "synthvlm-build captions recipes/quickstart.yaml --output captions.jsonl",
     "publish": "synthvlm-build publish build/synthvlm-quickstart-v0.1.0 --repo-id my-org/synthvlm-quickstart",
-    "export": "synthvlm-build export build/synthvlm-quickstart-v0.1.0 --llava llava_data/",
+    "export": "synthvlm-build export build/synthvlm-quickstart-v0.1.0 --llava llava_data/\n"
+              "  synthvlm-build export build/synthvlm-quickstart-v0.1.0 --webdataset wds/ --shard-bytes 1GB",
 }
 
 DESCRIPTIONS = {
@@ -43,7 +44,8 @@ DESCRIPTIONS = {
             " A recipe given as REV:PATH is read from git at that revision.",
     "captions": "Run only the caption stage: print the funnel and write the surviving captions with their ids.",
     "publish": "Push a finished build to the Hub as one commit, then tag it v<version>.",
-    "export": "Write a finished build in LLaVA's training layout: OUT/synthvlm.json + OUT/images/.",
+    "export": "Write a finished build in LLaVA's training layout (OUT/synthvlm.json + OUT/images/) or as"
+              " WebDataset tar shards (OUT/00000.tar ... + OUT/index.json).",
 }
 
 
@@ -56,7 +58,11 @@ ARGUMENTS = {
     "captions": [RECIPE, ("--output", {"metavar": "FILE.jsonl", "help": "write the surviving captions here"}),
                  ("--json", {"action": "store_true", "help": "print the funnel (and captions) as JSON"})],
     "publish": [DIR, ("--repo-id", {"metavar": "ORG/NAME", "help": "default: the recipe's publish.repo_id"})],
-    "export": [DIR, ("--llava", {"metavar": "OUT", "required": True, "help": "output folder for the LLaVA layout"})],
+    "export": [DIR, ("--llava", {"metavar": "OUT", "help": "output folder for the LLaVA layout"}),
+               ("--webdataset", {"metavar": "OUT", "help": "output folder for WebDataset tar shards"}),
+               ("--shard-size", {"metavar": "N", "help": "with --webdataset: at most N samples per tar"}),
+               ("--shard-bytes", {"metavar": "B", "help": "with --webdataset: at most B bytes per tar (e.g. 1GB;"
+                                                        " the default)"})],
 }
 
 
@@ -230,8 +236,21 @@ def cmd_publish(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .release.export import export_llava
-    export_llava(Path(args.dir), Path(args.llava))
+    if bool(args.llava) == bool(args.webdataset):
+        raise InputError("--llava" if args.llava else "--webdataset", "give one of --llava OUT or --webdataset OUT")
+    if args.llava:
+        for flag, value in (("--shard-size", args.shard_size), ("--shard-bytes", args.shard_bytes)):
+            if value is not None:
+                raise InputError(flag, "applies to --webdataset only")
+        from .release.export import export_llava
+        export_llava(Path(args.dir), Path(args.llava))
+        return 0
+    from .release.webdataset import export_webdataset, parse_bytes, parse_count
+    if args.shard_size is not None and args.shard_bytes is not None:
+        raise InputError("--shard-size", "give --shard-size or --shard-bytes, not both")
+    size = parse_count(args.shard_size, "--shard-size") if args.shard_size is not None else None
+    limit = parse_bytes(args.shard_bytes, "--shard-bytes") if args.shard_bytes is not None else None
+    export_webdataset(Path(args.dir), Path(args.webdataset), shard_size=size, shard_bytes=limit)
     return 0
 
 
