@@ -83,7 +83,8 @@ def _build_parser() -> argparse.ArgumentParser:
         " tracebacks", formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("recipe", metavar="RECIPE")
     p.add_argument("--output", metavar="DIR", help="output dir (default: output.dir or build/<name>-v<version>)")
-    p.add_argument("--push", action="store_true", help="publish to the Hub after the build")
+    p.add_argument("--push", action="store_true", help="publish to the Hub: each data file is uploaded as soon"
+                   " as it is final, then the release is one commit and a tag")
     p.add_argument("--executor", choices=("local", "ray"), help="override execution.executor")
     p.add_argument("--device", help="override execution.device (auto, cpu, cuda, cuda:N, mps)")
     p.add_argument("--overwrite", action="store_true", help="replace a dir holding another recipe's build")
@@ -222,7 +223,7 @@ def cmd_build(args) -> int:
     recipe = load_recipe(args.recipe)
     from .execution.runner import build
     result = build(recipe, output_dir=Path(args.output) if args.output else None,
-                   executor=args.executor, device=args.device, overwrite=args.overwrite)
+                   executor=args.executor, device=args.device, overwrite=args.overwrite, push=args.push)
     if args.push:
         from .release.publish import publish
         publish(result.output_dir)

@@ -37,8 +37,9 @@ def assemble(ctx) -> tuple[int, dict]:
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     largest = max(work.marker(i).get("max_image_bytes", 0) for i in range(ctx.n_shards))
-    _, info = write_parquet(staging, lambda: selected_rows(shard_files, set(selection.ids), recipe), recipe,
-                            ctx.fingerprint, cache_dir=work.root / "hf-cache", max_image_bytes=largest)
+    uploader = getattr(ctx, "uploader", None)  # --push: each data file goes to the Hub as soon as it is final
+    _, info = write_parquet(staging, selected_rows(shard_files, set(selection.ids), recipe), recipe,
+                            max_image_bytes=largest, on_file=uploader.submit if uploader else None)
     stats = build_stats(ctx, selection)
     picked = {name: cand.scores[name][selection.mask] for name in SCORES}
     cardplots.plot_histograms(staging / layout.HISTOGRAM, cand.scores, picked)
@@ -52,6 +53,8 @@ def assemble(ctx) -> tuple[int, dict]:
     (staging / layout.LOCK).write_text(json.dumps(lock, indent=2) + "\n")
     (staging / layout.CARD).write_text(str(card))
     fsync_tree(staging)
+    if uploader:  # the uploads ran while the card was made; the build counts as finished once they are done
+        uploader.finish()
     files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
     ctx.target.install(staging, files, {"identity": ctx.identity, "fingerprint": ctx.fingerprint,
                                         "inputs": ctx.inputs})

@@ -61,6 +61,17 @@ def publish(build_dir: Path, repo_id: Optional[str] = None) -> PublishResult:
     settings = recipe.get("publish") or {}
     field = "--repo-id" if repo_id else "publish.repo_id"
     repo_id = repo_id or settings.get("repo_id")
+    check_destination(repo_id, field)
+    from huggingface_hub import HfApi
+    try:
+        return _publish(HfApi(), build_dir, repo_id, settings.get("private") is not False, recipe["name"],
+                        recipe["version"], fp, identity)
+    except (*transport_errors(), OSError) as e:  # HfHubHTTPError, transport errors, offline mode
+        raise BuildError(explain(e, repo_id)) from e
+
+
+def check_destination(repo_id: Optional[str], field: str) -> None:
+    """A repository named and well formed, and a token to write with (checked before any request)."""
     if not repo_id:
         raise InputError("publish.repo_id", "no repository to publish to: pass --repo-id ORG/NAME or set"
                          " publish.repo_id in the recipe")
@@ -68,12 +79,6 @@ def publish(build_dir: Path, repo_id: Optional[str] = None) -> PublishResult:
     from huggingface_hub import get_token
     if not get_token():
         raise BuildError(f"authentication required to publish to {repo_id}: {AUTH_HINT}")
-    from huggingface_hub import HfApi
-    try:
-        return _publish(HfApi(), build_dir, repo_id, settings.get("private") is not False, recipe["name"],
-                        recipe["version"], fp, identity)
-    except (*transport_errors(), OSError) as e:  # HfHubHTTPError, transport errors, offline mode
-        raise BuildError(_explain(e, repo_id)) from e
 
 
 def _read_lock(build_dir: Path) -> dict:
@@ -111,12 +116,7 @@ def _publish(api, build_dir: Path, repo_id: str, private: bool, name: str, versi
     refs = retry("list_repo_refs", lambda: api.list_repo_refs(repo_id, repo_type="dataset"))
     tags = {t.name: t.target_commit for t in refs.tags}
     if tag in tags:
-        remote_fp, remote_identity = _tagged_identity(api, repo_id, tag)
-        if remote_identity != identity:
-            why = ("the recipe is the same but its input files differ" if remote_fp == fp else
-                   f"this build has fingerprint {fp[:12]}")
-            raise InputError("version", f"{tag} is already published with fingerprint {remote_fp[:12]} (identity"
-                             f" {remote_identity[:12]}); {why} (identity {identity[:12]}): bump `version`")
+        check_tagged(api, repo_id, tag, fp, identity)
         result = PublishResult(repo_id, url, tag, tags[tag], fp, "exists")
         print(f"{tag} is already published (fingerprint {fp[:12]}): nothing to do")
         _report(result)
@@ -143,6 +143,16 @@ def _report(r: PublishResult) -> None:
     print(f"  repo:   {r.url}\n  commit: {r.commit}\n  tag:    {r.tag}\nload it with:\n"
           f"  from datasets import load_dataset; ds = load_dataset({r.repo_id!r}, revision={r.tag!r},"
           " split='train')")
+
+
+def check_tagged(api, repo_id: str, tag: str, fp: str, identity: str) -> None:
+    """`tag` exists: fine if it holds this identity, bad input (bump the version) otherwise."""
+    remote_fp, remote_identity = _tagged_identity(api, repo_id, tag)
+    if remote_identity != identity:
+        why = ("the recipe is the same but its input files differ" if remote_fp == fp else
+               f"this build has fingerprint {fp[:12]}")
+        raise InputError("version", f"{tag} is already published with fingerprint {remote_fp[:12]} (identity"
+                         f" {remote_identity[:12]}); {why} (identity {identity[:12]}): bump `version`")
 
 
 def _tagged_identity(api, repo_id: str, tag: str) -> tuple[str, str]:
@@ -232,11 +242,11 @@ def _tag(api, repo_id: str, tag: str, sha: str, message: str) -> None:
 
 # --- messages ----------------------------------------------------------------------------------------
 
-def _explain(e: BaseException, repo_id: str) -> str:
+def explain(e: BaseException, repo_id: str) -> str:
     from huggingface_hub.errors import (BadRequestError, HfHubHTTPError, LocalEntryNotFoundError,
                                         OfflineModeIsEnabled, RepositoryNotFoundError)
     if isinstance(e, LocalEntryNotFoundError) and e.__cause__ is not None:  # hf_hub_download's HEAD failed
-        return _explain(e.__cause__, repo_id)
+        return explain(e.__cause__, repo_id)
     status = getattr(getattr(e, "response", None), "status_code", None)
     if isinstance(e, OfflineModeIsEnabled):
         return "HF_HUB_OFFLINE is set; publishing needs the Hub (unset it)"
