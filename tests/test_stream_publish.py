@@ -80,3 +80,45 @@ def test_push_checks_the_destination_before_building(hub, env, recipe, tmp_path)
     assert proc.returncode == 2 and "v0.1.0 is already published" in proc.stderr and "bump `version`" in proc.stderr
     assert "generating" not in proc.stderr and not list((tmp_path / "o3").rglob("shard-*.parquet"))
     assert (hub.commits(REPO), hub.refs(REPO)) == before
+
+
+def _changed(old: dict, new: dict) -> int:
+    """Files added, changed or removed between two trees (hub.commits' `files`)."""
+    return sum(old.get(p) != new.get(p) for p in set(old) | set(new))
+
+
+def test_a_release_of_many_files_goes_through_a_branch_and_never_shows_half(hub, env, recipe, tmp_path):
+    env = {**env, "SYNTHVLM_PUBLISH_FILES_PER_COMMIT": "5"}
+    out = tmp_path / "out"
+    branch = "synthvlm-release-v0.1.0"
+    # the second commit on the release branch fails past the retries: a half-built branch, nothing else
+    hub.fail_next(rf"/commit/{branch}$", 500, count=6, method="POST", skip=1)
+    failed = cli(recipe, "--output", out, "--push", env=env, check=False)
+    assert failed.returncode == 1 and "nothing was tagged" in failed.stderr, failed.stderr
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and ".synthvlm" not in p.parts)
+    assert len(files) == 12  # 6 data files + card, lock, recipe, stats, two pictures
+    assert hub.refs(REPO)["tags"] == {} and len(hub.commits(REPO)) == 1, "main untouched"
+    (part, base) = hub.commits(REPO, revision=branch)
+    assert _changed(base["files"], part["files"]) == 5 and "README.md" not in part["files"]
+
+    done = cli("publish", out, env=env)
+    assert "Traceback" not in done.stderr
+    refs = hub.refs(REPO)
+    assert set(refs["branches"]) == {"main"}, "the release branch is gone once main has the release"
+    history = hub.commits(REPO, revision="v0.1.0")
+    staged = history[: history.index(base)]
+    assert len(staged) == 3 and all(_changed(old["files"], new["files"]) <= 5
+                                    for new, old in zip(staged, staged[1:] + [base]))
+    assert staged[0]["title"].startswith("Release tiny-build v0.1.0") and "Synthvlm-Release: " in staged[0]["message"]
+    assert all("README.md" not in c["files"] for c in staged[1:]), "the card only in the tagged commit"
+    tagged = {p: f for p, f in staged[0]["files"].items() if p != ".gitattributes"}
+    assert sorted(tagged) == files
+    # main: the initial commit, then one commit holding exactly the tagged tree
+    main = hub.commits(REPO)
+    assert len(main) == 2 and main[1] == base and main[0]["files"] == staged[0]["files"]
+    assert refs["tags"]["v0.1.0"] == staged[0]["id"] != main[0]["id"]
+    assert [oid for oid, n in Counter(lfs_puts(hub)).items() if n > 1] == []
+    got = load_remote(env, REPO, "v0.1.0", "main")
+    assert got["v0.1.0"] == got["main"] == local_rows(out)
+    again = cli("publish", out, env=env)
+    assert "already published" in again.stdout and len(hub.commits(REPO)) == 2
