@@ -1,6 +1,5 @@
 """`export DIR --webdataset OUT`: tar shards read back by the real `webdataset` package and by
 `datasets.load_dataset("webdataset", ...)`, compared sample by sample with the build's rows."""
-import io
 import json
 import tarfile
 

@@ -4,7 +4,6 @@ into the output dir (execution/outdir.py: only the files a build made are replac
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 from pathlib import Path

@@ -73,7 +73,6 @@ def commit_on_branch(api, build_dir: Path, repo_id: str, version: str, title: st
                      main_head: Optional[str]) -> str:
     """Build the release on its branch in commits of at most files_per_commit() files; return the sha of
     the last one (the one to tag)."""
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
     branch = branch_name(version)
     head = _head(api, repo_id, branch)
     if head is not None:
