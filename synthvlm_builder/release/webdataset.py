@@ -66,6 +66,11 @@ def _tar_bytes(members) -> int:
     return sum(BLOCK + -(-len(data) // BLOCK) * BLOCK for _, data in members)
 
 
+def _file_size(content: int) -> int:
+    """A tar file's size on disk: its members, two zero blocks, padded to tarfile's 10240-byte records."""
+    return -(-(content + 2 * BLOCK) // tarfile.RECORDSIZE) * tarfile.RECORDSIZE
+
+
 class _Shards:
     """Tar files in a folder, a new one started when the next sample would pass a limit."""
 
@@ -79,7 +84,7 @@ class _Shards:
         size = _tar_bytes(members)
         full = self._tar is not None and (
             (self.max_samples and self._samples >= self.max_samples)
-            or (self.max_bytes and self._bytes + size > self.max_bytes))  # one big sample still gets a shard
+            or (self.max_bytes and _file_size(self._bytes + size) > self.max_bytes))  # a big sample: its own shard
         if self._tar is None or full:
             self.close()
             name = f"{len(self.index):05d}.tar"
