@@ -93,7 +93,7 @@ def wrap(text: str, fnt, width: float, max_lines: int) -> list[str]:
             lines.append(line)
         line = word
         while fnt.getlength(line) > width:  # a word longer than the line: break it
-            cut = max(1, next(i for i in range(len(line), 0, -1) if fnt.getlength(line[:i]) <= width))
+            cut = next((i for i in range(len(line), 0, -1) if fnt.getlength(line[:i]) <= width), 1)
             lines.append(line[:cut])
             line = line[cut:]
     if line:
