@@ -32,7 +32,8 @@ EXAMPLES = {
             "   # OLD from git revision main",
     "captions": "synthvlm-build captions recipes/quickstart.yaml --output captions.jsonl",
     "publish": "synthvlm-build publish build/synthvlm-quickstart-v0.1.0 --repo-id my-org/synthvlm-quickstart",
-    "export": "synthvlm-build export build/synthvlm-quickstart-v0.1.0 --llava llava_data/",
+    "export": "synthvlm-build export build/synthvlm-quickstart-v0.1.0 --llava llava_data/\n"
+              "  synthvlm-build export build/synthvlm-quickstart-v0.1.0 --webdataset wds/ --shard-bytes 1GB",
 }
 
 DESCRIPTIONS = {
@@ -43,7 +44,8 @@ DESCRIPTIONS = {
             " A recipe given as REV:PATH is read from git at that revision.",
     "captions": "Run only the caption stage: print the funnel and write the surviving captions with their ids.",
     "publish": "Push a finished build to the Hub as one commit, then tag it v<version>.",
-    "export": "Write a finished build in LLaVA's training layout: OUT/synthvlm.json + OUT/images/.",
+    "export": "Write a finished build in LLaVA's training layout (OUT/synthvlm.json + OUT/images/) or as"
+              " WebDataset tar shards (OUT/00000.tar ... + OUT/index.json).",
 }
 
 
@@ -56,7 +58,11 @@ ARGUMENTS = {
     "captions": [RECIPE, ("--output", {"metavar": "FILE.jsonl", "help": "write the surviving captions here"}),
                  ("--json", {"action": "store_true", "help": "print the funnel (and captions) as JSON"})],
     "publish": [DIR, ("--repo-id", {"metavar": "ORG/NAME", "help": "default: the recipe's publish.repo_id"})],
-    "export": [DIR, ("--llava", {"metavar": "OUT", "required": True, "help": "output folder for the LLaVA layout"})],
+    "export": [DIR, ("--llava", {"metavar": "OUT", "help": "output folder for the LLaVA layout"}),
+               ("--webdataset", {"metavar": "OUT", "help": "output folder for WebDataset tar shards"}),
+               ("--shard-size", {"metavar": "N", "help": "with --webdataset: at most N samples per tar"}),
+               ("--shard-bytes", {"metavar": "B", "help": "with --webdataset: at most B bytes per tar (e.g. 1GB;"
+                                                        " the default)"})],
 }
 
 
@@ -77,7 +83,8 @@ def _build_parser() -> argparse.ArgumentParser:
         " tracebacks", formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("recipe", metavar="RECIPE")
     p.add_argument("--output", metavar="DIR", help="output dir (default: output.dir or build/<name>-v<version>)")
-    p.add_argument("--push", action="store_true", help="publish to the Hub after the build")
+    p.add_argument("--push", action="store_true", help="publish to the Hub: each data file is uploaded as soon"
+                   " as it is final, then the release is one commit and a tag")
     p.add_argument("--executor", choices=("local", "ray"), help="override execution.executor")
     p.add_argument("--device", help="override execution.device (auto, cpu, cuda, cuda:N, mps)")
     p.add_argument("--overwrite", action="store_true", help="replace a dir holding another recipe's build")
@@ -220,7 +227,7 @@ def cmd_build(args) -> int:
     recipe = load_recipe(args.recipe)
     from .execution.runner import build
     result = build(recipe, output_dir=Path(args.output) if args.output else None,
-                   executor=args.executor, device=args.device, overwrite=args.overwrite)
+                   executor=args.executor, device=args.device, overwrite=args.overwrite, push=args.push)
     if args.push:
         from .release.publish import publish
         publish(result.output_dir)
@@ -234,8 +241,21 @@ def cmd_publish(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .release.export import export_llava
-    export_llava(Path(args.dir), Path(args.llava))
+    if bool(args.llava) == bool(args.webdataset):
+        raise InputError("--llava" if args.llava else "--webdataset", "give one of --llava OUT or --webdataset OUT")
+    if args.llava:
+        for flag, value in (("--shard-size", args.shard_size), ("--shard-bytes", args.shard_bytes)):
+            if value is not None:
+                raise InputError(flag, "applies to --webdataset only")
+        from .release.export import export_llava
+        export_llava(Path(args.dir), Path(args.llava))
+        return 0
+    from .release.webdataset import export_webdataset, parse_bytes, parse_count
+    if args.shard_size is not None and args.shard_bytes is not None:
+        raise InputError("--shard-size", "give --shard-size or --shard-bytes, not both")
+    size = parse_count(args.shard_size, "--shard-size") if args.shard_size is not None else None
+    limit = parse_bytes(args.shard_bytes, "--shard-bytes") if args.shard_bytes is not None else None
+    export_webdataset(Path(args.dir), Path(args.webdataset), shard_size=size, shard_bytes=limit)
     return 0
 
 

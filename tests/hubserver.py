@@ -324,6 +324,7 @@ class _Fault:
     remaining: int
     status: int | None  # None means: drop the connection without a response
     after: bool  # True: process the request (state changes!), then lose the response
+    skip: int = 0  # matching requests to let through before the fault starts
 
     def matches(self, method: str, path: str) -> bool:
         return self.remaining > 0 and (self.method is None or self.method == method) and bool(self.pattern.search(path))
@@ -420,14 +421,15 @@ class HubServer:
 
     # ----- fault injection and observability
     def fail_next(self, pattern: str, status: int = 500, count: int = 1, method: str | None = None,
-                  after: bool = False) -> None:
-        """The next ``count`` requests whose path matches ``pattern`` (re.search) answer ``status``.
+                  after: bool = False, skip: int = 0) -> None:
+        """The next ``count`` requests whose path matches ``pattern`` (re.search) answer ``status``,
+        after ``skip`` matching requests have gone through normally.
 
         With ``after=True`` the request is processed first (a commit is applied!) and only the
         response is replaced: the "it worked but the client saw an error" case.
         """
         with self._lock:
-            self._faults.append(_Fault(re.compile(pattern), method, count, status, after))
+            self._faults.append(_Fault(re.compile(pattern), method, count, status, after, skip))
 
     def drop_next(self, pattern: str, count: int = 1, method: str | None = None, after: bool = False) -> None:
         """Like ``fail_next`` but the socket is closed without any response."""
@@ -442,6 +444,9 @@ class HubServer:
         with self._lock:
             for fault in self._faults:
                 if fault.matches(method, path):
+                    if fault.skip:
+                        fault.skip -= 1
+                        return None
                     fault.remaining -= 1
                     return fault
         return None

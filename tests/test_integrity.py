@@ -338,8 +338,7 @@ def test_row_groups_are_bounded_by_bytes(tmp_path):
                    "height": 512}
 
     recipe = load_recipe(write_recipe(tmp_path / "r", n_captions=2, size=2))
-    names, _ = write_parquet(tmp_path / "stage", rows, recipe, "f" * 64, cache_dir=tmp_path / "cache",
-                             max_image_bytes=largest, max_row_group_bytes=cap)
+    names, _ = write_parquet(tmp_path / "stage", rows(), recipe, max_image_bytes=largest, max_row_group_bytes=cap)
     meta = pq.ParquetFile(tmp_path / "stage" / names[0]).metadata
     assert meta.num_rows == 6 and meta.num_row_groups == 3
     assert all(meta.row_group(i).total_byte_size <= cap for i in range(meta.num_row_groups))

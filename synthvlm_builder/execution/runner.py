@@ -40,6 +40,7 @@ class BuildContext:
     caption_meta: dict | None = None
     generation_seconds: float = 0.0
     notes: list = field(default_factory=list)
+    uploader: object = None  # release/stream.py's StreamUploader when --push streams the data files
 
     @property
     def out(self) -> Path:
@@ -63,7 +64,9 @@ def say(msg: str) -> None:
 
 
 def build(recipe: Recipe, output_dir: Path | None = None, executor: str | None = None,
-          device: str | None = None, overwrite: bool = False) -> BuildResult:
+          device: str | None = None, overwrite: bool = False, push: bool = False) -> BuildResult:
+    """With `push`, the destination is checked before any work and each data file is uploaded as soon
+    as it is final (release/stream.py); the caller publishes the finished build."""
     target = OutputDir(Path(output_dir) if output_dir else recipe.output_dir,
                        "--output" if output_dir else "output.dir")
     device_name = device or recipe.execution.device
@@ -75,7 +78,7 @@ def build(recipe: Recipe, output_dir: Path | None = None, executor: str | None =
     key = build_key(identity, recipe.execution.shard_size)
     target.check_usable()
     target.lock()  # from here on this run owns the dir; nothing in it has changed yet
-    failed = True
+    failed, ctx = True, None
     try:
         if target.finish_install():
             say(f"completed the install an earlier run left unfinished in {target.out}")
@@ -87,6 +90,9 @@ def build(recipe: Recipe, output_dir: Path | None = None, executor: str | None =
         if done:
             failed = False
             return done
+        if push:
+            from ..release.stream import open_stream
+            ctx.uploader = open_stream(recipe, fp, identity, work.root)
         resumed = work.prepare({"fingerprint": fp, "identity": identity, "inputs": inputs,
                                 "shard_size": recipe.execution.shard_size})
         work.log("start", mode="resume" if resumed else "new", executor=ctx.executor, identity=identity)
@@ -102,6 +108,8 @@ def build(recipe: Recipe, output_dir: Path | None = None, executor: str | None =
         failed = False
         return BuildResult(ctx.out, rows, fp, stats)
     finally:
+        if failed and ctx is not None and ctx.uploader:
+            ctx.uploader.abandon()
         target.release(failed=failed)
 
 

@@ -158,4 +158,6 @@ def _test_signal() -> tuple[int, int] | None:
     if not spec:
         return None
     name, _, shard = spec.partition("@")
+    if not shard.isdigit():  # another kill point (release/stream.py: SIG@upload:N)
+        return None
     return int(getattr(signal, f"SIG{name.upper()}")), int(shard)

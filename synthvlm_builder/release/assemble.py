@@ -6,21 +6,20 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from itertools import islice
+from pathlib import Path
 
 import numpy as np
-from pathlib import Path
 
 from ..atomic import fsync_tree
 from ..execution.workdir import STAGES
 from ..stages import rows
-from ..stages.select import Candidates, Selection, format_selection, select
+from ..stages.select import Candidates, Selection, format_selection, rank, select
 from . import card as cardlib
-from . import layout
+from . import cardplots, layout
 from .dataset import selected_rows, write_parquet
 from .lock import build_lock
 
-N_SAMPLES = 16
+N_SAMPLES = cardplots.PER_SIDE_COLS * cardplots.PER_SIDE_ROWS  # best rows shown, and as many worst
 
 
 def assemble(ctx) -> tuple[int, dict]:
@@ -34,21 +33,24 @@ def assemble(ctx) -> tuple[int, dict]:
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     largest = max(work.marker(i).get("max_image_bytes", 0) for i in range(ctx.n_shards))
-    _, info = write_parquet(staging, lambda: selected_rows(shard_files, set(selection.ids), recipe), recipe,
-                            ctx.fingerprint, cache_dir=work.root / "hf-cache", max_image_bytes=largest)
+    uploader = getattr(ctx, "uploader", None)  # --push: each data file goes to the Hub as soon as it is final
+    _, info = write_parquet(staging, selected_rows(shard_files, set(selection.ids), recipe), recipe,
+                            max_image_bytes=largest, on_file=uploader.submit if uploader else None)
     stats = build_stats(ctx, selection)
     picked = {name: cand.scores[name][selection.mask] for name in rows.scores(recipe)}
-    cardlib.plot_histogram(staging / layout.HISTOGRAM, cand.score, picked["score"])
-    # The first selected rows in plan order: found in the first shard(s), not a second full pass.
-    first = islice(selected_rows(shard_files, set(selection.ids[:N_SAMPLES]), recipe), N_SAMPLES)
-    cardlib.sample_grid(staging / layout.SAMPLES, [r["image"]["bytes"] for r in first])
+    cardplots.plot_histograms(staging / layout.HISTOGRAM, cand.scores, picked)
+    best, worst = _best_and_worst(ctx, cand, selection, shard_files)
+    cardplots.sample_grid(staging / layout.SAMPLES, best, worst, len(selection.ids))
+    lock = build_lock(ctx)
     card = cardlib.render(recipe, ctx.fingerprint, info, len(selection.ids), ctx.caption_meta["funnel"],
-                          selection.funnel, picked)
+                          selection.funnel, picked, lock)
     (staging / layout.RECIPE).write_text(recipe.text)
     (staging / layout.STATS).write_text(json.dumps(stats, indent=2) + "\n")
-    (staging / layout.LOCK).write_text(json.dumps(build_lock(ctx), indent=2) + "\n")
+    (staging / layout.LOCK).write_text(json.dumps(lock, indent=2) + "\n")
     (staging / layout.CARD).write_text(str(card))
     fsync_tree(staging)
+    if uploader:  # the uploads ran while the card was made; the build counts as finished once they are done
+        uploader.finish()
     files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
     ctx.target.install(staging, files, {"identity": ctx.identity, "fingerprint": ctx.fingerprint,
                                         "inputs": ctx.inputs})
@@ -68,6 +70,21 @@ def read_candidates(work, n_shards: int, recipe) -> Candidates:
     return Candidates(id=cols["id"].astype(str), caption_id=cols["caption_id"].astype(str),
                       scores={name: cols[name] for name in rows.scores(recipe)},
                       phash=cols["phash"].astype(str) if "phash" in cols else None, clip_embedding=embedding)
+
+
+def _best_and_worst(ctx, cand: Candidates, selection: Selection, shard_files: list[Path]
+                    ) -> tuple[list[dict], list[dict]]:
+    """The N_SAMPLES best selected rows (best first) and up to N_SAMPLES worst (worst last), without
+    overlap; only the shards that hold them are read (a shard's candidates follow its marker's count)."""
+    idx = np.flatnonzero(selection.mask)
+    ranked = idx[rank(cand.id[idx], cand.score[idx])]  # best first, as selection ranks
+    n_best = min(N_SAMPLES, -(-len(ranked) // 2))
+    best_idx, worst_idx = ranked[:n_best], ranked[max(n_best, len(ranked) - N_SAMPLES):]
+    wanted = np.concatenate([best_idx, worst_idx])
+    ends = np.cumsum([ctx.work.marker(i)["rows"] for i in range(ctx.n_shards)])
+    shards = sorted({int(i) for i in np.searchsorted(ends, wanted, side="right")})
+    found = {r["id"]: r for r in selected_rows([shard_files[i] for i in shards], set(cand.id[wanted]), ctx.recipe)}
+    return [found[cand.id[i]] for i in best_idx], [found[cand.id[i]] for i in worst_idx]
 
 
 def build_stats(ctx, selection: Selection) -> dict:

@@ -1,18 +1,17 @@
-"""The dataset card: huggingface_hub's DatasetCard with metadata that matches the
-files (license, tags, configs, dataset_info), plus the recipe, fingerprint,
-funnel, a score histogram and a sample grid."""
+"""The dataset card: huggingface_hub's DatasetCard with the metadata the Hub documents (license,
+annotations_creators, source_datasets, task_categories, size_categories, tags, configs, dataset_info),
+the models and revisions used, the generator's license, the recipe, fingerprint, funnel, and the
+pictures drawn by cardplots.py."""
 from __future__ import annotations
 
-import io
-import math
 from pathlib import Path
 
 import datasets
 import numpy as np
 from huggingface_hub import DatasetCard, DatasetCardData
-from PIL import Image
 from datasets.info import DatasetInfosDict
 
+from ..models.ref import HUB, ModelRef
 from ..recipe import Recipe
 from ..stages.rows import field_list, scores
 from .dataset import CITATION
@@ -29,62 +28,69 @@ def size_category(n: int) -> str:
     return "10M<n<100M"
 
 
+# Licenses of generators people use for this, by Hub id prefix: (license, note on what it restricts).
+# The Hub's licence ids where it has one. A model not listed is named with a pointer to its model card.
+GENERATOR_LICENSES = (
+    ("stabilityai/stable-diffusion-xl-", "openrail++",
+     "CreativeML Open RAIL++-M: the images may be used commercially, but every use must respect the use"
+     " restrictions of its Attachment A (no unlawful, harmful, deceptive or discriminatory use), and anyone"
+     " you share the images with is bound by them too"),
+    ("stabilityai/stable-diffusion-3", "other",
+     "Stability AI Community License: free for research, non-commercial use and organisations with under"
+     " USD 1M annual revenue; above that an Enterprise licence from Stability AI is required; Stability's"
+     " Acceptable Use Policy applies"),
+    ("black-forest-labs/FLUX.1-dev", "other",
+     "FLUX.1 [dev] Non-Commercial License: outputs may be used, but the model may not be used for commercial"
+     " purposes or to train a competing model"),
+    ("black-forest-labs/FLUX.1-schnell", "apache-2.0", ""),
+    ("runwayml/stable-diffusion-v1-5", "creativeml-openrail-m",
+     "CreativeML Open RAIL-M: use restrictions (Attachment A) apply to every use of the images"),
+    ("stable-diffusion-v1-5/", "creativeml-openrail-m",
+     "CreativeML Open RAIL-M: use restrictions (Attachment A) apply to every use of the images"),
+    ("CompVis/stable-diffusion-v1-", "creativeml-openrail-m",
+     "CreativeML Open RAIL-M: use restrictions (Attachment A) apply to every use of the images"),
+)
+
+
+def generator_license(model: str) -> tuple[str, str]:
+    """(license, note) of the generation model; the note says what it restricts, if anything."""
+    ref = ModelRef.parse(model)
+    if ref.kind == "builtin":
+        return "apache-2.0", ""  # random weights this package makes (models/builtin.py)
+    for prefix, license_id, note in GENERATOR_LICENSES:
+        if ref.kind == HUB and ref.name.startswith(prefix):
+            return license_id, note
+    where = f"https://huggingface.co/{ref.name}" if ref.kind == HUB else "its model card"
+    return "unknown", f"not known to synthvlm-builder: check the licence of `{model}` at {where} before use"
+
+
+def source_datasets(recipe: Recipe) -> list[str]:
+    """The Hub convention: `extended|<dataset>` for captions taken from a Hub dataset, `original` for
+    captions from local files (this dataset is their first publication as far as the card can tell)."""
+    out = []
+    for src in recipe.captions.sources:
+        hub_id = None
+        if src.type == "hf_dataset" and ModelRef.parse(src.path).kind == HUB:
+            hub_id = src.path
+        elif src.path.startswith("hf://datasets/"):
+            hub_id = "/".join(src.path[len("hf://datasets/"):].split("/")[:2]).split("@")[0]
+        name = f"extended|{hub_id}" if hub_id else "original"
+        if name not in out:
+            out.append(name)
+    return out
+
+
 def card_data(recipe: Recipe, info: datasets.DatasetInfo, rows: int) -> DatasetCardData:
     data = DatasetCardData(
         license=recipe.license, pretty_name=recipe.name, language=["en"],
+        annotations_creators=["machine-generated"], language_creators=["found"],
+        source_datasets=source_datasets(recipe),
         tags=["synthetic", "image-text", "synthvlm"], task_categories=["image-to-text", "text-to-image"],
         size_categories=[size_category(rows)],
         configs=[{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]}],
     )
     DatasetInfosDict({"default": info}).to_dataset_card_data(data)
     return data
-
-
-def plot_histogram(path: Path, all_scores: np.ndarray, selected: np.ndarray, bins: int = 40) -> None:
-    """Score histogram of all candidates (grey) with the selected ones over it (blue), drawn
-    with PIL: a plotting library would cost more start-up than the rest of the card."""
-    from PIL import ImageDraw, ImageFont
-
-    width, height, left, right, top, bottom = 640, 320, 56, 16, 36, 44
-    lo, hi = (float(all_scores.min()), float(all_scores.max())) if len(all_scores) else (0.0, 1.0)
-    hi = hi if hi > lo else lo + 1e-3
-    edges = np.linspace(lo, hi, bins + 1)
-    counts_all, _ = np.histogram(all_scores, bins=edges)
-    counts_sel, _ = np.histogram(selected, bins=edges)
-    peak = max(1, int(counts_all.max(initial=0)))
-    im = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(im)
-    font = ImageFont.load_default()
-    plot_w, plot_h = width - left - right, height - top - bottom
-    bar_w = plot_w / bins
-    for counts, colour in ((counts_all, (187, 187, 187)), (counts_sel, (59, 117, 175))):
-        for i, n in enumerate(counts):
-            if n:
-                x0 = left + i * bar_w
-                draw.rectangle([x0, top + plot_h * (1 - n / peak), x0 + bar_w - 1, top + plot_h], fill=colour)
-    draw.line([left, top, left, top + plot_h, left + plot_w, top + plot_h], fill="black")
-    for frac in (0.0, 0.25, 0.5, 0.75, 1.0):
-        x = left + frac * plot_w
-        draw.line([x, top + plot_h, x, top + plot_h + 4], fill="black")
-        draw.text((x, top + plot_h + 6), f"{lo + frac * (hi - lo):.3f}", fill="black", font=font, anchor="ma")
-        y = top + plot_h * (1 - frac)
-        draw.text((left - 6, y), f"{round(frac * peak)}", fill="black", font=font, anchor="rm")
-    draw.text((left + plot_w / 2, height - 4), "score = CLIPScore + w * SSIM", fill="black", font=font, anchor="md")
-    draw.rectangle([left + 8, 10, left + 20, 20], fill=(187, 187, 187))
-    draw.text((left + 26, 15), f"all candidates ({len(all_scores):,})", fill="black", font=font, anchor="lm")
-    draw.rectangle([left + 228, 10, left + 240, 20], fill=(59, 117, 175))
-    draw.text((left + 246, 15), f"selected ({len(selected):,})", fill="black", font=font, anchor="lm")
-    im.save(path, format="PNG")
-
-
-def sample_grid(path: Path, images: list[bytes], cols: int = 4, cell: int = 160) -> None:
-    rows = max(1, math.ceil(len(images) / cols))
-    grid = Image.new("RGB", (cols * cell, rows * cell), "white")
-    for i, data in enumerate(images):
-        im = Image.open(io.BytesIO(data)).convert("RGB")
-        im.thumbnail((cell, cell))
-        grid.paste(im, ((i % cols) * cell + (cell - im.width) // 2, (i // cols) * cell + (cell - im.height) // 2))
-    grid.save(path, format="PNG")
 
 
 def funnel_table(caption_funnel: dict, selection_funnel: dict) -> str:
@@ -107,12 +113,32 @@ def _stats_line(name: str, values: np.ndarray) -> str:
     return f"| {name} | {values.mean():.4f} | {values.min():.4f} | {values.max():.4f} |"
 
 
+def model_lines(recipe: Recipe, lock: dict) -> list[str]:
+    """The models, with the revision each resolved to when the lock knows it."""
+    gen, clip = lock["models"]["generate"], lock["models"]["clip"]
+    pinned = gen.get("resolved_commit") or gen.get("revision")
+    extra = (f", revision `{pinned}`" if pinned else ", revision not pinned (the Hub's main at build time)"
+             if ModelRef.parse(recipe.generate.model).kind == HUB else "")
+    if gen.get("builtin_version"):
+        extra = f", built-in version `{gen['builtin_version']}`"
+    if gen.get("model_index_sha256"):
+        extra = f", local folder (model_index.json sha256 `{gen['model_index_sha256'][:16]}`)"
+    variant = f", variant `{recipe.generate.variant}`" if recipe.generate.variant else ""
+    pretrained = f" with pretrained `{clip['pretrained']}`" if clip.get("pretrained") else ""
+    return [f"- **Generator:** `{recipe.generate.model}`{extra}{variant}, {recipe.generate.dtype}",
+            f"- **Scorer:** open_clip `{clip['model']}`{pretrained}, text prefix `{clip.get('prefix', '')}`"]
+
+
 def render(recipe: Recipe, fingerprint: str, info: datasets.DatasetInfo, rows: int, caption_funnel: dict,
-           selection_funnel: dict, selected: dict) -> DatasetCard:
-    """The card from card_template.md; `selected` maps each score column to the selected rows' values."""
+           selection_funnel: dict, selected: dict, lock: dict) -> DatasetCard:
+    """The card from card_template.md; `selected` maps each score column to the selected rows' values;
+    `lock` is recipe.lock.json's content (the models as resolved)."""
     g, s = recipe.generate, recipe.score
     repo_id = recipe.publish.repo_id
+    gen_license, gen_note = generator_license(g.model)
     context = {
+        "model_lines": model_lines(recipe, lock), "generator_license": gen_license,
+        "generator_note": gen_note, "dataset_license": recipe.license,
         "name": recipe.name, "version": recipe.version, "description": recipe.description,
         "model": g.model, "model_revision": f" (revision `{g.revision}`)" if g.revision else "",
         "clip_model": s.clip.model, "ssim_weight": s.ssim.weight, "ssim_size": s.ssim.size,

@@ -19,7 +19,7 @@ from .layout import finished_build
 PER_FOLDER = 1000  # images per subfolder: file systems slow down on huge flat dirs
 
 
-def _format_of(stored_name: str) -> str:
+def format_of(stored_name: str) -> str:
     ext = stored_name.rsplit(".", 1)[-1].lower()
     return {"jpg": "jpeg", "jpeg": "jpeg", "png": "png", "webp": "webp"}.get(ext, "png")
 
@@ -37,17 +37,22 @@ def read_rows(files: list[Path], columns: list[str], batch_size: int = 256):
                              " rebuild it (rerun the build with --overwrite)") from None
 
 
+def check_new_folder(out: Path, flag: str) -> None:
+    """An export goes to a new or empty folder: nothing a user had there is ever overwritten."""
+    if out.exists() and not out.is_dir():
+        raise InputError(flag, f"{out} is a file; give a new (or empty) folder")
+    if out.exists() and any(out.iterdir()):
+        raise InputError(flag, f"{out} exists and is not empty; choose a new folder")
+
+
 def export_llava(build_dir: Path, out: Path) -> int:
     files = finished_build(build_dir)
-    if out.exists() and not out.is_dir():
-        raise InputError("--llava", f"{out} is a file; give a new (or empty) folder")
-    if out.exists() and any(out.iterdir()):
-        raise InputError("--llava", f"{out} exists and is not empty; choose a new folder")
+    check_new_folder(out, "--llava")
     records, n = [], 0
     with atomic_path(out) as tmp:  # renamed over `out` if that is an empty folder
         for row in read_rows(files, ["id", "image", "conversations"]):
             # the file name derives from the row's id alone (stages/format.py: distinct per id)
-            rel = f"images/{n // PER_FOLDER:05d}/{image_filename(row['id'], _format_of(row['image']['path']))}"
+            rel = f"images/{n // PER_FOLDER:05d}/{image_filename(row['id'], format_of(row['image']['path']))}"
             target = tmp / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(row["image"]["bytes"])

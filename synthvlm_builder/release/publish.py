@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import BuildError, InputError
+from . import staged
 from .layout import LOCK, finished_build, upload_paths
 from .retry import describe, is_transient, retry, transport_errors
 
@@ -61,6 +62,17 @@ def publish(build_dir: Path, repo_id: Optional[str] = None) -> PublishResult:
     settings = recipe.get("publish") or {}
     field = "--repo-id" if repo_id else "publish.repo_id"
     repo_id = repo_id or settings.get("repo_id")
+    check_destination(repo_id, field)
+    from huggingface_hub import HfApi
+    try:
+        return _publish(HfApi(), build_dir, repo_id, settings.get("private") is not False, recipe["name"],
+                        recipe["version"], fp, identity)
+    except (*transport_errors(), OSError) as e:  # HfHubHTTPError, transport errors, offline mode
+        raise BuildError(explain(e, repo_id)) from e
+
+
+def check_destination(repo_id: Optional[str], field: str) -> None:
+    """A repository named and well formed, and a token to write with (checked before any request)."""
     if not repo_id:
         raise InputError("publish.repo_id", "no repository to publish to: pass --repo-id ORG/NAME or set"
                          " publish.repo_id in the recipe")
@@ -68,12 +80,6 @@ def publish(build_dir: Path, repo_id: Optional[str] = None) -> PublishResult:
     from huggingface_hub import get_token
     if not get_token():
         raise BuildError(f"authentication required to publish to {repo_id}: {AUTH_HINT}")
-    from huggingface_hub import HfApi
-    try:
-        return _publish(HfApi(), build_dir, repo_id, settings.get("private") is not False, recipe["name"],
-                        recipe["version"], fp, identity)
-    except (*transport_errors(), OSError) as e:  # HfHubHTTPError, transport errors, offline mode
-        raise BuildError(_explain(e, repo_id)) from e
 
 
 def _read_lock(build_dir: Path) -> dict:
@@ -111,12 +117,10 @@ def _publish(api, build_dir: Path, repo_id: str, private: bool, name: str, versi
     refs = retry("list_repo_refs", lambda: api.list_repo_refs(repo_id, repo_type="dataset"))
     tags = {t.name: t.target_commit for t in refs.tags}
     if tag in tags:
-        remote_fp, remote_identity = _tagged_identity(api, repo_id, tag)
-        if remote_identity != identity:
-            why = ("the recipe is the same but its input files differ" if remote_fp == fp else
-                   f"this build has fingerprint {fp[:12]}")
-            raise InputError("version", f"{tag} is already published with fingerprint {remote_fp[:12]} (identity"
-                             f" {remote_identity[:12]}); {why} (identity {identity[:12]}): bump `version`")
+        check_tagged(api, repo_id, tag, fp, identity)
+        if any(b.name == staged.branch_name(version) for b in refs.branches):  # main's update was cut short
+            title, body = _message(name, version, fp, repo_id, release_marker(name, version, identity))
+            staged.update_main(api, build_dir, repo_id, version, title, body, release_marker(name, version, identity))
         result = PublishResult(repo_id, url, tag, tags[tag], fp, "exists")
         print(f"{tag} is already published (fingerprint {fp[:12]}): nothing to do")
         _report(result)
@@ -129,9 +133,18 @@ def _publish(api, build_dir: Path, repo_id: str, private: bool, name: str, versi
         action = "tagged"
     else:
         head = next((b.target_commit for b in refs.branches if b.name == "main"), None)
-        landed = _commit(api, build_dir, repo_id, name, version, fp, marker, head)
+        if len(upload_paths(build_dir)) > staged.files_per_commit():  # staged.py: a release branch, then main
+            title, body = _message(name, version, fp, repo_id, marker)
+            landed = staged.commit_on_branch(api, build_dir, repo_id, version, title, body, marker, head)
+        else:
+            landed = _commit(api, build_dir, repo_id, name, version, fp, marker, head)
         action = "published"
-    _tag(api, repo_id, tag, landed, f"{name} {tag} (fingerprint {fp})")
+    is_staged = action == "published" and len(upload_paths(build_dir)) > staged.files_per_commit()
+    _tag(api, repo_id, tag, landed, f"{name} {tag} (fingerprint {fp})",
+         where=staged.branch_name(version) if is_staged else "main")
+    if is_staged:
+        title, body = _message(name, version, fp, repo_id, marker)
+        staged.update_main(api, build_dir, repo_id, version, title, body, marker)
     result = PublishResult(repo_id, url, tag, landed, fp, action)
     _report(result)
     return result
@@ -143,6 +156,16 @@ def _report(r: PublishResult) -> None:
     print(f"  repo:   {r.url}\n  commit: {r.commit}\n  tag:    {r.tag}\nload it with:\n"
           f"  from datasets import load_dataset; ds = load_dataset({r.repo_id!r}, revision={r.tag!r},"
           " split='train')")
+
+
+def check_tagged(api, repo_id: str, tag: str, fp: str, identity: str) -> None:
+    """`tag` exists: fine if it holds this identity, bad input (bump the version) otherwise."""
+    remote_fp, remote_identity = _tagged_identity(api, repo_id, tag)
+    if remote_identity != identity:
+        why = ("the recipe is the same but its input files differ" if remote_fp == fp else
+               f"this build has fingerprint {fp[:12]}")
+        raise InputError("version", f"{tag} is already published with fingerprint {remote_fp[:12]} (identity"
+                         f" {remote_identity[:12]}); {why} (identity {identity[:12]}): bump `version`")
 
 
 def _tagged_identity(api, repo_id: str, tag: str) -> tuple[str, str]:
@@ -179,9 +202,7 @@ def _commit(api, build_dir: Path, repo_id: str, name: str, version: str, fp: str
     stale = sorted(p for p in remote if p.startswith("data/") and p not in set(local))
     if stale:
         say(f"removing {len(stale)} data file(s) of an earlier release from main: {', '.join(stale)}")
-    title = f"Release {name} v{version} (fingerprint {fp[:12]})"
-    body = (f"{name} v{version} built by synthvlm-builder; data fingerprint {fp}.\n"
-            f"Load it with load_dataset({repo_id!r}, revision='v{version}').\n\n{marker}\n")
+    title, body = _message(name, version, fp, repo_id, marker)
 
     def attempt() -> str:  # fresh operations each time: the client marks them as it uploads
         ops = [CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(build_dir / p)) for p in local]
@@ -207,7 +228,14 @@ def _commit(api, build_dir: Path, repo_id: str, name: str, version: str, fp: str
                          " rerun the same command") from e
 
 
-def _tag(api, repo_id: str, tag: str, sha: str, message: str) -> None:
+def _message(name: str, version: str, fp: str, repo_id: str, marker: str) -> tuple[str, str]:
+    """The release commit's title and description, the marker as its last line."""
+    return (f"Release {name} v{version} (fingerprint {fp[:12]})",
+            f"{name} v{version} built by synthvlm-builder; data fingerprint {fp}.\n"
+            f"Load it with load_dataset({repo_id!r}, revision='v{version}').\n\n{marker}\n")
+
+
+def _tag(api, repo_id: str, tag: str, sha: str, message: str, where: str = "main") -> None:
     def tagged() -> Optional[bool]:
         refs = api.list_repo_refs(repo_id, repo_type="dataset")
         target = next((t.target_commit for t in refs.tags if t.name == tag), None)
@@ -226,17 +254,17 @@ def _tag(api, repo_id: str, tag: str, sha: str, message: str) -> None:
             return  # an earlier try created it and its answer was lost
         if not is_transient(e):
             raise
-        raise BuildError(f"commit {sha[:12]} is on main of {repo_id} but creating tag {tag} failed:"
+        raise BuildError(f"commit {sha[:12]} is on {where} of {repo_id} but creating tag {tag} failed:"
                          f" {describe(e)}; rerun the same command to tag it") from e
 
 
 # --- messages ----------------------------------------------------------------------------------------
 
-def _explain(e: BaseException, repo_id: str) -> str:
+def explain(e: BaseException, repo_id: str) -> str:
     from huggingface_hub.errors import (BadRequestError, HfHubHTTPError, LocalEntryNotFoundError,
                                         OfflineModeIsEnabled, RepositoryNotFoundError)
     if isinstance(e, LocalEntryNotFoundError) and e.__cause__ is not None:  # hf_hub_download's HEAD failed
-        return _explain(e.__cause__, repo_id)
+        return explain(e.__cause__, repo_id)
     status = getattr(getattr(e, "response", None), "status_code", None)
     if isinstance(e, OfflineModeIsEnabled):
         return "HF_HUB_OFFLINE is set; publishing needs the Hub (unset it)"

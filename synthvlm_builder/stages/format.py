@@ -75,3 +75,10 @@ def image_filename(sample_id: str, image_format: str) -> str:
     readable = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_.") else "_" for ch in sample_id)[:48]
     digest = hashlib.sha256(sample_id.encode("utf-8", "surrogatepass")).hexdigest()[:16]
     return f"{readable.strip('.-_') or 'image'}-{digest}.{EXTENSIONS[image_format]}"
+
+
+def sample_key(sample_id: str) -> str:
+    """A WebDataset key for a sample id: its image file name without the extension and with no dot
+    left, because WebDataset readers split a member's name into key and extension at the first dot.
+    The hash part of image_filename keeps distinct ids distinct."""
+    return image_filename(sample_id, "png").rsplit(".", 1)[0].replace(".", "_")

@@ -38,7 +38,7 @@ class Selection:
     funnel: dict            # counts of every step, for stats.json and the card
 
 
-def _rank(ids: np.ndarray, score: np.ndarray) -> np.ndarray:
+def rank(ids: np.ndarray, score: np.ndarray) -> np.ndarray:
     """Indices ordered best first: higher score, then smaller id (a total, stable order)."""
     return np.lexsort((ids, -score.astype(np.float64)))
 
@@ -73,7 +73,7 @@ def select(c: Candidates, cfg: SelectConfig, screen: ScreenConfig = ScreenConfig
     if cfg.per_caption == "best":
         before = int(keep.sum())
         idx = np.flatnonzero(keep)
-        order = idx[_rank(c.id[idx], c.score[idx])]
+        order = idx[rank(c.id[idx], c.score[idx])]
         _, first = np.unique(c.caption_id[order], return_index=True)  # first = best per caption
         keep = np.zeros(len(c), dtype=bool)
         keep[order[first]] = True
@@ -81,7 +81,7 @@ def select(c: Candidates, cfg: SelectConfig, screen: ScreenConfig = ScreenConfig
 
     passed = int(keep.sum())
     idx = np.flatnonzero(keep)
-    top = idx[_rank(c.id[idx], c.score[idx])][: cfg.size]
+    top = idx[rank(c.id[idx], c.score[idx])][: cfg.size]
     mask = np.zeros(len(c), dtype=bool)
     mask[top] = True
     steps.append({"step": f"top {cfg.size} by score", "dropped": passed - len(top), "kept": len(top)})
