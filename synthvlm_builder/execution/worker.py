@@ -110,11 +110,12 @@ class ShardWorker:
                 for start in range(0, len(items), bs):
                     batch = items[start:start + bs]
                     t0 = time.perf_counter()
-                    images = self.generator.generate([it.caption.text for it in batch], [it.seed for it in batch])
+                    pixels = self.generator.generate_tensor([it.caption.text for it in batch],
+                                                            [it.seed for it in batch])
                     seconds["generate"] += time.perf_counter() - t0
                     while len(in_flight) >= 2:  # bounded: the generator runs at most one batch ahead
                         in_flight.popleft().result()
-                    in_flight.append(finish.submit(self._finish_batch, index, batch, images, writer, cpu,
+                    in_flight.append(finish.submit(self._finish_batch, index, batch, pixels, writer, cpu,
                                                    seconds, largest))
                     if on_images:
                         on_images(len(batch))
@@ -124,17 +125,21 @@ class ShardWorker:
             "captions": len(captions), "seconds": round(time.perf_counter() - started, 3),
             "stage_seconds": {k: round(v, 3) for k, v in seconds.items()}, "max_image_bytes": largest[0]})
 
-    def _finish_batch(self, index: int, batch: list[Item], images: np.ndarray, writer, cpu, seconds: dict,
+    def _finish_batch(self, index: int, batch: list[Item], pixels, writer, cpu, seconds: dict,
                       largest: list) -> None:
         fmt = self.recipe.format
         t0 = time.perf_counter()
+        images = pixels.cpu().numpy()  # the one copy of the images that leaves the device
         encoded = list(cpu.map(lambda im: encode_image(im, fmt.image_format, fmt.quality), images))
         largest[0] = max([largest[0], *map(len, encoded)])
         # Scores describe the published bytes: what a consumer decodes and re-scores (the paper scored
-        # its saved files), not the pixels before a lossy encoder.
-        published = np.stack(list(cpu.map(decode_image, encoded)))
+        # its saved files), not the pixels before a lossy encoder. PNG is lossless: its decoded bytes
+        # are the generated pixels, which stay on the device.
+        if fmt.image_format != "png":
+            images = np.stack(list(cpu.map(decode_image, encoded)))
+            pixels = torch.from_numpy(images)
         t1 = time.perf_counter()
-        scores = self.scorer.score(published, [it.caption.text for it in batch])
+        scores = self.scorer.score(pixels, [it.caption.text for it in batch], host=images)
         t2 = time.perf_counter()
         h, w = images.shape[1:3]
         n = len(batch)

@@ -40,7 +40,8 @@ class ClipScorer:
         ResizeKeepRatio, a centre crop (or pad), ToTensor and Normalize. Antialiased resizing
         matches PIL's filter (same support and coefficients).
         """
-        x = torch.from_numpy(np.ascontiguousarray(images)).to(self._prep_device).permute(0, 3, 1, 2)
+        pixels = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(images))
+        x = pixels.to(self._prep_device).permute(0, 3, 1, 2)
         h, w = x.shape[-2:]
         th, tw = self._size
         mode = self._mode

@@ -44,16 +44,19 @@ class BatchScorer:
             raise ValueError(f"the aesthetic head reads {self.aesthetic.input_size}-dimensional embeddings but"
                              f" score.aesthetic.clip gives {embed_dim}: use the CLIP the head was trained on")
 
-    def score(self, images: np.ndarray, captions: list[str]) -> dict:
-        """Column name -> one value per image (rows.py names every column)."""
+    def score(self, pixels: torch.Tensor, captions: list[str], host: np.ndarray | None = None) -> dict:
+        """Column name -> one value per image (rows.py names every column). `pixels`: the published
+        images, uint8 N x H x W x 3 on any device (moved to the scoring device once); `host`: the same on
+        the CPU, when at hand (the screens that read images on the CPU use it)."""
         recipe = self.recipe
-        emb = self.clip.image_embeddings(images)
-        clip = self.clip.score(images, captions, image_emb=emb)
-        pixels = torch.from_numpy(np.ascontiguousarray(images)).to(self.clip.device)
+        pixels = torch.as_tensor(pixels).to(self.clip.device)
+        images = host if host is not None else pixels.cpu().numpy()
+        emb = self.clip.image_embeddings(pixels)
+        clip = self.clip.score(pixels, captions, image_emb=emb)
         ssim = ssim_roundtrip(pixels, recipe.score.ssim.size).cpu().numpy()
         out = {"clip_score": clip, "ssim": ssim, "score": combined_score(clip, ssim, recipe.score.ssim.weight)}
         if self.aesthetic is not None:
-            a_emb = emb if self.aesthetic_clip is self.clip else self.aesthetic_clip.image_embeddings(images)
+            a_emb = emb if self.aesthetic_clip is self.clip else self.aesthetic_clip.image_embeddings(pixels)
             self.check_aesthetic_input(a_emb.shape[1])
             out["aesthetic"] = self.aesthetic.score(a_emb)
         for name, classifier in self.classifiers.items():
