@@ -36,9 +36,12 @@ def num(n) -> str:
 
 
 def hours(h) -> str:
+    """GPU-hours: one decimal from 1 h up, two significant digits below, a floor for the tiniest."""
     if h is None:
         return "unknown"
-    return "< 0.01" if 0 < h < 0.005 else f"{h:,.2f}"
+    if h == 0 or h >= 1:
+        return f"{h:,.1f}"
+    return "< 0.0001" if h < 1e-4 else f"{h:.2g}"
 
 
 def format_plan(recipe: Recipe, plan: Plan) -> str:
