@@ -162,7 +162,8 @@ def cmd_validate(args) -> int:
             ok.append(f"{path}: ok (fingerprint {fingerprint(load_recipe(path))[:12]})")
         except RecipeError as e:
             problems.extend(e.problems)
-    print("\n".join(ok))
+    if ok:
+        print("\n".join(ok))
     if problems:
         raise RecipeError(problems)
     return 0
