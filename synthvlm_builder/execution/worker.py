@@ -51,6 +51,12 @@ def shard_items(recipe: Recipe, captions: list[Caption]) -> list[Item]:
     return [Item(c, k, derive_seed(recipe.seed, c.id, k)) for c in captions for k in range(ipc)]
 
 
+def batches(items: list[Item], batch_size: int) -> list[list[Item]]:
+    """A shard's batches: consecutive items in plan order, `batch_size` at a time (the last may be
+    shorter). The build (every executor) and `verify` form them here, so they cannot disagree."""
+    return [items[start:start + batch_size] for start in range(0, len(items), batch_size)]
+
+
 def cpu_threads() -> int:
     """Cores this process may use (cgroup/affinity aware), the same in every executor on a machine."""
     try:
@@ -110,10 +116,9 @@ class ShardWorker:
             with pq.ParquetWriter(tmp, CANDIDATE_SCHEMA, compression=compression) as writer, \
                     ThreadPoolExecutor(1, thread_name_prefix="finish") as finish, \
                     ThreadPoolExecutor(self.cpu_threads, thread_name_prefix="cpu") as cpu:
-                for start in range(0, len(items), bs):
-                    batch = items[start:start + bs]
+                for batch in batches(items, bs):
                     t0 = time.perf_counter()
-                    images = self.generator.generate([it.caption.text for it in batch], [it.seed for it in batch])
+                    images = self.generate(batch)
                     seconds["generate"] += time.perf_counter() - t0
                     while len(in_flight) >= 2:  # bounded: the generator runs at most one batch ahead
                         in_flight.popleft().result()
@@ -127,14 +132,30 @@ class ShardWorker:
             "captions": len(captions), "seconds": round(time.perf_counter() - started, 3),
             "stage_seconds": {k: round(v, 3) for k, v in seconds.items()}, "max_image_bytes": largest[0]})
 
+    def generate(self, batch: list[Item]) -> np.ndarray:
+        """uint8 images (N, H, W, 3) of one batch, in one pipeline call."""
+        return self.generator.generate([it.caption.text for it in batch], [it.seed for it in batch])
+
+    def clip_scores(self, batch: list[Item], images: np.ndarray) -> np.ndarray:
+        return self.scorer.score(images, [it.caption.text for it in batch])
+
+    def ssim_scores(self, images: np.ndarray, cpu=None) -> np.ndarray:
+        size = self.recipe.score.ssim.size
+        mapped = (cpu.map if cpu is not None else map)(lambda im: ssim_roundtrip(im[None], size), images)
+        return np.concatenate(list(mapped)) if len(images) else np.zeros(0, np.float32)
+
+    def scores(self, batch: list[Item], images: np.ndarray, cpu=None) -> dict[str, np.ndarray]:
+        """Every score column (stages/rows.py SCORES) of one batch, computed as the build computes them."""
+        clip, ssim = self.clip_scores(batch, images), self.ssim_scores(images, cpu)
+        return {"clip_score": clip, "ssim": ssim, "score": combined_score(clip, ssim, self.recipe.score.ssim.weight)}
+
     def _finish_batch(self, index: int, batch: list[Item], images: np.ndarray, writer, cpu, seconds: dict,
                       largest: list) -> None:
         recipe = self.recipe
         t0 = time.perf_counter()
-        clip = self.scorer.score(images, [it.caption.text for it in batch])
+        clip = self.clip_scores(batch, images)
         t1 = time.perf_counter()
-        size = recipe.score.ssim.size
-        ssim = np.concatenate(list(cpu.map(lambda im: ssim_roundtrip(im[None], size), images)))
+        ssim = self.ssim_scores(images, cpu)
         score = combined_score(clip, ssim, recipe.score.ssim.weight)
         t2 = time.perf_counter()
         fmt = recipe.format

@@ -34,6 +34,7 @@ class Selection:
     mask: np.ndarray        # bool per candidate, plan order: True = becomes a row
     ids: list[str]          # the selected ids, plan order
     funnel: dict            # counts of every step, for stats.json and the card
+    reasons: np.ndarray     # object, per candidate: "" when selected, else the step that dropped it
 
 
 def _rank(ids: np.ndarray, score: np.ndarray) -> np.ndarray:
@@ -43,22 +44,26 @@ def _rank(ids: np.ndarray, score: np.ndarray) -> np.ndarray:
 
 def select(c: Candidates, cfg: SelectConfig) -> Selection:
     keep = np.ones(len(c), dtype=bool)
+    reasons = np.full(len(c), "", dtype=object)
     steps = [{"step": "candidates", "kept": int(keep.sum())}]
     for column in SCORES:
         bound = getattr(cfg, f"min_{column}", None)
         if bound is not None:
-            before = int(keep.sum())
+            before = keep.copy()
             keep &= c.scores[column] >= bound  # NaN never passes a threshold
-            steps.append({"step": f"min_{column} >= {bound}", "dropped": before - int(keep.sum()),
-                          "kept": int(keep.sum())})
+            step = f"min_{column} >= {bound}"
+            reasons[before & ~keep] = step
+            steps.append({"step": step, "dropped": int(before.sum()) - int(keep.sum()), "kept": int(keep.sum())})
 
     if cfg.per_caption == "best":
         before = int(keep.sum())
         idx = np.flatnonzero(keep)
         order = idx[_rank(c.id[idx], c.score[idx])]
         _, first = np.unique(c.caption_id[order], return_index=True)  # first = best per caption
+        passed_thresholds = keep
         keep = np.zeros(len(c), dtype=bool)
         keep[order[first]] = True
+        reasons[passed_thresholds & ~keep] = "best per caption"
         steps.append({"step": "best per caption", "dropped": before - int(keep.sum()), "kept": int(keep.sum())})
 
     passed = int(keep.sum())
@@ -66,6 +71,7 @@ def select(c: Candidates, cfg: SelectConfig) -> Selection:
     top = idx[_rank(c.id[idx], c.score[idx])][: cfg.size]
     mask = np.zeros(len(c), dtype=bool)
     mask[top] = True
+    reasons[keep & ~mask] = f"top {cfg.size} by score"
     steps.append({"step": f"top {cfg.size} by score", "dropped": passed - len(top), "kept": len(top)})
 
     funnel = {"candidates": len(c), "passed": passed, "selected": len(top), "requested": cfg.size,
@@ -77,7 +83,7 @@ def select(c: Candidates, cfg: SelectConfig) -> Selection:
         raise BuildError(f"only {len(top)} of the {cfg.size} requested rows passed selection "
                          "(set select.allow_fewer: true to accept fewer, or loosen the thresholds)\n"
                          + format_selection(funnel))
-    return Selection(mask=mask, ids=[str(i) for i in c.id[mask]], funnel=funnel)
+    return Selection(mask=mask, ids=[str(i) for i in c.id[mask]], funnel=funnel, reasons=reasons)
 
 
 def format_selection(funnel: dict) -> str:
