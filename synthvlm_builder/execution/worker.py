@@ -130,7 +130,14 @@ class ShardWorker:
                     in_flight.popleft().result()
         return work.mark_done(index, rows=len(items), extra={
             "captions": len(captions), "seconds": round(time.perf_counter() - started, 3),
-            "stage_seconds": {k: round(v, 3) for k, v in seconds.items()}, "max_image_bytes": largest[0]})
+            "stage_seconds": {k: round(v, 3) for k, v in seconds.items()}, "max_image_bytes": largest[0],
+            **self.where()})
+
+    def where(self) -> dict:
+        """What changes the low bits of pixels besides the recipe (README "Reproducibility"): the device
+        type and, on the CPU, the thread count. Each shard's marker records it; the lock and `verify` read it."""
+        return {"device_type": self.device.type,
+                "cpu_threads": torch.get_num_threads() if self.device.type == "cpu" else None}
 
     def generate(self, batch: list[Item]) -> np.ndarray:
         """uint8 images (N, H, W, 3) of one batch, in one pipeline call."""

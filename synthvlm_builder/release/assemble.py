@@ -46,6 +46,7 @@ def assemble(ctx) -> tuple[int, dict]:
     cardlib.sample_grid(staging / layout.SAMPLES, [r["image"]["bytes"] for r in first])
     card = cardlib.render(recipe, ctx.fingerprint, info, len(selection.ids), ctx.caption_meta["funnel"],
                           selection.funnel, picked)
+    shutil.copyfile(work.captions.path, staging / layout.CAPTIONS)  # verify rebuilds batches from it
     (staging / layout.RECIPE).write_text(recipe.text)
     (staging / layout.STATS).write_text(json.dumps(stats, indent=2) + "\n")
     (staging / layout.LOCK).write_text(json.dumps(build_lock(ctx), indent=2) + "\n")
