@@ -143,27 +143,26 @@ class ShardWorker:
         """uint8 images (N, H, W, 3) of one batch, in one pipeline call."""
         return self.generator.generate([it.caption.text for it in batch], [it.seed for it in batch])
 
-    def clip_scores(self, batch: list[Item], images: np.ndarray) -> np.ndarray:
-        return self.scorer.score(images, [it.caption.text for it in batch])
-
-    def ssim_scores(self, images: np.ndarray, cpu=None) -> np.ndarray:
+    def scores(self, batch: list[Item], images: np.ndarray, cpu=None, seconds: dict | None = None
+               ) -> dict[str, np.ndarray]:
+        """Every score column (stages/rows.py SCORES) of one batch: what the build stores, preview shows and
+        verify compares. `cpu`: a thread pool for SSIM; `seconds`: per-stage timings to add to."""
+        t0 = time.perf_counter()
+        clip = self.scorer.score(images, [it.caption.text for it in batch])
+        t1 = time.perf_counter()
         size = self.recipe.score.ssim.size
-        mapped = (cpu.map if cpu is not None else map)(lambda im: ssim_roundtrip(im[None], size), images)
-        return np.concatenate(list(mapped)) if len(images) else np.zeros(0, np.float32)
-
-    def scores(self, batch: list[Item], images: np.ndarray, cpu=None) -> dict[str, np.ndarray]:
-        """Every score column (stages/rows.py SCORES) of one batch, computed as the build computes them."""
-        clip, ssim = self.clip_scores(batch, images), self.ssim_scores(images, cpu)
-        return {"clip_score": clip, "ssim": ssim, "score": combined_score(clip, ssim, self.recipe.score.ssim.weight)}
+        ssim = np.array(list((cpu.map if cpu is not None else map)(
+            lambda im: ssim_roundtrip(im[None], size)[0], images)), dtype=np.float32)
+        score = combined_score(clip, ssim, self.recipe.score.ssim.weight)
+        if seconds is not None:
+            seconds["score"] += t1 - t0
+            seconds["ssim"] += time.perf_counter() - t1
+        return {"clip_score": clip, "ssim": ssim, "score": score}
 
     def _finish_batch(self, index: int, batch: list[Item], images: np.ndarray, writer, cpu, seconds: dict,
                       largest: list) -> None:
         recipe = self.recipe
-        t0 = time.perf_counter()
-        clip = self.clip_scores(batch, images)
-        t1 = time.perf_counter()
-        ssim = self.ssim_scores(images, cpu)
-        score = combined_score(clip, ssim, recipe.score.ssim.weight)
+        scores = self.scores(batch, images, cpu, seconds)
         t2 = time.perf_counter()
         fmt = recipe.format
         encoded = list(cpu.map(lambda im: encode_image(im, fmt.image_format, fmt.quality), images))
@@ -176,12 +175,12 @@ class ShardWorker:
             "k": pa.array([it.k for it in batch], pa.int32()), "caption": [it.caption.text for it in batch],
             "source": [it.caption.source for it in batch], "seed": pa.array([it.seed for it in batch], pa.int64()),
             "image": pa.array(encoded, pa.binary()), "width": pa.array([w] * n, pa.int32()),
-            "height": pa.array([h] * n, pa.int32()), "clip_score": pa.array(clip, pa.float32()),
-            "ssim": pa.array(ssim, pa.float32()), "score": pa.array(score, pa.float32()),
+            "height": pa.array([h] * n, pa.int32()),
+            **{name: pa.array(values, pa.float32()) for name, values in scores.items()},
         }, schema=CANDIDATE_SCHEMA)
         writer.write_table(table)
         t4 = time.perf_counter()
-        for stage, dt in zip(("score", "ssim", "encode", "write"), (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+        for stage, dt in zip(("encode", "write"), (t3 - t2, t4 - t3)):
             seconds[stage] += dt
         if self._signal_at and self._signal_at[1] == index:
             os.kill(os.getpid(), self._signal_at[0])
