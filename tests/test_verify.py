@@ -46,6 +46,13 @@ def test_fresh_build_verifies(quickstart):
     rows = table_rows(proc.stdout)
     assert len(rows) == 8 and all(line.endswith("  ok") for line in rows.values())
     assert set(rows) <= {r["id"] for r in read_rows(out, ["id"])}
+    # each row is regenerated in its original batch: the quickstart's shards hold 16 captions, 2 candidates
+    # each, in batches of 8, in the order of the build's curated captions
+    order = [json.loads(line)["id"] for line in (out / "captions.jsonl").read_text().splitlines()]
+    for row_id, line in rows.items():
+        caption_id, k = row_id.rsplit("-", 1)
+        shard, first = divmod(order.index(caption_id), 16)
+        assert line.split()[1:3] == [str(shard), str((first * 2 + int(k)) // 8)], line
     assert "8 of 8 row(s) match: verified" in proc.stdout
     assert set(table_rows(cli("verify", out, "--seed", "1").stdout)) != set(rows)  # the seed picks the rows
 
