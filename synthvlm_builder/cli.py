@@ -1,7 +1,7 @@
 """`synthvlm-build`: argument parsing only; every verb calls the package API.
 
-Exit codes: 0 ok, 1 runtime failure, 2 bad input; `diff` adds 3 (data changed,
-version bumped) and 4 (data changed, version NOT bumped).
+Exit codes: 0 ok, 1 runtime failure, 2 bad input; `diff` and `review` add 3 (data changed,
+version bumped) and 4 (data changed, version NOT bumped); `verify` exits 1 when a row does not match.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .errors import BuildError, InputError, RecipeError
 
-VERBS = ("validate", "plan", "diff", "captions", "publish", "export")
+VERBS = ("validate", "plan", "diff", "review", "preview", "verify", "captions", "publish", "export")
 
 BUILD_HELP = """\
 Build the dataset a recipe describes: captions -> generate -> score -> select -> write.
@@ -30,6 +30,9 @@ EXAMPLES = {
     "plan": "synthvlm-build plan recipes/llava_100k.yaml --json",
     "diff": "synthvlm-build diff main:recipes/llava_100k.yaml recipes/llava_100k.yaml"
             "   # OLD from git revision main",
+    "review": "synthvlm-build review main:recipes/llava_100k.yaml recipes/llava_100k.yaml > comment.md",
+    "preview": "synthvlm-build preview recipes/quickstart.yaml --captions 8 --output preview/",
+    "verify": "synthvlm-build verify my-org/synthvlm --revision v1.0.0 --sample 8",
     "captions": "synthvlm-build captions recipes/quickstart.yaml --output captions.jsonl",
     "publish": "synthvlm-build publish build/synthvlm-quickstart-v0.1.0 --repo-id my-org/synthvlm-quickstart",
     "export": "synthvlm-build export build/synthvlm-quickstart-v0.1.0 --llava llava_data/\n"
@@ -42,6 +45,16 @@ DESCRIPTIONS = {
     "diff": "Compare two recipes: changed fields, whether the data fingerprint changed, whether the version was"
             " bumped. Exit 0 same data, 3 data changed and version bumped, 4 data changed but version not bumped."
             " A recipe given as REV:PATH is read from git at that revision.",
+    "review": "A recipe change as one Markdown document for a pull-request comment (or JSON): validation of NEW,"
+              " changed fields, the data fingerprint and version verdict, both compute estimates and their delta,"
+              " unpinned caption sources. Exit codes as diff's; 2 when a recipe is invalid. Without OLD, NEW is"
+              " reviewed as a new recipe. Either recipe may be REV:PATH from git.",
+    "preview": "Run the recipe's real pipeline on its first curated captions and write a self-contained"
+               " DIR/index.html: the caption funnel with dropped examples, then every candidate image with its"
+               " caption, scores and whether selection would keep it.",
+    "verify": "Regenerate a seeded sample of rows of a finished build dir or a published Hub release from its"
+              " recipe.lock.json (each row's whole original batch) and compare pixels and scores."
+              " Exit 0 all match, 1 a row does not, 2 bad input or a model the lock names cannot be loaded.",
     "captions": "Run only the caption stage: print the funnel and write the surviving captions with their ids.",
     "publish": "Push a finished build to the Hub as one commit, then tag it v<version>.",
     "export": "Write a finished build in LLaVA's training layout (OUT/synthvlm.json + OUT/images/) or as"
@@ -55,6 +68,17 @@ ARGUMENTS = {
     "validate": [("recipes", {"nargs": "+", "metavar": "RECIPE"})],
     "plan": [RECIPE, ("--json", {"action": "store_true", "help": "print the plan as JSON"})],
     "diff": [("old", {"metavar": "OLD"}), ("new", {"metavar": "NEW"})],
+    "review": [("old", {"metavar": "OLD", "nargs": "?"}), ("new", {"metavar": "NEW"}),
+               ("--format", {"choices": ("markdown", "json"), "default": "markdown", "help": "default: markdown"})],
+    "preview": [RECIPE, ("--captions", {"metavar": "N", "type": int, "default": 16,
+                                        "help": "curated captions to generate (default 16)"}),
+                ("--output", {"metavar": "DIR", "help": "default: preview/<name>-v<version>"}),
+                ("--device", {"help": "override execution.device (auto, cpu, cuda, cuda:N, mps)"})],
+    "verify": [("target", {"metavar": "DIR_OR_REPO"}),
+               ("--revision", {"metavar": "vX.Y.Z", "help": "Hub releases: the tag or commit (default: main)"}),
+               ("--sample", {"metavar": "N", "type": int, "default": 8, "help": "rows to regenerate (default 8)"}),
+               ("--seed", {"metavar": "S", "type": int, "default": 0, "help": "which rows are sampled (default 0)"}),
+               ("--device", {"help": "where to regenerate (default auto)"})],
     "captions": [RECIPE, ("--output", {"metavar": "FILE.jsonl", "help": "write the surviving captions here"}),
                  ("--json", {"action": "store_true", "help": "print the funnel (and captions) as JSON"})],
     "publish": [DIR, ("--repo-id", {"metavar": "ORG/NAME", "help": "default: the recipe's publish.repo_id"})],
@@ -149,7 +173,8 @@ def cmd_validate(args) -> int:
             ok.append(f"{path}: ok (fingerprint {fingerprint(load_recipe(path))[:12]})")
         except RecipeError as e:
             problems.extend(e.problems)
-    print("\n".join(ok))
+    if ok:
+        print("\n".join(ok))
     if problems:
         raise RecipeError(problems)
     return 0
@@ -177,6 +202,39 @@ def cmd_diff(args) -> int:
     if code == 4:
         print(f"error: {args.new}: the data changed but version was not bumped", file=sys.stderr)
     return code
+
+
+def cmd_review(args) -> int:
+    from .execution.review import make_review, to_json, to_markdown
+    review = make_review(args.old, args.new)
+    if args.format == "json":
+        print(json.dumps(to_json(review), indent=2, ensure_ascii=False))
+    else:
+        print(to_markdown(review), end="")
+    for problems in review.problems.values():  # the located lines, as every verb reports bad input
+        print("\n".join(str(p) for p in problems), file=sys.stderr)
+    if review.exit_code == 4:
+        print(f"error: {args.new}: the data changed but version was not bumped", file=sys.stderr)
+    return review.exit_code
+
+
+def cmd_preview(args) -> int:
+    from .recipe import load_recipe
+    recipe = load_recipe(args.recipe)
+    if args.captions < 1:
+        raise InputError("--captions", f"must be at least 1, got {args.captions}")
+    from .execution.preview import preview
+    out = Path(args.output) if args.output else Path("preview") / f"{recipe.name}-v{recipe.version}"
+    page = preview(recipe, args.captions, out, device=args.device)
+    print(f"wrote {page}")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    if args.sample < 1:
+        raise InputError("--sample", f"must be at least 1, got {args.sample}")
+    from .release.verify import verify
+    return verify(args.target, revision=args.revision, sample=args.sample, seed=args.seed, device=args.device)
 
 
 def cmd_captions(args) -> int:
@@ -260,7 +318,7 @@ def cmd_export(args) -> int:
 
 
 COMMANDS = {"build": cmd_build, "validate": cmd_validate, "plan": cmd_plan, "diff": cmd_diff,
-            "captions": cmd_captions, "publish": cmd_publish, "export": cmd_export}
+            "review": cmd_review, "preview": cmd_preview, "verify": cmd_verify, "captions": cmd_captions, "publish": cmd_publish, "export": cmd_export}
 
 if __name__ == "__main__":
     sys.exit(main())

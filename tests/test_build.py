@@ -1,5 +1,6 @@
 """End to end: recipe -> dataset that plain `datasets` loads; determinism; loading paths."""
 import io
+import hashlib
 import json
 import os
 import shutil
@@ -77,7 +78,7 @@ def test_quickstart_builds_and_loads_with_plain_datasets(quickstart, tmp_path):
 def test_quickstart_layout_and_stats(quickstart):
     out, _ = quickstart
     names = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
-    assert names == ["README.md", "data", "recipe.lock.json", "recipe.yaml", "sample_grid.png",
+    assert names == ["README.md", "captions.jsonl", "data", "recipe.lock.json", "recipe.yaml", "sample_grid.png",
                      "score_histogram.png", "stats.json"]
     assert [p.name for p in (out / "data").iterdir()] == ["train-00000-of-00001.parquet"]
     assert (out / "recipe.yaml").read_text() == (ROOT / "recipes/quickstart.yaml").read_text()
@@ -92,6 +93,10 @@ def test_quickstart_layout_and_stats(quickstart):
     assert lock["fingerprint"] == stats["fingerprint"]
     assert lock["models"]["generate"]["model"] == "builtin:tiny-sd"
     assert lock["packages"]["diffusers"] and lock["packages"]["torch"]
+    assert lock["build"]["device_types"] == ["cpu"] and len(lock["build"]["cpu_threads"]) == 1
+    # the curated captions, in plan order, as the lock records them (verify rebuilds batches from them)
+    captions = (out / "captions.jsonl").read_bytes()
+    assert captions.count(b"\n") == 29 and hashlib.sha256(captions).hexdigest() == lock["captions"]["sha256"]
     for png in ("sample_grid.png", "score_histogram.png"):
         assert Image.open(out / png).format == "PNG"
 

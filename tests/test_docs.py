@@ -46,3 +46,22 @@ def test_readme_has_the_two_setup_commands():
     cmds = dict(blocks)
     assert "synthvlm-build recipes/quickstart.yaml" in cmds["quickstart"]
     assert 'pip install -e ".[dev]"' in cmds["test"] and "pytest" in cmds["test"]
+
+
+def test_every_verb_is_in_the_command_table_and_has_help_with_an_example():
+    from buildutil import cli
+    from synthvlm_builder.cli import VERBS
+    table = README[README.index("## Command line"):README.index("## Reviewing a recipe PR")]
+    for verb in VERBS:
+        assert f"| `synthvlm-build {verb} " in table, verb
+        proc = cli(verb, "--help")
+        assert proc.returncode == 0 and "example:\n  synthvlm-build " in proc.stdout, verb
+
+
+def test_reviewing_section_shows_the_preview_screenshot():
+    section = README[README.index("## Reviewing a recipe PR"):README.index("## What a build writes")]
+    assert "![preview of the quickstart recipe](docs/preview.png)" in section
+    assert (ROOT / "docs" / "preview.png").stat().st_size > 10_000
+    assert "19.48 denoiser evaluations/s" in section  # the stated reference throughput, as plan.REFERENCE
+    from synthvlm_builder.execution.plan import REFERENCE
+    assert REFERENCE["denoiser_evals_per_second"] == 19.48

@@ -124,7 +124,7 @@ def test_plan_json_shape(base_dir, capsys):
     assert out["fingerprint"] == fp(BASE, base_dir)
     assert out["counts"] == {"captions": 10, "candidates": 10, "rows": 4, "exact": False}
     assert out["shards"] == {"shard_size": 1000, "count": 1, "ranges": [[0, 10]]}
-    assert set(out["estimate"]) == {"denoiser_evals", "output_bytes", "candidate_bytes"}
+    assert set(out["estimate"]) == {"denoiser_evals", "output_bytes", "candidate_bytes", "gpu_hours", "reference"}
     assert out["recipe"]["generate"]["steps"] == 2 and out["recipe"]["captions"]["sources"][0]["path"] == "caps.jsonl"
 
 

@@ -81,3 +81,12 @@ def test_nan_scores_never_pass_thresholds_and_rank_last():
     # ... and within a caption's candidates: the numeric one is the caption's best.
     same = [("a-0", float("nan"), 0.9), ("a-1", -0.5, 0.0)]
     assert select(cands(same), SelectConfig(size=1)).ids == ["a-1"]
+
+
+def test_every_dropped_candidate_names_the_step_that_dropped_it():
+    sel = select(cands(ROWS), SelectConfig(size=2, min_clip_score=0.15))
+    reasons = dict(zip([r[0] for r in ROWS], sel.reasons))
+    assert reasons == {"a-0": "best per caption", "a-1": "", "a-2": "best per caption",
+                       "b-0": "", "b-1": "min_clip_score >= 0.15", "c-0": "top 2 by score",
+                       "d-0": "top 2 by score", "d-1": "best per caption"}
+    assert [i for i, r in reasons.items() if not r] == sel.ids

@@ -27,6 +27,7 @@ from .workdir import WORK
 LEGACY = ("state.json", "shards", "captions.jsonl", "captions.json", "events.jsonl", "hf-cache", "final")
 LEGACY_FILES = ("README.md", "recipe.yaml", "recipe.lock.json", "stats.json", "score_histogram.png",
                 "sample_grid.png")
+BUILD_FILES = LEGACY_FILES + ("captions.jsonl",)  # a build with a manifest also installs its curated captions
 
 
 @dataclass
@@ -175,7 +176,8 @@ class OutputDir:
             return list(manifest["files"])
         if (self.root / "state.json").exists() or (self.root / "manifest.json").exists():
             # an older build's layout, or a manifest that could not be read: the standard files there
-            names = [n for n in LEGACY_FILES if (self.out / n).is_file()]
+            standard = BUILD_FILES if (self.root / "manifest.json").exists() else LEGACY_FILES
+            names = [n for n in standard if (self.out / n).is_file()]
             return names + [p.relative_to(self.out).as_posix() for p in sorted((self.out / "data").glob("train-*"))]
         return []
 

@@ -30,6 +30,20 @@ NON_DATA_FIELDS = (
 # Rough encoded bytes per pixel, for the output-size estimate only.
 BYTES_PER_PIXEL = {"jpeg": 0.35, "webp": 0.25, "png": 1.8}
 
+# The reference throughput GPU-hour estimates assume (README "Reviewing a recipe PR" names its source):
+# SDXL base 1.0 at 1024x1024, fp16, diffusers + SDPA + torch.compile + channels-last, one A100 80GB SXM,
+# 9.74 pipeline steps/s end to end; with classifier-free guidance a step is 2 denoiser evaluations.
+REFERENCE = {"gpu": "A100 80GB SXM", "model": "SDXL base 1.0", "pixels": 1024 * 1024,
+             "denoiser_evals_per_second": 19.48}
+REFERENCE_TEXT = (f"one {REFERENCE['gpu']} running {REFERENCE['model']} at 1024x1024 (fp16, torch.compile):"
+                  f" {REFERENCE['denoiser_evals_per_second']} denoiser evaluations/s; other sizes scaled by pixel count")
+
+
+def gpu_hours(denoiser_evals: int, resolution) -> float:
+    """Denoiser evaluations at the reference throughput, scaled by pixels (1024x1024 = 1)."""
+    scale = resolution[0] * resolution[1] / REFERENCE["pixels"]
+    return denoiser_evals * scale / REFERENCE["denoiser_evals_per_second"] / 3600
+
 
 def is_data_field(dotted_path: str) -> bool:
     return not any(dotted_path == f or dotted_path.startswith(f + ".") or dotted_path.startswith(f + "[")
@@ -90,6 +104,7 @@ class Plan:
     denoiser_evals: Optional[int]
     output_bytes: Optional[int]
     candidate_bytes: Optional[int]
+    gpu_hours: Optional[float] = None  # at the REFERENCE throughput
     captions_exact: bool = False  # True when counted after curation, False for limit-based bounds
 
     def to_json(self, recipe: Recipe) -> dict:
@@ -104,7 +119,8 @@ class Plan:
                        "count": None if self.shards is None else len(self.shards),
                        "ranges": self.shards},
             "estimate": {"denoiser_evals": self.denoiser_evals, "output_bytes": self.output_bytes,
-                         "candidate_bytes": self.candidate_bytes},
+                         "candidate_bytes": self.candidate_bytes,
+                         "gpu_hours": self.gpu_hours, "reference": REFERENCE},
         }
 
 
@@ -116,20 +132,22 @@ def make_plan(recipe: Recipe, n_captions: Optional[int] = None) -> Plan:
         n_captions = sum(s.limit for s in recipe.captions.sources)
     g, fmt = recipe.generate, recipe.format
     if n_captions is None:
-        return Plan(fingerprint(recipe), None, None, None, None, None, None, None)
+        return Plan(fingerprint(recipe), None, None, None, None, None, None, None, None)
     candidates = n_captions * g.images_per_caption
     pool = n_captions if recipe.select.per_caption == "best" else candidates
     rows = min(recipe.select.size, pool)
     cfg = 2 if g.guidance_scale > 1 else 1
     image_bytes = int(g.resolution[0] * g.resolution[1] * BYTES_PER_PIXEL[fmt.image_format])
+    evals = candidates * g.steps * cfg
     return Plan(
         fingerprint=fingerprint(recipe),
         captions=n_captions,
         candidates=candidates,
         rows=rows,
         shards=[list(r) for r in shard_ranges(n_captions, recipe.execution.shard_size)],
-        denoiser_evals=candidates * g.steps * cfg,
+        denoiser_evals=evals,
         output_bytes=rows * image_bytes,
         candidate_bytes=candidates * image_bytes,
+        gpu_hours=gpu_hours(evals, g.resolution),
         captions_exact=exact,
     )

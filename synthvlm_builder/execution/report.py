@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 
 from ..recipe import Recipe
-from .plan import Plan, fingerprint, is_data_field, portable_dict
+from .plan import REFERENCE_TEXT, Plan, fingerprint, is_data_field, portable_dict
 
+UNSET = "<unset>"
 SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$")
 
 
@@ -20,7 +22,7 @@ def semver_key(version: str) -> tuple:
     return (int(major), int(minor), int(patch), 0, ids)
 
 
-def _human_bytes(n) -> str:
+def human_bytes(n) -> str:
     if n is None:
         return "unknown"
     for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
@@ -29,8 +31,17 @@ def _human_bytes(n) -> str:
         n /= 1000
 
 
-def _num(n) -> str:
+def num(n) -> str:
     return "unknown" if n is None else f"{n:,}"
+
+
+def hours(h) -> str:
+    """GPU-hours: one decimal from 1 h up, two significant digits below, a floor for the tiniest."""
+    if h is None:
+        return "unknown"
+    if h == 0 or h >= 1:
+        return f"{h:,.1f}"
+    return "< 0.0001" if h < 1e-4 else f"{h:.2g}"
 
 
 def format_plan(recipe: Recipe, plan: Plan) -> str:
@@ -45,14 +56,15 @@ def format_plan(recipe: Recipe, plan: Plan) -> str:
         f"scoring      CLIP {recipe.score.clip.model}" + (f" ({recipe.score.clip.pretrained})"
                                                           if recipe.score.clip.pretrained else "")
         + f" + {recipe.score.ssim.weight} * SSIM@{recipe.score.ssim.size}",
-        f"captions     {_num(plan.captions)}{count_note}",
-        f"candidates   {_num(plan.candidates)}",
-        f"rows         {_num(plan.rows)} (select.size {recipe.select.size:,}, per_caption {recipe.select.per_caption})",
-        f"shards       {_num(None if plan.shards is None else len(plan.shards))} of {recipe.execution.shard_size:,}"
+        f"captions     {num(plan.captions)}{count_note}",
+        f"candidates   {num(plan.candidates)}",
+        f"rows         {num(plan.rows)} (select.size {recipe.select.size:,}, per_caption {recipe.select.per_caption})",
+        f"shards       {num(None if plan.shards is None else len(plan.shards))} of {recipe.execution.shard_size:,}"
         " captions",
-        f"denoiser     {_num(plan.denoiser_evals)} evaluations"
+        f"denoiser     {num(plan.denoiser_evals)} evaluations"
         + (" (2 per step: classifier-free guidance)" if g.guidance_scale > 1 else ""),
-        f"output       ~{_human_bytes(plan.output_bytes)} dataset, ~{_human_bytes(plan.candidate_bytes)} candidates",
+        f"gpu-hours    {hours(plan.gpu_hours)} (reference: {REFERENCE_TEXT})",
+        f"output       ~{human_bytes(plan.output_bytes)} dataset, ~{human_bytes(plan.candidate_bytes)} candidates",
     ]
     if plan.captions is None:
         lines.append("note         set captions.sources[].limit (or run `synthvlm-build captions`) for counts")
@@ -98,24 +110,64 @@ def _flatten(value, prefix="") -> dict:
     return {prefix: value}
 
 
+@dataclass(frozen=True)
+class Change:
+    field: str
+    old: object      # "<unset>" when the field is absent on that side
+    new: object
+    data: bool       # does the field change the data (plan.is_data_field)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two recipes compared: what `diff` prints and `review` renders, with one verdict."""
+    changes: list
+    old_fingerprint: str
+    new_fingerprint: str
+    old_version: str
+    new_version: str
+    notes: list       # unpinned local sources
+
+    @property
+    def data_changed(self) -> bool:
+        return self.old_fingerprint != self.new_fingerprint
+
+    @property
+    def bumped(self) -> bool:
+        return semver_key(self.new_version) > semver_key(self.old_version)
+
+    @property
+    def exit_code(self) -> int:
+        """0 same data, 3 data changed and version bumped, 4 data changed and version NOT bumped."""
+        return 0 if not self.data_changed else 3 if self.bumped else 4
+
+    @property
+    def verdict(self) -> str:
+        return {0: "same data", 3: "data changes; version bumped",
+                4: "data changes but version NOT bumped"}[self.exit_code]
+
+
+def compare_recipes(old: Recipe, new: Recipe) -> Comparison:
+    a, b = _flatten(portable_dict(old)), _flatten(portable_dict(new))
+    changes = [Change(key, a.get(key, UNSET), b.get(key, UNSET), is_data_field(key))
+               for key in sorted(set(a) | set(b)) if a.get(key, UNSET) != b.get(key, UNSET)]
+    return Comparison(changes, fingerprint(old), fingerprint(new), old.version, new.version,
+                      unpinned_sources(old, new))
+
+
 def diff_recipes(old: Recipe, new: Recipe) -> tuple[str, int]:
     """Text for reviewers and the exit code: 0 same data, 3 changed+bumped, 4 changed, not bumped."""
-    a, b = _flatten(portable_dict(old)), _flatten(portable_dict(new))
-    lines = []
-    for key in sorted(set(a) | set(b)):
-        if a.get(key, "<unset>") != b.get(key, "<unset>"):
-            tag = "data" if is_data_field(key) else "no data change"
-            lines.append(f"  {key}: {json.dumps(a.get(key))} -> {json.dumps(b.get(key))}  [{tag}]")
-    fa, fb = fingerprint(old), fingerprint(new)
-    bumped = semver_key(new.version) > semver_key(old.version)
-    out = [f"{len(lines)} field(s) changed" + (":" if lines else "")] + lines + unpinned_sources(old, new)
-    if fa == fb:
+    c = compare_recipes(old, new)
+    lines = [f"  {x.field}: {json.dumps(None if x.old == UNSET else x.old)} -> "
+             f"{json.dumps(None if x.new == UNSET else x.new)}  [{'data' if x.data else 'no data change'}]"
+             for x in c.changes]
+    out = [f"{len(lines)} field(s) changed" + (":" if lines else "")] + lines + c.notes
+    fa, fb = c.old_fingerprint, c.new_fingerprint
+    if not c.data_changed:
         out.append(f"fingerprint unchanged ({fa[:12]}): same data")
-        return "\n".join(out), 0
-    out.append(f"fingerprint {fa[:12]} -> {fb[:12]}: the data changes")
-    if bumped:
-        out.append(f"version {old.version} -> {new.version}: bumped")
-        return "\n".join(out), 3
-    out.append(f"version {old.version} -> {new.version}: NOT bumped; the data changed, so bump `version`"
-               " (a published tag must never point at other data)")
-    return "\n".join(out), 4
+    else:
+        out.append(f"fingerprint {fa[:12]} -> {fb[:12]}: the data changes")
+        out.append(f"version {c.old_version} -> {c.new_version}: bumped" if c.bumped else
+                   f"version {c.old_version} -> {c.new_version}: NOT bumped; the data changed, so bump `version`"
+                   " (a published tag must never point at other data)")
+    return "\n".join(out), c.exit_code

@@ -71,7 +71,7 @@ def build(recipe: Recipe, output_dir: Path | None = None, executor: str | None =
                        "--output" if output_dir else "output.dir")
     device_name = device or recipe.execution.device
     check_device(device_name, "--device" if device else "execution.device")
-    _preflight(recipe)
+    preflight(recipe)
     fp = recipe_fingerprint(recipe)
     inputs = input_digests(recipe)
     identity = content_identity(fp, inputs)
@@ -207,7 +207,7 @@ def check_device(spec: str, field_name: str) -> None:
         raise InputError(field_name, str(e)) from None
 
 
-def _preflight(recipe: Recipe) -> None:
+def preflight(recipe: Recipe) -> None:
     """Fail before any work when a model can't be had (offline, not cached, wrong id), or takes
     no recipe field that is set (validate checks local models; a Hub model is checked here)."""
     from ..models.families import model_index, refused_fields

@@ -34,6 +34,16 @@ from .workdir import STAGES, WorkDir
 
 
 @dataclass(frozen=True)
+class Published:
+    """A batch as the dataset holds it: the encoded bytes, the generated pixels (CPU), and the decoded
+    published pixels, on the CPU and on the scoring device (for PNG the same as the generated ones)."""
+    encoded: list
+    raw: np.ndarray
+    images: np.ndarray
+    pixels: torch.Tensor
+
+
+@dataclass(frozen=True)
 class Item:
     caption: Caption
     k: int
@@ -48,6 +58,12 @@ def shard_items(recipe: Recipe, captions: list[Caption]) -> list[Item]:
     """Candidates of a shard in plan order: caption by caption, k = 0..images_per_caption-1."""
     ipc = recipe.generate.images_per_caption
     return [Item(c, k, derive_seed(recipe.seed, c.id, k)) for c in captions for k in range(ipc)]
+
+
+def batches(items: list[Item], batch_size: int) -> list[list[Item]]:
+    """A shard's batches: consecutive items in plan order, `batch_size` at a time (the last may be
+    shorter). The build (every executor) and `verify` form them here, so they cannot disagree."""
+    return [items[start:start + batch_size] for start in range(0, len(items), batch_size)]
 
 
 def cpu_threads() -> int:
@@ -107,11 +123,9 @@ class ShardWorker:
             with pq.ParquetWriter(tmp, self.schema, compression=compression) as writer, \
                     ThreadPoolExecutor(1, thread_name_prefix="finish") as finish, \
                     ThreadPoolExecutor(self.cpu_threads, thread_name_prefix="cpu") as cpu:
-                for start in range(0, len(items), bs):
-                    batch = items[start:start + bs]
+                for batch in batches(items, bs):
                     t0 = time.perf_counter()
-                    pixels = self.generator.generate_tensor([it.caption.text for it in batch],
-                                                            [it.seed for it in batch])
+                    pixels = self.generate(batch)
                     seconds["generate"] += time.perf_counter() - t0
                     while len(in_flight) >= 2:  # bounded: the generator runs at most one batch ahead
                         in_flight.popleft().result()
@@ -123,31 +137,50 @@ class ShardWorker:
                     in_flight.popleft().result()
         return work.mark_done(index, rows=len(items), extra={
             "captions": len(captions), "seconds": round(time.perf_counter() - started, 3),
-            "stage_seconds": {k: round(v, 3) for k, v in seconds.items()}, "max_image_bytes": largest[0]})
+            "stage_seconds": {k: round(v, 3) for k, v in seconds.items()}, "max_image_bytes": largest[0],
+            **self.where()})
+
+    def where(self) -> dict:
+        """What changes the low bits of pixels besides the recipe (README "Reproducibility"): the device
+        type and, on the CPU, the thread count. Each shard's marker records it; the lock and `verify` read it."""
+        return {"device_type": self.device.type,
+                "cpu_threads": torch.get_num_threads() if self.device.type == "cpu" else None}
+
+    def generate(self, batch: list[Item]) -> torch.Tensor:
+        """uint8 images (N, H, W, 3) of one batch, in one pipeline call, left on the device."""
+        return self.generator.generate_tensor([it.caption.text for it in batch], [it.seed for it in batch])
+
+    def publish(self, pixels: torch.Tensor, cpu=None) -> Published:
+        """Encode a batch as the dataset stores it, and decode it as consumers will (scores describe
+        the published bytes). `cpu`: a thread pool for the encoders."""
+        fmt, pool_map = self.recipe.format, (cpu.map if cpu is not None else map)
+        raw = pixels.cpu().numpy()  # the one copy of the generated images that leaves the device
+        encoded = list(pool_map(lambda im: encode_image(im, fmt.image_format, fmt.quality), raw))
+        if fmt.image_format == "png":  # lossless: the published pixels are the generated ones, still on the device
+            return Published(encoded, raw, raw, pixels)
+        decoded = np.stack(list(pool_map(decode_image, encoded)))
+        return Published(encoded, raw, decoded, torch.from_numpy(decoded))
+
+    def scores(self, batch: list[Item], published: Published) -> dict:
+        """Every score column of one batch (stages/scoring.py): what the build stores, preview shows and
+        verify compares."""
+        return self.scorer.score(published.pixels, [it.caption.text for it in batch], host=published.images)
 
     def _finish_batch(self, index: int, batch: list[Item], pixels, writer, cpu, seconds: dict,
                       largest: list) -> None:
-        fmt = self.recipe.format
         t0 = time.perf_counter()
-        images = pixels.cpu().numpy()  # the one copy of the images that leaves the device
-        encoded = list(cpu.map(lambda im: encode_image(im, fmt.image_format, fmt.quality), images))
-        largest[0] = max([largest[0], *map(len, encoded)])
-        # Scores describe the published bytes: what a consumer decodes and re-scores (the paper scored
-        # its saved files), not the pixels before a lossy encoder. PNG is lossless: its decoded bytes
-        # are the generated pixels, which stay on the device.
-        if fmt.image_format != "png":
-            images = np.stack(list(cpu.map(decode_image, encoded)))
-            pixels = torch.from_numpy(images)
+        published = self.publish(pixels, cpu)
+        largest[0] = max([largest[0], *map(len, published.encoded)])
         t1 = time.perf_counter()
-        scores = self.scorer.score(pixels, [it.caption.text for it in batch], host=images)
+        scores = self.scores(batch, published)
         t2 = time.perf_counter()
-        h, w = images.shape[1:3]
+        h, w = published.raw.shape[1:3]
         n = len(batch)
         columns = {
             "id": [it.id for it in batch], "caption_id": [it.caption.id for it in batch],
             "k": [it.k for it in batch], "caption": [it.caption.text for it in batch],
             "source": [it.caption.source for it in batch], "seed": [it.seed for it in batch],
-            "image": encoded, "width": [w] * n, "height": [h] * n, **scores,
+            "image": published.encoded, "width": [w] * n, "height": [h] * n, **scores,
         }
         writer.write_table(pa.table({name: columns[name] for name in self.schema.names}, schema=self.schema))
         t3 = time.perf_counter()

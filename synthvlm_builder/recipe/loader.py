@@ -95,6 +95,17 @@ def load_recipe_text(text: str, file: str | os.PathLike = "<recipe>", base: Path
     return dataclasses.replace(recipe, path=path, base=base.resolve(), text=text)
 
 
+def recipe_from_dict(data: dict, base: Path) -> C.Recipe:
+    """A recipe from its resolved plain form (a lock file's `recipe`: defaults filled, preset merged, paths
+    relative to the recipe file), relative paths taken against `base`. Reads no input and checks no file:
+    the caller checks the result against the fingerprint recorded beside it. KeyError/TypeError/ValueError
+    when `data` is not such a form."""
+    data = copy.deepcopy(data)
+    resolve_paths(data, base)
+    data["generate"]["resolution"] = tuple(data["generate"]["resolution"])
+    return dataclasses.replace(_build(C.Recipe, data), base=Path(base).resolve())
+
+
 def load_recipe(path: str | os.PathLike) -> C.Recipe:
     path = Path(path)
     try:

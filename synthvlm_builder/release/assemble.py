@@ -44,6 +44,7 @@ def assemble(ctx) -> tuple[int, dict]:
     lock = build_lock(ctx)
     card = cardlib.render(recipe, ctx.fingerprint, info, len(selection.ids), ctx.caption_meta["funnel"],
                           selection.funnel, picked, lock)
+    shutil.copyfile(work.captions.path, staging / layout.CAPTIONS)  # verify rebuilds batches from it
     (staging / layout.RECIPE).write_text(recipe.text)
     (staging / layout.STATS).write_text(json.dumps(stats, indent=2) + "\n")
     (staging / layout.LOCK).write_text(json.dumps(lock, indent=2) + "\n")

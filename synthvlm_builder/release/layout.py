@@ -11,6 +11,7 @@ LOCK = "recipe.lock.json"
 STATS = "stats.json"
 HISTOGRAM = "score_histogram.png"
 SAMPLES = "sample_grid.png"
+CAPTIONS = "captions.jsonl"  # the curated captions in plan order: the prompts of every candidate batch
 DATA = "data"
 
 

@@ -3,13 +3,17 @@ with its identity (the resolved recipe, the fingerprint, the curated captions' d
 model weights, the package versions and the settings that change low bits of pixels)."""
 from __future__ import annotations
 
+import json
 import platform
 from importlib import metadata
+from pathlib import Path
 
 from .. import __version__
+from ..errors import InputError
 from ..execution.plan import portable_dict
 from ..models.ref import lock_entry
 from ..stages.ssim import IMPLEMENTATION as SSIM_IMPLEMENTATION
+from .layout import LOCK
 
 PACKAGES = ("torch", "diffusers", "transformers", "open_clip_torch", "datasets", "huggingface_hub",
             "pyarrow", "pillow", "scikit-image", "numpy")
@@ -44,4 +48,24 @@ def build_lock(ctx) -> dict:
                         "ssim": SSIM_IMPLEMENTATION},
             "packages": package_versions(),
             "build": {"executor": ctx.executor, "device": ctx.device, "batch_size": recipe.generate.batch_size,
-                      "shard_size": recipe.execution.shard_size}}
+                      "shard_size": recipe.execution.shard_size, **generated_on(ctx)}}
+
+
+def generated_on(ctx) -> dict:
+    """The device types and CPU thread counts the shards were generated with (their markers say)."""
+    markers = [ctx.work.marker(i) for i in range(ctx.n_shards)]
+    return {"device_types": sorted({m.get("device_type") or "unknown" for m in markers}),
+            "cpu_threads": sorted({m["cpu_threads"] for m in markers if m.get("cpu_threads")})}
+
+
+def read_lock(build_dir: Path) -> dict:
+    """A build's recipe.lock.json, or bad input naming the file."""
+    path = Path(build_dir) / LOCK
+    try:
+        lock = json.loads(path.read_text())
+        if isinstance(lock["fingerprint"], str) and lock["recipe"]["name"] and lock["recipe"]["version"]:
+            return lock
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    raise InputError("DIR", f"{path} is not a synthvlm lock file (expected fingerprint, recipe.name and"
+                     " recipe.version); rebuild the dir")

@@ -29,6 +29,7 @@ from typing import Optional
 from ..errors import BuildError, InputError
 from . import staged
 from .layout import LOCK, finished_build, upload_paths
+from .lock import read_lock
 from .retry import describe, is_transient, retry, transport_errors
 
 MARKER = "Synthvlm-Release"
@@ -56,7 +57,7 @@ def release_marker(name: str, version: str, fingerprint: str) -> str:
 def publish(build_dir: Path, repo_id: Optional[str] = None) -> PublishResult:
     build_dir = Path(build_dir)
     finished_build(build_dir)
-    lock = _read_lock(build_dir)
+    lock = read_lock(build_dir)
     recipe, fp = lock["recipe"], lock["fingerprint"]
     identity = lock.get("identity") or fp  # the recipe and what its input files contained
     settings = recipe.get("publish") or {}
@@ -80,18 +81,6 @@ def check_destination(repo_id: Optional[str], field: str) -> None:
     from huggingface_hub import get_token
     if not get_token():
         raise BuildError(f"authentication required to publish to {repo_id}: {AUTH_HINT}")
-
-
-def _read_lock(build_dir: Path) -> dict:
-    path = build_dir / LOCK
-    try:
-        lock = json.loads(path.read_text())
-        if isinstance(lock["fingerprint"], str) and lock["recipe"]["name"] and lock["recipe"]["version"]:
-            return lock
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    raise InputError("DIR", f"{path} is not a synthvlm lock file (expected fingerprint, recipe.name and"
-                     " recipe.version); rebuild the dir")
 
 
 def _check_repo_id(repo_id: str, field: str) -> None:

@@ -36,6 +36,7 @@ class Selection:
     mask: np.ndarray        # bool per candidate, plan order: True = becomes a row
     ids: list[str]          # the selected ids, plan order
     funnel: dict            # counts of every step, for stats.json and the card
+    reasons: np.ndarray     # object, per candidate: "" when selected, else the step that dropped it
 
 
 def rank(ids: np.ndarray, score: np.ndarray) -> np.ndarray:
@@ -53,13 +54,15 @@ def rules(cfg: SelectConfig, screen: ScreenConfig) -> list[tuple[str, str, float
 
 def select(c: Candidates, cfg: SelectConfig, screen: ScreenConfig = ScreenConfig()) -> Selection:
     keep = np.ones(len(c), dtype=bool)
+    reasons = np.full(len(c), "", dtype=object)
     steps = [{"step": "candidates", "kept": int(keep.sum())}]
 
     def step(name: str, mask: np.ndarray) -> None:
         nonlocal keep
-        before = int(keep.sum())
+        before = keep.copy()
         keep &= mask
-        steps.append({"step": name, "dropped": before - int(keep.sum()), "kept": int(keep.sum())})
+        reasons[before & ~keep] = name
+        steps.append({"step": name, "dropped": int(before.sum()) - int(keep.sum()), "kept": int(keep.sum())})
 
     for column, op, bound in rules(cfg, screen):
         values = c.scores[column]
@@ -75,8 +78,10 @@ def select(c: Candidates, cfg: SelectConfig, screen: ScreenConfig = ScreenConfig
         idx = np.flatnonzero(keep)
         order = idx[rank(c.id[idx], c.score[idx])]
         _, first = np.unique(c.caption_id[order], return_index=True)  # first = best per caption
+        passed_thresholds = keep
         keep = np.zeros(len(c), dtype=bool)
         keep[order[first]] = True
+        reasons[passed_thresholds & ~keep] = "best per caption"
         steps.append({"step": "best per caption", "dropped": before - int(keep.sum()), "kept": int(keep.sum())})
 
     passed = int(keep.sum())
@@ -84,6 +89,7 @@ def select(c: Candidates, cfg: SelectConfig, screen: ScreenConfig = ScreenConfig
     top = idx[rank(c.id[idx], c.score[idx])][: cfg.size]
     mask = np.zeros(len(c), dtype=bool)
     mask[top] = True
+    reasons[keep & ~mask] = f"top {cfg.size} by score"
     steps.append({"step": f"top {cfg.size} by score", "dropped": passed - len(top), "kept": len(top)})
 
     funnel = {"candidates": len(c), "passed": passed, "selected": len(top), "requested": cfg.size,
@@ -95,7 +101,7 @@ def select(c: Candidates, cfg: SelectConfig, screen: ScreenConfig = ScreenConfig
         raise BuildError(f"only {len(top)} of the {cfg.size} requested rows passed selection "
                          "(set select.allow_fewer: true to accept fewer, or loosen the thresholds)\n"
                          + format_selection(funnel))
-    return Selection(mask=mask, ids=[str(i) for i in c.id[mask]], funnel=funnel)
+    return Selection(mask=mask, ids=[str(i) for i in c.id[mask]], funnel=funnel, reasons=reasons)
 
 
 def _near_dup_name(screen: ScreenConfig) -> str:

@@ -1,0 +1,114 @@
+"""`preview`: the recipe's real pipeline on its first N curated captions, as one self-contained page.
+
+Curation is the build's (runner.curate_recipe), stopped once N captions survived; generation and
+scoring are the build's ShardWorker, its batches formed the same way (worker.batches); selection is
+stages/select.py with the recipe's thresholds and best-per-caption rule. The page (preview.html.j2)
+inlines every image as a data: URI: no file beside it, no network, no script.
+"""
+from __future__ import annotations
+
+import base64
+import dataclasses
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import atomic_write
+from ..errors import BuildError, InputError
+from ..recipe import Recipe
+from .plan import fingerprint
+
+TEMPLATE = Path(__file__).with_name("preview.html.j2")
+PAGE = "index.html"
+GENERATOR = "synthvlm-build preview"  # in the page's <meta name="generator">: marks a page this verb wrote
+MIME = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
+
+
+def preview(recipe: Recipe, n_captions: int, out: Path, device: str | None = None) -> Path:
+    from ..curation.captions import Funnel
+    from .runner import check_device, curate_recipe, preflight
+
+    page = Path(out) / PAGE
+    _check_output(Path(out), page)
+    check_device(device or recipe.execution.device, "--device" if device else "execution.device")
+    preflight(recipe)
+    funnel = Funnel()
+    survivors = curate_recipe(recipe, funnel)
+    try:
+        captions = list(islice(survivors, n_captions))
+    finally:
+        survivors.close()  # stop reading the sources: the funnel counts what was read so far
+    if not captions:
+        raise BuildError("no caption survived the caption filters; see `synthvlm-build captions` for the funnel")
+    candidates, selection = _run(recipe, captions, device or recipe.execution.device)
+    html = render(recipe, funnel.to_dict(), len(captions), candidates, selection)
+    page.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(page, html)
+    return page
+
+
+def _check_output(out: Path, page: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise InputError("--output", f"{out} is a file; give a folder for {PAGE}")
+    if page.exists() and GENERATOR not in page.read_text(errors="replace")[:2000]:
+        raise InputError("--output", f"{page} exists and is not a preview page; choose another folder")
+
+
+def _run(recipe: Recipe, captions, device: str) -> tuple[list[dict], object]:
+    """Generate and score every candidate of `captions` in build batches, then select over them."""
+    from ..stages.rows import scores as score_columns
+    from ..stages.select import Candidates, select
+    from .worker import ShardWorker, batches, shard_items
+
+    worker = ShardWorker(recipe, device)
+    fmt, names = recipe.format, score_columns(recipe)
+    rows: list[dict] = []
+    extra: dict = {"phash": [], "clip_embedding": []}
+    for batch in batches(shard_items(recipe, captions), recipe.generate.batch_size):
+        published = worker.publish(worker.generate(batch))
+        scores = worker.scores(batch, published)
+        for key in extra:
+            extra[key] += list(scores.get(key, []))
+        for i, item in enumerate(batch):
+            data = base64.b64encode(published.encoded[i]).decode("ascii")
+            rows.append({"id": item.id, "caption_id": item.caption.id, "caption": item.caption.text,
+                         "seed": item.seed, "src": f"data:{MIME[fmt.image_format]};base64,{data}",
+                         "scores": {name: float(scores[name][i]) for name in names}})
+    embedding = (np.stack([np.frombuffer(b, np.float16) for b in extra["clip_embedding"]]).astype(np.float32)
+                 if extra["clip_embedding"] else None)
+    cand = Candidates(id=np.array([r["id"] for r in rows]), caption_id=np.array([r["caption_id"] for r in rows]),
+                      scores={name: np.array([r["scores"][name] for r in rows], np.float32) for name in names},
+                      phash=np.array(extra["phash"]) if extra["phash"] else None, clip_embedding=embedding)
+    # The thresholds and best-per-caption decide per candidate and per caption, exactly as in a build; the
+    # global top-`size` cut depends on the whole build, so the preview keeps every candidate that passes.
+    selection = select(cand, dataclasses.replace(recipe.select, size=len(rows), allow_fewer=True), recipe.screen)
+    for row, reason in zip(rows, selection.reasons):
+        row["kept"], row["reason"] = not reason, reason
+    return rows, selection
+
+
+def render(recipe: Recipe, funnel: dict, n_captions: int, candidates: list[dict], selection) -> str:
+    import jinja2
+    from ..stages.rows import scores as score_columns
+    from .plan import make_plan
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE.parent)), autoescape=True,
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    g = recipe.generate
+    plan = make_plan(recipe)
+    return env.get_template(TEMPLATE.name).render(
+        generator=GENERATOR, recipe=recipe, fingerprint=fingerprint(recipe), g=g, n_captions=n_captions,
+        funnel=funnel, remaining=_remaining(funnel), candidates=candidates,
+        selection_steps=selection.funnel["steps"][:-1],  # the last, top-`size` cut, is not previewed
+        scores=score_columns(recipe), kept=int(sum(c["kept"] for c in candidates)), size=recipe.select.size,
+        build_rows=plan.rows, build_candidates=plan.candidates)
+
+
+def _remaining(funnel: dict) -> list[int]:
+    """Captions left after each filter, in funnel order."""
+    left, out = funnel["read"], []
+    for f in funnel["filters"]:
+        left -= f["dropped"]
+        out.append(left)
+    return out

@@ -1,0 +1,307 @@
+"""`verify`: regenerate a seeded sample of a finished build's rows from its recipe.lock.json and compare.
+
+    lock -> recipe (checked against the lock's fingerprint) -> the lock's models (exit 2 if unloadable)
+    captions.jsonl (checked against the lock's digest) -> shards and batches exactly as the build formed
+    them (execution/worker.py: shard_items, batches) -> each sampled row's WHOLE batch regenerated and
+    scored -> pixels and scores compared
+
+Pixels must be identical when the device type (and, on the CPU, the thread count) is the one the lock
+records; otherwise they may differ by 1/255 (README "Reproducibility"): at most one level per pixel for
+lossless formats, and on average for lossy ones, whose encoder spreads a one-level difference over its
+8x8 blocks. Scores must agree within SCORE_TOLERANCE. Local model folders are looked up relative to the
+current directory (the lock writes them relative to the recipe file).
+"""
+from __future__ import annotations
+
+import io
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from PIL import Image
+
+from ..atomic import sha256_file
+from ..errors import BuildError, InputError
+from ..stages.rows import scores as score_columns
+from . import layout
+from .lock import read_lock
+
+SCORE_TOLERANCE = 1e-4
+LOSSLESS = ("png",)
+
+
+@dataclass
+class RowCheck:
+    id: str
+    shard: int = -1
+    batch: int = -1
+    pixels: str = ""                                  # max (lossless) or mean (lossy) |difference| in levels
+    deltas: dict = field(default_factory=dict)        # score column -> |stored - regenerated|
+    problems: list = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def verify(target: str, revision: str | None = None, sample: int = 8, seed: int = 0, device: str | None = None) -> int:
+    started = time.perf_counter()
+    build_dir, label = _fetch(target, revision)
+    lock = read_lock(build_dir)
+    lock_path = build_dir / layout.LOCK
+    written = _recipe(lock, build_dir)
+    b = lock["build"]
+    device = device or _default_device(b.get("device_types"))
+    from ..execution.runner import check_device
+    check_device(device, "--device")
+    recipe = _check_models(written, lock, lock_path)  # first: exit 2 when the rows cannot be regenerated here
+    _check_fingerprint(written, lock, lock_path)
+    captions = _captions(build_dir, lock)
+    rows = _sample_rows(build_dir, sample, seed)
+
+    from ..execution.worker import ShardWorker
+    worker = ShardWorker(recipe, device)
+    here = worker.where()
+    exact = b.get("device_types") == [here["device_type"]] and (
+        here["device_type"] != "cpu" or b.get("cpu_threads") == [here["cpu_threads"]])
+    groups, checks = _locate_batches(recipe, lock, captions, rows)
+    print(f"verify {label}: {recipe.name} v{recipe.version}, fingerprint {lock['fingerprint'][:12]}")
+    print(f"built on {', '.join(b.get('device_types') or ['unknown'])}{_threads(b.get('cpu_threads'))},"
+          f" batch {b['batch_size']}, shards of {b['shard_size']} captions; regenerating on {here['device_type']}"
+          f"{_threads([here['cpu_threads']] if here['cpu_threads'] else [])}: pixels must be "
+          + ("identical" if exact else "within 1/255 (another device type or thread count)"))
+    print(f"sample: {len(rows)} row(s) (seed {seed}) in {len(groups)} batch(es)")
+    for (shard, _), (batch, members) in sorted(groups.items()):
+        published = worker.publish(worker.generate(batch))
+        scores = worker.scores(batch, published)
+        for pos, row in members:
+            _compare(checks[row["id"]], row, published.raw[pos],
+                     {k: float(scores[k][pos]) for k in score_columns(recipe)}, recipe, exact)
+    results = [checks[r["id"]] for r in rows]
+    print(_table(results))
+    bad = [c.id for c in results if not c.ok]
+    seconds = time.perf_counter() - started
+    if bad:
+        print(f"{len(bad)} of {len(results)} row(s) do NOT match: {', '.join(bad)} ({seconds:.1f} s)")
+        say(f"error: {label}: row(s) that do not regenerate from the lock: {', '.join(bad)}")
+        return 1
+    print(f"{len(results)} of {len(results)} row(s) match: verified ({seconds:.1f} s)")
+    return 0
+
+
+def _default_device(built_on) -> str:
+    """The device type the build used when this machine has it (pixels can then be identical), else auto."""
+    from ..models.loading import resolve_device
+    if built_on and len(built_on) == 1:
+        try:
+            return str(resolve_device(built_on[0]))
+        except ValueError:
+            pass
+    return "auto"
+
+
+def _threads(counts) -> str:
+    return f" ({', '.join(map(str, counts))} CPU threads)" if counts else ""
+
+
+# --- inputs ---------------------------------------------------------------------------------------
+
+def _fetch(target: str, revision: str | None) -> tuple[Path, str]:
+    """A local finished build dir, or a Hub release downloaded (its lock, recipe, captions and data)."""
+    path = Path(target)
+    if path.exists():
+        if revision:
+            raise InputError("--revision", "applies to a Hub release; DIR_OR_REPO is a local folder")
+        layout.finished_build(path)
+        return path, str(path)
+    from ..models.ref import HUB_ID
+    if not HUB_ID.match(target):
+        raise InputError("DIR_OR_REPO", f"{target}: no such folder, and not a Hub dataset id ORG/NAME")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+    label = f"{target}@{revision or 'main'}"
+    try:
+        folder = snapshot_download(target, repo_type="dataset", revision=revision,
+                                   allow_patterns=[layout.LOCK, layout.RECIPE, layout.CAPTIONS, f"{layout.DATA}/*"])
+    except RevisionNotFoundError:
+        raise InputError("--revision", f"{target} has no revision {revision!r}") from None
+    except RepositoryNotFoundError:
+        raise InputError("DIR_OR_REPO", f"no dataset {target} on the Hub (or no access with this token)") from None
+    except Exception as e:  # network, offline mode, server errors: not the user's input
+        raise BuildError(f"cannot download {label}: {type(e).__name__}: {e}") from None
+    folder = Path(folder)
+    if not (folder / layout.LOCK).is_file() or not layout.data_files(folder):
+        raise InputError("DIR_OR_REPO", f"{label} holds no synthvlm build ({layout.LOCK} and {layout.DATA}/)")
+    return folder, label
+
+
+def _recipe(lock: dict, build_dir: Path):
+    from ..recipe import recipe_from_dict
+    try:
+        if not all(isinstance(lock["build"][k], int) for k in ("batch_size", "shard_size")):
+            raise ValueError("build.batch_size and build.shard_size must be integers")
+        return recipe_from_dict(lock["recipe"], Path.cwd())
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise InputError("recipe", f"the lock's recipe is not readable ({type(e).__name__}: {e})",
+                         location=str(build_dir / layout.LOCK)) from None
+
+
+def _check_fingerprint(recipe, lock: dict, lock_path: Path) -> None:
+    from ..execution.plan import fingerprint
+    if fingerprint(recipe) != lock["fingerprint"]:
+        raise BuildError(f"{lock_path}: its recipe has fingerprint {fingerprint(recipe)[:12]}, the lock records"
+                         f" {lock['fingerprint'][:12]}: the lock was edited, or made by a synthvlm-builder with"
+                         " another data format")
+
+
+def _check_models(recipe, lock: dict, lock_path: Path):
+    """The recipe to regenerate with (a Hub model pinned to the commit the lock records), or exit 2
+    unless the exact weights the lock names can be loaded here."""
+    import dataclasses
+
+    from ..execution.identity import COMMIT, clip_digest, model_digest
+    from ..models.preflight import ModelUnavailable, check_clip_available, check_pipeline_available
+    from ..models.ref import HUB, ModelRef
+    inputs = lock.get("inputs") or {}
+    recorded = str(inputs.get("generate.model", ""))
+    if ModelRef.parse(recipe.generate.model).kind == HUB and COMMIT.match(recorded.removeprefix("commit:")):
+        recipe = dataclasses.replace(recipe, generate=dataclasses.replace(
+            recipe.generate, revision=recorded.removeprefix("commit:")))
+    g, clip = recipe.generate, recipe.score.clip
+    for fld, check, digest in (
+            ("generate.model", lambda: check_pipeline_available(g.model, g.revision),
+             lambda: model_digest(g.model, g.revision)),
+            ("score.clip", lambda: check_clip_available(clip.model, clip.pretrained),
+             lambda: clip_digest(clip.model, clip.pretrained))):
+        try:
+            check()
+            here = digest()
+        except (ModelUnavailable, OSError) as e:
+            raise InputError(fld, f"cannot load the model the lock names: {e}", location=str(lock_path)) from None
+        if inputs.get(fld) and inputs[fld] != here:
+            raise InputError(fld, f"the lock names weights {inputs[fld]}, but {here} would be loaded here;"
+                             " the rows cannot be regenerated with other weights", location=str(lock_path))
+    return recipe
+
+
+def _captions(build_dir: Path, lock: dict) -> list:
+    from ..curation.captions import parse_caption_line
+    path = build_dir / layout.CAPTIONS
+    if not path.is_file():
+        raise InputError("DIR_OR_REPO", f"{path.name} is missing: this build was made by a synthvlm-builder that did"
+                         " not publish its curated captions, which verify needs to rebuild the batches")
+    if sha256_file(path) != lock["captions"]["sha256"]:
+        raise BuildError(f"{path}: its sha256 is not the lock's captions.sha256: the curated captions were changed")
+    with open(path, "rb") as f:
+        return [parse_caption_line(line) for line in f]
+
+
+def _sample_rows(build_dir: Path, n: int, seed: int) -> list[dict]:
+    """A seeded sample of rows (plan order), images included; only the sampled rows are decoded."""
+    files = layout.data_files(build_dir)
+    ids = [i for f in files for i in pq.read_table(f, columns=["id"]).column("id").to_pylist()]
+    chosen = sorted(random.Random(seed).sample(range(len(ids)), min(n, len(ids))))
+    wanted = pa.array([ids[i] for i in chosen], pa.string())
+    rows = []
+    for f in files:
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=64):
+            rows += batch.filter(pc.is_in(batch.column("id"), value_set=wanted)).to_pylist()
+    return rows
+
+
+def _locate_batches(recipe, lock: dict, captions: list, rows: list[dict]) -> tuple[dict, dict]:
+    """(shard, batch) -> (the batch's items, [(position in batch, row)]), and a RowCheck per row. Batches
+    are rebuilt from the stored captions exactly as the build formed them."""
+    from ..execution.plan import derive_seed
+    from ..execution.worker import batches, shard_items
+    shard_size, bs = lock["build"]["shard_size"], lock["build"]["batch_size"]
+    index = {c.id: i for i, c in enumerate(captions)}
+    groups: dict = {}
+    checks = {}
+    for row in rows:
+        check = checks[row["id"]] = RowCheck(row["id"])
+        caption_id, _, k = row["id"].rpartition("-")
+        ci = index.get(caption_id)
+        if ci is None or not k.isdigit() or int(k) >= recipe.generate.images_per_caption:
+            check.problems.append("id names no candidate of the curated captions")
+            continue
+        if row["caption"] != captions[ci].text:
+            check.problems.append("caption differs from captions.jsonl")
+        if row["seed"] != derive_seed(recipe.seed, caption_id, int(k)):
+            check.problems.append("seed is not the recipe's")
+        shard, first = divmod(ci, shard_size)
+        start = shard * shard_size
+        items = shard_items(recipe, captions[start:start + shard_size])
+        position = first * recipe.generate.images_per_caption + int(k)
+        check.shard, check.batch = shard, position // bs
+        batch = batches(items, bs)[check.batch]
+        groups.setdefault((shard, check.batch), (batch, []))[1].append((position % bs, row))
+    return groups, checks
+
+
+# --- comparison -----------------------------------------------------------------------------------
+
+def pixel_difference(stored: bytes, regenerated: np.ndarray, image_format: str, quality: int) -> tuple[float, float]:
+    """(max, mean) |difference| in levels between a stored image and a regeneration: against the raw
+    regeneration for lossless formats; for lossy ones between both decoded, the regeneration encoded as
+    the build encodes it."""
+    from ..stages.format import encode_image
+    ours = np.asarray(Image.open(io.BytesIO(stored)).convert("RGB"), dtype=np.int16)
+    if image_format in LOSSLESS:
+        theirs = regenerated.astype(np.int16)
+    else:
+        encoded = encode_image(regenerated, image_format, quality)
+        theirs = np.asarray(Image.open(io.BytesIO(encoded)).convert("RGB"), dtype=np.int16)
+    if ours.shape != theirs.shape:
+        return float("inf"), float("inf")
+    diff = np.abs(ours - theirs)
+    return float(diff.max()), float(diff.mean())
+
+
+def pixels_match(largest: float, mean: float, image_format: str, exact: bool) -> bool:
+    if exact:
+        return largest == 0
+    return (largest if image_format in LOSSLESS else mean) <= 1
+
+
+def _compare(check: RowCheck, row: dict, image: np.ndarray, scores: dict, recipe, exact: bool) -> None:
+    fmt = recipe.format
+    largest, mean = pixel_difference(row["image"]["bytes"], image, fmt.image_format, fmt.quality)
+    lossless = fmt.image_format in LOSSLESS
+    check.pixels = f"{largest:g}" if lossless or exact else f"{mean:.3g}"
+    if not pixels_match(largest, mean, fmt.image_format, exact):
+        check.problems.append(f"pixels differ (max {largest:g}, mean {mean:.3g} levels)")
+    for name in scores:
+        check.deltas[name] = abs(float(row[name]) - scores[name])
+        if not check.deltas[name] <= SCORE_TOLERANCE:
+            check.problems.append(f"{name} {row[name]:.6f} != {scores[name]:.6f}")
+
+
+def _table(results: list[RowCheck]) -> str:
+    width = max([len("id")] + [len(c.id) for c in results])
+    names = list(dict.fromkeys(name for c in results for name in c.deltas)) or ["clip_score", "ssim", "score"]
+    head = f"{'id':<{width}}  shard  batch  pixels  " + "".join(f"{name:<12}" for name in names) + "result"
+    lines = [head]
+    for c in results:
+        deltas = "".join(f"{_delta(c.deltas.get(name)):<12}" for name in names)
+        result = "ok" if c.ok else "MISMATCH: " + "; ".join(c.problems)
+        lines.append(f"{c.id:<{width}}  {_pos(c.shard):<5}  {_pos(c.batch):<5}  {c.pixels or '-':<6}  {deltas}{result}")
+    return "\n".join(lines)
+
+
+def _pos(n: int) -> str:
+    return "-" if n < 0 else str(n)
+
+
+def _delta(d) -> str:
+    return "-" if d is None else "0" if d == 0 else f"{d:.1e}"

@@ -1,0 +1,143 @@
+"""The recipe-review GitHub workflow: valid, and its shell steps run as written on a real pull request.
+
+The workflow's steps are read out of .github/workflows/recipe-review.yml and run with bash in a temporary git
+repository holding a base commit (the quickstart recipe) and a head commit (the pull request), with the
+variables GitHub Actions would set (GITHUB_OUTPUT, GITHUB_STEP_SUMMARY, the step's env), so the test runs
+exactly the commands CI runs. `synthvlm-build` is this checkout's, found on PATH as in the workflow.
+"""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from buildutil import ROOT
+
+WORKFLOW = ROOT / ".github" / "workflows" / "recipe-review.yml"
+GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"]
+
+
+def steps() -> dict:
+    doc = yaml.safe_load(WORKFLOW.read_text())
+    return {s.get("name", s.get("uses")): s for s in doc["jobs"]["review"]["steps"]}
+
+
+def test_workflow_is_valid_against_the_github_workflow_schema():
+    exe = shutil.which("check-jsonschema", path=str(Path(sys.executable).parent)) or shutil.which("check-jsonschema")
+    if exe is None:
+        pytest.fail("check-jsonschema is not installed: pip install -e '.[dev]'")
+    proc = subprocess.run([exe, "--builtin-schema", "vendor.github-workflows", str(WORKFLOW)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_workflow_triggers_on_recipes_and_posts_one_sticky_comment():
+    doc = yaml.safe_load(WORKFLOW.read_text())
+    on = doc[True] if True in doc else doc["on"]  # YAML 1.1 reads the key `on` as true
+    assert on["pull_request"]["paths"] == ["recipes/**"]
+    assert doc["permissions"]["pull-requests"] == "write"
+    s = steps()
+    comment = next(v for k, v in s.items() if "sticky" in str(v.get("uses", "")))
+    assert comment["with"]["path"] == "review.md" and comment["with"]["header"]
+    review = s["Validate and review the changed recipes"]
+    assert ".github/scripts/recipe-review.sh \"$BASE_SHA\" HEAD review.md" in review["run"]
+    fail = next(v for k, v in s.items() if k.startswith("Fail on"))
+    assert fail["if"] == "steps.review.outputs.status != '0'"
+
+
+# --------------------------------------------------------------------------- a pull request, end to end
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(GIT + list(args), cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path):
+    """A repository whose main holds the quickstart recipe and the review script; HEAD is branch `pr`."""
+    r = tmp_path / "repo"
+    shutil.copytree(ROOT / "recipes", r / "recipes", ignore=shutil.ignore_patterns("llava_100k.yaml", "sd3*.yaml"))
+    shutil.copytree(ROOT / ".github", r / ".github")
+    git(r, "init", "-q")
+    git(r, "add", ".")
+    git(r, "commit", "-qm", "base")
+    git(r, "checkout", "-qb", "pr")
+    return r
+
+
+def edit(repo: Path, path: str, old: str, new: str) -> None:
+    f = repo / path
+    text = f.read_text()
+    assert old in text
+    f.write_text(text.replace(old, new))
+
+
+def run_workflow(repo: Path) -> tuple[int, str, str]:
+    """Commit the work tree as the PR head, then run the review step and the fail step as the workflow has them.
+    Returns (the fail step's exit status, the comment, the job summary)."""
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "pr")
+    base = git(repo, "rev-parse", "main")
+    s = steps()
+    review, fail = s["Validate and review the changed recipes"], next(v for k, v in s.items() if k.startswith("Fail on"))
+    assert set(review["env"]) == {"BASE_SHA"}
+    output, summary = repo.parent / "github_output", repo.parent / "step_summary"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "BASE_SHA": base, "GITHUB_OUTPUT": str(output), "GITHUB_STEP_SUMMARY": str(summary)}
+    proc = subprocess.run(["bash", "-e", "-c", review["run"]], cwd=repo, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr  # the step itself never fails: the fail step decides
+    assert "Traceback" not in proc.stderr, proc.stderr
+    status = dict(line.split("=", 1) for line in output.read_text().splitlines())["status"]
+    code = 0
+    if status != "0":  # the fail step's `if:`
+        code = subprocess.run(["bash", "-e", "-c", fail["run"]], env={**env, "STATUS": status},
+                              capture_output=True, text=True).returncode
+    assert int(status) == code
+    return code, (repo / "review.md").read_text(), summary.read_text()
+
+
+def test_data_change_without_version_bump_fails_with_a_comment(repo):
+    edit(repo, "recipes/quickstart.yaml", "steps: 4", "steps: 6")
+    code, comment, summary = run_workflow(repo)
+    assert code == 4
+    assert comment.startswith("<!-- synthvlm-recipe-review -->\n## Recipe review\n")
+    assert "1 recipe(s) to review" in comment and "synthvlm-build validate: ok" in comment
+    assert "### Recipe review: `recipes/quickstart.yaml`" in comment
+    assert "**❌ data changes but version NOT bumped** (exit 4)" in comment
+    assert "| `generate.steps` | `4` | `6` | yes |" in comment
+    assert "| denoiser evaluations | 576 | 864 | +288 (+50.0%) |" in comment
+    assert "this run's status: 4" in comment
+    assert summary == comment  # the job summary shows the same Markdown
+
+
+def test_bumped_change_and_a_new_recipe_pass(repo):
+    edit(repo, "recipes/quickstart.yaml", "steps: 4", "steps: 6")
+    edit(repo, "recipes/quickstart.yaml", "version: 0.1.0", "version: 0.2.0")
+    text = (repo / "recipes/quickstart.yaml").read_text().replace("name: synthvlm-quickstart", "name: second")
+    (repo / "recipes/second.yaml").write_text(text)
+    code, comment, _ = run_workflow(repo)
+    assert code == 0
+    assert "2 recipe(s) to review" in comment
+    assert "**✅ data changes; version bumped** (exit 3)" in comment
+    assert "### Recipe review: `recipes/second.yaml`\n\n**✅ new recipe** (exit 0)" in comment
+
+
+def test_invalid_recipe_fails_with_every_located_error(repo):
+    edit(repo, "recipes/quickstart.yaml", "steps: 4", "steps: 0")
+    edit(repo, "recipes/quickstart.yaml", "dtype: float32", "dtype: float8")
+    code, comment, _ = run_workflow(repo)
+    assert code == 2
+    assert "synthvlm-build validate: failed (exit 2)" in comment
+    assert "recipes/quickstart.yaml:26:10: generate.steps: must be >= 1, got 0" in comment  # validate's lines
+    assert "- `recipes/quickstart.yaml:26:10` `generate.steps`: must be >= 1, got 0" in comment  # review's list
+    assert "`generate.dtype`" in comment
+
+
+def test_changed_caption_file_reviews_every_recipe_and_warns_unpinned(repo):
+    edit(repo, "recipes/data/quickstart_captions.jsonl", "bicycle", "tricycle")
+    code, comment, _ = run_workflow(repo)
+    assert code == 0  # the recipe did not change: same fingerprint
+    assert "- changed input file: `recipes/data/quickstart_captions.jsonl`" in comment
+    assert "**✅ same data** (exit 0)" in comment
+    assert "⚠️ captions.sources[0] is a local file with no sha256 pin" in comment
