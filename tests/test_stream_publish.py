@@ -96,7 +96,7 @@ def test_a_release_of_many_files_goes_through_a_branch_and_never_shows_half(hub,
     failed = cli(recipe, "--output", out, "--push", env=env, check=False)
     assert failed.returncode == 1 and "nothing was tagged" in failed.stderr, failed.stderr
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and ".synthvlm" not in p.parts)
-    assert len(files) == 12  # 6 data files + card, lock, recipe, stats, two pictures
+    assert len(files) == 13  # 6 data files + card, lock, recipe, stats, curated captions, two pictures
     assert hub.refs(REPO)["tags"] == {} and len(hub.commits(REPO)) == 1, "main untouched"
     (part, base) = hub.commits(REPO, revision=branch)
     assert _changed(base["files"], part["files"]) == 5 and "README.md" not in part["files"]
