@@ -65,7 +65,8 @@ def _run(recipe: Recipe, captions, device: str) -> tuple[list[dict], object]:
     fmt, names = recipe.format, score_columns(recipe)
     rows: list[dict] = []
     extra: dict = {"phash": [], "clip_embedding": []}
-    for batch in batches(shard_items(recipe, captions), recipe.generate.batch_size):
+    size = recipe.generate.batch_size if isinstance(recipe.generate.batch_size, int) else 1  # auto: not measured here
+    for batch in batches(shard_items(recipe, captions), size):
         published = worker.publish(worker.generate(batch))
         scores = worker.scores(batch, published)
         for key in extra:

@@ -8,6 +8,7 @@ replaced only by a complete new one, and only the files it made are removed.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import sys
@@ -182,20 +183,42 @@ def _pending_shards(ctx: BuildContext) -> list[int]:
 
 
 def run_shards(ctx: BuildContext, pending: list[int]) -> None:
+    from .batching import BatchSize
     recipe, work = ctx.recipe, ctx.work
     shards = shard_ranges(ctx.caption_meta["count"], recipe.execution.shard_size)
     ipc = recipe.generate.images_per_caption
     total = sum(shards[i][1] - shards[i][0] for i in pending) * ipc
+    sizes = BatchSize(work.root, recipe.generate.batch_size)
+    if ctx.executor == "ray":
+        if sizes.value is None:
+            raise InputError("generate.batch_size", "auto is measured by the local executor (Ray actors would"
+                             " each choose their own); start the build locally, or set a number")
+        from .ray_executor import run_ray
+        with tqdm(total=total, unit="img", desc="generating", dynamic_ncols=True) as bar:
+            run_ray(dataclasses.replace(recipe, generate=dataclasses.replace(recipe.generate, batch_size=sizes.value)),
+                    work, shards, pending, ctx.device, bar)
+        return
+    from .worker import ShardWorker, shard_items
+    worker = ShardWorker(recipe, ctx.device)
+    worker.batch_size = sizes.resolve(worker, shard_items(recipe, work.captions.shard(pending[0]))[:8])
     with tqdm(total=total, unit="img", desc="generating", dynamic_ncols=True) as bar:
-        if ctx.executor == "ray":
-            from .ray_executor import run_ray
-            run_ray(recipe, work, shards, pending, ctx.device, bar)
-            return
-        from .worker import ShardWorker
-        worker = ShardWorker(recipe, ctx.device)
         for i in pending:
-            marker = worker.run(i, work.captions.shard(i), work, on_images=bar.update)
+            marker = _run_shard(worker, work, sizes, i, bar)
             work.log("shard_done", shard=i, rows=marker["rows"], seconds=marker["seconds"])
+
+
+def _run_shard(worker, work: WorkDir, sizes, index: int, bar) -> dict:
+    """One shard; on out-of-memory the batch is halved for the rest of the build and the shard redone
+    (its partial file is already gone, atomic_path; finished shards are not touched)."""
+    from .batching import is_oom
+    while True:
+        try:
+            return worker.run(index, work.captions.shard(index), work, on_images=bar.update)
+        except Exception as e:
+            if not is_oom(e):
+                raise
+            worker.batch_size = sizes.halve(f"{type(e).__name__}: {e}")
+            work.log("oom_backoff", shard=index, batch_size=worker.batch_size)
 
 
 def check_device(spec: str, field_name: str) -> None:

@@ -106,13 +106,15 @@ class ShardWorker:
         self.generator = ImageGenerator(pipe, steps=g.steps, guidance_scale=g.guidance_scale,
                                         resolution=g.resolution, negative_prompt=g.negative_prompt)
         self.scorer = BatchScorer(recipe, self.device, clip_bundle)
+        # The runner sets the measured size for `auto` (execution/batching.py) before the first shard.
+        self.batch_size = g.batch_size if isinstance(g.batch_size, int) else 1
         self.schema = candidate_schema(recipe)
         # CPU-side work (SSIM, encoding) can fan out when the denoiser is not on the CPU.
         self.cpu_threads = 1 if self.device.type == "cpu" else min(8, os.cpu_count() or 1)
         self._signal_at = _test_signal()
 
     def run(self, index: int, captions: list[Caption], work: WorkDir, on_images=None) -> dict:
-        recipe, bs = self.recipe, self.recipe.generate.batch_size
+        recipe, bs = self.recipe, self.batch_size
         items = shard_items(recipe, captions)
         seconds = dict.fromkeys(STAGES, 0.0)
         largest = [0]  # the largest encoded image: bounds the dataset's row groups by bytes
@@ -138,7 +140,7 @@ class ShardWorker:
         return work.mark_done(index, rows=len(items), extra={
             "captions": len(captions), "seconds": round(time.perf_counter() - started, 3),
             "stage_seconds": {k: round(v, 3) for k, v in seconds.items()}, "max_image_bytes": largest[0],
-            **self.where()})
+            "batch_size": bs, **self.where()})
 
     def where(self) -> dict:
         """What changes the low bits of pixels besides the recipe (README "Reproducibility"): the device

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class GenerateConfig:
     guidance_scale: float = 7.5
     resolution: tuple[int, int] = (1024, 1024)   # (width, height)
     images_per_caption: int = 1
-    batch_size: int = 4
+    batch_size: Union[int, str] = 4   # an integer, or "auto" (measured before the first shard)
     dtype: str = "float16"
     negative_prompt: str = ""
     scheduler: Optional[str] = None

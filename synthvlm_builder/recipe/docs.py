@@ -19,6 +19,10 @@ END = "<!-- recipe-reference:end -->"
 
 
 def _type(node: dict) -> str:
+    if "oneOf" in node:
+        return " \\| ".join(_type(resolve_ref(n)) for n in node["oneOf"])
+    if "const" in node:
+        return f"`{node['const']}`"
     if "enum" in node:
         return " \\| ".join(f"`{v}`" for v in node["enum"])
     kind = node.get("type", "")

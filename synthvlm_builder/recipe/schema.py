@@ -69,7 +69,7 @@ def schema_problems(doc: Document, file: str) -> list[Problem]:
             msg = f"must be {'>=' if v == 'minimum' else '<='} {err.validator_value}, got {err.instance}"
         elif v == "multipleOf":
             msg = f"must be a multiple of {err.validator_value}, got {err.instance}"
-        elif v == "pattern":
+        elif v in ("pattern", "oneOf"):
             msg = f"{sub.get('x-error', 'has the wrong form')}, got {_describe(err.instance)}"
         elif v in ("minItems", "maxItems"):
             n = err.validator_value

@@ -47,8 +47,20 @@ def build_lock(ctx) -> dict:
                         "clip": "open_clip cosine of L2-normalised image and text embeddings",
                         "ssim": SSIM_IMPLEMENTATION},
             "packages": package_versions(),
-            "build": {"executor": ctx.executor, "device": ctx.device, "batch_size": recipe.generate.batch_size,
+            "build": {"executor": ctx.executor, "device": ctx.device, **batch_sizes(ctx),
                       "shard_size": recipe.execution.shard_size, **generated_on(ctx)}}
+
+
+def batch_sizes(ctx) -> dict:
+    """The batch size the shards were generated with (their markers say; `auto` resolved), and each
+    shard's when they differ (an out-of-memory back-off halved it mid-build)."""
+    sizes = [ctx.work.marker(i).get("batch_size") or ctx.recipe.generate.batch_size for i in range(ctx.n_shards)]
+    out = {"batch_size": sizes[0] if sizes else ctx.recipe.generate.batch_size}
+    if len(set(sizes)) > 1:
+        out["shard_batch_sizes"] = sizes
+    if ctx.recipe.generate.batch_size == "auto":
+        out["batch_size_chosen_by"] = "auto"
+    return out
 
 
 def generated_on(ctx) -> dict:

@@ -224,7 +224,7 @@ def _locate_batches(recipe, lock: dict, captions: list, rows: list[dict]) -> tup
     are rebuilt from the stored captions exactly as the build formed them."""
     from ..execution.plan import derive_seed
     from ..execution.worker import batches, shard_items
-    shard_size, bs = lock["build"]["shard_size"], lock["build"]["batch_size"]
+    shard_size, default_bs = lock["build"]["shard_size"], lock["build"]["batch_size"]
     index = {c.id: i for i, c in enumerate(captions)}
     groups: dict = {}
     checks = {}
@@ -240,6 +240,8 @@ def _locate_batches(recipe, lock: dict, captions: list, rows: list[dict]) -> tup
         if row["seed"] != derive_seed(recipe.seed, caption_id, int(k)):
             check.problems.append("seed is not the recipe's")
         shard, first = divmod(ci, shard_size)
+        per_shard = lock["build"].get("shard_batch_sizes")  # present when an OOM back-off changed it
+        bs = per_shard[shard] if per_shard else default_bs
         start = shard * shard_size
         items = shard_items(recipe, captions[start:start + shard_size])
         position = first * recipe.generate.images_per_caption + int(k)

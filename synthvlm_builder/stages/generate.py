@@ -9,6 +9,7 @@ everything that can be decided once is decided in __init__.
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -47,6 +48,7 @@ class ImageGenerator:
             raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
         if not prompts:
             return torch.zeros((0, self.height, self.width, 3), dtype=torch.uint8)
+        check_injected_oom(len(prompts))
         generators = [torch.Generator("cpu").manual_seed(int(seed)) for seed in seeds]
         kwargs = self._call_kwargs
         if self.negative_prompt:
@@ -55,3 +57,14 @@ class ImageGenerator:
         # diffusers' own quantisation for output_type="np" + numpy_to_pil, bit for bit: float32 (the "np"
         # path casts with .float() before numpy), x 255, round half to even, uint8; but on the device.
         return images.float().mul_(255).round_().to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
+OOM_ENV = "SYNTHVLM_TEST_OOM_ABOVE"
+
+
+def check_injected_oom(n: int) -> None:
+    """Fault injection (README "Reliability"): with SYNTHVLM_TEST_OOM_ABOVE=N, a batch of more than N
+    images raises torch.OutOfMemoryError, as a GPU that holds only N would."""
+    limit = os.environ.get(OOM_ENV)
+    if limit and n > int(limit):
+        raise torch.OutOfMemoryError(f"out of memory for a batch of {n} (injected: {OOM_ENV}={limit})")
