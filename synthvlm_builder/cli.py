@@ -41,7 +41,8 @@ EXAMPLES = {
 
 DESCRIPTIONS = {
     "validate": "Check recipes against the schema and the semantic rules. Loads and writes nothing.",
-    "plan": "Show the resolved recipe, data fingerprint, shard plan, counts and compute estimate. Loads no model.",
+    "plan": "Show the resolved recipe, data fingerprint, shard plan, counts and compute estimate. Loads no model"
+            " (unless --measure: then a few denoising steps on this device give a wall-time estimate).",
     "diff": "Compare two recipes: changed fields, whether the data fingerprint changed, whether the version was"
             " bumped. Exit 0 same data, 3 data changed and version bumped, 4 data changed but version not bumped."
             " A recipe given as REV:PATH is read from git at that revision.",
@@ -66,7 +67,11 @@ RECIPE = ("recipe", {"metavar": "RECIPE"})
 DIR = ("dir", {"metavar": "DIR"})
 ARGUMENTS = {
     "validate": [("recipes", {"nargs": "+", "metavar": "RECIPE"})],
-    "plan": [RECIPE, ("--json", {"action": "store_true", "help": "print the plan as JSON"})],
+    "plan": [RECIPE, ("--json", {"action": "store_true", "help": "print the plan as JSON"}),
+             ("--measure", {"action": "store_true",
+                            "help": "time a few denoising steps of the model on this device and estimate the wall time"
+                                    " (loads the model)"}),
+             ("--device", {"help": "with --measure: the device (default: execution.device)"})],
     "diff": [("old", {"metavar": "OLD"}), ("new", {"metavar": "NEW"})],
     "review": [("old", {"metavar": "OLD", "nargs": "?"}), ("new", {"metavar": "NEW"}),
                ("--format", {"choices": ("markdown", "json"), "default": "markdown", "help": "default: markdown"})],
@@ -186,10 +191,20 @@ def cmd_plan(args) -> int:
     from .recipe import load_recipe
     recipe = load_recipe(args.recipe)
     plan = make_plan(recipe)
+    measured = None
+    if args.measure:
+        from .execution.measure import estimate, format_measured, measure
+        from .execution.runner import check_device, preflight
+        check_device(args.device or recipe.execution.device, "--device" if args.device else "execution.device")
+        preflight(recipe)
+        measured = estimate(measure(recipe, args.device), plan.candidates)
     if args.json:
-        print(json.dumps({**plan.to_json(recipe), "content": local_source_digests(recipe)}, indent=2))
+        extra = {"measured": measured} if measured else {}
+        print(json.dumps({**plan.to_json(recipe), "content": local_source_digests(recipe), **extra}, indent=2))
     else:
         print(format_plan(recipe, plan))
+        if measured:
+            print(format_measured(measured, plan.candidates))
     return 0
 
 
