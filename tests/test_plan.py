@@ -118,7 +118,9 @@ def test_plan_json_shape(base_dir, capsys):
     (base_dir / "r.yaml").write_text(BASE)
     assert main(["plan", "r.yaml", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"name", "version", "fingerprint", "recipe", "counts", "shards", "estimate", "content"}
+    assert set(out) == {"name", "version", "fingerprint", "recipe", "counts", "shards", "estimate", "content",
+                        "curation"}
+    assert [r["row"] for r in out["curation"]] == ["empty", "reserved_tokens", "dedupe"]  # the defaults
     digest = hashlib.sha256((base_dir / "caps.jsonl").read_bytes()).hexdigest()
     assert out["content"] == {"captions.sources[0]": f"sha256:{digest}"}  # local files' digests
     assert out["fingerprint"] == fp(BASE, base_dir)

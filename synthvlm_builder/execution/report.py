@@ -54,6 +54,8 @@ def format_plan(recipe: Recipe, plan: Plan) -> str:
         + (" (2 per step: classifier-free guidance)" if g.guidance_scale > 1 else ""),
         f"output       ~{_human_bytes(plan.output_bytes)} dataset, ~{_human_bytes(plan.candidate_bytes)} candidates",
     ]
+    lines.append("curation     in this order, each a row of the funnel (`synthvlm-build captions` runs it):")
+    lines += [f"  {name:<22} keeps {rule}" for name, rule in plan.curation]
     if plan.captions is None:
         lines.append("note         set captions.sources[].limit (or run `synthvlm-build captions`) for counts")
     for field, digest in local_source_digests(recipe).items():

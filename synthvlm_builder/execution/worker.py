@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from ..recipe.config import Caption, Recipe
 from ..stages.format import decode_image, encode_image
 from ..stages.rows import CANDIDATE_SCHEMA
-from ..stages.score import combined_score, ssim_roundtrip
+from ..stages.score import clip_units, combined_score, ssim_roundtrip
 from .plan import derive_seed, sample_id
 from .workdir import STAGES, WorkDir
 
@@ -137,7 +137,7 @@ class ShardWorker:
         # its saved files), not the pixels before a lossy encoder.
         published = np.stack(list(cpu.map(decode_image, encoded)))
         t1 = time.perf_counter()
-        clip = self.scorer.score(published, [it.caption.text for it in batch])
+        clip = clip_units(self.scorer.score(published, [it.caption.text for it in batch]), recipe.score.clip.units)
         t2 = time.perf_counter()
         size = recipe.score.ssim.size
         ssim = np.concatenate(list(cpu.map(lambda im: ssim_roundtrip(im[None], size), published)))

@@ -32,11 +32,29 @@ def path_slots(data: dict, base: Path) -> Iterator[tuple[dict, str, str]]:
         ref = ModelRef.parse(mapping["model"], clip=clip, base=base)
         if ref.is_local:
             yield mapping, "model", ref.scheme
-    clip = data["score"]["clip"]
-    if clip.get("pretrained") and pretrained_is_file(clip["pretrained"]):
-        yield clip, "pretrained", ""
+    yield from _clip_slots(data["score"]["clip"], base, with_model=False)
+    for src in data["captions"]["sources"]:
+        if src.get("images"):
+            yield src, "images", ""
+    filters = data["captions"].get("filters") or {}
+    for key in ("model", "tokenizer") if filters.get("perplexity") else ():
+        if not filters["perplexity"][key].startswith("hf://"):
+            yield filters["perplexity"], key, ""
+    images = filters.get("source_image") or {}
+    if images.get("clip"):
+        yield from _clip_slots(images["clip"], base, with_model=True)
+    if images.get("itm") and ModelRef.parse(images["itm"]["model"], base=base).is_local:
+        yield images["itm"], "model", ""
     if (data.get("output") or {}).get("dir"):
         yield data["output"], "dir", ""
+
+
+def _clip_slots(clip: dict, base: Path, with_model: bool) -> Iterator[tuple[dict, str, str]]:
+    ref = ModelRef.parse(clip["model"], clip=True, base=base)
+    if with_model and ref.is_local:
+        yield clip, "model", ref.scheme
+    if clip.get("pretrained") and pretrained_is_file(clip["pretrained"]):
+        yield clip, "pretrained", ""
 
 
 def resolve_paths(data: dict, base: Path) -> None:

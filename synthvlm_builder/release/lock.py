@@ -11,7 +11,7 @@ from ..execution.plan import portable_dict
 from ..models.ref import lock_entry
 
 PACKAGES = ("torch", "diffusers", "transformers", "open_clip_torch", "datasets", "huggingface_hub",
-            "pyarrow", "pillow", "scikit-image", "numpy")
+            "pyarrow", "pillow", "scikit-image", "numpy", "kenlm", "sentencepiece", "jieba", "openai")
 
 
 def package_versions() -> dict:

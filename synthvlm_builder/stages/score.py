@@ -1,8 +1,8 @@
 """The SynthVLM score: CLIPScore + weight * SSIM(image, image resized down and back up).
 
-CLIPScore here is the raw cosine between L2-normalised open_clip image and text embeddings (the
-paper's units: ~0.36 mean for SynthVLM images with ViT-B/32), not the 2.5*max(cos, 0) of Hessel
-et al. The SSIM term measures how much detail survives the VLM's low-resolution input.
+CLIPScore is the cosine between L2-normalised open_clip image and text embeddings, stored in the
+recipe's score.clip.units (`clip_units`): by default the raw cosine (the paper's units: ~0.36 mean
+for SynthVLM images with ViT-B/32), or the 2.5*max(cos, 0) of Hessel et al. The SSIM term measures how much detail survives the VLM's low-resolution input.
 """
 from __future__ import annotations
 
@@ -61,15 +61,18 @@ class ClipScorer:
         return (x - self._mean) / self._std
 
     @torch.inference_mode()
-    def score(self, images: np.ndarray, captions: list[str]) -> np.ndarray:
-        """float32 cosine similarity of each image with its caption."""
+    def score(self, images: np.ndarray | list[np.ndarray], captions: list[str]) -> np.ndarray:
+        """float32 cosine similarity of each image with its caption. `images`: an (N, H, W, 3) uint8
+        array, or a list of (H, W, 3) ones of different sizes (original web images)."""
         if len(images) != len(captions):
             raise ValueError(f"{len(images)} images but {len(captions)} captions")
         if len(captions) == 0:
             return np.zeros(0, dtype=np.float32)
         # open_clip's tokenizers truncate to the context length (77 for CLIP), ending with EOT.
         tokens = self.bundle.tokenizer([self.prefix + c for c in captions]).to(self.device)
-        image_emb = F.normalize(self.model.encode_image(self.preprocess(images)).float(), dim=-1)
+        pixels = (self.preprocess(images) if isinstance(images, np.ndarray)
+                  else torch.cat([self.preprocess(np.asarray(im)[None]) for im in images]))
+        image_emb = F.normalize(self.model.encode_image(pixels).float(), dim=-1)
         text_emb = F.normalize(self.model.encode_text(tokens).float(), dim=-1)
         return (image_emb * text_emb).sum(dim=-1).cpu().numpy().astype(np.float32)
 
@@ -126,6 +129,17 @@ def ssim_roundtrip(images: np.ndarray, size: int, resample: str = "bicubic") -> 
         out[i] = structural_similarity(np.asarray(gray, dtype=np.float32), np.asarray(back, dtype=np.float32),
                                        data_range=255)
     return out
+
+
+def clip_units(cosine: np.ndarray, units: str) -> np.ndarray:
+    """clip_score in the recipe's score.clip.units: the raw cosine (the paper), or Hessel et al.'s
+    CLIPScore 2.5 * max(cosine, 0) (the authors' follow-up code)."""
+    cosine = np.asarray(cosine, dtype=np.float32)
+    if units == "cosine":
+        return cosine
+    if units == "clipscore":
+        return np.float32(2.5) * np.maximum(cosine, np.float32(0))
+    raise ValueError(f"unknown score.clip.units {units!r}: expected cosine or clipscore")
 
 
 def combined_score(clip: np.ndarray, ssim: np.ndarray, weight: float) -> np.ndarray:
