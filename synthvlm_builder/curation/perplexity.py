@@ -28,8 +28,17 @@ class PerplexityModel:
         import kenlm
         import sentencepiece
 
-        self.tokenizer = sentencepiece.SentencePieceProcessor(model_file=str(tokenizer_path))
-        self.lm = kenlm.Model(str(model_path))
+        config = kenlm.Config()
+        config.show_progress = False  # no progress bar, and no advice to binarize an ARPA file, on stderr
+        config.arpa_complain = kenlm.ARPALoadComplain.NONE
+        try:
+            self.tokenizer = sentencepiece.SentencePieceProcessor(model_file=str(tokenizer_path))
+        except (OSError, RuntimeError) as e:
+            raise BuildError(f"{FIELD}.tokenizer: {tokenizer_path} is not a SentencePiece model: {e}") from None
+        try:
+            self.lm = kenlm.Model(str(model_path), config)
+        except (OSError, RuntimeError) as e:
+            raise BuildError(f"{FIELD}.model: {model_path} is not a KenLM model (ARPA or binary): {e}") from None
 
     def perplexity(self, text: str) -> float:
         pieces = " ".join(self.tokenizer.encode_as_pieces(text))

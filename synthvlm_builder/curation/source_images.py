@@ -57,9 +57,10 @@ class ItmScorer:
     def __init__(self, model: str, revision: Optional[str], device):
         from transformers import BlipForImageTextRetrieval, BlipProcessor
 
-        from ..models.ref import ModelRef
+        from ..models.builtin import builtin_dir
+        from ..models.ref import BUILTIN, ModelRef
         ref = ModelRef.parse(model)
-        source = str(ref.path()) if ref.is_local else ref.name
+        source = str(builtin_dir(ref.name)) if ref.kind == BUILTIN else str(ref.path()) if ref.is_local else ref.name
         try:
             self.processor = BlipProcessor.from_pretrained(source, revision=revision)
             self.model = BlipForImageTextRetrieval.from_pretrained(source, revision=revision).to(device).eval()
@@ -163,13 +164,19 @@ def _name(ref) -> str:
 
 def check_available(cfg: SourceImageConfig) -> None:
     """Preflight: each model can be had (cached, local or on the Hub)."""
-    from ..models.preflight import _check_hub_file, check_clip_available
-    from ..models.ref import HUB, ModelRef
+    from ..models.builtin import ITM_MODELS
+    from ..models.preflight import _check_hub_file, builtin_name, check_clip_available
+    from ..models.ref import BUILTIN, HUB, LOCAL, ModelRef
     try:
         if cfg.clip:
             check_clip_available(cfg.clip.model, cfg.clip.pretrained)
-        if cfg.itm and ModelRef.parse(cfg.itm.model).kind == HUB:
-            _check_hub_file(cfg.itm.model, ["config.json"], cfg.itm.revision, "or point it at a local folder",
+        ref = ModelRef.parse(cfg.itm.model) if cfg.itm else None
+        if ref is not None and ref.kind == BUILTIN:
+            builtin_name(ref, ITM_MODELS, "BLIP model")
+        elif ref is not None and ref.kind == LOCAL and not (ref.path() / "config.json").is_file():
+            raise ModelUnavailable(f"cannot load BLIP model {cfg.itm.model!r}: {ref.path() / 'config.json'} not found")
+        elif ref is not None and ref.kind == HUB:
+            _check_hub_file(ref.name, ["config.json"], cfg.itm.revision, "or point it at a local folder",
                             label=f"BLIP model {cfg.itm.model!r}")
     except ModelUnavailable as e:
         raise BuildError(f"{FIELD}: {e}") from None

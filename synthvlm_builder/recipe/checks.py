@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..errors import Problem
 from ..models.builtin import CLIP_MODELS as BUILTIN_CLIP
+from ..models.builtin import ITM_MODELS as BUILTIN_ITM
 from ..models.builtin import PIPELINES as BUILTIN_PIPELINES
 from ..models.ref import BUILTIN, HUB, LOCAL, ModelRef, pretrained_is_file
 from .paths import FILE_TYPES
@@ -131,8 +132,9 @@ def check_model_filters(c: Collector, filters: dict, sources: list[dict]) -> Non
     if "itm" in images:
         itm, where = images["itm"], at + ("source_image", "itm")
         ref = ModelRef.parse(itm["model"], base=c.base)
-        if ref.kind == BUILTIN:
-            c.bad(where + ("model",), "no builtin BLIP model ships; give a Hub id or a local folder")
+        if ref.kind == BUILTIN and ref.name not in BUILTIN_ITM:
+            c.bad(where + ("model",), f"unknown builtin model {itm['model']!r}; known: "
+                  + ", ".join("builtin:" + b for b in BUILTIN_ITM))
         elif ref.kind == LOCAL and not (ref.path(c.base) / "config.json").is_file():
             c.bad(where + ("model",), f"local model directory {ref.path(c.base)} does not exist or has no config.json"
                   " (expected a BLIP model saved with save_pretrained, or a Hub id org/name)")
