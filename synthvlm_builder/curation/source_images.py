@@ -55,7 +55,9 @@ class ItmScorer:
     """BLIP image-text matching probabilities, batched."""
 
     def __init__(self, model: str, revision: Optional[str], device):
+        import transformers
         from transformers import BlipForImageTextRetrieval, BlipProcessor
+        transformers.utils.logging.disable_progress_bar()  # the funnel shows progress; loading bars are noise
 
         from ..models.builtin import builtin_dir
         from ..models.ref import BUILTIN, ModelRef
@@ -150,7 +152,7 @@ class SourceImageStep(BatchStep):
 
     def _score(self, row: str, images: list, texts: list[str]) -> np.ndarray:
         if row == CLIP:
-            return self._scorer(row).score([np.asarray(im) for im in images], texts)
+            return self._scorer(row).score([np.array(im) for im in images], texts)  # writable copies for torch
         return self._scorer(row).score(images, texts)
 
     def close(self):

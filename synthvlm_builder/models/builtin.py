@@ -209,8 +209,10 @@ _BLIP_WORDS = ("a an the of on in at with and two is are photo picture image red
 def _build_tiny_blip_itm(path: Path) -> None:
     """BLIP image-text matching at tiny width; weights drawn wider than BLIP's own init (0.5 instead of
     0.02), so that random weights still give matching scores that differ between pairs."""
+    import transformers
     from transformers import BertTokenizer, BlipConfig, BlipForImageTextRetrieval, BlipImageProcessor, BlipProcessor
 
+    transformers.utils.logging.disable_progress_bar()  # its "Writing model shards" bar is noise here
     path.mkdir(parents=True)
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", "[ENC]"]
     (path / "vocab.txt").write_text("\n".join(specials + list(_BLIP_WORDS)) + "\n")

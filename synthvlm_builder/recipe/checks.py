@@ -121,7 +121,7 @@ def check_model_filters(c: Collector, filters: dict, sources: list[dict]) -> Non
         check_model_file(c, filters["perplexity"][key], at + ("perplexity", key))
     images = filters.get("source_image") or {}
     for i, src in enumerate(sources if images else ()):
-        if not (src.get("images") or src.get("image_column")):
+        if not {"llava_json": src.get("images"), "hf_dataset": src.get("image_column")}.get(src["type"]):
             c.bad(("captions", "sources", i), f"{dotted(at + ('source_image',))} needs each caption's original image:"
                   " set images (llava_json) or image_column (hf_dataset) on every source")
     for name, cfg in images.items():
