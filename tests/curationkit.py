@@ -78,7 +78,9 @@ def png(seed: int, size=(40, 48)) -> bytes:
     return out.getvalue()
 
 
-# (id, caption, image file): the image of r10 does not exist, r11's is not an image.
+MISSING, BROKEN = "r07", "r08"  # the image of r07 does not exist, r08's is not an image
+
+# (id, caption); each record's image is <id>.png
 LLAVA_ROWS = [
     ("r00", "the cat sat"),
     ("r01", "A red bicycle leaning against a brick wall near the street."),
@@ -93,6 +95,8 @@ LLAVA_ROWS = [
     ("r10", "A snowy pine forest with a narrow trail."),
     ("r11", "A hot air balloon over rolling green hills."),
     ("r12", "A red bicycle leaning against a brick wall near the street."),  # a repeat: dedupe drops it
+    ("r13", "两只小狗在绿色的草地上奔跑"),  # two puppies running on green grass: one "word" unless segmented
+    ("r14", "$$$ ### !!! @@@ %%% ^^^ &&& ***"),
 ]
 
 
@@ -103,9 +107,9 @@ def write_llava_source(folder: Path) -> tuple[Path, Path]:
     records = []
     for i, (rid, text) in enumerate(LLAVA_ROWS):
         name = f"{rid}.png"
-        if rid == "r11":
+        if rid == BROKEN:
             (images / name).write_bytes(b"not a picture")
-        elif rid != "r10":
+        elif rid != MISSING:
             (images / name).write_bytes(png(i))
         records.append({"id": rid, "image": name, "conversations": [
             {"from": "human", "value": "Describe the image briefly.\n<image>"}, {"from": "gpt", "value": text}]})

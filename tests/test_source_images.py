@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from buildutil import cli
-from curationkit import LLAVA_ROWS, png, write_llava_source
+from curationkit import BROKEN, LLAVA_ROWS, MISSING, png, write_llava_source
 from synthvlm_builder.curation.captions import curate
 from synthvlm_builder.recipe.config import (CaptionsConfig, FiltersConfig, SourceClipConfig, SourceConfig,
                                             SourceImageConfig, SourceItmConfig)
@@ -71,13 +71,13 @@ def test_scores_missing_images_thresholds_and_cache(llava, tmp_path):
     first = curate(CaptionsConfig((llava,), filters()), cache_dir=tmp_path / "cache")
     r = rows(first)
     missing = r["source_image_missing"]
-    assert [e["id"] for e in missing["examples"]] == ["llava:r10", "llava:r11"]  # no such file; not an image
+    assert [e["id"] for e in missing["examples"]] == [f"llava:{MISSING}", f"llava:{BROKEN}"]
     assert "No such file" in missing["examples"][0]["why"] and "unreadable image" in missing["examples"][1]["why"]
     assert "computed" not in missing
-    # 13 rows, 1 repeat dropped by dedupe, 2 without a usable image: 10 scored by CLIP
-    assert (r["source_image_clip"]["computed"], r["source_image_clip"]["cached"]) == (10, 0)
+    # a repeat dropped by dedupe, 2 without a usable image: the rest scored by CLIP
     scored = [(text, Image.open(tmp_path / "src/images" / f"{rid}.png").convert("RGB"))
-              for rid, text in LLAVA_ROWS if rid not in ("r10", "r11", "r12")]
+              for rid, text in LLAVA_ROWS if rid not in (MISSING, BROKEN, "r12")]
+    assert (r["source_image_clip"]["computed"], r["source_image_clip"]["cached"]) == (len(scored), 0) == (12, 0)
     clip = reference_clip(scored)
     np.testing.assert_allclose(stored(tmp_path / "cache", "source_image_clip"), sorted(clip), atol=1e-4)
     assert r["source_image_clip"]["dropped"] == int((clip < CLIP_MIN).sum()) > 0
@@ -90,7 +90,7 @@ def test_scores_missing_images_thresholds_and_cache(llava, tmp_path):
     # A rerun reads and hashes the images but scores none of them; a new threshold reuses every score.
     again = curate(CaptionsConfig((llava,), filters(itm_min=0.0)), cache_dir=tmp_path / "cache")
     r = rows(again)
-    assert (r["source_image_clip"]["computed"], r["source_image_clip"]["cached"]) == (0, 10)
+    assert (r["source_image_clip"]["computed"], r["source_image_clip"]["cached"]) == (0, 12)
     assert (r["source_image_itm"]["computed"], r["source_image_itm"]["cached"]) == (0, len(survivors))
     assert len(again.captions) == len(survivors)
 
@@ -99,7 +99,7 @@ def test_a_changed_image_is_scored_again(llava, tmp_path):
     curate(CaptionsConfig((llava,), filters()), cache_dir=tmp_path / "cache")
     (tmp_path / "src/images/r00.png").write_bytes(png(99))
     r = rows(curate(CaptionsConfig((llava,), filters(clip_min=-1)), cache_dir=tmp_path / "cache"))
-    assert (r["source_image_clip"]["computed"], r["source_image_clip"]["cached"]) == (1, 9)
+    assert (r["source_image_clip"]["computed"], r["source_image_clip"]["cached"]) == (1, 11)
 
 
 def test_itm_model_from_a_local_folder(llava, tmp_path):

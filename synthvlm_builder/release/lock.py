@@ -36,7 +36,8 @@ def build_lock(ctx) -> dict:
                                     "model": portable["generate"]["model"]},
                        "clip": portable["score"]["clip"]},
             "scoring": {"image": "the published bytes, decoded with PIL as RGB",
-                        "clip": "open_clip cosine of L2-normalised image and text embeddings",
+                        "clip": "open_clip cosine of L2-normalised image and text embeddings"
+                                + (", as 2.5 * max(cosine, 0)" if recipe.score.clip.units == "clipscore" else ""),
                         "ssim": "skimage.metrics.structural_similarity (grayscale, data_range=255) of the image"
                                 " and itself resized to score.ssim.size and back with PIL bicubic"},
             "packages": package_versions(),

@@ -30,7 +30,8 @@ COLUMNS = (
     Column("caption", "string", "the curated caption the image was generated from"),
     Column("conversations", "conversations", "LLaVA-pretrain turns: human instruction + `<image>`, gpt caption",
            candidate=False),
-    Column("clip_score", "float32", "raw cosine of the open_clip image and text embeddings", score=True),
+    Column("clip_score", "float32", "cosine of the open_clip image and text embeddings, in score.clip.units (raw,"
+           " or 2.5 * max(cosine, 0))", score=True),
     Column("ssim", "float32", "SSIM of the image with itself resized down and back up", score=True),
     Column("score", "float32", "the selection score: clip_score + ssim.weight * ssim", score=True),
     Column("seed", "int64", "the seed that regenerates the image"),
