@@ -164,12 +164,24 @@ def test_recipe_checks(tmp_path):
     recipe.write_text(RECIPE.replace("      path: caps.jsonl\n", "      path: caps.jsonl\n      images: src/images\n")
                       .replace("images: src/images\n    - type: jsonl", "images: src/nope\n    - type: jsonl"))
     err = cli("validate", recipe, check=False).stderr.splitlines()
-    assert f"{recipe}:7:15: captions.sources[0].images: image folder not found: {tmp_path / 'src/nope'}" in err
     assert f"{recipe}:10:7: captions.sources[1].images: is not used by jsonl sources" in err
     assert any(e.startswith(f"{recipe}:8:7: captions.sources[1]: captions.filters.source_image needs each caption's"
                             " original image") for e in err)
     assert f"{recipe}:14:12: captions.filters.source_image.itm: set min, max or both: without a bound it keeps" \
            " everything" in err
+
+
+def test_a_missing_image_folder_stops_captions_and_build_before_work(tmp_path):
+    write_llava_source(tmp_path / "src")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(RECIPE.replace("    - type: jsonl\n      path: caps.jsonl\n", "")
+                      .replace("images: src/images", "images: src/nope").replace("itm}", "itm, min: 0.5}"))
+    assert cli("validate", recipe).returncode == 0  # it may be unpacked later, as an hf:// file is fetched later
+    for args in (("captions", recipe), (recipe, "--output", tmp_path / "out")):
+        proc = cli(*args, check=False)
+        assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == (
+            f"{recipe}:7:15: captions.sources[0].images: image folder not found: {tmp_path / 'src/nope'}")
+    assert not (tmp_path / "out").exists()
 
 
 def test_the_build_preflight_checks_the_itm_model(tmp_path):

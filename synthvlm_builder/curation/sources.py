@@ -76,6 +76,13 @@ def _resolve_hf_uri(src: SourceConfig, index: int) -> Path:
         raise InputError(source_field(index, "path"), f"cannot download {src.path}: {type(e).__name__}: {e}") from None
 
 
+def check_images(src: SourceConfig, index: int) -> None:
+    """A source's image folder must be there before any caption is read (validate does not ask: a
+    recipe may name a folder that is unpacked later, as it may name an hf:// file not yet fetched)."""
+    if src.images and not Path(src.images).is_dir():
+        raise InputError(source_field(index, "images"), f"image folder not found: {src.images}")
+
+
 def local_file(src: SourceConfig, index: int) -> Path:
     path = _resolve_hf_uri(src, index) if src.path.startswith("hf://") else Path(src.path)
     if not path.is_file():
@@ -270,6 +277,7 @@ def read_source(src: SourceConfig, index: int, on_duplicate: Callable[[Caption],
         raise InputError(source_field(index, "type"), f"unknown source type {src.type!r} (one of {', '.join(READERS)})")
     if src.path.startswith("hf://") and src.type not in FILE_TYPES:
         raise InputError(source_field(index, "path"), f"hf:// paths are for file sources ({', '.join(FILE_TYPES)})")
+    check_images(src, index)
     rows = _text_errors(READERS[src.type](src, index), src, index)
     first = next(rows, None)  # runs the reader's opening checks now, not at the caller's first next()
     rows = chain([first], rows) if first is not None else iter(())

@@ -54,21 +54,29 @@ def _hub_commit(repo_id: str, revision: str | None, repo_type: str, field: str) 
 def input_digests(recipe: Recipe) -> dict[str, str]:
     """Recipe field -> digest of what it points at."""
     digests = {f"captions.sources[{i}]": source_digest(recipe, i) for i in range(len(recipe.captions.sources))}
+    digests.update(curation_digests(recipe))
     digests["generate.model"] = model_digest(recipe.generate.model, recipe.generate.revision)
     digests["score.clip"] = clip_digest(recipe.score.clip.model, recipe.score.clip.pretrained)
-    digests.update(curation_digests(recipe))
     return digests
 
 
 def curation_digests(recipe: Recipe) -> dict[str, str]:
     """The caption stage's inputs beyond the caption files: source image folders and model files."""
+    from ..curation.sources import check_images
+    from ..errors import BuildError
     from ..models.files import ModelFile
-    out = {f"captions.sources[{i}].images": path_digest(Path(s.images))
-           for i, s in enumerate(recipe.captions.sources) if s.images}
+    from ..models.preflight import ModelUnavailable
+    out = {}
+    for i, src in enumerate(recipe.captions.sources):
+        if src.images:
+            check_images(src, i)
+            out[f"captions.sources[{i}].images"] = path_digest(Path(src.images))
     f = recipe.captions.filters
-    if f.perplexity:
-        out["captions.filters.perplexity.model"] = ModelFile.parse(f.perplexity.model).digest()
-        out["captions.filters.perplexity.tokenizer"] = ModelFile.parse(f.perplexity.tokenizer).digest()
+    for key in ("model", "tokenizer") if f.perplexity else ():
+        try:
+            out[f"captions.filters.perplexity.{key}"] = ModelFile.parse(getattr(f.perplexity, key)).digest()
+        except ModelUnavailable as e:
+            raise BuildError(f"captions.filters.perplexity.{key}: {e}") from None
     images = f.source_image
     if images and images.clip:
         out["captions.filters.source_image.clip"] = clip_digest(images.clip.model, images.clip.pretrained)

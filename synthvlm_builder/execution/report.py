@@ -44,7 +44,7 @@ def format_plan(recipe: Recipe, plan: Plan) -> str:
         f"{g.dtype}, batch {g.batch_size}, {g.images_per_caption} per caption",
         f"scoring      CLIP {recipe.score.clip.model}" + (f" ({recipe.score.clip.pretrained})"
                                                           if recipe.score.clip.pretrained else "")
-        + f" + {recipe.score.ssim.weight} * SSIM@{recipe.score.ssim.size}",
+        + f" + {recipe.score.ssim.weight} * SSIM@{recipe.score.ssim.size}; clip_score in {recipe.score.clip.units} units",
         f"captions     {_num(plan.captions)}{count_note}",
         f"candidates   {_num(plan.candidates)}",
         f"rows         {_num(plan.rows)} (select.size {recipe.select.size:,}, per_caption {recipe.select.per_caption})",

@@ -69,8 +69,6 @@ def check_sources(c: Collector, sources: list[dict]) -> None:
                 c.bad(at + ("revision",), "revision applies to hf:// paths and hf_dataset sources only")
         elif ModelRef.parse(path, base=c.base).is_local and not c.local(path).exists():
             c.bad(at + ("path",), f"not a local dataset folder ({c.local(path)} does not exist) nor a Hub id org/name")
-        if "images" in src and kind == "llava_json" and not c.local(src["images"]).is_dir():
-            c.bad(at + ("images",), f"image folder not found: {c.local(src['images'])}")
         name = src.get("name") or default_source_name(kind, path)
         if name in names:
             c.bad(at + ("name",) if "name" in src else at + ("path",),
