@@ -41,7 +41,9 @@ DESCRIPTIONS = {
     "diff": "Compare two recipes: changed fields, whether the data fingerprint changed, whether the version was"
             " bumped. Exit 0 same data, 3 data changed and version bumped, 4 data changed but version not bumped."
             " A recipe given as REV:PATH is read from git at that revision.",
-    "captions": "Run only the caption stage: print the funnel and write the surviving captions with their ids.",
+    "captions": "Run only the caption stage: print the funnel and write the surviving captions with their ids."
+                " Model steps (perplexity, source images, LLM judge) show values computed and cached: a rerun"
+                " computes and asks nothing twice.",
     "publish": "Push a finished build to the Hub as one commit, then tag it v<version>.",
     "export": "Write a finished build in LLaVA's training layout: OUT/synthvlm.json + OUT/images/.",
 }

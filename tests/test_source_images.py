@@ -1,6 +1,7 @@
 """captions.filters.source_image: each caption against its original image (CLIP cosine, BLIP ITM), on a
 LLaVA source with real PNG files written by the test (one missing, one not an image) and on a local
 `datasets` folder with an Image column; tiny real models (builtin:tiny-clip, builtin:tiny-blip-itm)."""
+import io
 import json
 import shutil
 import sqlite3
@@ -127,7 +128,7 @@ def test_hf_dataset_image_column(tmp_path):
     r = rows(result)
     assert [e["id"] for e in r["source_image_missing"]["examples"]] == ["web:1"]
     assert r["source_image_clip"]["computed"] == 2 and [c.id for c in result.captions] == ["web:0", "web:2"]
-    expected = reference_clip([(t, Image.open(__import__("io").BytesIO(png(i))).convert("RGB"))
+    expected = reference_clip([(t, Image.open(io.BytesIO(png(i))).convert("RGB"))
                                for i, t in ((1, ds[0]["caption"]), (2, ds[2]["caption"]))])
     np.testing.assert_allclose(stored(tmp_path / "cache", "source_image_clip"), sorted(expected), atol=1e-4)
 

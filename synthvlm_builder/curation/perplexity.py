@@ -1,5 +1,5 @@
-"""Perplexity under a KenLM language model, exactly as Data-Juicer's perplexity_filter computes it
-(data_juicer/ops/filter/perplexity_filter.py, which follows BigScience's text-data-filtering):
+"""Perplexity under a KenLM language model, exactly as Data-Juicer's perplexity_filter operator computes
+it (following BigScience's text-data-filtering):
 
     pieces = sentencepiece.encode_as_pieces(text)
     for each line of " ".join(pieces):  log10 score += kenlm.score(line)   (with <s> and </s>)
