@@ -56,7 +56,9 @@ DESCRIPTIONS = {
     "verify": "Regenerate a seeded sample of rows of a finished build dir or a published Hub release from its"
               " recipe.lock.json (each row's whole original batch) and compare pixels and scores."
               " Exit 0 all match, 1 a row does not, 2 bad input or a model the lock names cannot be loaded.",
-    "captions": "Run only the caption stage: print the funnel and write the surviving captions with their ids.",
+    "captions": "Run only the caption stage: print the funnel and write the surviving captions with their ids."
+                " Model steps (perplexity, source images, LLM judge) show values computed and cached: a rerun"
+                " computes and asks nothing twice.",
     "publish": "Push a finished build to the Hub as one commit, then tag it v<version>.",
     "export": "Write a finished build in LLaVA's training layout (OUT/synthvlm.json + OUT/images/) or as"
               " WebDataset tar shards (OUT/00000.tar ... + OUT/index.json).",

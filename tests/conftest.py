@@ -52,3 +52,17 @@ def quickstart(tmp_path_factory):
     out = tmp_path_factory.mktemp("qs") / "out"
     proc = cli_process(ROOT / "recipes/quickstart.yaml", "--output", out)
     return out, proc
+
+
+@pytest.fixture
+def private_cache(tmp_path, monkeypatch):
+    """A fresh $SYNTHVLM_CACHE (so the caption stage's caches start empty) that shares the session's
+    built-in models instead of building them again."""
+    shared = Path(os.environ["SYNTHVLM_CACHE"]) / "builtin"
+    shared.mkdir(parents=True, exist_ok=True)
+    cache = tmp_path / "synthvlm-cache"
+    cache.mkdir()
+    (cache / "builtin").symlink_to(shared)
+    monkeypatch.setenv("SYNTHVLM_CACHE", str(cache))
+    monkeypatch.setenv("SYNTHVLM_LLM_RETRY_WAIT", "0.01")
+    return cache

@@ -118,7 +118,9 @@ def test_plan_json_shape(base_dir, capsys):
     (base_dir / "r.yaml").write_text(BASE)
     assert main(["plan", "r.yaml", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"name", "version", "fingerprint", "recipe", "counts", "shards", "estimate", "content"}
+    assert set(out) == {"name", "version", "fingerprint", "recipe", "counts", "shards", "estimate", "content",
+                        "curation"}
+    assert [r["row"] for r in out["curation"]] == ["empty", "reserved_tokens", "dedupe"]  # the defaults
     digest = hashlib.sha256((base_dir / "caps.jsonl").read_bytes()).hexdigest()
     assert out["content"] == {"captions.sources[0]": f"sha256:{digest}"}  # local files' digests
     assert out["fingerprint"] == fp(BASE, base_dir)
@@ -174,3 +176,19 @@ def test_diff_against_git_revision(base_dir, capsys):
     write(base_dir, "r.yaml", BASE.replace("steps: 2", "steps: 3"))
     assert main(["diff", "HEAD:r.yaml", "r.yaml"]) == 4
     assert "generate.steps: 2 -> 3  [data]" in capsys.readouterr().out
+
+
+def test_plan_shows_the_paper_recipes_whole_curation(capsys):
+    root = Path(__file__).resolve().parents[1]
+    assert main(["plan", str(root / "recipes/synthvlm_paper.yaml")]) == 0
+    out = capsys.readouterr().out
+    for row in ("alnum_ratio            keeps >= 0.6", "special_char_ratio     keeps 0.165 to 0.42",
+                "char_repetition        keeps <= 0.0937 (rep_len 10)", "word_repetition        keeps <= 0.0309",
+                "flagged_words          keeps <= 0", "perplexity             keeps <= 5500 (KenLM hf://edugp/kenlm/",
+                "source_image_clip      keeps cosine >= 0.28 (ViT-B-32, openai)",
+                "source_image_itm       keeps BLIP ITM 0.8 to 1 (Salesforce/blip-itm-base-coco)",
+                "llm_judge              keeps 'Yes' from", "clip_score in cosine units"):
+        assert row in out, row
+    rows = [line.split()[0] for line in out.split("curation     ")[1].splitlines()[1:] if line.startswith("  ")]
+    assert rows[-6:] == ["dedupe", "perplexity", "source_image_missing", "source_image_clip", "source_image_itm",
+                         "llm_judge"]  # cheapest first: every model step after dedupe

@@ -1,14 +1,17 @@
-"""Caption stage: read the recipe's sources, apply the text filters, count the funnel.
+"""Caption stage: read the recipe's sources, apply the filters, count the funnel.
 
-    sources (recipe order) -> alnum_ratio -> special_char_ratio -> char_repetition
-      -> word_repetition -> flagged_words -> words -> max_tokens -> dedupe -> survivors
+    sources (recipe order) -> empty -> reserved_tokens -> alnum_ratio -> special_char_ratio
+      -> char_repetition -> word_repetition -> flagged_words -> words -> max_tokens -> dedupe
+      -> perplexity -> source_image (missing, clip, itm) -> llm_judge -> survivors
 
-Everything streams; only dedupe keeps state (16-byte digests). Bad input raises
-InputError naming the recipe field, and `iter_curate` opens and checks every
-source before it returns, so a broken source fails before work starts.
+Cheapest first: every model step (steps.py) comes after dedupe, so none scores, or pays for, a
+repeat. Everything streams: dedupe keeps 16-byte digests and each model step one batch. Bad input
+raises InputError naming the recipe field, and `iter_curate` opens and checks every source (and
+sets up every model step) before it returns, so a broken source fails before work starts.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,30 +21,18 @@ from ..atomic import atomic_open
 from ..errors import BuildError, InputError
 from ..recipe.config import Caption, CaptionsConfig, FiltersConfig
 from .sources import read_source, source_field
+from .steps import FilterCount, require
 from .textfilters import (AlnumRatioFilter, CharRepetitionFilter, DedupFilter, FlaggedWordsFilter, NonEmptyFilter,
                           ReservedTokensFilter,
                           SpecialCharRatioFilter, TokenLimitFilter, WordCountFilter, WordRepetitionFilter)
-
-N_EXAMPLES = 3
 
 
 # --- the funnel and the pipeline -----------------------------------------------------------------
 
 @dataclass
-class FilterCount:
-    name: str
-    dropped: int = 0
-    examples: list[dict] = field(default_factory=list)
-
-    def drop(self, caption: Caption) -> None:
-        self.dropped += 1
-        if len(self.examples) < N_EXAMPLES:
-            self.examples.append({"id": caption.id, "text": caption.text})
-
-
-@dataclass
 class Funnel:
-    """Counts per source (read) and per filter (dropped, first examples); updated while streaming."""
+    """Counts per source (read) and per filter (dropped, first examples; computed and cached for
+    model steps); updated while streaming."""
 
     sources: list[dict] = field(default_factory=list)
     filters: list[FilterCount] = field(default_factory=list)
@@ -49,8 +40,7 @@ class Funnel:
     kept: int = 0
 
     def to_dict(self) -> dict:
-        out = {"sources": [dict(s) for s in self.sources],
-               "filters": [{"name": f.name, "dropped": f.dropped, "examples": list(f.examples)} for f in self.filters],
+        out = {"sources": [dict(s) for s in self.sources], "filters": [f.to_dict() for f in self.filters],
                "read": sum(s["read"] for s in self.sources), "kept": self.kept}
         if self.truncated is not None:
             out["truncated"] = self.truncated
@@ -64,7 +54,7 @@ class Curation:
 
 
 def build_filters(cfg: FiltersConfig, tokenizer=None, reserved: tuple[str, ...] = ()) -> list:
-    """The filters in application order: empty captions and reserved tokens of the output format
+    """The text filters in application order: empty captions and reserved tokens of the output format
     (always), then the configured ones (max_tokens and dedupe last)."""
     out: list = [NonEmptyFilter()]
     if reserved:
@@ -75,12 +65,15 @@ def build_filters(cfg: FiltersConfig, tokenizer=None, reserved: tuple[str, ...] 
         out.append(SpecialCharRatioFilter(cfg.special_char_ratio.min, cfg.special_char_ratio.max))
     if cfg.char_repetition:
         out.append(CharRepetitionFilter(cfg.char_repetition.rep_len, cfg.char_repetition.max))
+    seg = cfg.segmentation
+    if seg != "whitespace" and (cfg.word_repetition or cfg.flagged_words or cfg.words):
+        require((seg,), "zh", f"captions.filters.segmentation: {seg}")
     if cfg.word_repetition:
-        out.append(WordRepetitionFilter(cfg.word_repetition.rep_len, cfg.word_repetition.max))
+        out.append(WordRepetitionFilter(cfg.word_repetition.rep_len, cfg.word_repetition.max, segmentation=seg))
     if cfg.flagged_words:
-        out.append(FlaggedWordsFilter(cfg.flagged_words.max))
+        out.append(FlaggedWordsFilter(cfg.flagged_words.max, segmentation=seg))
     if cfg.words:
-        out.append(WordCountFilter(cfg.words.min, cfg.words.max))
+        out.append(WordCountFilter(cfg.words.min, cfg.words.max, segmentation=seg))
     if cfg.max_tokens is not None:
         if tokenizer is None:
             raise ValueError("captions.filters.max_tokens needs a tokenizer (models.caption_tokenizer)")
@@ -88,6 +81,83 @@ def build_filters(cfg: FiltersConfig, tokenizer=None, reserved: tuple[str, ...] 
     if cfg.dedupe != "none":
         out.append(DedupFilter(cfg.dedupe))
     return out
+
+
+def _bounds(low, high) -> str:
+    if low is not None and high is not None:
+        return f"{low:g} to {high:g}"
+    return f">= {low:g}" if low is not None else f"<= {high:g}"
+
+
+def funnel_rows(cfg: FiltersConfig, reserved: tuple[str, ...] = (), drops_duplicate_ids: bool = False
+                ) -> list[tuple[str, str]]:
+    """(funnel row, what it keeps) in the order a run reports them, from the recipe alone (for `plan`:
+    nothing is loaded). A test checks the names against a real run's funnel."""
+    seg = f", {cfg.segmentation} words" if cfg.segmentation != "whitespace" else ""
+    rows = [("duplicate_ids", "the first row of each id")] if drops_duplicate_ids else []
+    rows.append(("empty", "captions with text"))
+    if reserved:
+        rows.append(("reserved_tokens", f"none of {', '.join(reserved)}"))
+    for name in ("alnum_ratio", "special_char_ratio"):
+        if getattr(cfg, name):
+            rows.append((name, _bounds(getattr(cfg, name).min, getattr(cfg, name).max)))
+    for name in ("char_repetition", "word_repetition"):
+        if getattr(cfg, name):
+            r = getattr(cfg, name)
+            rows.append((name, f"<= {r.max:g} (rep_len {r.rep_len}{seg if name == 'word_repetition' else ''})"))
+    if cfg.flagged_words:
+        rows.append(("flagged_words", f"<= {cfg.flagged_words.max:g}{seg}"))
+    if cfg.words:
+        rows.append(("words", _bounds(cfg.words.min, cfg.words.max) + seg))
+    if cfg.max_tokens is not None:
+        rows.append(("max_tokens", f"<= {cfg.max_tokens}" + (" (longer ones truncated)" if cfg.truncate else "")))
+    if cfg.dedupe != "none":
+        rows.append(("dedupe", f"the first of each {cfg.dedupe} text"))
+    if cfg.perplexity:
+        rows.append(("perplexity", f"<= {cfg.perplexity.max:g} (KenLM {cfg.perplexity.model})"))
+    images = cfg.source_image
+    if images:
+        rows.append(("source_image_missing", "captions whose original image can be read"))
+    if images and images.clip:
+        rows.append(("source_image_clip", f"cosine {_bounds(images.clip.min, images.clip.max)} ({images.clip.model}"
+                     + (f", {images.clip.pretrained})" if images.clip.pretrained else ")")))
+    if images and images.itm:
+        rows.append(("source_image_itm", f"BLIP ITM {_bounds(images.itm.min, images.itm.max)} ({images.itm.model})"))
+    if cfg.llm_judge:
+        rows.append(("llm_judge", f"{cfg.llm_judge.yes!r} from {cfg.llm_judge.model} at {cfg.llm_judge.base_url}"))
+    return rows
+
+
+def model_steps(cfg: FiltersConfig, device="cpu", cache_dir=None) -> list:
+    """The model steps in application order, cheapest first. Each checks its packages and models
+    now, and loads a model only at its first cache miss."""
+    out: list = []
+    if cfg.perplexity:
+        from .perplexity import PerplexityStep
+        out.append(PerplexityStep(cfg.perplexity, cache_dir))
+    if cfg.source_image:
+        from .source_images import SourceImageStep
+        out.append(SourceImageStep(cfg.source_image, device, cache_dir))
+    if cfg.llm_judge:
+        from .llm_judge import LlmJudgeStep
+        out.append(LlmJudgeStep(cfg.llm_judge, cache_dir))
+    return out
+
+
+def preflight(cfg: FiltersConfig) -> None:
+    """What a build checks before it touches its output dir: the optional packages, every model
+    step's models (here, cached or on the Hub) and the LLM endpoint; BuildError (exit 1) if not."""
+    if cfg.segmentation != "whitespace":
+        require((cfg.segmentation,), "zh", f"captions.filters.segmentation: {cfg.segmentation}")
+    if cfg.perplexity:
+        from .perplexity import check_available
+        check_available(cfg.perplexity)
+    if cfg.source_image:
+        from .source_images import check_available
+        check_available(cfg.source_image)
+    if cfg.llm_judge:
+        from .llm_judge import check_endpoint
+        check_endpoint(cfg.llm_judge)
 
 
 def recipe_tokenizer(recipe):
@@ -103,10 +173,12 @@ def recipe_tokenizer(recipe):
 
 
 def iter_curate(cfg: CaptionsConfig, tokenizer=None, funnel: Optional[Funnel] = None,
-                reserved: tuple[str, ...] = ()) -> Iterator[Caption]:
+                reserved: tuple[str, ...] = (), device="cpu", cache_dir=None) -> Iterator[Caption]:
     """Survivors, streamed; `funnel` (if given) is filled in as they go.  Every source is
     opened and checked before this returns, so input errors come before any output.
-    `reserved`: tokens of the output format a caption must not contain (counted, dropped)."""
+    `reserved`: tokens of the output format a caption must not contain (counted, dropped).
+    `device`: where source-image models run; `cache_dir`: the model steps' caches (default
+    $SYNTHVLM_CACHE/curation)."""
     funnel = funnel if funnel is not None else Funnel()
     names = [s.name for s in cfg.sources]
     for i, name in enumerate(names):
@@ -118,6 +190,7 @@ def iter_curate(cfg: CaptionsConfig, tokenizer=None, funnel: Optional[Funnel] = 
     if any(s.duplicate_ids == "drop" for s in cfg.sources):  # counted first: they never reach a filter
         duplicates = FilterCount("duplicate_ids")
         funnel.filters.insert(0, duplicates)
+    text_counts = list(funnel.filters[len(funnel.filters) - len(filters):])
     readers = []
     for i, src in enumerate(cfg.sources):
         def dropped(caption: Caption, stats=funnel.sources[i]) -> None:
@@ -126,12 +199,22 @@ def iter_curate(cfg: CaptionsConfig, tokenizer=None, funnel: Optional[Funnel] = 
         readers.append(read_source(src, i, dropped))
     if cfg.filters.max_tokens is not None and cfg.filters.truncate:
         funnel.truncated = 0
-    return _run(readers, filters, funnel, cfg.filters.truncate)
+    survivors = _run(readers, filters, text_counts, funnel, cfg.filters.truncate)
+    for step in model_steps(cfg.filters, device, cache_dir):
+        funnel.filters.extend(step.counts.values())
+        survivors = step.run(survivors)
+    return _count_kept(survivors, funnel)
 
 
-def _run(readers, filters, funnel: Funnel, truncate: bool) -> Iterator[Caption]:
+def _count_kept(captions: Iterator[Caption], funnel: Funnel) -> Iterator[Caption]:
+    for caption in captions:
+        funnel.kept += 1
+        yield caption
+
+
+def _run(readers, filters, counts, funnel: Funnel, truncate: bool) -> Iterator[Caption]:
     text_checks, token_limit, dedupe = [], None, None
-    for f, count in zip(filters, funnel.filters[len(funnel.filters) - len(filters):]):
+    for f, count in zip(filters, counts):
         if isinstance(f, TokenLimitFilter):
             token_limit, limit_count = f, count
         elif isinstance(f, DedupFilter):
@@ -150,20 +233,19 @@ def _run(readers, filters, funnel: Funnel, truncate: bool) -> Iterator[Caption]:
                     if not truncate:
                         limit_count.drop(cap)
                         continue
-                    cap = Caption(cap.id, token_limit.truncate(cap.text), cap.source)
+                    cap = dataclasses.replace(cap, text=token_limit.truncate(cap.text))
                     funnel.truncated += 1
                 # after truncation: two captions that now read the same make the same image prompt
                 if dedupe is not None and dedupe.is_duplicate(cap.text):
                     dedupe_count.drop(cap)
                     continue
-                funnel.kept += 1
                 yield cap
 
 
-def curate(cfg: CaptionsConfig, tokenizer=None) -> Curation:
-    """Run the caption stage in memory; see iter_curate for the streaming form."""
+def curate(cfg: CaptionsConfig, tokenizer=None, **options) -> Curation:
+    """Run the caption stage in memory; see iter_curate for the streaming form (and `options`)."""
     funnel = Funnel()
-    captions = list(iter_curate(cfg, tokenizer, funnel))
+    captions = list(iter_curate(cfg, tokenizer, funnel, **options))
     return Curation(captions, funnel.to_dict())
 
 
@@ -203,8 +285,11 @@ def format_funnel(funnel: dict) -> str:
     lines.append("filters:")
     for f in funnel["filters"]:
         extra = f" ({funnel['truncated']:,} truncated)" if f["name"] == "max_tokens" and "truncated" in funnel else ""
+        if "computed" in f:
+            extra += f" ({f['computed']:,} computed, {f['cached']:,} cached)"
         lines.append(f"  {f['name']}: {f['dropped']:,} dropped{extra}")
-        lines += [f"      {e['id']}  {_short(e['text'])}" for e in f["examples"]]
+        lines += [f"      {e['id']}  {_short(e['text'])}" + (f"  ({e['why']})" if "why" in e else "")
+                  for e in f["examples"]]
     if not funnel["filters"]:
         lines.append("  (none)")
     lines.append(f"kept: {funnel['kept']:,} of {funnel['read']:,}")

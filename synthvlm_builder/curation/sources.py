@@ -1,4 +1,4 @@
-"""Caption sources: each reader streams (row id, caption) pairs from one recipe source.
+"""Caption sources: each reader streams (row id, caption, position, image) from one recipe source.
 
 Everything streams: ijson for LLaVA's JSON list, pyarrow row groups for parquet,
 `datasets` streaming for the Hub. `read_source` opens and checks a source up to
@@ -8,6 +8,10 @@ Row ids: llava_json uses the record's `id` (or `id_column`); the others use
 `id_column` when set, else the 0-based row index (jsonl/text: the line index, so
 skipped blank lines still count; csv: the data row after the header;
 parquet/hf_dataset: the row).  Caption ids are "<source name>:<row id>".
+
+Original images (for filters.source_image) come with llava_json sources that set `images` (the
+record's `image`, a path under that folder) and hf_dataset sources that set `image_column` (the
+encoded bytes, never decoded here); other rows carry None.
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from ..errors import InputError
-from ..recipe.config import Caption, SourceConfig
+from ..recipe.config import MISSING_IMAGE, Caption, SourceConfig
 from ..recipe.paths import FILE_TYPES
 
 
@@ -37,7 +41,7 @@ def _caption_text(value, src: SourceConfig, index: int, where: str) -> str:
 
 
 def _missing_column(src: SourceConfig, index: int, name: str, columns, where: str) -> InputError:
-    key = "column" if name == src.column else "id_column"
+    key = "column" if name == src.column else "image_column" if name == src.image_column else "id_column"
     return InputError(source_field(index, key), f"{where}: no column {name!r} (columns: {', '.join(map(str, columns))})")
 
 
@@ -72,6 +76,13 @@ def _resolve_hf_uri(src: SourceConfig, index: int) -> Path:
         raise InputError(source_field(index, "path"), f"cannot download {src.path}: {type(e).__name__}: {e}") from None
 
 
+def check_images(src: SourceConfig, index: int) -> None:
+    """A source's image folder must be there before any caption is read (validate does not ask: a
+    recipe may name a folder that is unpacked later, as it may name an hf:// file not yet fetched)."""
+    if src.images and not Path(src.images).is_dir():
+        raise InputError(source_field(index, "images"), f"image folder not found: {src.images}")
+
+
 def local_file(src: SourceConfig, index: int) -> Path:
     path = _resolve_hf_uri(src, index) if src.path.startswith("hf://") else Path(src.path)
     if not path.is_file():
@@ -79,10 +90,18 @@ def local_file(src: SourceConfig, index: int) -> Path:
     return path
 
 
-# --- readers: each yields (row id, caption text, position) ----------------------------------------
+# --- readers: each yields (row id, caption text, position, image) ---------------------------------
 # The position is a 1-based line for line-based files, else a 0-based record/row index (UNITS).
+Row = tuple[object, str, int, object]
 
-def _llava_rows(src: SourceConfig, index: int) -> Iterator[tuple[object, str, int]]:
+def _llava_image(rec: dict, folder: str | None):
+    if folder is None:
+        return None
+    name = rec.get("image")
+    return os.path.join(folder, name) if isinstance(name, str) and name else MISSING_IMAGE
+
+
+def _llava_rows(src: SourceConfig, index: int) -> Iterator[Row]:
     import ijson
 
     path, id_key = local_file(src, index), src.id_column or "id"
@@ -100,14 +119,14 @@ def _llava_rows(src: SourceConfig, index: int) -> Iterator[tuple[object, str, in
                 text = next((t.get("value") for t in turns if isinstance(t, dict) and t.get("from") == "gpt"), None)
                 if not isinstance(text, str):
                     raise InputError(source_field(index, "path"), f"{where} (id {rec[id_key]}) has no 'gpt' turn with text")
-                yield rec[id_key], text, n
+                yield rec[id_key], text, n, _llava_image(rec, src.images)
                 n += 1
         except ijson.JSONError as e:
             raise InputError(source_field(index, "path"),
                              f"{path}: invalid JSON after record {n} (near byte {f.tell()}): {e}") from None
 
 
-def _jsonl_rows(src: SourceConfig, index: int) -> Iterator[tuple[object, str, int]]:
+def _jsonl_rows(src: SourceConfig, index: int) -> Iterator[Row]:
     path = local_file(src, index)
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f):
@@ -124,10 +143,10 @@ def _jsonl_rows(src: SourceConfig, index: int) -> Iterator[tuple[object, str, in
                 if name not in rec:
                     raise _missing_column(src, index, name, rec, where)
             yield ((rec[src.id_column] if src.id_column else lineno), _caption_text(rec[src.column], src, index, where),
-                   lineno + 1)
+                   lineno + 1, None)
 
 
-def _csv_rows(src: SourceConfig, index: int) -> Iterator[tuple[object, str, int]]:
+def _csv_rows(src: SourceConfig, index: int) -> Iterator[Row]:
     path = local_file(src, index)
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
@@ -146,12 +165,12 @@ def _csv_rows(src: SourceConfig, index: int) -> Iterator[tuple[object, str, int]
                 if len(row) != len(header):
                     raise InputError(source_field(index, "path"), f"{path}: data row {i} has {len(row)} fields, "
                                      f"the header has {len(header)}")
-                yield (row[cols[1]] if src.id_column else i), row[cols[0]], reader.line_num
+                yield (row[cols[1]] if src.id_column else i), row[cols[0]], reader.line_num, None
         except csv.Error as e:
             raise InputError(source_field(index, "path"), f"{path}: line {reader.line_num}: {e}") from None
 
 
-def _parquet_rows(src: SourceConfig, index: int) -> Iterator[tuple[object, str, int]]:
+def _parquet_rows(src: SourceConfig, index: int) -> Iterator[Row]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -173,20 +192,27 @@ def _parquet_rows(src: SourceConfig, index: int) -> Iterator[tuple[object, str, 
         texts = batch.column(src.column).to_pylist()
         ids = batch.column(src.id_column).to_pylist() if src.id_column else range(row, row + len(texts))
         for rid, text in zip(ids, texts):
-            yield rid, _caption_text(text, src, index, f"{path}: row {row}"), row
+            yield rid, _caption_text(text, src, index, f"{path}: row {row}"), row, None
             row += 1
 
 
-def _text_rows(src: SourceConfig, index: int) -> Iterator[tuple[object, str, int]]:
+def _text_rows(src: SourceConfig, index: int) -> Iterator[Row]:
     path = local_file(src, index)
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f):
             line = line.rstrip("\n")
             if line.strip():  # blank lines are separators, not empty captions
-                yield lineno, line, lineno + 1
+                yield lineno, line, lineno + 1, None
 
 
-def _hf_dataset_rows(src: SourceConfig, index: int) -> Iterator[tuple[object, str, int]]:
+def _hf_image(value):
+    """An undecoded datasets Image value ({"bytes", "path"}) as bytes, a file path, or MISSING_IMAGE."""
+    if isinstance(value, dict):
+        return value.get("bytes") or value.get("path") or MISSING_IMAGE
+    return MISSING_IMAGE
+
+
+def _hf_dataset_rows(src: SourceConfig, index: int) -> Iterator[Row]:
     import datasets
 
     try:
@@ -200,21 +226,24 @@ def _hf_dataset_rows(src: SourceConfig, index: int) -> Iterator[tuple[object, st
     except ValueError as e:  # datasets words these: "Bad split: ..." / "BuilderConfig 'x' not found ..."
         key = "split" if "split" in str(e).lower() else "config" if "config" in str(e).lower() else "path"
         raise InputError(source_field(index, key), str(e)) from None
-    names = list(dict.fromkeys(filter(None, (src.column, src.id_column))))
+    names = list(dict.fromkeys(filter(None, (src.column, src.id_column, src.image_column))))
     if ds.column_names is not None:
         for name in names:
             if name not in ds.column_names:
                 raise _missing_column(src, index, name, ds.column_names, src.path)
         ds = ds.select_columns(names)  # never decode other columns (images, embeddings)
+    if src.image_column:  # the encoded bytes: hashed for the cache, decoded only to be scored
+        ds = ds.cast_column(src.image_column, datasets.Image(decode=False))
     for i, rec in enumerate(ds):
         for name in names:
             if name not in rec:
                 raise _missing_column(src, index, name, rec, f"{src.path}: row {i}")
         where = f"{src.path}: row {i}"
-        yield (rec[src.id_column] if src.id_column else i), _caption_text(rec[src.column], src, index, where), i
+        yield ((rec[src.id_column] if src.id_column else i), _caption_text(rec[src.column], src, index, where), i,
+               _hf_image(rec[src.image_column]) if src.image_column else None)
 
 
-READERS: dict[str, Callable[[SourceConfig, int], Iterator[tuple[object, str, int]]]] = {
+READERS: dict[str, Callable[[SourceConfig, int], Iterator[Row]]] = {
     "llava_json": _llava_rows, "jsonl": _jsonl_rows, "csv": _csv_rows,
     "parquet": _parquet_rows, "text": _text_rows, "hf_dataset": _hf_dataset_rows,
 }
@@ -248,6 +277,7 @@ def read_source(src: SourceConfig, index: int, on_duplicate: Callable[[Caption],
         raise InputError(source_field(index, "type"), f"unknown source type {src.type!r} (one of {', '.join(READERS)})")
     if src.path.startswith("hf://") and src.type not in FILE_TYPES:
         raise InputError(source_field(index, "path"), f"hf:// paths are for file sources ({', '.join(FILE_TYPES)})")
+    check_images(src, index)
     rows = _text_errors(READERS[src.type](src, index), src, index)
     first = next(rows, None)  # runs the reader's opening checks now, not at the caller's first next()
     rows = chain([first], rows) if first is not None else iter(())
@@ -258,8 +288,8 @@ def read_source(src: SourceConfig, index: int, on_duplicate: Callable[[Caption],
 
 def _unique_ids(rows, src: SourceConfig, index: int, on_duplicate) -> Iterator[Caption]:
     seen: set[bytes] = set()
-    for rid, text, pos in rows:
-        caption = Caption(f"{src.name}:{rid}", text.strip(), src.name)
+    for rid, text, pos, image in rows:
+        caption = Caption(f"{src.name}:{rid}", text.strip(), src.name, image)
         key = hashlib.blake2b(str(rid).encode("utf-8", "surrogatepass"), digest_size=16).digest()
         if key in seen:
             if src.duplicate_ids != "drop":
@@ -273,7 +303,7 @@ def _unique_ids(rows, src: SourceConfig, index: int, on_duplicate) -> Iterator[C
 
 def _duplicate(src: SourceConfig, index: int, rid, pos: int) -> InputError:
     """The error for a repeated id, naming where it first appeared (found by reading again: rare)."""
-    first = next(p for r, _, p in READERS[src.type](src, index) if str(r) == str(rid))
+    first = next(p for r, _, p, _ in READERS[src.type](src, index) if str(r) == str(rid))
     unit = UNITS[src.type]
     return InputError(source_field(index, "duplicate_ids"),
                       f"id {str(rid)!r} repeats {unit} {first}; ids must be unique within a source (set"

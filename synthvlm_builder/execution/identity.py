@@ -3,35 +3,24 @@ its input files contain. The identity joins the fingerprint with a digest of eve
 files, local model folders and checkpoints, the Hub revisions things resolve to), and decides "same
 data" everywhere: resume, "nothing to do", the lock file and the publish integrity check.
 
-Digests read inputs only; nothing here writes. A source pinned with `sha256` that does not match is
+Digests (models/digests.py, one definition shared with the caption stage's caches) read inputs
+only; nothing here writes. A source pinned with `sha256` that does not match is
 bad input (exit 2) at the pin.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from pathlib import Path
 
 from ..atomic import sha256_file
 from ..errors import InputError
-from ..models.ref import BUILTIN, HUB, LOCAL, ModelRef, pretrained_is_file
+from ..models.digests import COMMIT, clip_digest, model_digest, path_digest
+from ..models.ref import ModelRef
 from ..recipe import Recipe
 from ..recipe.paths import FILE_TYPES
 from .plan import canonical_json
-
-COMMIT = re.compile(r"^[0-9a-f]{40}$")
-
-
-def tree_digest(folder: Path) -> str:
-    """sha256 over the relative path and sha256 of every file below `folder`."""
-    h = hashlib.sha256()
-    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
-        h.update(f"{path.relative_to(folder).as_posix()}\0{sha256_file(path)}\n".encode())
-    return h.hexdigest()
-
-
-def _path_digest(path: Path) -> str:
-    return "sha256:" + (tree_digest(path) if path.is_dir() else sha256_file(path))
 
 
 def source_digest(recipe: Recipe, index: int) -> str:
@@ -47,44 +36,8 @@ def source_digest(recipe: Recipe, index: int) -> str:
         return "sha256:" + digest
     ref = ModelRef.parse(src.path)
     if ref.is_local:
-        return _path_digest(Path(src.path))
+        return path_digest(Path(src.path))
     return "commit:" + _hub_commit(src.path, src.revision, "dataset", source_field(index, "path"))
-
-
-def model_digest(model: str, revision: str | None) -> str:
-    ref = ModelRef.parse(model)
-    if ref.kind == BUILTIN:
-        from ..models.builtin import builtin_dir
-        return "sha256:" + tree_digest(builtin_dir(ref.name))
-    if ref.kind == LOCAL:
-        return _path_digest(ref.path())
-    return "commit:" + _cached_commit(ref.name, "model_index.json", revision)
-
-
-def clip_digest(model: str, pretrained: str | None) -> str:
-    ref = ModelRef.parse(model, clip=True)
-    if ref.kind == BUILTIN:
-        from ..models.builtin import builtin_dir
-        return "sha256:" + tree_digest(builtin_dir(ref.name))
-    if ref.kind == LOCAL:
-        return _path_digest(ref.path())
-    if ref.kind == HUB:
-        return "commit:" + _cached_commit(ref.name, "open_clip_config.json", None)
-    if pretrained and pretrained_is_file(pretrained):
-        return _path_digest(Path(pretrained))
-    return f"tag:{ref.name}/{pretrained}"  # an open_clip release tag names fixed weights
-
-
-def _cached_commit(repo_id: str, filename: str, revision: str | None) -> str:
-    """The commit a Hub revision resolves to in the local cache (what loading will use); a pinned
-    commit sha is itself; otherwise the revision as written (resolved at load time)."""
-    if revision and COMMIT.match(revision):
-        return revision
-    from huggingface_hub import try_to_load_from_cache
-    cached = try_to_load_from_cache(repo_id, filename, revision=revision)
-    if isinstance(cached, str) and "/snapshots/" in cached:
-        return cached.split("/snapshots/")[1].split("/")[0]
-    return f"{repo_id}@{revision or 'main'}"
 
 
 def _hub_commit(repo_id: str, revision: str | None, repo_type: str, field: str) -> str:
@@ -102,6 +55,7 @@ def _hub_commit(repo_id: str, revision: str | None, repo_type: str, field: str) 
 def input_digests(recipe: Recipe) -> dict[str, str]:
     """Recipe field -> digest of what it points at."""
     digests = {f"captions.sources[{i}]": source_digest(recipe, i) for i in range(len(recipe.captions.sources))}
+    digests.update(curation_digests(recipe))
     digests["generate.model"] = model_digest(recipe.generate.model, recipe.generate.revision)
     digests["score.clip"] = clip_digest(recipe.score.clip.model, recipe.score.clip.pretrained)
     a = recipe.score.aesthetic
@@ -117,6 +71,31 @@ def input_digests(recipe: Recipe) -> dict[str, str]:
             digests[f"screen.{name}"] = (_path_digest(ref.path()) if ref.is_local else
                                          "commit:" + _cached_commit(ref.name, "config.json", s.revision))
     return digests
+
+
+def curation_digests(recipe: Recipe) -> dict[str, str]:
+    """The caption stage's inputs beyond the caption files: source image folders and model files."""
+    from ..curation.sources import check_images
+    from ..errors import BuildError
+    from ..models.files import ModelFile
+    from ..models.preflight import ModelUnavailable
+    out = {}
+    for i, src in enumerate(recipe.captions.sources):
+        if src.images:
+            check_images(src, i)
+            out[f"captions.sources[{i}].images"] = path_digest(Path(src.images))
+    f = recipe.captions.filters
+    for key in ("model", "tokenizer") if f.perplexity else ():
+        try:
+            out[f"captions.filters.perplexity.{key}"] = ModelFile.parse(getattr(f.perplexity, key)).digest()
+        except ModelUnavailable as e:
+            raise BuildError(f"captions.filters.perplexity.{key}: {e}") from None
+    images = f.source_image
+    if images and images.clip:
+        out["captions.filters.source_image.clip"] = clip_digest(images.clip.model, images.clip.pretrained)
+    if images and images.itm:
+        out["captions.filters.source_image.itm"] = model_digest(images.itm.model, images.itm.revision, "config.json")
+    return out
 
 
 def content_identity(fingerprint: str, digests: dict[str, str]) -> str:

@@ -25,7 +25,19 @@ DATA_FORMAT = 2
 NON_DATA_FIELDS = (
     "name", "version", "description", "license", "output", "publish", "execution",
     "generate.batch_size", "generate.compile",
+    # where and how the judge is asked; its model, prompt and yes-word decide the answers
+    "captions.filters.llm_judge.base_url", "captions.filters.llm_judge.api_key_env",
+    "captions.filters.llm_judge.max_concurrency", "captions.filters.llm_judge.timeout",
+    "captions.filters.llm_judge.retries",
 )
+
+# Fields added after recipes were published, left out of the fingerprint while at their default, so
+# a recipe that does not use them keeps the fingerprint (and the published tag) it had.
+LATER_FIELDS = {
+    "captions.sources[].images": None, "captions.sources[].image_column": None,
+    "captions.filters.segmentation": "whitespace", "captions.filters.perplexity": None,
+    "captions.filters.source_image": None, "captions.filters.llm_judge": None, "score.clip.units": "cosine",
+}
 
 # Rough encoded bytes per pixel, for the output-size estimate only.
 BYTES_PER_PIXEL = {"jpeg": 0.35, "webp": 0.25, "png": 1.8}
@@ -62,13 +74,28 @@ def data_view(recipe: Recipe) -> dict:
     """Exactly the fields that change the data."""
     data = portable_dict(recipe)
     for field in NON_DATA_FIELDS:
-        head, _, tail = field.partition(".")
-        if tail:
-            data[head].pop(tail, None)
-        else:
-            data.pop(head, None)
+        for parent, key in _slots(data, field):
+            parent.pop(key, None)
+    for field, default in LATER_FIELDS.items():
+        for parent, key in _slots(data, field):
+            if parent.get(key, default) == default:
+                parent.pop(key, None)
     data["data_format"] = DATA_FORMAT
     return data
+
+
+def _slots(data: dict, field: str):
+    """(mapping, key) pairs a dotted field names in plain recipe data ('[]' walks a list)."""
+    parents = [data]
+    *path, last = field.split(".")
+    for part in path:
+        name, many = (part[:-2], True) if part.endswith("[]") else (part, False)
+        nxt = []
+        for parent in parents:
+            value = parent.get(name) if isinstance(parent, dict) else None
+            nxt += (value if many else [value]) if value is not None else []
+        parents = [p for p in nxt if isinstance(p, dict)]
+    return [(parent, last) for parent in parents]
 
 
 def canonical_json(obj) -> str:
@@ -106,6 +133,7 @@ class Plan:
     candidate_bytes: Optional[int]
     gpu_hours: Optional[float] = None  # at the REFERENCE throughput
     captions_exact: bool = False  # True when counted after curation, False for limit-based bounds
+    curation: tuple = ()          # (funnel row, what it keeps), in order
 
     def to_json(self, recipe: Recipe) -> dict:
         return {
@@ -121,7 +149,16 @@ class Plan:
             "estimate": {"denoiser_evals": self.denoiser_evals, "output_bytes": self.output_bytes,
                          "candidate_bytes": self.candidate_bytes,
                          "gpu_hours": self.gpu_hours, "reference": REFERENCE},
+            "curation": [{"row": name, "keeps": rule} for name, rule in self.curation],
         }
+
+
+def curation_rows(recipe: Recipe) -> tuple[tuple[str, str], ...]:
+    """The caption stage's funnel rows, in order, with what each keeps."""
+    from ..curation.captions import funnel_rows
+    from ..stages.format import RESERVED_TOKENS
+    return tuple(funnel_rows(recipe.captions.filters, RESERVED_TOKENS[recipe.format.style],
+                             any(s.duplicate_ids == "drop" for s in recipe.captions.sources)))
 
 
 def make_plan(recipe: Recipe, n_captions: Optional[int] = None) -> Plan:
@@ -132,7 +169,8 @@ def make_plan(recipe: Recipe, n_captions: Optional[int] = None) -> Plan:
         n_captions = sum(s.limit for s in recipe.captions.sources)
     g, fmt = recipe.generate, recipe.format
     if n_captions is None:
-        return Plan(fingerprint(recipe), None, None, None, None, None, None, None, None)
+        return Plan(fingerprint(recipe), None, None, None, None, None, None, None, None,
+                    curation=curation_rows(recipe))
     candidates = n_captions * g.images_per_caption
     pool = n_captions if recipe.select.per_caption == "best" else candidates
     rows = min(recipe.select.size, pool)
@@ -150,4 +188,5 @@ def make_plan(recipe: Recipe, n_captions: Optional[int] = None) -> Plan:
         candidate_bytes=candidates * image_bytes,
         gpu_hours=gpu_hours(evals, g.resolution),
         captions_exact=exact,
+        curation=curation_rows(recipe),
     )

@@ -55,7 +55,7 @@ def format_plan(recipe: Recipe, plan: Plan) -> str:
         f"{g.dtype}, batch {g.batch_size}, {g.images_per_caption} per caption",
         f"scoring      CLIP {recipe.score.clip.model}" + (f" ({recipe.score.clip.pretrained})"
                                                           if recipe.score.clip.pretrained else "")
-        + f" + {recipe.score.ssim.weight} * SSIM@{recipe.score.ssim.size}",
+        + f" + {recipe.score.ssim.weight} * SSIM@{recipe.score.ssim.size}; clip_score in {recipe.score.clip.units} units",
         f"captions     {num(plan.captions)}{count_note}",
         f"candidates   {num(plan.candidates)}",
         f"rows         {num(plan.rows)} (select.size {recipe.select.size:,}, per_caption {recipe.select.per_caption})",
@@ -66,6 +66,8 @@ def format_plan(recipe: Recipe, plan: Plan) -> str:
         f"gpu-hours    {hours(plan.gpu_hours)} (reference: {REFERENCE_TEXT})",
         f"output       ~{human_bytes(plan.output_bytes)} dataset, ~{human_bytes(plan.candidate_bytes)} candidates",
     ]
+    lines.append("curation     in this order, each a row of the funnel (`synthvlm-build captions` runs it):")
+    lines += [f"  {name:<22} keeps {rule}" for name, rule in plan.curation]
     if plan.captions is None:
         lines.append("note         set captions.sources[].limit (or run `synthvlm-build captions`) for counts")
     for field, digest in local_source_digests(recipe).items():

@@ -233,6 +233,7 @@ def check_device(spec: str, field_name: str) -> None:
 def preflight(recipe: Recipe) -> None:
     """Fail before any work when a model can't be had (offline, not cached, wrong id), or takes
     no recipe field that is set (validate checks local models; a Hub model is checked here)."""
+    from ..curation.captions import preflight as curation_preflight
     from ..models.families import model_index, refused_fields
     from ..models.preflight import ModelUnavailable, check_clip_available, check_pipeline_available
     g = recipe.generate
@@ -242,6 +243,7 @@ def preflight(recipe: Recipe) -> None:
         _preflight_screens(recipe)
     except ModelUnavailable as e:
         raise BuildError(str(e)) from None
+    curation_preflight(recipe.captions.filters)  # the caption stage's models and LLM endpoint
     index = model_index(g.model, g.revision)
     for field, message in refused_fields(index, {"negative_prompt": g.negative_prompt, "scheduler": g.scheduler}) \
             if index else ():
@@ -278,12 +280,13 @@ def _preflight_screens(recipe: Recipe) -> None:
                                  f" {', '.join(labels.values())}") from None
 
 
-def curate_recipe(recipe: Recipe, funnel):
-    """The recipe's caption stage, streamed (the `captions` verb and the build run this one)."""
+def curate_recipe(recipe: Recipe, funnel, device: str | None = None):
+    """The recipe's caption stage, streamed (the `captions` verb and the build run this one); its
+    source-image models run on `device` (default: execution.device)."""
     from ..curation.captions import iter_curate, recipe_tokenizer
     from ..stages.format import RESERVED_TOKENS
     return iter_curate(recipe.captions, tokenizer=recipe_tokenizer(recipe), funnel=funnel,
-                       reserved=RESERVED_TOKENS[recipe.format.style])
+                       reserved=RESERVED_TOKENS[recipe.format.style], device=device or recipe.execution.device)
 
 
 def _captions(ctx: BuildContext) -> dict:
@@ -294,7 +297,7 @@ def _captions(ctx: BuildContext) -> dict:
     if meta is None:
         from ..curation.captions import Funnel
         funnel = Funnel()
-        with tqdm(curate_recipe(ctx.recipe, funnel), desc="captions", unit="caption", dynamic_ncols=True) as bar:
+        with tqdm(curate_recipe(ctx.recipe, funnel, ctx.device), desc="captions", unit="caption", dynamic_ncols=True) as bar:
             meta = ctx.work.captions.write(bar, funnel.to_dict, ctx.recipe.execution.shard_size)
         say(f"captions: {meta['count']:,} kept of {meta['funnel']['read']:,} read")
     if not meta["count"]:

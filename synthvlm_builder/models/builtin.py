@@ -19,6 +19,7 @@ from pathlib import Path
 
 PIPELINES = ("tiny-sd", "tiny-sdxl")
 CLIP_MODELS = ("tiny-clip",)
+ITM_MODELS = ("tiny-blip-itm",)  # transformers BlipForImageTextRetrieval, for captions.filters.source_image.itm
 
 # Bump when any config below changes, so a cache built from older configs is never reused.
 VERSION = "v1"
@@ -48,7 +49,8 @@ def builtin_dir(name: str) -> Path:
     The model is built in a private temp dir and renamed into place, so a reader never sees a half
     written model, and two processes racing to build it both end up with one complete copy.
     """
-    builders = {"tiny-sd": _build_tiny_sd, "tiny-sdxl": _build_tiny_sdxl, "tiny-clip": _build_tiny_clip}
+    builders = {"tiny-sd": _build_tiny_sd, "tiny-sdxl": _build_tiny_sdxl, "tiny-clip": _build_tiny_clip,
+                "tiny-blip-itm": _build_tiny_blip_itm}
     if name not in builders:
         raise ValueError(f"unknown builtin model {name!r}; known: {', '.join(builders)}")
     final = cache_root() / "builtin" / VERSION / _library_key(name) / name
@@ -196,3 +198,33 @@ def _build_tiny_clip(path: Path) -> None:
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(path / CLIP_WEIGHTS_FILE))
     (path / CLIP_CONFIG_FILE).write_text(json.dumps(_CLIP_CONFIG, indent=2))
+
+
+# A word-level BERT vocabulary (BLIP's text side is BERT) covering common caption words; the rest is [UNK].
+_BLIP_WORDS = ("a an the of on in at with and two is are photo picture image red blue green yellow white black"
+               " cat cats dog dogs bird car bicycle boat house tree street beach sky water table man woman child"
+               " people sitting standing running sleeping parked flying near under over").split()
+
+
+def _build_tiny_blip_itm(path: Path) -> None:
+    """BLIP image-text matching at tiny width; weights drawn wider than BLIP's own init (0.5 instead of
+    0.02), so that random weights still give matching scores that differ between pairs."""
+    import transformers
+    from transformers import BertTokenizer, BlipConfig, BlipForImageTextRetrieval, BlipImageProcessor, BlipProcessor
+
+    transformers.utils.logging.disable_progress_bar()  # its "Writing model shards" bar is noise here
+    path.mkdir(parents=True)
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", "[ENC]"]
+    (path / "vocab.txt").write_text("\n".join(specials + list(_BLIP_WORDS)) + "\n")
+    tokenizer = BertTokenizer(str(path / "vocab.txt"), bos_token="[DEC]", additional_special_tokens=["[ENC]"])
+    wide = {"initializer_range": 0.5}
+    config = BlipConfig(
+        text_config=dict(vocab_size=len(specials) + len(_BLIP_WORDS), hidden_size=16, num_hidden_layers=1,
+                         num_attention_heads=2, intermediate_size=32, max_position_embeddings=40,
+                         encoder_hidden_size=16, bos_token_id=5, sep_token_id=3, pad_token_id=0, **wide),
+        vision_config=dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                           image_size=32, patch_size=8, **wide),
+        projection_dim=16, image_text_hidden_size=16, **wide)
+    BlipForImageTextRetrieval(config).eval().save_pretrained(path)
+    BlipProcessor(image_processor=BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer=tokenizer
+                  ).save_pretrained(path)

@@ -12,12 +12,14 @@ from pathlib import Path
 
 from ..errors import Problem
 from ..models.builtin import CLIP_MODELS as BUILTIN_CLIP
+from ..models.builtin import ITM_MODELS as BUILTIN_ITM
 from ..models.builtin import PIPELINES as BUILTIN_PIPELINES
 from ..models.ref import BUILTIN, HUB, LOCAL, ModelRef, pretrained_is_file
 from .paths import FILE_TYPES
 from .yamlsafe import Document, dotted
 
 HF_URL = re.compile(r"^hf://datasets/[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*/.+$")
+HF_MODEL_FILE = re.compile(r"^hf://[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*(@[^/]+)?/.+$")
 TABLE_ONLY = ("column", "id_column", "config", "split")
 
 
@@ -40,8 +42,9 @@ def semantic_problems(data: dict, doc: Document, file: str, base: Path) -> list[
     c = Collector(doc, file, base)
     check_sources(c, data["captions"]["sources"])
     check_generate(c, data["generate"])
-    check_clip(c, data["score"]["clip"])
+    check_clip(c, data["score"]["clip"], ("score", "clip"))
     check_screens(c, data)
+    check_model_filters(c, data["captions"].get("filters") or {}, data["captions"]["sources"])
     check_format(c, data.get("format", {}))
     check_select(c, data["select"], data["captions"]["sources"], data["generate"])
     return c.problems
@@ -53,6 +56,7 @@ def check_sources(c: Collector, sources: list[dict]) -> None:
         at = ("captions", "sources", i)
         kind, path = src["type"], src["path"]
         unused = {"llava_json": TABLE_ONLY, "text": TABLE_ONLY, "hf_dataset": ()}.get(kind, ("config", "split"))
+        unused += ("images",) * (kind != "llava_json") + ("image_column",) * (kind != "hf_dataset")
         for key in unused:
             if at + (key,) in c.doc.key_positions:  # set by the author, not a default
                 c.bad(at + (key,), f"is not used by {kind} sources", key=True)
@@ -90,7 +94,7 @@ def check_generate(c: Collector, gen: dict) -> None:
             c.bad(("generate", field), message)
 
 
-def check_clip(c: Collector, clip: dict, at: tuple = ("score", "clip")) -> None:
+def check_clip(c: Collector, clip: dict, at: tuple) -> None:
     ref = ModelRef.parse(clip["model"], clip=True, base=c.base)
     if ref.kind == BUILTIN and ref.name not in BUILTIN_CLIP:
         c.bad(at + ("model",), f"unknown builtin model {clip['model']!r}; known: "
@@ -133,6 +137,45 @@ def check_screens(c: Collector, data: dict) -> None:
             c.bad(("screen", name, "model"), "no builtin image classifier; give a folder or a Hub id")
     if "min_aesthetic" in data["select"] and not aesthetic:
         c.bad(("select", "min_aesthetic"), "needs score.aesthetic (the aesthetic predictor to score with)")
+
+
+def check_model_filters(c: Collector, filters: dict, sources: list[dict]) -> None:
+    """The model steps of the caption stage: their models can be found, their sources carry images."""
+    at = ("captions", "filters")
+    for key in ("model", "tokenizer") if filters.get("perplexity") else ():
+        check_model_file(c, filters["perplexity"][key], at + ("perplexity", key))
+    images = filters.get("source_image") or {}
+    for i, src in enumerate(sources if images else ()):
+        if not {"llava_json": src.get("images"), "hf_dataset": src.get("image_column")}.get(src["type"]):
+            c.bad(("captions", "sources", i), f"{dotted(at + ('source_image',))} needs each caption's original image:"
+                  " set images (llava_json) or image_column (hf_dataset) on every source")
+    for name, cfg in images.items():
+        if "min" not in cfg and "max" not in cfg:
+            c.bad(at + ("source_image", name), "set min, max or both: without a bound it keeps everything")
+    if "clip" in images:
+        check_clip(c, images["clip"], at + ("source_image", "clip"))
+    if "itm" in images:
+        itm, where = images["itm"], at + ("source_image", "itm")
+        ref = ModelRef.parse(itm["model"], base=c.base)
+        if ref.kind == BUILTIN and ref.name not in BUILTIN_ITM:
+            c.bad(where + ("model",), f"unknown builtin model {itm['model']!r}; known: "
+                  + ", ".join("builtin:" + b for b in BUILTIN_ITM))
+        elif ref.kind == LOCAL and not (ref.path(c.base) / "config.json").is_file():
+            c.bad(where + ("model",), f"local model directory {ref.path(c.base)} does not exist or has no config.json"
+                  " (expected a BLIP model saved with save_pretrained, or a Hub id org/name)")
+        if "revision" in itm and ref.kind != HUB:
+            c.bad(where + ("revision",), "revision applies to Hub model ids only")
+    judge = filters.get("llm_judge")
+    if judge and "{caption}" not in judge["prompt"]:
+        c.bad(at + ("llm_judge", "prompt"), "must contain {caption}, where each caption goes")
+
+
+def check_model_file(c: Collector, value: str, at: tuple) -> None:
+    if value.startswith("hf://"):
+        if not HF_MODEL_FILE.match(value):
+            c.bad(at, "hf:// model files must look like hf://<org>/<name>[@<revision>]/<file>")
+    elif not c.local(value).is_file():
+        c.bad(at, f"model file not found: {c.local(value)}")
 
 
 def check_format(c: Collector, fmt: dict) -> None:

@@ -7,7 +7,7 @@ Field names mirror `schemas/recipe.schema.json` one to one (a test checks).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
 
@@ -25,6 +25,8 @@ class SourceConfig:
     revision: Optional[str] = None   # hf_dataset / hf:// revision
     sha256: Optional[str] = None     # local file sources: the pinned content digest
     duplicate_ids: str = "error"     # error | drop
+    images: Optional[str] = None     # llava_json: absolute folder that records' `image` paths are relative to
+    image_column: Optional[str] = None  # hf_dataset: the column holding each caption's original image
 
 
 @dataclass(frozen=True)
@@ -45,9 +47,55 @@ class MaxFilter:
 
 
 @dataclass(frozen=True)
+class PerplexityConfig:
+    model: str                   # KenLM model (ARPA or binary): absolute local path or hf://org/name[@rev]/file
+    tokenizer: str               # SentencePiece model, same forms
+    max: float
+
+
+@dataclass(frozen=True)
+class SourceClipConfig:
+    model: str                   # as score.clip.model
+    pretrained: Optional[str] = None
+    min: Optional[float] = None
+    max: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class SourceItmConfig:
+    model: str                   # a transformers BLIP image-text retrieval model: Hub id or local folder
+    revision: Optional[str] = None
+    min: Optional[float] = None
+    max: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class SourceImageConfig:
+    clip: Optional[SourceClipConfig] = None
+    itm: Optional[SourceItmConfig] = None
+
+
+JUDGE_PROMPT = ("Here is a caption of an image:\n\n{caption}\n\nIs this caption highly descriptive of the image"
+                " it belongs to? Answer with Yes or No only.")
+
+
+@dataclass(frozen=True)
+class LlmJudgeConfig:
+    base_url: str                # an OpenAI-compatible endpoint, e.g. http://localhost:8000/v1
+    model: str
+    api_key_env: Optional[str] = None  # the NAME of the environment variable holding the key
+    prompt: str = JUDGE_PROMPT   # {caption} is replaced by the caption
+    yes: str = "Yes"
+    max_concurrency: int = 8
+    timeout: float = 60.0
+    retries: int = 5
+
+
+@dataclass(frozen=True)
 class FiltersConfig:
     """Effective filter settings: the preset is already merged in."""
     preset: str = "none"
+    segmentation: str = "whitespace"  # whitespace | jieba
     alnum_ratio: Optional[RangeFilter] = None
     special_char_ratio: Optional[RangeFilter] = None
     char_repetition: Optional[RepetitionFilter] = None
@@ -57,6 +105,9 @@ class FiltersConfig:
     max_tokens: Optional[int] = None
     truncate: bool = False
     dedupe: str = "exact"        # none | exact | normalized
+    perplexity: Optional[PerplexityConfig] = None
+    source_image: Optional[SourceImageConfig] = None
+    llm_judge: Optional[LlmJudgeConfig] = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +137,7 @@ class ClipConfig:
     model: str
     pretrained: Optional[str] = None
     prefix: str = "A photo depicts "
+    units: str = "cosine"        # cosine | clipscore (2.5 * max(cos, 0))
 
 
 @dataclass(frozen=True)
@@ -213,3 +265,10 @@ class Caption:
     id: str       # "<source name>:<row id or index>", stable across runs
     text: str
     source: str   # the source's name
+    # The caption's original image, while curation needs it (never written out): an absolute file
+    # path (llava_json + images), the encoded bytes (hf_dataset + image_column), or MISSING_IMAGE
+    # when the source has images but this row names none.
+    image: object = field(default=None, compare=False, repr=False)
+
+
+MISSING_IMAGE = ""

@@ -34,6 +34,13 @@ def path_slots(data: dict, base: Path) -> Iterator[tuple[dict, str, str]]:
             yield mapping, "model", ref.scheme
         if clip and mapping.get("pretrained") and pretrained_is_file(mapping["pretrained"]):
             yield mapping, "pretrained", ""
+    for src in data["captions"]["sources"]:
+        if src.get("images"):
+            yield src, "images", ""
+    filters = data["captions"].get("filters") or {}
+    for key in ("model", "tokenizer") if filters.get("perplexity") else ():
+        if not filters["perplexity"][key].startswith("hf://"):
+            yield filters["perplexity"], key, ""
     if (data.get("output") or {}).get("dir"):
         yield data["output"], "dir", ""
 
@@ -50,6 +57,11 @@ def _models(data: dict) -> Iterator[tuple[dict, bool]]:
         screen = (data.get("screen") or {}).get(name)
         if screen:
             yield screen, False
+    images = (data["captions"].get("filters") or {}).get("source_image") or {}
+    if images.get("clip"):
+        yield images["clip"], True
+    if images.get("itm"):
+        yield images["itm"], False
 
 
 def resolve_paths(data: dict, base: Path) -> None:

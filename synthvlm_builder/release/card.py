@@ -18,6 +18,9 @@ from .dataset import CITATION
 from .layout import HISTOGRAM, SAMPLES
 
 TEMPLATE = Path(__file__).with_name("card_template.md")
+CLIP_UNITS = {"cosine": "the raw cosine similarity of the image and caption embeddings (the paper's units)",
+              "clipscore": "CLIPScore as Hessel et al. define it, 2.5 * max(cosine, 0) (the units of the authors'"
+                           " follow-up code)"}
 
 
 def size_category(n: int) -> str:
@@ -141,7 +144,7 @@ def render(recipe: Recipe, fingerprint: str, info: datasets.DatasetInfo, rows: i
         "generator_note": gen_note, "dataset_license": recipe.license,
         "name": recipe.name, "version": recipe.version, "description": recipe.description,
         "model": g.model, "model_revision": f" (revision `{g.revision}`)" if g.revision else "",
-        "clip_model": s.clip.model, "ssim_weight": s.ssim.weight, "ssim_size": s.ssim.size,
+        "clip_model": s.clip.model, "clip_units": CLIP_UNITS[s.clip.units], "ssim_weight": s.ssim.weight, "ssim_size": s.ssim.size,
         "rows": f"{rows:,}", "width": g.resolution[0], "height": g.resolution[1],
         "image_format": recipe.format.image_format.upper(), "steps": g.steps, "guidance": g.guidance_scale,
         "dtype": g.dtype, "per_caption": g.images_per_caption, "fingerprint": fingerprint,

@@ -16,7 +16,7 @@ from ..stages.ssim import IMPLEMENTATION as SSIM_IMPLEMENTATION
 from .layout import LOCK
 
 PACKAGES = ("torch", "diffusers", "transformers", "open_clip_torch", "datasets", "huggingface_hub",
-            "pyarrow", "pillow", "scikit-image", "numpy")
+            "pyarrow", "pillow", "scikit-image", "numpy", "kenlm", "sentencepiece", "jieba", "openai")
 
 
 def package_versions() -> dict:
@@ -44,7 +44,8 @@ def build_lock(ctx) -> dict:
                        **{name: portable["screen"][name] for name in ("nsfw", "watermark")
                           if (portable.get("screen") or {}).get(name)}},
             "scoring": {"image": "the published bytes, decoded with PIL as RGB",
-                        "clip": "open_clip cosine of L2-normalised image and text embeddings",
+                        "clip": "open_clip cosine of L2-normalised image and text embeddings"
+                                + (", as 2.5 * max(cosine, 0)" if recipe.score.clip.units == "clipscore" else ""),
                         "ssim": SSIM_IMPLEMENTATION},
             "packages": package_versions(),
             "build": {"executor": ctx.executor, "device": ctx.device, **batch_sizes(ctx),

@@ -39,8 +39,8 @@ COLUMNS = (
     Column("caption", "string", "the curated caption the image was generated from"),
     Column("conversations", "conversations", "LLaVA-pretrain turns: human instruction + `<image>`, gpt caption",
            candidate=False),
-    Column("clip_score", "float32", "raw cosine of the open_clip image and text embeddings", score=True,
-           selection=True),
+    Column("clip_score", "float32", "cosine of the open_clip image and text embeddings, in score.clip.units (raw,"
+           " or 2.5 * max(cosine, 0))", score=True, selection=True),
     Column("ssim", "float32", "SSIM of the image with itself resized down and back up", score=True, selection=True),
     Column("score", "float32", "the selection score: clip_score + ssim.weight * ssim", score=True, selection=True),
     Column("aesthetic", "float32", "LAION aesthetic predictor score (1-10)", score=True, selection=True,

@@ -1,8 +1,8 @@
 """The SynthVLM score: CLIPScore + weight * SSIM(image, image resized down and back up).
 
-CLIPScore here is the raw cosine between L2-normalised open_clip image and text embeddings (the
-paper's units: ~0.36 mean for SynthVLM images with ViT-B/32), not the 2.5*max(cos, 0) of Hessel
-et al. The SSIM term measures how much detail survives the VLM's low-resolution input.
+CLIPScore is the cosine between L2-normalised open_clip image and text embeddings, stored in the
+recipe's score.clip.units (`clip_units`): by default the raw cosine (the paper's units: ~0.36 mean
+for SynthVLM images with ViT-B/32), or the 2.5*max(cos, 0) of Hessel et al. The SSIM term measures how much detail survives the VLM's low-resolution input.
 """
 from __future__ import annotations
 
@@ -80,9 +80,14 @@ class ClipScorer:
             raise ValueError(f"{len(images)} images but {len(captions)} captions")
         if len(captions) == 0:
             return np.zeros(0, dtype=np.float32)
-        image_emb = self.image_embeddings(images) if image_emb is None else image_emb
-        text_emb = self.text_embeddings(captions)
-        return (image_emb * text_emb).sum(dim=-1).cpu().numpy().astype(np.float32)
+        return self.similarity(self.image_embeddings(images) if image_emb is None else image_emb, captions)
+
+    @torch.inference_mode()
+    def similarity(self, image_emb: torch.Tensor, captions: list[str]) -> np.ndarray:
+        """float32 cosine of each (normalised) image embedding with its caption's."""
+        if len(image_emb) != len(captions):
+            raise ValueError(f"{len(image_emb)} image embeddings but {len(captions)} captions")
+        return (image_emb * self.text_embeddings(captions)).sum(dim=-1).cpu().numpy().astype(np.float32)
 
 
 def _resize_like_pil(x: torch.Tensor, size: tuple[int, int], mode: str,
@@ -138,6 +143,17 @@ def ssim_roundtrip(images: np.ndarray, size: int, resample: str = "bicubic") -> 
         out[i] = structural_similarity(np.asarray(gray, dtype=np.float32), np.asarray(back, dtype=np.float32),
                                        data_range=255)
     return out
+
+
+def clip_units(cosine: np.ndarray, units: str) -> np.ndarray:
+    """clip_score in the recipe's score.clip.units: the raw cosine (the paper), or Hessel et al.'s
+    CLIPScore 2.5 * max(cosine, 0) (the authors' follow-up code)."""
+    cosine = np.asarray(cosine, dtype=np.float32)
+    if units == "cosine":
+        return cosine
+    if units == "clipscore":
+        return np.float32(2.5) * np.maximum(cosine, np.float32(0))
+    raise ValueError(f"unknown score.clip.units {units!r}: expected cosine or clipscore")
 
 
 def combined_score(clip: np.ndarray, ssim: np.ndarray, weight: float) -> np.ndarray:

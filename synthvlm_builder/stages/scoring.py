@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .score import ClipScorer, combined_score
+from .score import ClipScorer, clip_units, combined_score
 from .screen import phashes
 from .ssim import ssim_roundtrip
 
@@ -52,7 +52,7 @@ class BatchScorer:
         pixels = torch.as_tensor(pixels).to(self.clip.device)
         images = host if host is not None else pixels.cpu().numpy()
         emb = self.clip.image_embeddings(pixels)
-        clip = self.clip.score(pixels, captions, image_emb=emb)
+        clip = clip_units(self.clip.score(pixels, captions, image_emb=emb), recipe.score.clip.units)
         ssim = ssim_roundtrip(pixels, recipe.score.ssim.size).cpu().numpy()
         out = {"clip_score": clip, "ssim": ssim, "score": combined_score(clip, ssim, recipe.score.ssim.weight)}
         if self.aesthetic is not None:

@@ -1,0 +1,149 @@
+"""The LLM judge: an OpenAI-compatible chat-completions endpoint answers Yes/No for each caption.
+
+The official `openai` client talks to the endpoint (`base_url`: vLLM, TGI, llama.cpp server or a
+hosted API) with its own retries off; tenacity retries what is transient (429, 5xx, timeouts,
+dropped connections, a reply without text) with exponential backoff, as release/retry.py does for
+the Hub. At most `max_concurrency` requests are in flight. Answers are cached by (model, prompt,
+caption) before the Yes/No reading is applied, so a rerun or resumed build asks nothing twice.
+
+The API key is read from the environment variable the recipe names; it is handed to the client and
+nowhere else (never printed, logged, locked or put in an error).
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import Optional
+
+from ..errors import BuildError
+from ..recipe.config import LlmJudgeConfig
+from .cache import StepCache, cache_key
+from .steps import BatchStep, require
+
+FIELD = "captions.filters.llm_judge"
+MAX_WAIT = 30.0
+_LEADING = re.compile(r"^[\W_]+")
+
+
+class MalformedReply(Exception):
+    """The endpoint answered 200 but with no text to read."""
+
+
+def api_key(cfg: LlmJudgeConfig) -> Optional[str]:
+    if cfg.api_key_env is None:
+        return None
+    key = os.environ.get(cfg.api_key_env)
+    if not key:
+        raise BuildError(f"{FIELD}.api_key_env: the environment variable {cfg.api_key_env} is not set"
+                         " (it should hold the endpoint's API key)")
+    return key
+
+
+def client(cfg: LlmJudgeConfig, timeout: float):
+    require(("openai",), "llm", FIELD)
+    from openai import OpenAI
+    # The client insists on a key; local servers (vLLM without --api-key) ignore the placeholder.
+    return OpenAI(base_url=cfg.base_url, api_key=api_key(cfg) or "EMPTY", max_retries=0, timeout=timeout)
+
+
+def check_endpoint(cfg: LlmJudgeConfig) -> None:
+    """Preflight: the endpoint answers /models and serves the model (a BuildError, exit 1, if not)."""
+    import openai
+    try:
+        served = [m.id for m in client(cfg, min(cfg.timeout, 10.0)).models.list()]
+    except (openai.APIConnectionError, openai.APITimeoutError) as e:
+        raise BuildError(f"{FIELD}: cannot reach the LLM endpoint {cfg.base_url}: {describe(e)}") from None
+    except openai.NotFoundError:
+        return  # an endpoint without /models (rare): the first request will tell
+    except openai.APIStatusError as e:
+        raise BuildError(f"{FIELD}: the LLM endpoint {cfg.base_url} refused to list its models: {describe(e)}") \
+            from None
+    if cfg.model not in served:
+        raise BuildError(f"{FIELD}.model: {cfg.base_url} does not serve {cfg.model!r}; it serves: "
+                         + (", ".join(served) or "nothing"))
+
+
+def is_transient(e: BaseException) -> bool:
+    import openai
+    if isinstance(e, openai.APIStatusError):
+        return e.status_code in (408, 429) or e.status_code >= 500
+    return isinstance(e, (openai.APIConnectionError, MalformedReply))  # APITimeoutError is a connection error
+
+
+def describe(e: BaseException) -> str:
+    status = getattr(e, "status_code", None)
+    if status is not None:
+        return f"HTTP {status}"
+    return type(e).__name__ + (f" ({e})" if str(e) else "")
+
+
+class LlmJudgeStep(BatchStep):
+    rows = scored = ("llm_judge",)
+
+    def __init__(self, cfg: LlmJudgeConfig, cache_dir=None):
+        super().__init__()
+        self.cfg = cfg
+        self.client = client(cfg, cfg.timeout)
+        self.batch_size = max(32, 4 * cfg.max_concurrency)
+        self.pool = ThreadPoolExecutor(cfg.max_concurrency, thread_name_prefix="llm-judge")
+        self.cache = StepCache("llm_judge", cache_dir)
+        self.yes = cfg.yes.casefold()
+        self.checked = False  # the endpoint is checked before the first request, not on a cached rerun
+
+    def ask(self, text: str) -> str:
+        from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+        wait = float(os.environ.get("SYNTHVLM_LLM_RETRY_WAIT", 1.0))
+
+        def once() -> str:
+            reply = self.client.chat.completions.create(
+                model=self.cfg.model, temperature=0, max_tokens=16,
+                messages=[{"role": "user", "content": self.cfg.prompt.replace("{caption}", text)}])
+            choices = getattr(reply, "choices", None)
+            content = choices[0].message.content if choices else None
+            if not isinstance(content, str) or not content.strip():
+                raise MalformedReply("the reply holds no answer text")
+            return content
+
+        def before_sleep(state) -> None:
+            print(f"llm_judge: {describe(state.outcome.exception())}; retry {state.attempt_number}/"
+                  f"{self.cfg.retries} in {state.next_action.sleep:g}s", file=sys.stderr, flush=True)
+        try:
+            return Retrying(stop=stop_after_attempt(self.cfg.retries + 1),
+                            wait=wait_exponential(multiplier=wait, max=MAX_WAIT),
+                            retry=retry_if_exception(is_transient), before_sleep=before_sleep, reraise=True)(once)
+        except Exception as e:
+            tried = f" after {self.cfg.retries + 1} attempts" if is_transient(e) else ""
+            raise BuildError(f"{FIELD}: {self.cfg.base_url} failed{tried}: {describe(e)}") from None
+
+    def judge(self, batch):
+        keys = [cache_key(self.cfg.model, self.cfg.prompt, c.text) for c in batch]
+        answers = self.cache.get_many(keys)
+        todo = {k: c.text for k, c in zip(keys, batch) if k not in answers}
+        if todo and not self.checked:
+            check_endpoint(self.cfg)
+            self.checked = True
+        futures = {self.pool.submit(self.ask, text): key for key, text in todo.items()}
+        fresh, failure = {}, None
+        for future in as_completed(futures):
+            try:
+                fresh[futures[future]] = future.result()
+            except BuildError as e:
+                failure = failure or e
+        self.cache.put_many(fresh)  # what was answered is kept even when another request failed for good
+        if failure:
+            raise failure
+        self.tally("llm_judge", len(fresh), len(batch) - len(fresh))
+        answers.update(fresh)
+        return [None if self.says_yes(answers[k]) else ("llm_judge", f"answered {answers[k].strip()[:40]!r}")
+                for k in keys]
+
+    def says_yes(self, answer: str) -> bool:
+        """The reply starts with the `yes` word (after leading punctuation or markup: '**Yes.**')."""
+        text = _LEADING.sub("", answer).casefold()
+        return text.startswith(self.yes) and not text[len(self.yes):len(self.yes) + 1].isalnum()
+
+    def close(self):
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.cache.close()
