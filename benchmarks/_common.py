@@ -211,6 +211,12 @@ def bench_tmpdir(prefix: str):
         yield Path(d)
 
 
+def events_path(out: Path) -> Path:
+    """A build's event log: DIR/.synthvlm/builds/KEY/events.jsonl (or, from trees before the work dir
+    held one folder per build, DIR/.synthvlm/events.jsonl)."""
+    return next(iter(sorted((out / ".synthvlm" / "builds").glob("*/events.jsonl"))), out / ".synthvlm" / "events.jsonl")
+
+
 def child_env(pythonpath: str | None = None) -> dict:
     """The benchmark's environment for a child process; this tree (or `pythonpath`) first on its path."""
     env = {**os.environ, **OFFLINE_ENV}

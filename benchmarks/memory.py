@@ -55,7 +55,7 @@ def build_peak(recipe_path: Path, out: Path) -> dict:
     sampler.join()
     if proc.returncode:
         raise SystemExit(f"build failed ({proc.returncode}):\n{stderr.decode(errors='replace')[-4000:]}")
-    events = [json.loads(ln) for ln in next((out / ".synthvlm" / "builds").glob("*/events.jsonl")).read_text().splitlines()]
+    events = [json.loads(ln) for ln in C.events_path(out).read_text().splitlines()]
     shards = [e for e in events if e["event"] == "shard_done"]
     loop_start = shards[0]["t"] - shards[0]["seconds"]
     bounds = [("start-up + load", 0.0), ("shard loop", loop_start), ("select + write + card", shards[-1]["t"])]

@@ -75,7 +75,7 @@ def run_b(recipe_path: Path, out: Path, tree: Path | None = None) -> dict:
     spawn, cpu0 = time.time(), cpu_seconds()
     env = C.child_env(str(tree)) if tree else None
     wall, _ = C.run_timed(C.build_cmd(recipe_path, out), cwd=tree, env=env)
-    events = [json.loads(ln) for ln in next((out / ".synthvlm" / "builds").glob("*/events.jsonl")).read_text().splitlines()]
+    events = [json.loads(ln) for ln in C.events_path(out).read_text().splitlines()]
     t = {e["event"]: e["t"] for e in events}  # last of each kind
     stats = json.loads((out / "stats.json").read_text())["timing"]
     shards = [e for e in events if e["event"] == "shard_done"]

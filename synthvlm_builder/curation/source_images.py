@@ -152,6 +152,7 @@ class SourceImageStep(BatchStep):
 
     def _score(self, row: str, images: list, texts: list[str]) -> np.ndarray:
         if row == CLIP:
+            import torch
             scorer = self._scorer(row)  # original images differ in size: embedded one at a time, scored together
             emb = torch.cat([scorer.image_embeddings(np.array(im)[None]) for im in images])  # writable copies
             return scorer.similarity(emb, texts)

@@ -60,16 +60,12 @@ def input_digests(recipe: Recipe) -> dict[str, str]:
     digests["score.clip"] = clip_digest(recipe.score.clip.model, recipe.score.clip.pretrained)
     a = recipe.score.aesthetic
     if a is not None:
-        ref = ModelRef.parse(a.model)
-        digests["score.aesthetic.model"] = (_path_digest(ref.path()) if ref.is_local else
-                                            "commit:" + _cached_commit(ref.name, a.file, a.revision))
+        digests["score.aesthetic.model"] = model_digest(a.model, a.revision, index_file=a.file)
         digests["score.aesthetic.clip"] = clip_digest(a.clip.model, a.clip.pretrained)
     for name in ("nsfw", "watermark"):
         s = getattr(recipe.screen, name)
         if s is not None:
-            ref = ModelRef.parse(s.model)
-            digests[f"screen.{name}"] = (_path_digest(ref.path()) if ref.is_local else
-                                         "commit:" + _cached_commit(ref.name, "config.json", s.revision))
+            digests[f"screen.{name}"] = model_digest(s.model, s.revision, index_file="config.json")
     return digests
 
 
