@@ -32,6 +32,7 @@ def lfs_puts(hub) -> list[str]:
             if status == 200]
 
 
+@pytest.mark.slow  # a kill -9 and a resume, each a fresh process (.ci/run runs the slow tests too)
 def test_streamed_push_survives_a_kill_and_sends_each_file_once(hub, env, recipe, tmp_path):
     out = tmp_path / "out"
     killed = cli(recipe, "--output", out, "--push", env={**env, "SYNTHVLM_TEST_SIGNAL": "KILL@upload:2"},
