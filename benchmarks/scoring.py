@@ -63,10 +63,15 @@ def main() -> None:
 
     import numpy as np
 
-    from synthvlm_builder.stages.format import encode_image
-    from synthvlm_builder.stages.generate import ImageGenerator
+    import torch
+    from PIL import Image
+
     from synthvlm_builder.models.loading import load_pipeline, resolve_device
+    from synthvlm_builder.stages.format import decode_image, encode_image
+    from synthvlm_builder.stages.generate import ImageGenerator
     from synthvlm_builder.stages.score import ClipScorer, ssim_roundtrip
+    from synthvlm_builder.stages.ssim import ssim_on
+    from synthvlm_builder.stages.ssim import ssim_roundtrip as ssim_batched
 
     device = resolve_device(args.device)
     dtype = args.dtype or ("float16" if device.type == "cuda" else "float32")
@@ -87,11 +92,16 @@ def main() -> None:
         cpu_threads = 1 if device.type == "cpu" else min(8, os.cpu_count() or 1)  # as ShardWorker
         pool = ThreadPoolExecutor(cpu_threads)
         size = recipe.score.ssim.size
+        on_device = torch.from_numpy(images).to(device)
+        jpegs = [encode_image(im, "jpeg", recipe.format.quality) for im in images]
         stages = {
             "generate": lambda: [generator.generate(texts[b], seeds[b]) for b in batches],
-            "clip": lambda: [scorer.score(images[b], texts[b]) for b in batches],
-            "ssim": lambda: list(pool.map(lambda im: ssim_roundtrip(im[None], size), images)),
+            "clip": lambda: [scorer.score(on_device[b], texts[b]) for b in batches],
+            "ssim": lambda: [ssim_on(on_device[b], images[b], size) for b in batches],  # what the builder runs here
+            "ssim (torch, batched)": lambda: [ssim_batched(on_device[b], size) for b in batches],
+            "ssim (skimage reference)": lambda: list(pool.map(lambda im: ssim_roundtrip(im[None], size), images)),
             "encode": lambda: list(pool.map(lambda im: encode_image(im, "jpeg", recipe.format.quality), images)),
+            "decode": lambda: list(pool.map(decode_image, jpegs)),  # scores read the published bytes
         }
         C.header("scoring")
         print(f"{len(items)} images, batch {bs}, {args.resolution} px, {args.steps} steps, {args.model} {dtype} on "
@@ -99,13 +109,20 @@ def main() -> None:
         rate = {}
         for name, fn in stages.items():
             rate[name] = len(items) / timed(fn, device, args.repeats)
+        encoder = {}  # JPEG (PIL, quality 95: the default format) at the sizes real builds use
+        for px in (512, 1024):
+            big = np.stack([np.asarray(Image.fromarray(im).resize((px, px), Image.BICUBIC)) for im in images[:8]])
+            encoder[px] = len(big) / timed(lambda: list(pool.map(lambda im: encode_image(im, "jpeg", 95), big)),
+                                           device, args.repeats)
         pool.shutdown()
 
     gen = rate["generate"]
     score = 1 / (1 / rate["clip"] + 1 / rate["ssim"])
-    finish = 1 / (1 / rate["clip"] + 1 / rate["ssim"] + 1 / rate["encode"])
-    for name, value in [*rate.items(), ("clip + ssim", score), ("clip + ssim + encode", finish)]:
-        print(f"{name:<22} {value:10.1f} img/s  {value / gen:8.1f}x generation   ({1000 / value:8.2f} ms/img)")
+    finish = 1 / (1 / rate["clip"] + 1 / rate["ssim"] + 1 / rate["encode"] + 1 / rate["decode"])
+    for name, value in [*rate.items(), ("clip + ssim", score), ("clip + ssim + encode + decode", finish)]:
+        print(f"{name:<30} {value:10.1f} img/s  {value / gen:8.1f}x generation   ({1000 / value:8.2f} ms/img)")
+    for px, value in encoder.items():
+        print(f"JPEG encoder at {px} px ({cpu_threads} thread(s)) {value:8.1f} img/s  ({1000 / value:.1f} ms/img)")
     print(f"load {C.load_average()}")
     C.result("scoring_headroom", score / gen, f"{TARGET}")
 

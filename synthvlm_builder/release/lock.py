@@ -12,7 +12,7 @@ from .. import __version__
 from ..errors import InputError
 from ..execution.plan import portable_dict
 from ..models.ref import lock_entry
-from ..stages.ssim import IMPLEMENTATION as SSIM_IMPLEMENTATION
+from ..stages.ssim import implementation as ssim_implementation
 from .layout import LOCK
 
 PACKAGES = ("torch", "diffusers", "transformers", "open_clip_torch", "datasets", "huggingface_hub",
@@ -46,7 +46,8 @@ def build_lock(ctx) -> dict:
             "scoring": {"image": "the published bytes, decoded with PIL as RGB",
                         "clip": "open_clip cosine of L2-normalised image and text embeddings"
                                 + (", as 2.5 * max(cosine, 0)" if recipe.score.clip.units == "clipscore" else ""),
-                        "ssim": SSIM_IMPLEMENTATION},
+                        "ssim": ssim_implementation(ctx.work.marker(0).get("device_type") or "cpu")
+                                if ctx.n_shards else None},
             "packages": package_versions(),
             "build": {"executor": ctx.executor, "device": ctx.device, **batch_sizes(ctx),
                       "shard_size": recipe.execution.shard_size, **generated_on(ctx)}}

@@ -11,7 +11,7 @@ import torch
 
 from .score import ClipScorer, clip_units, combined_score
 from .screen import phashes
-from .ssim import ssim_roundtrip
+from .ssim import ssim_on
 
 
 class BatchScorer:
@@ -53,7 +53,7 @@ class BatchScorer:
         images = host if host is not None else pixels.cpu().numpy()
         emb = self.clip.image_embeddings(pixels)
         clip = clip_units(self.clip.score(pixels, captions, image_emb=emb), recipe.score.clip.units)
-        ssim = ssim_roundtrip(pixels, recipe.score.ssim.size).cpu().numpy()
+        ssim = ssim_on(pixels, images, recipe.score.ssim.size)
         out = {"clip_score": clip, "ssim": ssim, "score": combined_score(clip, ssim, recipe.score.ssim.weight)}
         if self.aesthetic is not None:
             a_emb = emb if self.aesthetic_clip is self.clip else self.aesthetic_clip.image_embeddings(pixels)

@@ -21,6 +21,24 @@ K1, K2, DATA_RANGE = 0.01, 0.03, 255.0
 IMPLEMENTATION = ("torch, batched on the scoring device (stages/ssim.py): PIL's luma and bicubic resize bit for"
                   " bit, scikit-image structural_similarity defaults (7x7 uniform window, sample covariance,"
                   " data_range 255) in float64")
+REFERENCE = ("PIL luma and bicubic resize, then skimage.metrics.structural_similarity (data_range 255) per image"
+             " (stages/score.py ssim_roundtrip)")
+
+
+def implementation(device_type: str) -> str:
+    """Which SSIM a build on this device type computes (the lock records it)."""
+    return REFERENCE if device_type == "cpu" else IMPLEMENTATION
+
+
+def ssim_on(pixels: torch.Tensor, host, size: int):
+    """SSIM where it is cheapest: batched on an accelerator; on a CPU, PIL + scikit-image per image
+    (measured 2x faster there than this module's float64 batch). The two agree within 1e-4
+    (tests/test_ssim.py); `implementation` names the one used."""
+    if pixels.device.type == "cpu":
+        from .score import ssim_roundtrip as reference
+        import numpy as np
+        return np.concatenate([reference(im[None], size) for im in host])
+    return ssim_roundtrip(pixels, size).cpu().numpy()
 
 
 def luma(images: torch.Tensor) -> torch.Tensor:
