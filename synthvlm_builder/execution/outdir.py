@@ -1,6 +1,6 @@
 """The output dir: who may use it, what the build owns in it, and swapping a finished build in.
 
-    DIR/                        the dataset files (release/layout.py), listed in the manifest
+    DIR/                        the dataset files (layout.py), listed in the manifest
     DIR/.synthvlm/lock          held (flock) by the one build running here
     DIR/.synthvlm/manifest.json the dataset files installed, and the identity of the build they hold
     DIR/.synthvlm/install.json  present only while a finished build is being swapped in
@@ -22,12 +22,10 @@ from pathlib import Path
 
 from ..atomic import atomic_write, fsync_dir, remove
 from ..errors import InputError
+from ..layout import BUILD_FILES, STANDARD_FILES
 from .workdir import WORK
 
 LEGACY = ("state.json", "shards", "captions.jsonl", "captions.json", "events.jsonl", "hf-cache", "final")
-LEGACY_FILES = ("README.md", "recipe.yaml", "recipe.lock.json", "stats.json", "score_histogram.png",
-                "sample_grid.png")
-BUILD_FILES = LEGACY_FILES + ("captions.jsonl",)  # a build with a manifest also installs its curated captions
 
 
 @dataclass
@@ -176,7 +174,7 @@ class OutputDir:
             return list(manifest["files"])
         if (self.root / "state.json").exists() or (self.root / "manifest.json").exists():
             # an older build's layout, or a manifest that could not be read: the standard files there
-            standard = BUILD_FILES if (self.root / "manifest.json").exists() else LEGACY_FILES
+            standard = BUILD_FILES if (self.root / "manifest.json").exists() else STANDARD_FILES
             names = [n for n in standard if (self.out / n).is_file()]
             return names + [p.relative_to(self.out).as_posix() for p in sorted((self.out / "data").glob("train-*"))]
         return []

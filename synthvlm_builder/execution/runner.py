@@ -154,7 +154,7 @@ def _describe_other(here: Contents, others: dict, identity: str, inputs: dict, r
 
 
 def _already_built(ctx: BuildContext) -> BuildResult | None:
-    from ..release.layout import RECIPE, STATS, is_finished
+    from ..layout import RECIPE, STATS, is_finished
     out, here = ctx.out, ctx.target.contents(overwrite=True)  # _admit refused a corrupt record already
     if (here.installed and here.installed.get("identity") == ctx.identity and is_finished(out)
             and (out / RECIPE).read_text() == ctx.recipe.text):

@@ -77,14 +77,19 @@ def check_sources(c: Collector, sources: list[dict]) -> None:
         names.setdefault(name, i)
 
 
+def check_ref(c: Collector, ref: ModelRef, at: tuple, builtins: tuple, marker: str, expected: str) -> None:
+    """A model reference at `at`: a known builtin, or a local folder holding `marker`."""
+    if ref.kind == BUILTIN and ref.name not in builtins:
+        c.bad(at, f"unknown builtin model {str(ref)!r}; known: " + (", ".join("builtin:" + b for b in builtins)
+                                                                     or "none of this kind"))
+    elif ref.kind == LOCAL and not (ref.path(c.base) / marker).is_file():
+        c.bad(at, f"{ref.path(c.base)} does not exist or has no {marker} (expected {expected})")
+
+
 def check_generate(c: Collector, gen: dict) -> None:
     ref = ModelRef.parse(gen["model"], base=c.base)
-    if ref.kind == BUILTIN and ref.name not in BUILTIN_PIPELINES:
-        c.bad(("generate", "model"), f"unknown builtin model {gen['model']!r}; known: "
-              + ", ".join("builtin:" + b for b in BUILTIN_PIPELINES))
-    elif ref.kind == LOCAL and not (ref.path(c.base) / "model_index.json").is_file():
-        c.bad(("generate", "model"), f"local model directory {ref.path(c.base)} does not exist or has no"
-              " model_index.json (expected a diffusers pipeline saved with save_pretrained, or a Hub id org/name)")
+    check_ref(c, ref, ("generate", "model"), BUILTIN_PIPELINES, "model_index.json",
+              "a diffusers pipeline saved with save_pretrained, or a Hub id org/name")
     if "revision" in gen and ref.kind != HUB:
         c.bad(("generate", "revision"), "revision applies to Hub model ids only")
     if ref.kind in (BUILTIN, LOCAL) and (gen.get("negative_prompt") or gen.get("scheduler")):
@@ -96,12 +101,8 @@ def check_generate(c: Collector, gen: dict) -> None:
 
 def check_clip(c: Collector, clip: dict, at: tuple) -> None:
     ref = ModelRef.parse(clip["model"], clip=True, base=c.base)
-    if ref.kind == BUILTIN and ref.name not in BUILTIN_CLIP:
-        c.bad(at + ("model",), f"unknown builtin model {clip['model']!r}; known: "
-              + ", ".join("builtin:" + b for b in BUILTIN_CLIP))
-    elif ref.kind == LOCAL and not (ref.path(c.base) / "open_clip_config.json").is_file():
-        c.bad(at + ("model",), f"{ref.path(c.base)} has no open_clip_config.json (expected an open_clip model"
-              " folder: open_clip_config.json + weights)")
+    check_ref(c, ref, at + ("model",), BUILTIN_CLIP, "open_clip_config.json",
+              "an open_clip model folder: open_clip_config.json + weights")
     if ref.kind in (BUILTIN, LOCAL, HUB):
         if "pretrained" in clip:
             what = "builtin models" if ref.kind == BUILTIN else f"{ref.scheme.rstrip(':')}: models"
@@ -129,12 +130,8 @@ def check_screens(c: Collector, data: dict) -> None:
         screen = (data.get("screen") or {}).get(name)
         if not screen:
             continue
-        ref = ModelRef.parse(screen["model"], base=c.base)
-        if ref.kind == LOCAL and not (ref.path(c.base) / "config.json").is_file():
-            c.bad(("screen", name, "model"), f"{ref.path(c.base)} is not a transformers model folder (no"
-                  " config.json; save one with save_pretrained, or give a Hub id org/name)")
-        elif ref.kind == BUILTIN:
-            c.bad(("screen", name, "model"), "no builtin image classifier; give a folder or a Hub id")
+        check_ref(c, ModelRef.parse(screen["model"], base=c.base), ("screen", name, "model"), (), "config.json",
+                  "a transformers image classifier saved with save_pretrained, or a Hub id org/name")
     if "min_aesthetic" in data["select"] and not aesthetic:
         c.bad(("select", "min_aesthetic"), "needs score.aesthetic (the aesthetic predictor to score with)")
 
@@ -157,12 +154,8 @@ def check_model_filters(c: Collector, filters: dict, sources: list[dict]) -> Non
     if "itm" in images:
         itm, where = images["itm"], at + ("source_image", "itm")
         ref = ModelRef.parse(itm["model"], base=c.base)
-        if ref.kind == BUILTIN and ref.name not in BUILTIN_ITM:
-            c.bad(where + ("model",), f"unknown builtin model {itm['model']!r}; known: "
-                  + ", ".join("builtin:" + b for b in BUILTIN_ITM))
-        elif ref.kind == LOCAL and not (ref.path(c.base) / "config.json").is_file():
-            c.bad(where + ("model",), f"local model directory {ref.path(c.base)} does not exist or has no config.json"
-                  " (expected a BLIP model saved with save_pretrained, or a Hub id org/name)")
+        check_ref(c, ref, where + ("model",), BUILTIN_ITM, "config.json",
+                  "a BLIP model saved with save_pretrained, or a Hub id org/name")
         if "revision" in itm and ref.kind != HUB:
             c.bad(where + ("revision",), "revision applies to Hub model ids only")
     judge = filters.get("llm_judge")

@@ -15,7 +15,8 @@ from ..execution.workdir import STAGES
 from ..stages import rows
 from ..stages.select import Candidates, Selection, format_selection, rank, select
 from . import card as cardlib
-from . import cardplots, layout
+from .. import layout
+from . import cardplots
 from .dataset import selected_rows, write_parquet
 from .lock import build_lock
 

@@ -15,7 +15,7 @@ from ..models.ref import HUB, ModelRef
 from ..recipe import Recipe
 from ..stages.rows import field_list, scores
 from .dataset import CITATION
-from .layout import HISTOGRAM, SAMPLES
+from ..layout import HISTOGRAM, SAMPLES
 
 TEMPLATE = Path(__file__).with_name("card_template.md")
 CLIP_UNITS = {"cosine": "the raw cosine similarity of the image and caption embeddings (the paper's units)",

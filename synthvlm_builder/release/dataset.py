@@ -21,7 +21,7 @@ from datasets.arrow_writer import ParquetWriter
 from ..atomic import atomic_path
 from ..recipe import Recipe
 from ..stages.rows import dataset_row, features
-from .layout import DATA, data_file
+from ..layout import DATA, data_file
 
 CITATION = """@inproceedings{liu2025synthvlm,
   title={SynthVLM: Towards High-Quality and Efficient Synthesis of Image-Caption Datasets for Vision-Language Models},

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 from ..atomic import atomic_path
 from ..errors import InputError
 from ..stages.format import image_filename
-from .layout import finished_build
+from ..layout import finished_build
 
 PER_FOLDER = 1000  # images per subfolder: file systems slow down on huge flat dirs
 

@@ -13,7 +13,7 @@ from ..errors import InputError
 from ..execution.plan import portable_dict
 from ..models.ref import lock_entry
 from ..stages.ssim import implementation as ssim_implementation
-from .layout import LOCK
+from ..layout import LOCK
 
 PACKAGES = ("torch", "diffusers", "transformers", "open_clip_torch", "datasets", "huggingface_hub",
             "pyarrow", "pillow", "scikit-image", "numpy", "kenlm", "sentencepiece", "jieba", "openai")

@@ -28,7 +28,7 @@ from typing import Optional
 
 from ..errors import BuildError, InputError
 from . import staged
-from .layout import LOCK, finished_build, upload_paths
+from ..layout import LOCK, finished_build, upload_paths
 from .lock import read_lock
 from .retry import describe, is_transient, retry, transport_errors
 

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from .layout import CARD, LOCK, upload_paths
+from ..layout import CARD, LOCK, upload_paths
 from .retry import retry
 
 FILES_PER_COMMIT = 100  # the Hub's recommendation; SYNTHVLM_PUBLISH_FILES_PER_COMMIT overrides it

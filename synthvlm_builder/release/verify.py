@@ -29,7 +29,7 @@ from PIL import Image
 from ..atomic import sha256_file
 from ..errors import BuildError, InputError
 from ..stages.rows import scores as score_columns
-from . import layout
+from .. import layout
 from .lock import read_lock
 
 SCORE_TOLERANCE = 1e-4

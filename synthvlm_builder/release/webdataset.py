@@ -23,7 +23,7 @@ from ..errors import InputError
 from ..stages.format import EXTENSIONS, sample_key
 from ..stages.rows import COLUMNS
 from .export import check_new_folder, format_of, read_rows
-from .layout import finished_build
+from ..layout import finished_build
 
 INDEX = "index.json"
 DEFAULT_SHARD_BYTES = 1_000_000_000  # ~1 GB: the size WebDataset's authors recommend streaming in

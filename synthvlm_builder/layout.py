@@ -1,9 +1,9 @@
-"""The files of a finished build (the Hub layout), named once for the writer, export and publish."""
+"""The files of a finished build (the Hub layout), named once for the build, export, publish and verify."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import InputError
+from .errors import InputError
 
 CARD = "README.md"
 RECIPE = "recipe.yaml"
@@ -13,6 +13,10 @@ HISTOGRAM = "score_histogram.png"
 SAMPLES = "sample_grid.png"
 CAPTIONS = "captions.jsonl"  # the curated captions in plan order: the prompts of every candidate batch
 DATA = "data"
+# The standard files of a build (all but its data files), and with the curated captions that builds since
+# the manifest was introduced also install; outdir.py owns these when no manifest says otherwise.
+STANDARD_FILES = (CARD, RECIPE, LOCK, STATS, HISTOGRAM, SAMPLES)
+BUILD_FILES = STANDARD_FILES + (CAPTIONS,)
 
 
 def data_file(index: int, count: int) -> str:
