@@ -23,7 +23,7 @@ For each resolution and batch size, alternating, --repeats times:
 Then the scorer alone (CLIPScore on the device, SSIM on the worker's CPU pool) on generated
 images, against the raw generation rate: the headroom the finish thread has.
 
-Reference (ENVIRONMENT.md): SDXL 1024 px, batch 1, A100 80G, diffusers + SDPA: 1.60 s/img at
+Reference (fal-ai/stable-diffusion-benchmarks): SDXL 1024 px, batch 1, A100 80G, diffusers + SDPA: 1.60 s/img at
 50 steps (31.2 it/s); an H100 is about twice that.
 
 Last line: RESULT gpu_overhead_ratio <builder s/img / raw s/img at the largest resolution and batch> target 1.10

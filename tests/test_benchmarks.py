@@ -1,7 +1,7 @@
 """Every benchmark runs end to end in its smallest mode and ends with its RESULT line.
 
 Only the shape of the output is checked: timings on a shared CI machine are not assertions
-(issue #7). The figures themselves live in benchmarks/RESULTS.md.
+(they are measured by hand). The figures themselves live in benchmarks/RESULTS.md.
 """
 import math
 import re

@@ -39,7 +39,7 @@ def test_image_does_not_depend_on_its_batch(gen):
     batch = gen.generate(PROMPTS, SEEDS)
     for i in (0, 2):
         alone = gen.generate([PROMPTS[i]], [SEEDS[i]])[0]
-        # Batched matmuls round differently in the last bit: at most 1/255 (ENVIRONMENT.md).
+        # Batched matmuls round differently in the last bit: at most 1/255 (README "Reproducibility").
         assert np.abs(alone.astype(int) - batch[i].astype(int)).max() <= 1
     # Reordering the batch reorders the images and changes nothing else (same batch size).
     swapped = gen.generate(PROMPTS[::-1], SEEDS[::-1])

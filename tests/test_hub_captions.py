@@ -1,4 +1,4 @@
-"""Hub caption sources read through the loopback Hub at a pinned revision (issue #5, item 6).
+"""Hub caption sources read through the loopback Hub at a pinned revision.
 
 A private caption dataset in the Hub layout gets two commits with different captions; the first is
 tagged `v1`. `synthvlm-build captions RECIPE --json` runs in a subprocess with `hub_env`, as a user runs

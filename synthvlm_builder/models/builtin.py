@@ -4,7 +4,7 @@
 whole pipeline offline in seconds. They are built from fixed configs under a fixed seed, saved in the
 same on-disk layouts real weights use, and then loaded through the same code path
 (`DiffusionPipeline.from_pretrained(dir)`, `open_clip.create_model_and_transforms(name, pretrained=file)`).
-Sizes follow ENVIRONMENT.md: an 8x-downsampling 4-level VAE (a 2-level one is ~30x slower at 256 px,
+Sizes: an 8x-downsampling 4-level VAE (a 2-level one is ~30x slower at 256 px,
 because its attention runs at high resolution) and a 2-level UNet.
 """
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Every image gets its own CPU `torch.Generator`: diffusers then draws each latent (and each
 ancestral-sampler noise) from that image's generator alone, so an image does not depend on which
 batch it landed in or on which device ran it, up to the last-bit rounding of batched matmuls
-(measured: at most 1/255 per pixel; see ENVIRONMENT.md "Determinism"). This is the hot loop, so
+(measured: at most 1/255 per pixel; README "Reproducibility and resume"). This is the hot loop, so
 everything that can be decided once is decided in __init__.
 """
 from __future__ import annotations
