@@ -34,6 +34,7 @@ def test_ray_equals_local_byte_for_byte(tmp_path, ray_env):
     recipe.write_text(recipe.read_text().replace("  size: 6\n", "  size: 6\n  allow_fewer: true\n"))
     cli(recipe, "--output", tmp_path / "local")
     proc = cli(recipe, "--output", tmp_path / "ray", "--executor", "ray", env=ray_env)
+    assert "built" in proc.stderr and "rows" in proc.stderr
     steps = json.loads((tmp_path / "ray" / "stats.json").read_text())["selection"]["steps"]
     assert steps == json.loads((tmp_path / "local" / "stats.json").read_text())["selection"]["steps"]
     assert any(s["step"].startswith("near duplicates") and s["dropped"] > 0 for s in steps)

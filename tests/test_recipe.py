@@ -1,6 +1,5 @@
 """The recipe language: every bad input gets one located message, exit 2, nothing written."""
 import dataclasses
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +8,6 @@ import pytest
 
 from synthvlm_builder.cli import main
 from synthvlm_builder.recipe.config import Recipe
-from synthvlm_builder.errors import RecipeError
 from synthvlm_builder.recipe import load_recipe, load_recipe_text
 from synthvlm_builder.recipe.loader import PRESETS
 

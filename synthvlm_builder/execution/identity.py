@@ -10,8 +10,6 @@ bad input (exit 2) at the pin.
 from __future__ import annotations
 
 import hashlib
-import json
-import re
 from pathlib import Path
 
 from ..atomic import sha256_file

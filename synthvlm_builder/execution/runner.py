@@ -245,9 +245,9 @@ def preflight(recipe: Recipe) -> None:
         raise BuildError(str(e)) from None
     curation_preflight(recipe.captions.filters)  # the caption stage's models and LLM endpoint
     index = model_index(g.model, g.revision)
-    for field, message in refused_fields(index, {"negative_prompt": g.negative_prompt, "scheduler": g.scheduler}) \
+    for name, message in refused_fields(index, {"negative_prompt": g.negative_prompt, "scheduler": g.scheduler}) \
             if index else ():
-        raise InputError(f"generate.{field}", message)
+        raise InputError(f"generate.{name}", message)
 
 
 def _preflight_screens(recipe: Recipe) -> None:

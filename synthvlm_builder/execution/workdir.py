@@ -94,7 +94,7 @@ class WorkDir:
     def marker(self, index: int) -> dict:
         return json.loads(self.marker_path(index).read_text())
 
-    def read_columns(self, n_shards: int, columns, schema) -> "pa.Table":
+    def read_columns(self, n_shards: int, columns, schema):
         """Some columns of every candidate, in plan order (selection reads scores: no images)."""
         import pyarrow as pa
         import pyarrow.parquet as pq
