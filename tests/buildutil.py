@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,27 +126,48 @@ def read_candidates(build_dir: Path) -> list[dict]:
     return rows
 
 
-def rescore(build_dir: Path, clip_model: str = "builtin:tiny-clip") -> list[tuple[str, float, float]]:
-    """(id, stored clip_score, clip_score recomputed from the stored image bytes and caption) per row,
-    with the recipe's CLIP as the build used it: what any consumer can recompute."""
+def _scorer(build_dir: Path):
+    """The build's CLIP scorer, as its lock records it (model, pretrained, prefix)."""
+    from synthvlm_builder.models.loading import load_clip
+    from synthvlm_builder.stages.score import ClipScorer
+
+    clip = json.loads((build_dir / "recipe.lock.json").read_text())["recipe"]["score"]["clip"]
+    return ClipScorer(load_clip(clip["model"], clip.get("pretrained"), "cpu"), prefix=clip["prefix"], device="cpu")
+
+
+def _published(build_dir: Path):
     import io
 
     import numpy as np
     from PIL import Image
 
-    from synthvlm_builder.models.loading import load_clip
-    from synthvlm_builder.stages.score import ClipScorer
-
-    prefix = json.loads((build_dir / "recipe.lock.json").read_text())["recipe"]["score"]["clip"]["prefix"]
-    scorer = ClipScorer(load_clip(clip_model, None, "cpu"), prefix=prefix, device="cpu")
     rows = read_rows(build_dir, ["id", "image", "caption", "clip_score"])
-    images = np.stack([np.asarray(Image.open(io.BytesIO(r["image"]["bytes"])).convert("RGB")) for r in rows])
-    again = scorer.score(images, [r["caption"] for r in rows])
+    return rows, np.stack([np.asarray(Image.open(io.BytesIO(r["image"]["bytes"])).convert("RGB")) for r in rows])
+
+
+def rescore(build_dir: Path) -> list[tuple[str, float, float]]:
+    """(id, stored clip_score, clip_score recomputed from the stored image bytes and caption) per row,
+    with the recipe's CLIP as the build used it: what any consumer can recompute."""
+    rows, images = _published(build_dir)
+    again = _scorer(build_dir).score(images, [r["caption"] for r in rows])
     return [(r["id"], r["clip_score"], float(s)) for r, s in zip(rows, again)]
 
 
-def assert_scores_match_published(build_dir: Path, clip_model: str = "builtin:tiny-clip") -> None:
+def own_caption_wins(build_dir: Path) -> float:
+    """Share of rows whose image scores higher with its own caption than with every other caption of
+    the build (the build's CLIP, on the published bytes); captions equal to the row's own are skipped."""
+    rows, images = _published(build_dir)
+    scorer = _scorer(build_dir)
+    captions = [r["caption"] for r in rows]
+    wins = 0
+    for i, image in enumerate(images):
+        scores = scorer.score(np.repeat(image[None], len(captions), 0), captions)
+        wins += all(scores[i] > s for j, s in enumerate(scores) if captions[j] != captions[i])
+    return wins / len(rows)
+
+
+def assert_scores_match_published(build_dir: Path) -> None:
     """Every row's clip_score is what its published image and caption score (within 1e-4): a caption
     paired with another caption's image, or a score of other pixels, fails here."""
-    for rid, stored, again in rescore(build_dir, clip_model):
+    for rid, stored, again in rescore(build_dir):
         assert abs(stored - again) <= 1e-4, f"{rid}: stored clip_score {stored} but its image and caption score {again}"

@@ -1,6 +1,7 @@
 """The dataset card: Hub metadata, models and licences, and the pictures (score histograms; best and
 worst selected rows with captions and scores) checked by what they show."""
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +34,9 @@ def test_card_metadata_as_the_hub_documents_it(quickstart):
     assert meta["size_categories"] == ["n<1K"] and meta["license"] == "cc-by-4.0"
     assert validate_card_metadata(card, "dataset")[0] == []
     assert "(https://arxiv.org/abs/2407.20756)" in card  # the Hub turns it into an arxiv: tag
-    assert "- **Generator:** `builtin:tiny-sd`, built-in version `v1`, float32" in card
-    assert "- **Scorer:** open_clip `builtin:tiny-clip`" in card
+    digest = json.loads((out / "recipe.lock.json").read_text())["models"]["generate"]["weights_sha256"]
+    assert f"- **Generator:** `builtin:shapes-sd`, weights shipped with synthvlm-builder (sha256 `{digest[:16]}`), float32" in card
+    assert "- **Scorer:** open_clip `builtin:shapes-clip`" in card
     assert "whose licence is\n`apache-2.0`." in card
 
 
@@ -104,7 +106,9 @@ def test_sample_grid_shows_the_best_and_the_worst_selected(quickstart):
         def distance(r):
             im = Image.open(io.BytesIO(r["image"]["bytes"])).convert("RGB")
             inner = cardplots.CELL - 2 * cardplots.PAD
-            im = im.resize((inner, inner), Image.LANCZOS).crop((0, 24, inner, inner)).resize((32, 26))
+            # as the grid enlarges small images (cardplots._cell)
+            im = im.resize((inner, inner), Image.NEAREST if inner >= 2 * max(im.size) else Image.LANCZOS)
+            im = im.crop((0, 24, inner, inner)).resize((32, 26))
             return float(np.abs(np.asarray(im, float) - pic).mean())
         return min(rows, key=distance)["id"]
 

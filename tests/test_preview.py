@@ -20,7 +20,7 @@ from PIL import Image
 from buildutil import ROOT, cli
 
 N = 16                 # the default --captions
-PER_CAPTION = 2        # the quickstart's generate.images_per_caption
+PER_CAPTION = 4        # the quickstart's generate.images_per_caption
 WINDOW = (1200, 2000)
 PROBE = """<script>
 window.addEventListener("load", () => {
@@ -66,7 +66,7 @@ def test_page_renders_in_chromium(page, tmp_path):
     assert shot.exists(), proc.stderr
     image = np.asarray(Image.open(shot).convert("RGB"))
     assert image.shape[:2] == (WINDOW[1], WINDOW[0])
-    # not blank: a white page with text, tables and noise images has many colours and real contrast
+    # not blank: a white page with text, tables and images has many colours and real contrast
     assert len(np.unique(image.reshape(-1, 3), axis=0)) > 1000 and image.std() > 20
     if os.environ.get("SYNTHVLM_UPDATE_SCREENSHOT"):
         Image.open(shot).convert("RGB").quantize(256).save(ROOT / "docs" / "preview.png", optimize=True)
@@ -79,15 +79,17 @@ def test_every_image_loads_and_the_funnel_is_there(page, tmp_path):
     found = re.search(r'data-probe="([^"]*)"', dom)
     assert found, dom[-2000:]
     probe = json.loads(html.unescape(found.group(1)))
-    assert probe == {"images": N * PER_CAPTION, "loaded": N * PER_CAPTION, "widths": [128]}
-    assert dom.count('class="card kept"') == N  # best per caption: one of each caption's two candidates
+    assert probe == {"images": N * PER_CAPTION, "loaded": N * PER_CAPTION, "widths": [32]}
+    assert dom.count('class="card kept"') == N  # best per caption: one of each caption's four candidates
     funnel = re.search(r'<table id="funnel">.*?</table>', dom, re.S).group(0)
     for name in ("alnum_ratio", "special_char_ratio", "char_repetition", "word_repetition", "flagged_words",
                  "max_tokens", "dedupe"):
         assert f"filter <code>{name}</code>" in funnel
-    # the quickstart's second caption is dropped by special_char_ratio, and shown as an example
-    assert re.search(r"special_char_ratio</code></td>\s*<td class=\"num\">1</td>", funnel)
-    assert "quickstart:q001" in funnel
+    # among the first 19 captions read (until 16 survive), two junk captions are dropped by alnum_ratio and
+    # a repeat by dedupe, each shown as an example
+    assert re.search(r"alnum_ratio</code></td>\s*<td class=\"num\">2</td>", funnel)
+    assert "quickstart:q011" in funnel and "quickstart:q017" in funnel
+    assert re.search(r"dedupe</code></td>\s*<td class=\"num\">1</td>", funnel) and "quickstart:q005" in funnel
     assert "clip_score" in dom and "dropped: best per caption" in dom
 
 
@@ -96,7 +98,7 @@ def test_page_is_self_contained(page):
     assert "<script" not in text and "<link" not in text
     assert not re.search(r"""(src|href)=["']?(https?:|//|file:)""", text)
     srcs = re.findall(r'<img src="([^"]+)"', text)
-    assert len(srcs) == N * PER_CAPTION and all(s.startswith("data:image/jpeg;base64,") for s in srcs)
+    assert len(srcs) == N * PER_CAPTION and all(s.startswith("data:image/png;base64,") for s in srcs)
 
 
 def test_bad_input_is_refused_in_one_line(tmp_path):

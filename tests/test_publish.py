@@ -92,7 +92,9 @@ def builds(tmp_path_factory, quickstart):
     # d: b's recipe as it is, but one caption of its caption file edited: same fingerprint, other data.
     shutil.copytree(root / "recipes", root / "edited")
     caps = root / "edited" / "data" / "quickstart_captions.jsonl"
-    caps.write_text(caps.read_text().replace("A red bicycle", "A blue bicycle"))
+    text = caps.read_text()
+    assert "a yellow circle at the top" in text
+    caps.write_text(text.replace("a yellow circle at the top", "a yellow square at the top"))
     d = root / "d"
     cli(root / "edited" / "b.yaml", "--output", d)
     assert fingerprint(d) == fingerprint(b)

@@ -98,21 +98,21 @@ def run_workflow(repo: Path) -> tuple[int, str, str]:
 
 
 def test_data_change_without_version_bump_fails_with_a_comment(repo):
-    edit(repo, "recipes/quickstart.yaml", "steps: 4", "steps: 6")
+    edit(repo, "recipes/quickstart.yaml", "steps: 15", "steps: 20")
     code, comment, summary = run_workflow(repo)
     assert code == 4
     assert comment.startswith("<!-- synthvlm-recipe-review -->\n## Recipe review\n")
     assert "1 recipe(s) to review" in comment and "synthvlm-build validate: ok" in comment
     assert "### Recipe review: `recipes/quickstart.yaml`" in comment
     assert "**❌ data changes but version NOT bumped** (exit 4)" in comment
-    assert "| `generate.steps` | `4` | `6` | yes |" in comment
-    assert "| denoiser evaluations | 576 | 864 | +288 (+50.0%) |" in comment
+    assert "| `generate.steps` | `15` | `20` | yes |" in comment
+    assert "| denoiser evaluations | 4,560 | 6,080 | +1,520 (+33.3%) |" in comment
     assert "this run's status: 4" in comment
     assert summary == comment  # the job summary shows the same Markdown
 
 
 def test_bumped_change_and_a_new_recipe_pass(repo):
-    edit(repo, "recipes/quickstart.yaml", "steps: 4", "steps: 6")
+    edit(repo, "recipes/quickstart.yaml", "steps: 15", "steps: 20")
     edit(repo, "recipes/quickstart.yaml", "version: 0.1.0", "version: 0.2.0")
     text = (repo / "recipes/quickstart.yaml").read_text().replace("name: synthvlm-quickstart", "name: second")
     (repo / "recipes/second.yaml").write_text(text)
@@ -124,18 +124,18 @@ def test_bumped_change_and_a_new_recipe_pass(repo):
 
 
 def test_invalid_recipe_fails_with_every_located_error(repo):
-    edit(repo, "recipes/quickstart.yaml", "steps: 4", "steps: 0")
+    edit(repo, "recipes/quickstart.yaml", "steps: 15", "steps: 0")
     edit(repo, "recipes/quickstart.yaml", "dtype: float32", "dtype: float8")
     code, comment, _ = run_workflow(repo)
     assert code == 2
     assert "synthvlm-build validate: failed (exit 2)" in comment
-    assert "recipes/quickstart.yaml:26:10: generate.steps: must be >= 1, got 0" in comment  # validate's lines
-    assert "- `recipes/quickstart.yaml:26:10` `generate.steps`: must be >= 1, got 0" in comment  # review's list
+    assert "recipes/quickstart.yaml:31:10: generate.steps: must be >= 1, got 0" in comment  # validate's lines
+    assert "- `recipes/quickstart.yaml:31:10` `generate.steps`: must be >= 1, got 0" in comment  # review's list
     assert "`generate.dtype`" in comment
 
 
 def test_changed_caption_file_reviews_every_recipe_and_warns_unpinned(repo):
-    edit(repo, "recipes/data/quickstart_captions.jsonl", "bicycle", "tricycle")
+    edit(repo, "recipes/data/quickstart_captions.jsonl", "yellow circle", "yellow square")
     code, comment, _ = run_workflow(repo)
     assert code == 0  # the recipe did not change: same fingerprint
     assert "- changed input file: `recipes/data/quickstart_captions.jsonl`" in comment

@@ -37,7 +37,7 @@ def test_generated_images_and_non_square_sizes(quickstart):
     from buildutil import read_rows
     rows = read_rows(quickstart[0])[:6]
     batch = np.stack([np.asarray(Image.open(io.BytesIO(r["image"]["bytes"])).convert("RGB")) for r in rows])
-    assert np.allclose(torch_ssim.ssim_roundtrip(torch.from_numpy(batch), 64).numpy(), [r["ssim"] for r in rows],
+    assert np.allclose(torch_ssim.ssim_roundtrip(torch.from_numpy(batch), 16).numpy(), [r["ssim"] for r in rows],
                        atol=1e-4)  # the stored SSIM of generated, published images
     wide = rng.integers(0, 256, (2, 96, 160, 3), dtype=np.uint8)
     assert np.allclose(torch_ssim.ssim_roundtrip(torch.from_numpy(wide), 48).numpy(),

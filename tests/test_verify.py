@@ -45,13 +45,13 @@ def test_fresh_build_verifies(quickstart):
     rows = table_rows(proc.stdout)
     assert len(rows) == 8 and all(line.endswith("  ok") for line in rows.values())
     assert set(rows) <= {r["id"] for r in read_rows(out, ["id"])}
-    # each row is regenerated in its original batch: the quickstart's shards hold 16 captions, 2 candidates
-    # each, in batches of 8, in the order of the build's curated captions
+    # each row is regenerated in its original batch: the quickstart's shards hold 16 captions, 4 candidates
+    # each, in batches of 16, in the order of the build's curated captions
     order = [json.loads(line)["id"] for line in (out / "captions.jsonl").read_text().splitlines()]
     for row_id, line in rows.items():
         caption_id, k = row_id.rsplit("-", 1)
         shard, first = divmod(order.index(caption_id), 16)
-        assert line.split()[1:3] == [str(shard), str((first * 2 + int(k)) // 8)], line
+        assert line.split()[1:3] == [str(shard), str((first * 4 + int(k)) // 16)], line
     assert "8 of 8 row(s) match: verified" in proc.stdout
     assert set(table_rows(cli("verify", out, "--seed", "1").stdout)) != set(rows)  # the seed picks the rows
 
@@ -80,7 +80,8 @@ def test_tampered_build_names_the_rows(quickstart, tmp_path):
 def test_tampered_captions_or_recipe_are_caught(quickstart, tmp_path):
     build = copy_build(quickstart[0], tmp_path / "captions")
     caps = build / "captions.jsonl"
-    caps.write_text(caps.read_text().replace("bicycle", "tricycle"))
+    assert "yellow circle" in caps.read_text()
+    caps.write_text(caps.read_text().replace("yellow circle", "yellow square"))
     proc = cli("verify", build, check=False)
     assert proc.returncode == 1 and "captions.jsonl: its sha256 is not the lock's" in proc.stderr
     build = copy_build(quickstart[0], tmp_path / "recipe")

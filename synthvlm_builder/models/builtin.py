@@ -1,11 +1,17 @@
-"""Tiny real models (random weights, real architectures) built locally, never downloaded.
+"""Built-in models: never downloaded, loaded through the same code paths as real weights.
 
-`builtin:tiny-sd`, `builtin:tiny-sdxl` and `builtin:tiny-clip` let tests and the quickstart run the
-whole pipeline offline in seconds. They are built from fixed configs under a fixed seed, saved in the
-same on-disk layouts real weights use, and then loaded through the same code path
-(`DiffusionPipeline.from_pretrained(dir)`, `open_clip.create_model_and_transforms(name, pretrained=file)`).
-Sizes: an 8x-downsampling 4-level VAE (a 2-level one is ~30x slower at 256 px,
-because its attention runs at high resolution) and a 2-level UNet.
+Two kinds:
+- Trained, shipped in the package: `builtin:shapes-sd` (a diffusers StableDiffusionPipeline, 32 px)
+  and `builtin:shapes-clip` (an open_clip model folder, loaded as `local-dir:` recipes load one),
+  trained on the procedural shapes world (models/shapes/; `python -m
+  synthvlm_builder.models.shapes.train` remakes them). Their images match their captions; the
+  quickstart runs on them.
+- Random weights, real architectures: `builtin:tiny-sd`, `builtin:tiny-sdxl`, `builtin:tiny-clip` and
+  `builtin:tiny-blip-itm`, built on first use from fixed configs under a fixed seed, saved in the
+  layouts real weights use and loaded through the same path (`DiffusionPipeline.from_pretrained(dir)`,
+  `open_clip.create_model_and_transforms(name, pretrained=file)`), for tests of other architectures.
+  Sizes: an 8x-downsampling 4-level VAE (a 2-level one is ~30x slower at 256 px, because its attention
+  runs at high resolution) and a 2-level UNet.
 """
 from __future__ import annotations
 
@@ -17,8 +23,10 @@ import shutil
 import uuid
 from pathlib import Path
 
-PIPELINES = ("tiny-sd", "tiny-sdxl")
-CLIP_MODELS = ("tiny-clip",)
+PIPELINES = ("tiny-sd", "tiny-sdxl", "shapes-sd")
+CLIP_MODELS = ("tiny-clip", "shapes-clip")
+# Trained models shipped inside the package (committed safetensors), by name.
+SHIPPED = {name: Path(__file__).parent / "shapes" / "weights" / name for name in ("shapes-sd", "shapes-clip")}
 ITM_MODELS = ("tiny-blip-itm",)  # transformers BlipForImageTextRetrieval, for captions.filters.source_image.itm
 
 # Bump when any config below changes, so a cache built from older configs is never reused.
@@ -44,15 +52,20 @@ def cache_root() -> Path:
 
 
 def builtin_dir(name: str) -> Path:
-    """Directory holding builtin model `name`, building it on first use.
+    """Directory holding builtin model `name`: the package's own folder for a shipped model, else
+    the cache, building it on first use.
 
     The model is built in a private temp dir and renamed into place, so a reader never sees a half
     written model, and two processes racing to build it both end up with one complete copy.
     """
+    if name in SHIPPED:
+        if not SHIPPED[name].is_dir():  # a broken install, not a user error
+            raise FileNotFoundError(f"builtin model {name!r} is missing from the package: {SHIPPED[name]}")
+        return SHIPPED[name]
     builders = {"tiny-sd": _build_tiny_sd, "tiny-sdxl": _build_tiny_sdxl, "tiny-clip": _build_tiny_clip,
                 "tiny-blip-itm": _build_tiny_blip_itm}
     if name not in builders:
-        raise ValueError(f"unknown builtin model {name!r}; known: {', '.join(builders)}")
+        raise ValueError(f"unknown builtin model {name!r}; known: {', '.join([*builders, *SHIPPED])}")
     final = cache_root() / "builtin" / VERSION / _library_key(name) / name
     if final.is_dir():
         return final

@@ -13,7 +13,8 @@ from pathlib import Path
 from .ref import BUILTIN, LOCAL, ModelRef
 
 BUILTIN_CLASSES = {"tiny-sd": ("StableDiffusionPipeline", "PNDMScheduler"),
-                   "tiny-sdxl": ("StableDiffusionXLPipeline", "EulerDiscreteScheduler")}
+                   "tiny-sdxl": ("StableDiffusionXLPipeline", "EulerDiscreteScheduler"),
+                   "shapes-sd": ("StableDiffusionPipeline", "DDIMScheduler")}
 
 # Call options that make a pipeline draw exactly the requested caption at exactly the requested size:
 # SANA and PixArt would otherwise generate at the nearest "bin" size and resize, and rewrite captions

@@ -186,7 +186,9 @@ def load_clip(model: str, pretrained: str | None, device: str | torch.device = "
     device = resolve_device(device)
     ref = ModelRef.parse(model, clip=True)
     name = model  # open_clip reads its own local-dir: / hf-hub: prefixes
-    if ref.kind == BUILTIN:
+    if ref.kind == BUILTIN and ref.name in builtin.SHIPPED:
+        name, pretrained = f"local-dir:{builtin.builtin_dir(ref.name)}", None  # an open_clip model folder
+    elif ref.kind == BUILTIN:
         folder = builtin.builtin_dir(ref.name)
         if builtin.CLIP_MODEL_NAME not in open_clip.list_models():
             open_clip.add_model_config(folder / builtin.CLIP_CONFIG_FILE)

@@ -67,15 +67,20 @@ def pretrained_is_file(value: str) -> bool:
 
 
 def lock_entry(model: str, revision: str | None = None) -> dict:
-    """What pins a pipeline's exact weights in the lock file: the builtin models' version, a local
+    """What pins a pipeline's exact weights in the lock file: a shipped builtin's weights digest, the
+    random-weight builtins' version, a local
     folder's model_index.json hash, or the Hub commit a revision resolved to in the local cache."""
     import hashlib
 
     ref = ModelRef.parse(model)
     entry: dict = {"model": model, "revision": revision}
     if ref.kind == BUILTIN:
-        from .builtin import VERSION
-        entry["builtin_version"] = VERSION
+        from .builtin import SHIPPED, VERSION, builtin_dir
+        if ref.name in SHIPPED:  # trained weights in the package: named by their content
+            from .digests import tree_digest
+            entry["weights_sha256"] = tree_digest(builtin_dir(ref.name))
+        else:
+            entry["builtin_version"] = VERSION
     elif ref.kind == LOCAL:
         entry["model_index_sha256"] = hashlib.sha256((ref.path() / "model_index.json").read_bytes()).hexdigest()
     else:

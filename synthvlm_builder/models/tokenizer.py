@@ -65,7 +65,7 @@ class CaptionTokenizer:
 def caption_tokenizer(model: str, revision: str | None = None) -> CaptionTokenizer:
     """The tokenizer of `model`'s first text encoder, loaded without any weights."""
     ref = ModelRef.parse(model)
-    if ref.kind == BUILTIN:
+    if ref.kind == BUILTIN and ref.name not in builtin.SHIPPED:
         builtin_name(ref, builtin.PIPELINES, "pipeline")
         return CaptionTokenizer(builtin.clip_tokenizer())
     check_pipeline_available(model, revision)
@@ -76,7 +76,7 @@ def caption_tokenizer(model: str, revision: str | None = None) -> CaptionTokeniz
         # Fetch (or find cached) only tokenizer/ and load it as a local folder: AutoTokenizer on a
         # Hub id first looks for a config.json, which SD's tokenizer/ lacks, and offline that
         # lookup fails unless an earlier online run happened to cache the miss.
-        root = ref.path() if ref.kind == LOCAL else Path(snapshot_download(
+        root = builtin.builtin_dir(ref.name) if ref.kind == BUILTIN else ref.path() if ref.kind == LOCAL else Path(snapshot_download(
             ref.name, revision=revision, allow_patterns=["tokenizer/*"]))
         return CaptionTokenizer(AutoTokenizer.from_pretrained(root / "tokenizer"))
     except OSError as e:

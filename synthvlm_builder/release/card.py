@@ -124,6 +124,8 @@ def model_lines(recipe: Recipe, lock: dict) -> list[str]:
              if ModelRef.parse(recipe.generate.model).kind == HUB else "")
     if gen.get("builtin_version"):
         extra = f", built-in version `{gen['builtin_version']}`"
+    if gen.get("weights_sha256"):
+        extra = f", weights shipped with synthvlm-builder (sha256 `{gen['weights_sha256'][:16]}`)"
     if gen.get("model_index_sha256"):
         extra = f", local folder (model_index.json sha256 `{gen['model_index_sha256'][:16]}`)"
     variant = f", variant `{recipe.generate.variant}`" if recipe.generate.variant else ""

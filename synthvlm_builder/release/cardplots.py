@@ -116,7 +116,9 @@ def _cell(row: dict, rank: int, total: int) -> Image.Image:
     draw = ImageDraw.Draw(im)
     thumb = Image.open(io.BytesIO(row["image"]["bytes"])).convert("RGB")
     scale = inner / max(thumb.size)  # small images are enlarged too: every cell shows the same size
-    thumb = thumb.resize((max(1, round(thumb.width * scale)), max(1, round(thumb.height * scale))), Image.LANCZOS)
+    # Enlarged 2x or more, each pixel becomes a block (what the image holds, not a resampler's guess).
+    thumb = thumb.resize((max(1, round(thumb.width * scale)), max(1, round(thumb.height * scale))),
+                         Image.NEAREST if scale >= 2 else Image.LANCZOS)
     x0, y0 = PAD + (inner - thumb.width) // 2, PAD + (inner - thumb.height) // 2
     im.paste(thumb, (x0, y0))
     label = f"#{rank} of {total:,}"
