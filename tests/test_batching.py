@@ -28,6 +28,7 @@ def reference(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_out_of_memory_halves_the_batch_and_keeps_finished_shards(tmp_path, reference, monkeypatch):
     recipe = recipe_with(tmp_path / "r", 4)
     out = tmp_path / "out"

@@ -126,6 +126,7 @@ def _stopped(pid: int) -> bool:
         return f.read().rsplit(")", 1)[1].split()[0] == "T"
 
 
+@pytest.mark.slow
 def test_a_dir_in_use_is_refused_whatever_the_flags(tmp_path):
     recipe = write_recipe(tmp_path / "r", n_captions=4, size=3, shard_size=2)
     out = tmp_path / "out"

@@ -395,6 +395,7 @@ def test_load_dataset_at_a_tag_and_streaming(hub, client):
     assert 206 in statuses(hub, r"/resolve/.*\.parquet$", "GET")  # streaming reads parquet by ranges
 
 
+@pytest.mark.slow
 def test_diffusers_pipeline_and_components_from_pretrained_at_revision(hub, client):
     facts = client("""
         import tempfile, torch

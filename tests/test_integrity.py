@@ -86,6 +86,7 @@ def test_overwrite_with_a_bad_device_leaves_the_old_build(build_copy):
     assert snapshot(out) == before
 
 
+@pytest.mark.slow
 def test_interrupted_overwrite_leaves_the_old_build_and_resumes(build_copy):
     recipe, out = build_copy
     before = snapshot(out)

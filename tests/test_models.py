@@ -189,6 +189,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow
 def test_hub_ids_offline_use_the_local_cache_or_fail_fast(tmp_path):
     """A user's machine: HF_HUB_OFFLINE=1, a Hub cache holding one pipeline (and one partly)."""
     sha = "1" * 40

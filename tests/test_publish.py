@@ -21,6 +21,10 @@ from buildutil import ROOT, cli, read_rows, write_recipe
 from conftest import HUB_TOKEN
 from hubserver import HubServer
 
+# Every test here runs the CLI in fresh processes against the loopback Hub (5-30 s each): part of the
+# `-m slow` run (.ci/run runs both).
+pytestmark = pytest.mark.slow
+
 REPO = "synthvlm/synthvlm-quickstart"   # the quickstart recipe's publish.repo_id
 RETRIES = 5                             # synthvlm_builder.release.publish.RETRIES: attempts = RETRIES + 1
 

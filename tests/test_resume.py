@@ -78,6 +78,7 @@ def test_kill_9_then_resume_gives_identical_dataset_without_redoing_shards(tmp_p
     assert read_rows(out) == read_rows(clean[1])  # ids, image bytes, scores, seeds
 
 
+@pytest.mark.slow
 def test_ctrl_c_exits_130_and_a_rerun_resumes(tmp_path, clean):
     recipe = shard_recipe(tmp_path / "r")
     out = tmp_path / "out"

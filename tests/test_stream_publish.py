@@ -68,6 +68,7 @@ def test_streamed_push_survives_a_kill_and_sends_each_file_once(hub, env, recipe
     assert load_remote(env, REPO, "v0.1.0")["v0.1.0"] == local_rows(out)
 
 
+@pytest.mark.slow
 def test_push_checks_the_destination_before_building(hub, env, recipe, tmp_path):
     no_repo = write_recipe(tmp_path / "n", n_captions=8, size=6)
     proc = cli(no_repo, "--output", tmp_path / "o1", "--push", env=env, check=False)
@@ -88,6 +89,7 @@ def _changed(old: dict, new: dict) -> int:
     return sum(old.get(p) != new.get(p) for p in set(old) | set(new))
 
 
+@pytest.mark.slow
 def test_a_release_of_many_files_goes_through_a_branch_and_never_shows_half(hub, env, recipe, tmp_path):
     env = {**env, "SYNTHVLM_PUBLISH_FILES_PER_COMMIT": "5"}
     out = tmp_path / "out"

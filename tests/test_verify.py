@@ -10,6 +10,7 @@ import shutil
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from PIL import Image
 
 from buildutil import cli, read_rows
@@ -56,6 +57,7 @@ def test_fresh_build_verifies(quickstart):
     assert set(table_rows(cli("verify", out, "--seed", "1").stdout)) != set(rows)  # the seed picks the rows
 
 
+@pytest.mark.slow
 def test_tampered_build_names_the_rows(quickstart, tmp_path):
     build = copy_build(quickstart[0], tmp_path / "tampered")
     (data,) = (build / "data").glob("train-*.parquet")
@@ -131,6 +133,7 @@ def test_pixel_rule_exact_on_the_same_device_one_level_elsewhere():
     assert np.asarray(Image.open(io.BytesIO(encode_image(image, "png", 95)))).shape == image.shape
 
 
+@pytest.mark.slow
 def test_published_release_verifies_by_revision(quickstart, hub, hub_env):
     out = quickstart[0]
     cli("publish", out, env=hub_env)
