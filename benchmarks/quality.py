@@ -27,7 +27,6 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
 from synthvlm_builder.execution.plan import derive_seed  # noqa: E402
 from synthvlm_builder.models.loading import load_clip, load_pipeline  # noqa: E402
@@ -135,7 +134,8 @@ def main(argv=None) -> dict:
     res["per_attribute"] = {a: round(float(np.mean([[c[a] for c in row] for row in checks])), 4) for a in ATTRIBUTES}
     two = np.array([len(x.objects) == 2 for x in scenes])
     unplaced = ~np.array(placed)
-    res["random_by_kind"] = {"one_object": round(float(ok[~two].mean()), 4), "two_objects": round(float(ok[two].mean()), 4),
+    res["random_by_kind"] = {"one_object": round(float(ok[~two].mean()), 4),
+                             "two_objects": round(float(ok[two].mean()), 4),
                              "positions_named": round(float(ok[~unplaced].mean()), 4),
                              "positions_open": round(float(ok[unplaced].mean()), 4)}
     res["selection"] = selection(ok, clip, combo)

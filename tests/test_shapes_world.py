@@ -114,7 +114,8 @@ def test_oracle_other_sizes_and_shape_features():
         ("blue", "square", "right"), ("red", "triangle", "left")]
     for o in seen["objects"]:
         assert o["fit"] > 0.8
-    bad = world.check(np.asarray(world.render(scene)), "a red circle on the left and a blue square on the right, white background")
+    bad = world.check(np.asarray(world.render(scene)),
+                      "a red circle on the left and a blue square on the right, white background")
     assert bad["parsed"] and not bad["shape"] and bad["color"] and bad["position"] and not bad["all"]
     assert world.check(np.zeros((64, 64, 3), np.uint8), "nonsense")["parsed"] is False
 

@@ -68,8 +68,8 @@ def pretrained_is_file(value: str) -> bool:
 
 def lock_entry(model: str, revision: str | None = None) -> dict:
     """What pins a pipeline's exact weights in the lock file: a shipped builtin's weights digest, the
-    random-weight builtins' version, a local
-    folder's model_index.json hash, or the Hub commit a revision resolved to in the local cache."""
+    random-weight builtins' version, a local folder's model_index.json hash, or the Hub commit a
+    revision resolved to in the local cache."""
     import hashlib
 
     ref = ModelRef.parse(model)

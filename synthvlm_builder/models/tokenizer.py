@@ -76,8 +76,11 @@ def caption_tokenizer(model: str, revision: str | None = None) -> CaptionTokeniz
         # Fetch (or find cached) only tokenizer/ and load it as a local folder: AutoTokenizer on a
         # Hub id first looks for a config.json, which SD's tokenizer/ lacks, and offline that
         # lookup fails unless an earlier online run happened to cache the miss.
-        root = builtin.builtin_dir(ref.name) if ref.kind == BUILTIN else ref.path() if ref.kind == LOCAL else Path(snapshot_download(
-            ref.name, revision=revision, allow_patterns=["tokenizer/*"]))
+        if ref.kind == BUILTIN:  # a shipped model: its own tokenizer (the shapes world's words)
+            root = builtin.builtin_dir(ref.name)
+        else:
+            root = ref.path() if ref.kind == LOCAL else Path(snapshot_download(
+                ref.name, revision=revision, allow_patterns=["tokenizer/*"]))
         return CaptionTokenizer(AutoTokenizer.from_pretrained(root / "tokenizer"))
     except OSError as e:
         raise ModelUnavailable(f"cannot load the tokenizer of {model!r}: {e}") from e

@@ -97,7 +97,8 @@ def main(argv=None) -> dict:
     times["clip_s"] = json.loads((out / "clip_time.json").read_text())["clip_s"]  # beside the VAE
     t = time.time()
     (out / "ddp_init").unlink(missing_ok=True)  # the rendezvous file must start empty
-    worker = subprocess.Popen([sys.executable, "-m", f"{__package__}.train", *(argv if argv is not None else sys.argv[1:]),
+    own_args = argv if argv is not None else sys.argv[1:]
+    worker = subprocess.Popen([sys.executable, "-m", f"{__package__}.train", *own_args,
                                "--unet-rank", "1"], env=env)
     _init_group(out, 0)
 
