@@ -45,11 +45,7 @@ def held_out(n: int, seed: int) -> tuple[list[world.Scene], list[str], list[bool
     """n held-out scenes, their captions (positions named or not, as the world draws them) and
     whether each caption names positions."""
     rng = np.random.default_rng(seed)
-    scenes = []
-    while len(scenes) < n:
-        s = world.random_scene(rng)
-        if world.is_held_out(s):
-            scenes.append(s)
+    scenes = [world.split_scene(rng, held_out=True) for _ in range(n)]
     placed = [bool(rng.random() >= world.P_NO_POSITION) for _ in scenes]
     return scenes, [world.caption(s, rng, p) for s, p in zip(scenes, placed)], placed
 

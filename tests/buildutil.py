@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,8 +135,6 @@ def _scorer(build_dir: Path):
 
 
 def _published(build_dir: Path):
-    import io
-
     import numpy as np
     from PIL import Image
 
@@ -159,10 +156,11 @@ def own_caption_wins(build_dir: Path) -> float:
     rows, images = _published(build_dir)
     scorer = _scorer(build_dir)
     captions = [r["caption"] for r in rows]
+    # each image and each caption embedded once; scores[i, j]: image i with caption j
+    scores = (scorer.image_embeddings(images) @ scorer.text_embeddings(captions).T).cpu().numpy()
     wins = 0
-    for i, image in enumerate(images):
-        scores = scorer.score(np.repeat(image[None], len(captions), 0), captions)
-        wins += all(scores[i] > s for j, s in enumerate(scores) if captions[j] != captions[i])
+    for i in range(len(rows)):
+        wins += all(scores[i, i] > s for j, s in enumerate(scores[i]) if captions[j] != captions[i])
     return wins / len(rows)
 
 

@@ -27,10 +27,9 @@ def models():
 def _held_out(n, seed, two=False, placed=True):
     rng = np.random.default_rng(seed)
     out = []
-    while len(out) < n:
-        s = world.random_scene(rng, p_two=1.0 if two else 0.0)
-        if world.is_held_out(s):
-            out.append(world.caption(s, rng, placed))
+    for _ in range(n):
+        s = world.split_scene(rng, held_out=True, p_two=1.0 if two else 0.0)
+        out.append(world.caption(s, rng, placed))
     return out
 
 

@@ -26,15 +26,6 @@ class Renderer:
         return x.float().div_(127.5).sub_(1.0)
 
 
-def train_scene(rng: np.random.Generator, p_two: float | None = None) -> world.Scene:
-    """A random scene outside the held-out split (see world.is_held_out); p_two as in
-    world.random_scene (None: its default)."""
-    while True:
-        s = world.random_scene(rng) if p_two is None else world.random_scene(rng, p_two)
-        if not world.is_held_out(s):
-            return s
-
-
 def tokenize(tokenizer, captions: list[str], length: int) -> torch.Tensor:
     return tokenizer(captions, padding="max_length", max_length=length, truncation=True,
                      return_tensors="pt").input_ids

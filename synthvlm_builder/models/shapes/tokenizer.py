@@ -58,6 +58,13 @@ def build_tokenizer(words: list[str], max_length: int):
     return tok
 
 
+def world_tokenizer():
+    """The shapes models' tokenizer: every word of the world one token, TEXT_LEN tokens at most."""
+    from . import nets, world
+
+    return build_tokenizer([w for w in world.VOCAB if w.isalpha()], nets.TEXT_LEN)
+
+
 def save_tokenizer(tok, folder: str | Path) -> None:
     """save_pretrained plus vocab.json / merges.txt (transformers 5 writes only tokenizer.json).
 

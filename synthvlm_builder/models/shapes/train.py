@@ -30,16 +30,21 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from . import world  # noqa: E402
-from .data import Renderer, train_scene  # noqa: E402
-from .tokenizer import build_tokenizer, save_tokenizer  # noqa: E402
-from .train_sd import build_pipeline, encode_scenes, sample, train_unet, train_vae  # noqa: E402
-from . import nets  # noqa: E402
+from . import nets, world  # noqa: E402
+from .data import Renderer  # noqa: E402
+from .tokenizer import save_tokenizer, world_tokenizer  # noqa: E402
+from .train_sd import build_pipeline, encode_scenes, train_unet, train_vae  # noqa: E402
 
 
 def _rng(seed: int, phase: int) -> np.random.Generator:
     """One stream per phase: changing one phase's length leaves the others' data unchanged."""
     return np.random.default_rng([seed, phase])
+
+
+def _unet_scenes(args) -> list[world.Scene]:
+    """The training scenes whose latents the UNet learns from (each UNet process draws the same)."""
+    rng = _rng(args.seed, 2)
+    return [world.split_scene(rng, held_out=False) for _ in range(args.latents)]
 
 
 WORLD_SIZE = 2  # processes training the UNet
@@ -76,7 +81,7 @@ def main(argv=None) -> dict:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p or os.getcwd() for p in sys.path)}
     clip_proc = subprocess.Popen([sys.executable, "-m", f"{__package__}.train_clip", "--out", str(out / "shapes-clip"),
                                   "--seed", str(args.seed), "--steps", str(args.clip_steps), "--threads", "1"], env=env)
-    tokenizer = build_tokenizer([w for w in world.VOCAB if w.isalpha()], nets.TEXT_LEN)
+    tokenizer = world_tokenizer()
     render = Renderer(nets.IMAGE_SIZE)
 
     t = time.time()
@@ -84,11 +89,11 @@ def main(argv=None) -> dict:
     times["vae_s"] = time.time() - t
 
     t = time.time()
-    rng = _rng(args.seed, 2)
-    scenes = [train_scene(rng) for _ in range(args.latents)]
+    scenes = _unet_scenes(args)
     latents = encode_scenes(vae, render, scenes)
     scaling = float(1.0 / latents.std())  # unit-variance latents, as SD's scaling_factor does
-    torch.save({"latents": latents * scaling, "scenes": [s.key() for s in scenes]}, out / "unet_data.pt")
+    latents = latents * scaling
+    torch.save(latents, out / "unet_latents.pt")  # for the second UNet process
     times["encode_s"] = time.time() - t
     log(f"encoded {len(scenes)} scenes, scaling factor {scaling:.4f}; waiting for the CLIP process")
 
@@ -108,13 +113,13 @@ def main(argv=None) -> dict:
         save_tokenizer(tokenizer, out / "snapshots" / f"unet{step}" / "shapes-sd" / "tokenizer")
 
     snap_steps = {int(s) for s in args.snapshots.split(",") if s}
-    unet, text_encoder = _train_unet(args, 0, latents * scaling, scenes, tokenizer, log, snapshot, snap_steps)
+    unet, text_encoder = _train_unet(args, 0, latents, scenes, tokenizer, log, snapshot, snap_steps)
     if worker.wait() != 0:
         raise RuntimeError(f"the second UNet process failed (exit code {worker.returncode})")
     import torch.distributed as dist
 
     dist.destroy_process_group()
-    (out / "unet_data.pt").unlink()
+    (out / "unet_latents.pt").unlink()
     (out / "ddp_init").unlink(missing_ok=True)
     times["unet_s"] = time.time() - t
     pipe = build_pipeline(vae, unet, text_encoder, tokenizer, scaling)
@@ -148,21 +153,11 @@ def _unet_worker(args, out: Path) -> dict:
     """The second UNet process: the same model, the other half of each batch; saves nothing."""
     import torch.distributed as dist
 
-    data = torch.load(out / "unet_data.pt")
-    by_key = {}
-    scenes = [by_key.setdefault(k, _scene(k)) for k in data["scenes"]]
-    tokenizer = build_tokenizer([w for w in world.VOCAB if w.isalpha()], nets.TEXT_LEN)
+    latents = torch.load(out / "unet_latents.pt")
     _init_group(out, args.unet_rank)
-    _train_unet(args, args.unet_rank, data["latents"], scenes, tokenizer, log=None)
+    _train_unet(args, args.unet_rank, latents, _unet_scenes(args), world_tokenizer(), log=None)
     dist.destroy_process_group()
     return {}
-
-
-def _scene(key: str) -> world.Scene:
-    """The scene whose Scene.key() is `key`."""
-    background, *objs = key.split("|")
-    return world.Scene(background, tuple(world.Obj(shape, color, pos)
-                                         for color, shape, pos in (o.split(" ") for o in objs)))
 
 
 def weight_hashes(out: Path) -> dict:
@@ -171,24 +166,26 @@ def weight_hashes(out: Path) -> dict:
 
 
 def verify(out: Path) -> dict:
-    """Reload both models the way the builder does; check the tokenizer and a generation."""
-    import open_clip
-    from diffusers import AutoPipelineForText2Image
+    """Reload both models with the builder's own loaders; check the tokenizers and a generation."""
+    # Imported before the clock starts: load_s times the loading (README: "Built-in models").
+    import open_clip  # noqa: F401
+    from diffusers import AutoPipelineForText2Image  # noqa: F401
+
+    from ...models.loading import load_clip, load_pipeline
+    from ...stages.generate import ImageGenerator
+    from ...stages.score import ClipScorer
 
     t = time.time()
-    pipe = AutoPipelineForText2Image.from_pretrained(out / "shapes-sd")
-    clip, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{out / 'shapes-clip'}")
-    clip_tok = open_clip.get_tokenizer(f"local-dir:{out / 'shapes-clip'}")
+    pipe = load_pipeline(str(out / "shapes-sd"), dtype="float32")
+    clip = ClipScorer(load_clip(f"local-dir:{out / 'shapes-clip'}", None))
     load_s = time.time() - t
-    for tok in (pipe.tokenizer, clip_tok.tokenizer):
+    for tok in (pipe.tokenizer, clip.bundle.tokenizer.tokenizer):
         for w in world.VOCAB:
             ids = tok(w, add_special_tokens=False).input_ids
             assert len(ids) == 1, f"{w!r} -> {ids}"
     cap = world.caption(world.random_scene(np.random.default_rng(0)))
-    img = sample(pipe, [cap], [0], steps=15, guidance=2.0)
-    with torch.no_grad():
-        x = preprocess(__import__("PIL.Image").Image.fromarray(img[0]))[None]
-        cos = torch.nn.functional.cosine_similarity(clip.encode_image(x), clip.encode_text(clip_tok([cap]))).item()
+    img = ImageGenerator(pipe, steps=15, guidance_scale=2.0, resolution=(nets.IMAGE_SIZE,) * 2).generate([cap], [0])
+    cos = float(clip.score(img, [cap])[0])
     size = sum(p.stat().st_size for d in ("shapes-sd", "shapes-clip") for p in (out / d).rglob("*.safetensors"))
     return {"load_s": round(load_s, 3), "weights_mb": round(size / 2**20, 2),
             "smoke": {"caption": cap, "oracle_all": bool(world.check(img[0], cap)["all"]), "clip_cos": round(cos, 4)}}

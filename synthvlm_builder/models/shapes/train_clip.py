@@ -21,9 +21,9 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from . import nets, world  # noqa: E402
-from .data import Renderer, tokenize, train_scene  # noqa: E402
+from .data import Renderer, tokenize  # noqa: E402
 from .negatives import hard_negative  # noqa: E402
-from .tokenizer import build_tokenizer, save_tokenizer  # noqa: E402
+from .tokenizer import save_tokenizer, world_tokenizer  # noqa: E402
 
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.5, 0.5, 0.5)
@@ -83,7 +83,7 @@ def train_clip(rng, render: Renderer, tokenizer, steps: int, batch: int = 64, lr
         warm = min(1.0, (step + 1) / 100)
         for g in opt.param_groups:
             g["lr"] = lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
-        scenes = [train_scene(rng) for _ in range(batch)]
+        scenes = [world.split_scene(rng, held_out=False) for _ in range(batch)]
         # A negative's caption names positions exactly when its anchor's does (else a moved
         # object would give the anchor's own caption).
         placed = [bool(rng.random() >= world.P_NO_POSITION) for _ in scenes] * 2
@@ -137,7 +137,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     t0 = time.time()
-    tokenizer = build_tokenizer([w for w in world.VOCAB if w.isalpha()], nets.TEXT_LEN)
+    tokenizer = world_tokenizer()
     torch.manual_seed(args.seed + 4)  # module init
     model = train_clip(np.random.default_rng([args.seed, 4]), Renderer(), tokenizer, args.steps,
                        log=lambda m: print(f"[clip] {m}", flush=True))

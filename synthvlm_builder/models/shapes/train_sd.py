@@ -4,12 +4,11 @@ from __future__ import annotations
 import math
 import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from . import nets, world
-from .data import Renderer, tokenize, train_scene
+from .data import Renderer, tokenize
 
 
 def _lr(step: int, total: int, base: float, warmup: int = 100) -> float:
@@ -32,7 +31,7 @@ def train_vae(rng, render: Renderer, steps: int, batch: int = 16, lr: float = 2e
     for step in range(steps):
         for g in opt.param_groups:
             g["lr"] = _lr(step, steps, lr)
-        x = render.batch([train_scene(rng) for _ in range(batch)])
+        x = render.batch([world.split_scene(rng, held_out=False) for _ in range(batch)])
         post = vae.encode(x).latent_dist
         rec = vae.decode(post.sample()).sample
         # Objects cover ~10% of the pixels: weight them 5x or the VAE learns backgrounds and
@@ -154,12 +153,3 @@ def build_pipeline(vae, unet, text_encoder, tokenizer, scaling_factor: float):
     return StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
                                    unet=unet, scheduler=sched, safety_checker=None,
                                    feature_extractor=None, requires_safety_checker=False)
-
-
-def sample(pipe, captions, seeds, steps: int, guidance: float) -> np.ndarray:
-    """uint8 images (N, 32, 32, 3), one torch.Generator per image (as the builder does)."""
-    gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
-    out = pipe(prompt=list(captions), generator=gens, num_inference_steps=steps,
-               guidance_scale=guidance, height=nets.IMAGE_SIZE, width=nets.IMAGE_SIZE,
-               output_type="np").images
-    return (np.clip(out, 0, 1) * 255).round().astype(np.uint8)

@@ -120,6 +120,15 @@ def is_held_out(scene: Scene, fraction: int = 10) -> bool:
     return zlib.crc32(scene.key().encode()) % fraction == 0
 
 
+def split_scene(rng, held_out: bool, p_two: float | None = None) -> Scene:
+    """A random scene from one side of the split: training (held_out=False) or held out; p_two as in
+    random_scene (None: its default)."""
+    while True:
+        s = random_scene(rng) if p_two is None else random_scene(rng, p_two)
+        if is_held_out(s) == held_out:
+            return s
+
+
 def shape_polygon(shape: str, cx: float, cy: float, r: float, sx: float | None = None):
     """Outline of a shape inscribed in the box [cx-sx, cx+sx] x [cy-r, cy+r] (sx defaults to r).
 
