@@ -10,6 +10,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from buildutil import cli
 
 REPO = "org/captions"
@@ -71,6 +73,7 @@ execution:
 """
 
 
+@pytest.mark.slow
 def test_hub_caption_sources_read_the_tagged_revision(hub, hub_env, tmp_path):
     up = subprocess.run([sys.executable, "-c", UPLOAD, REPO, "v1"], env=hub_env, capture_output=True, text=True,
                         timeout=120)
@@ -91,6 +94,7 @@ def test_hub_caption_sources_read_the_tagged_revision(hub, hub_env, tmp_path):
     assert not hub.requests(f"/datasets/{REPO}/resolve/main/")
 
 
+@pytest.mark.slow
 def test_hub_caption_source_unknown_revision_names_the_field(hub, hub_env, tmp_path):
     up = subprocess.run([sys.executable, "-c", UPLOAD, REPO, "v1"], env=hub_env, capture_output=True, text=True,
                         timeout=120)

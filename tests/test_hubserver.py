@@ -323,6 +323,7 @@ def test_card_metadata_is_validated(hub, client):
 
 
 # --------------------------------------------------------------------------- faults
+@pytest.mark.slow
 def test_fault_injection_and_which_calls_the_client_retries(hub, client):
     hub.create_repo("alice/faults", "dataset")
     add = 'operations=[CommitOperationAdd("{0}", b"{0}")]'
