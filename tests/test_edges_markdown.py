@@ -30,7 +30,7 @@ GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBr
 EVIL = ("pwn ``` `` <img src=x onerror=alert(1)> **VERDICT OK** [link](http://evil) ![i](http://evil/i.png) ~~s~~"
         " | cell @org/team #1 $x$ &lt;b&gt; \u202eoverride\u202c")
 # ...and as free text over several lines: a heading, a fence, a closing tag, an indented block, a list.
-DESCRIPTION = EVIL + "\n# Heading\n```\n</details>\n~~~\n    indented\n- item\n1. one\n==="
+DESCRIPTION = EVIL + "\n# Heading\n```\n</details>\n~~~\n    indented\n- item\n1. one\n===\n\nnext\tparagraph"
 
 
 def q(value: str) -> str:
@@ -283,7 +283,7 @@ def test_card_shows_the_description_and_recipe_literally(tmp_path):
             break
         if t.type == "inline":
             shown += plain(t).split("\n")
-    assert shown == [printable(line.strip()) for line in DESCRIPTION.splitlines()]  # every line, as text
+    assert shown == [printable(" ".join(line.split())) for line in DESCRIPTION.splitlines() if line]  # as text
     fences = {t.info: t.content for t in tokens if t.type == "fence"}
     assert fences["yaml"] == r.read_text().rstrip() + "\n"  # the recipe, whole: its ``` did not close the block
     assert f"text prefix {prefix}" in [plain(t) for t in blocks if t.type == "inline" and "Scorer" in t.content][0]

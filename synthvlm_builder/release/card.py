@@ -154,7 +154,8 @@ def render(recipe: Recipe, fingerprint: str, info: datasets.DatasetInfo, rows: i
         "model_lines": model_lines(recipe, lock), "generator_license": gen_license,
         "generator_note": gen_note, "dataset_license": span(recipe.license),
         "name": md_text(recipe.name), "version": md_text(recipe.version),
-        "description": "\n".join(md_text(line.strip()) for line in recipe.description.splitlines()),
+        # line by line, so paragraphs stay; runs of blanks (tabs, an indent) as one space, never a code block
+        "description": "\n".join(md_text(" ".join(line.split())) for line in recipe.description.splitlines()),
         "model": span(g.model), "model_revision": f" (revision {span(g.revision)})" if g.revision else "",
         "clip_model": md_text(s.clip.model), "clip_units": CLIP_UNITS[s.clip.units], "ssim_weight": s.ssim.weight,
         "ssim_size": s.ssim.size,
