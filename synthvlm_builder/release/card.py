@@ -11,8 +11,11 @@ import numpy as np
 from huggingface_hub import DatasetCard, DatasetCardData
 from datasets.info import DatasetInfosDict
 
-from ..models.ref import HUB, ModelRef
+from ..models.builtin import SHIPPED
+from ..models.digests import COMMIT
+from ..models.ref import BUILTIN, HUB, ModelRef
 from ..recipe import Recipe
+from ..text import md_code, md_text
 from ..stages.rows import field_list, scores
 from .dataset import CITATION
 from ..layout import HISTOGRAM, SAMPLES
@@ -117,21 +120,64 @@ def _stats_line(name: str, values: np.ndarray) -> str:
 
 
 def model_lines(recipe: Recipe, lock: dict) -> list[str]:
-    """The models, with the revision each resolved to when the lock knows it."""
-    gen, clip = lock["models"]["generate"], lock["models"]["clip"]
-    pinned = gen.get("resolved_commit") or gen.get("revision")
-    extra = (f", revision `{pinned}`" if pinned else ", revision not pinned (the Hub's main at build time)"
-             if ModelRef.parse(recipe.generate.model).kind == HUB else "")
-    if gen.get("builtin_version"):
-        extra = f", built-in version `{gen['builtin_version']}`"
-    if gen.get("weights_sha256"):
-        extra = f", weights shipped with synthvlm-builder (sha256 `{gen['weights_sha256'][:16]}`)"
-    if gen.get("model_index_sha256"):
-        extra = f", local folder (model_index.json sha256 `{gen['model_index_sha256'][:16]}`)"
-    variant = f", variant `{recipe.generate.variant}`" if recipe.generate.variant else ""
-    pretrained = f" with pretrained `{clip['pretrained']}`" if clip.get("pretrained") else ""
-    return [f"- **Generator:** `{recipe.generate.model}`{extra}{variant}, {recipe.generate.dtype}",
-            f"- **Scorer:** open_clip `{clip['model']}`{pretrained}, text prefix `{clip.get('prefix', '')}`"]
+    """The models, each with the weights the build used (the lock's `weights`: see release/lock.py),
+    then how long a caption every text encoder reads whole."""
+    models, g = lock["models"], recipe.generate
+    gen, clip = models["generate"], models["clip"]
+    variant = f", variant {md_code(g.variant)}" if g.variant else ""
+    pretrained = f" with pretrained {md_code(clip['pretrained'])}" if clip.get("pretrained") else ""
+    lines = [f"- **Generator:** {md_code(gen['model'])}{weights(gen['model'], gen)}{variant}, {g.dtype}",
+             f"- **Scorer:** open_clip {md_code(clip['model'])}{pretrained}{weights(clip['model'], clip, True)}, "
+             + (f"text prefix {md_code(clip['prefix'])}" if clip.get("prefix") else "no text prefix")]
+    a = models.get("aesthetic")
+    if a:
+        lines.append(f"- **Aesthetic head:** {md_code(a['model'])}{weights(a['model'], a)} on open_clip"
+                     f" {md_code(a['clip']['model'])}{weights(a['clip']['model'], a['clip'], True)}")
+    for name in ("nsfw", "watermark"):
+        if models.get(name):
+            lines.append(f"- **{name.upper() if name == 'nsfw' else 'Watermark'} screen:** {md_code(models[name]['model'])}"
+                         f"{weights(models[name]['model'], models[name])}")
+    return lines + [caption_length_line(recipe)]
+
+
+def weights(model: str, entry: dict, clip: bool = False) -> str:
+    """How the card names a model's weights: the digest the lock records (a build before the lock
+    named every model's `weights` wrote other keys: those are shown as they are)."""
+    digest = entry.get("weights")
+    if not digest:
+        pinned = entry.get("resolved_commit") or entry.get("revision")
+        legacy = entry.get("weights_sha256") or entry.get("model_index_sha256")
+        return f", revision {md_code(pinned)}" if pinned else f", sha256 {md_code(legacy)}" if legacy else ""
+    if digest.startswith("tag:"):
+        return ""  # an open_clip release: its `pretrained` tag names fixed weights
+    if digest.startswith("commit:"):
+        commit = digest[len("commit:"):]
+        return (f", commit {md_code(commit)} (a commit pins every file of the repository)" if COMMIT.match(commit)
+                else f", revision {md_code(commit)}, not pinned to a commit (the Hub's at build time)")
+    ref = ModelRef.parse(model, clip=clip)
+    where = ("weights shipped with synthvlm-builder" if ref.name in SHIPPED else "random weights built by"
+             " synthvlm-builder") if ref.kind == BUILTIN else "weights"
+    return f", {where} {md_code(digest)}"
+
+
+def caption_length_line(recipe: Recipe) -> str:
+    """Whether every text encoder read each caption whole (execution/preflight.py refuses a max_tokens
+    above a context; without one, longer captions were cut to fit when generating and scoring)."""
+    from ..execution.preflight import recipe_contexts
+    contexts, limit = recipe_contexts(recipe), recipe.captions.filters.max_tokens
+    worst = contexts.tightest()
+    encoder = f"{md_code(worst.model)}'s {worst.part}" if worst else ""
+    unchecked = f" (not checked against {md_text(', '.join(contexts.unchecked))})" if contexts.unchecked else ""
+    if limit is not None:
+        within = f", within the {worst.tokens}-token context of {encoder}" if worst else ""
+        return (f"- **Caption length:** at most {limit} tokens (`captions.filters.max_tokens`){within}{unchecked}:"
+                " every text encoder read each caption whole")
+    if worst is None:
+        return f"- **Caption length:** not limited (`captions.filters.max_tokens` unset){unchecked}"
+    return (f"- **Caption length:** not limited (`captions.filters.max_tokens` unset): a caption longer than the"
+            f" {worst.tokens}-token context of {encoder}"
+            + (f" (after the {worst.prefix}-token prefix)" if worst.prefix else "")
+            + " was cut to fit when its image was generated and scored; the `caption` column holds it whole")
 
 
 def render(recipe: Recipe, fingerprint: str, info: datasets.DatasetInfo, rows: int, caption_funnel: dict,
