@@ -194,7 +194,8 @@ def test_an_aesthetic_head_that_does_not_fit_its_clip(tmp_path, ext):
 def shapes_recipe(d, max_tokens: int, prefix: str = "", model: str = "builtin:shapes-sd",
                   clip: str = "builtin:shapes-clip"):
     recipe = write_recipe(d, model=model, clip=clip, n_captions=4, size=4)
-    recipe.write_text(recipe.read_text().replace(f"    model: {clip}\n", f"    model: {clip}\n    prefix: {prefix!r}\n"))
+    text = recipe.read_text().replace(f"    model: {clip}\n", f"    model: {clip}\n    prefix: {prefix!r}\n")
+    recipe.write_text(text)
     return with_filters(recipe, f"    max_tokens: {max_tokens}\n")
 
 

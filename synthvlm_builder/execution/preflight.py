@@ -52,7 +52,7 @@ def preflight(recipe: Recipe) -> None:
 def screens(recipe: Recipe) -> None:
     """A screen that is declared but cannot be had, or does not fit its CLIP, stops the build here."""
     from ..models.context import clip_model_cfg
-    from ..models.preflight import check_clip_available, check_file_model_available, check_folder_model_available
+    from ..models.preflight import check_clip_available, check_folder_model_available
     from ..models.screens import aesthetic_input_size, classifier_labels
     near = recipe.screen.near_duplicates
     if near is not None:
@@ -64,8 +64,7 @@ def screens(recipe: Recipe) -> None:
     a = recipe.score.aesthetic
     if a is not None:
         with at("score.aesthetic.model"):
-            check_file_model_available(a.model, a.file, a.revision, "the aesthetic head (score.aesthetic.model)")
-            size = aesthetic_input_size(a.model, a.file, a.revision)
+            size = aesthetic_input_size(a.model, a.file, a.revision, "the aesthetic head (score.aesthetic.model)")
         with at("score.aesthetic.clip.model"):
             check_clip_available(a.clip.model, a.clip.pretrained)
             cfg = clip_model_cfg(a.clip.model, fetch=True)

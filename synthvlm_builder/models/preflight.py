@@ -74,6 +74,8 @@ def check_pipeline_folder(root: Path, label: str) -> None:
 def _component_problem(folder: Path, cls: str) -> str | None:
     if not folder.is_dir():
         return "is missing"
+    if not os.access(folder, os.R_OK | os.X_OK):
+        return "cannot be read (permissions)"
     for marker, files in _NON_MODEL_FILES:
         if marker in cls:
             return None if any((folder / f).is_file() for f in files) else f"has none of {', '.join(files)}"
@@ -170,8 +172,8 @@ def check_pipeline_available(model: str, revision: str | None = None) -> None:
     cached = _check_hub_file(model, ["model_index.json"], revision, _PIPELINE_FIX)
     if cached and is_offline_mode():
         # A cached model_index.json does not mean cached weights: name the missing components.
-        components = [k for k, v in json.loads(Path(cached).read_text()).items()
-                      if not k.startswith("_") and isinstance(v, list) and v[0] is not None]
+        components = [k for k, v in read_json(Path(cached), f"the cached model index of {model!r}").items()
+                      if not k.startswith("_") and isinstance(v, list) and v and v[0] is not None]
         missing = [c for c in components if not (Path(cached).parent / c).is_dir()]
         if missing:
             raise _hub_unavailable(model, revision, f"only partly in the local Hugging Face cache (missing "

@@ -17,9 +17,9 @@ from .ref import LOCAL, ModelRef
 HEAD_INPUT = "layers.0.weight"  # the head's first Linear: (1024, input size), as LAION saves it
 
 
-def aesthetic_file(model: str, filename: str, revision: str | None) -> Path:
+def aesthetic_file(model: str, filename: str, revision: str | None, what: str = "the aesthetic head") -> Path:
     """The aesthetic head's weights file on this machine (a Hub file is fetched into the HF cache)."""
-    check_file_model_available(model, filename, revision, "the aesthetic head")
+    check_file_model_available(model, filename, revision, what)
     ref = ModelRef.parse(model)
     if ref.kind == LOCAL:
         return ref.path()
@@ -45,10 +45,10 @@ def load_aesthetic_head(model: str, filename: str, revision: str | None, device:
         raise ModelUnavailable(f"cannot load the aesthetic head {model!r}: {e}") from e
 
 
-def aesthetic_input_size(model: str, filename: str, revision: str | None) -> int:
+def aesthetic_input_size(model: str, filename: str, revision: str | None, what: str = "the aesthetic head") -> int:
     """The embedding size the head takes, read from its weights file without building the head: the
     safetensors header, or the (small) state dict of a .pth/.pt. BrokenModel when it is neither."""
-    path = aesthetic_file(model, filename, revision)
+    path = aesthetic_file(model, filename, revision, what)
     what = f"the aesthetic head {printable(model)!r}"
     try:
         if path.name.endswith(".safetensors"):

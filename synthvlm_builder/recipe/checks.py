@@ -168,8 +168,9 @@ def check_max_tokens(c: Collector, data: dict) -> None:
     """max_tokens fits every text encoder that reads the caption, where their configs are at hand without
     loading anything (builtins, local folders); the build's preflight checks Hub models and the rest."""
     filters = data["captions"].get("filters") or {}
-    if filters.get("max_tokens") is None or c.problems:  # a model the other checks refused cannot be read
-        return
+    models = ("generate.model", "score.clip.model", "captions.filters.source_image.clip.model")
+    if filters.get("max_tokens") is None or any(p.field in models for p in c.problems):
+        return  # a model the other checks refused cannot be read
     from ..models.context import caption_contexts
     from ..models.preflight import BrokenModel
     clip, images = data["score"]["clip"], filters.get("source_image") or {}

@@ -133,10 +133,10 @@ def model_lines(recipe: Recipe, lock: dict) -> list[str]:
     if a:
         lines.append(f"- **Aesthetic head:** {md_code(a['model'])}{weights(a['model'], a)} on open_clip"
                      f" {md_code(a['clip']['model'])}{weights(a['clip']['model'], a['clip'], True)}")
-    for name in ("nsfw", "watermark"):
+    for name, title in (("nsfw", "NSFW"), ("watermark", "Watermark")):
         if models.get(name):
-            lines.append(f"- **{name.upper() if name == 'nsfw' else 'Watermark'} screen:** {md_code(models[name]['model'])}"
-                         f"{weights(models[name]['model'], models[name])}")
+            screen = models[name]
+            lines.append(f"- **{title} screen:** {md_code(screen['model'])}{weights(screen['model'], screen)}")
     return lines + [caption_length_line(recipe)]
 
 
@@ -170,8 +170,8 @@ def caption_length_line(recipe: Recipe) -> str:
     unchecked = f" (not checked against {md_text(', '.join(contexts.unchecked))})" if contexts.unchecked else ""
     if limit is not None:
         within = f", within the {worst.tokens}-token context of {encoder}" if worst else ""
-        return (f"- **Caption length:** at most {limit} tokens (`captions.filters.max_tokens`){within}{unchecked}:"
-                " every text encoder read each caption whole")
+        whole = ": every text encoder read each caption whole" if not unchecked else ""
+        return f"- **Caption length:** at most {limit} tokens (`captions.filters.max_tokens`){within}{unchecked}{whole}"
     if worst is None:
         return f"- **Caption length:** not limited (`captions.filters.max_tokens` unset){unchecked}"
     return (f"- **Caption length:** not limited (`captions.filters.max_tokens` unset): a caption longer than the"
