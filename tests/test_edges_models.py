@@ -139,19 +139,45 @@ def _no_weights(folder):
     (folder / "model.safetensors").unlink()
 
 
+def _bad_processor(folder):
+    (folder / "preprocessor_config.json").write_text("")
+
+
+def _no_processor(folder):
+    (folder / "preprocessor_config.json").unlink()
+
+
 @pytest.mark.parametrize("damage, words", [
     (_bad_json, "config.json is not JSON"), (_list_json, "holds a JSON list, not an object"),
     (_bad_labels, "id2label is not a mapping"), (_no_weights, "has no weights file"),
+    (_bad_processor, "preprocessor_config.json is not JSON"), (_no_processor, "has no preprocessor_config.json"),
 ])
 def test_a_broken_screen_model_is_bad_input_at_its_field(tmp_path, damage, words):
     folder = tmp_path / "r" / "nsfw"
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps({"id2label": {"0": "normal", "1": "nsfw"}}))
+    (folder / "preprocessor_config.json").write_text("{}")
     (folder / "model.safetensors").write_bytes(b"\0" * 16)
     damage(folder)
     recipe = write_recipe(tmp_path / "r", n_captions=4, size=4, extra="screen:\n  nsfw: {model: nsfw, max: 0.5}\n")
     proc = cli(recipe, "--output", tmp_path / "out", check=False)
     refused(proc, recipe, "screen.nsfw.model", words)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_broken_local_blip_folder_is_bad_input_at_its_field(tmp_path):
+    blip = tmp_path / "r" / "blip"
+    shutil.copytree(builtin.builtin_dir("tiny-blip-itm"), blip)
+    (blip / "processor_config.json").write_text("{'image_processor':")
+    recipe = write_recipe(tmp_path / "r", n_captions=4, size=4)
+    (tmp_path / "r" / "caps.json").write_text(json.dumps([{"id": "a", "image": "a.png", "conversations": [
+        {"from": "human", "value": "<image>"}, {"from": "gpt", "value": "A cat on a mat."}]}]))
+    (tmp_path / "r" / "imgs").mkdir()
+    recipe.write_text(recipe.read_text().replace("    - type: jsonl\n      path: caps.jsonl\n" + FILTERS_AT,
+                                                 "    - type: llava_json\n      path: caps.json\n      images: imgs\n"
+                                                 "  filters:\n    source_image:\n      itm: {model: blip, min: 0.5}\n"))
+    proc = cli(recipe, "--output", tmp_path / "out", check=False)
+    refused(proc, recipe, "captions.filters.source_image.itm.model", "processor_config.json is not JSON")
     assert not (tmp_path / "out").exists()
 
 

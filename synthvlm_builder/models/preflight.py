@@ -19,6 +19,8 @@ _HUB_TIMEOUT_S = 5.0
 # What weights files are called: diffusers and transformers (safetensors, pickles, flax, ONNX) and
 # open_clip (.pth); sharded weights are several of these, so one is enough to tell weights are here.
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".msgpack", ".onnx", ".gguf")
+# Where transformers keeps an image processor's settings (processor_config.json: a multimodal processor's).
+PROCESSOR_CONFIGS = ("preprocessor_config.json", "processor_config.json")
 # A component that is not a model, by its class name: the file loading it needs (any one of them).
 _NON_MODEL_FILES = (("Scheduler", ("scheduler_config.json",)),
                     ("Tokenizer", ("tokenizer_config.json", "tokenizer.json", "vocab.json", "spiece.model",
@@ -107,7 +109,7 @@ def _hub_unavailable(repo_id: str, revision: str | None, reason: str, fix: str, 
     )
 
 
-def _check_hub_file(repo_id: str, filenames: list[str], revision: str | None, fix: str,
+def check_hub_file(repo_id: str, filenames: list[str], revision: str | None, fix: str,
                     label: str = "") -> str | None:
     """Path of the first of `filenames` cached for `repo_id@revision`, else None if the Hub will
     serve one of them to this user (a HEAD request); raise ModelUnavailable otherwise."""
@@ -169,7 +171,7 @@ def check_pipeline_available(model: str, revision: str | None = None) -> None:
         check_pipeline_folder(ref.path(), repr(model))
         return
     model = ref.name
-    cached = _check_hub_file(model, ["model_index.json"], revision, _PIPELINE_FIX)
+    cached = check_hub_file(model, ["model_index.json"], revision, _PIPELINE_FIX)
     if cached and is_offline_mode():
         # A cached model_index.json does not mean cached weights: name the missing components.
         components = [k for k, v in read_json(Path(cached), f"the cached model index of {model!r}").items()
@@ -187,7 +189,7 @@ def check_clip_available(model: str, pretrained: str | None) -> None:
         builtin_name(ref, builtin.CLIP_MODELS, "CLIP model")
         return
     if ref.kind == HUB:
-        _check_hub_file(ref.name, ["open_clip_config.json"], None, _CLIP_FIX, f"CLIP model {model!r}")
+        check_hub_file(ref.name, ["open_clip_config.json"], None, _CLIP_FIX, f"CLIP model {model!r}")
         return
     if ref.kind == LOCAL:
         config = ref.path() / "open_clip_config.json"
@@ -225,7 +227,7 @@ def check_clip_available(model: str, pretrained: str | None) -> None:
     names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
     if filename.endswith((".bin", ".pth")):
         names.insert(0, filename[:-4] + ".safetensors")
-    _check_hub_file(repo_id, names, None, _CLIP_FIX, f"CLIP {model}/{pretrained} (weights in {repo_id!r})")
+    check_hub_file(repo_id, names, None, _CLIP_FIX, f"CLIP {model}/{pretrained} (weights in {repo_id!r})")
 
 
 def check_file_model_available(model: str, filename: str, revision: str | None, what: str) -> None:
@@ -235,18 +237,25 @@ def check_file_model_available(model: str, filename: str, revision: str | None, 
         if not ref.path().is_file():
             raise ModelUnavailable(f"cannot load {what} {model!r}: no such file")
         return
-    _check_hub_file(ref.name, [filename], revision, f"or point {what} at a local file", f"{what} {model!r}")
+    check_hub_file(ref.name, [filename], revision, f"or point {what} at a local file", f"{what} {model!r}")
 
 
 def check_folder_model_available(model: str, revision: str | None, what: str) -> None:
-    """A transformers model: a local folder with config.json, or a Hub repo (an image classifier)."""
+    """A transformers model with an image processor (an image classifier, BLIP): a local folder with
+    config.json, a processor config and weights, or a Hub repo."""
     ref = ModelRef.parse(model)
     if ref.kind == LOCAL:
-        if not (ref.path() / "config.json").is_file():
-            raise ModelUnavailable(f"cannot load {what} {model!r}: {ref.path() / 'config.json'} not found")
-        read_json(ref.path() / "config.json", f"the config of {what} {model!r}")
-        if not weight_files(ref.path()):
-            raise BrokenModel(f"cannot load {what} {model!r}: {ref.path()} has no weights file"
+        folder = ref.path()
+        if not (folder / "config.json").is_file():
+            raise ModelUnavailable(f"cannot load {what} {model!r}: {folder / 'config.json'} not found")
+        processor = [name for name in PROCESSOR_CONFIGS if (folder / name).is_file()]
+        if not processor:
+            raise BrokenModel(f"cannot load {what} {model!r}: {folder} has no {' or '.join(PROCESSOR_CONFIGS)}"
+                              " (its image processor; `processor.save_pretrained(dir)` writes one)")
+        for name in ("config.json", *processor):
+            read_json(folder / name, f"the {name} of {what} {model!r}")
+        if not weight_files(folder):
+            raise BrokenModel(f"cannot load {what} {model!r}: {folder} has no weights file"
                               " (model.safetensors or pytorch_model.bin)")
         return
-    _check_hub_file(ref.name, ["config.json"], revision, f"or point {what} at a local folder", f"{what} {model!r}")
+    check_hub_file(ref.name, ["config.json"], revision, f"or point {what} at a local folder", f"{what} {model!r}")
