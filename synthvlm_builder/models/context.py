@@ -15,6 +15,7 @@ with the CLIP's own open_clip tokenizer. What cannot be read is returned as unch
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -171,13 +172,20 @@ def prefix_tokens(model: str, prefix: str, text_cfg: dict, base: Path | None = N
 
     from .loading import open_clip_name
     try:
-        tokenizer = open_clip.get_tokenizer(open_clip_name(model, None)[0])
+        tokenizer = _open_clip_tokenizer(open_clip_name(model, None)[0])
     except Exception:  # a Hub tokenizer that cannot be fetched now: loading will say why
         return None
     if isinstance(tokenizer, open_clip.tokenizer.SimpleTokenizer):
         return len(tokenizer.encode(prefix))
     hf = getattr(tokenizer, "tokenizer", None)  # HFTokenizer, SigLipTokenizer: a transformers tokenizer
     return len(hf(prefix, add_special_tokens=False)["input_ids"]) if callable(hf) else None
+
+
+@functools.lru_cache(maxsize=8)
+def _open_clip_tokenizer(name: str):
+    """open_clip's tokenizer for `name`, made once per process (its BPE takes ~0.2 s to read)."""
+    import open_clip
+    return open_clip.get_tokenizer(name)
 
 
 def _part(tokenizer_key: str) -> str:

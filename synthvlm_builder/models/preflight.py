@@ -25,8 +25,7 @@ PROCESSOR_CONFIGS = ("preprocessor_config.json", "processor_config.json")
 _NON_MODEL_FILES = (("Scheduler", ("scheduler_config.json",)),
                     ("Tokenizer", ("tokenizer_config.json", "tokenizer.json", "vocab.json", "spiece.model",
                                    "tokenizer.model", "vocab.txt")),
-                    ("Processor", ("preprocessor_config.json",)),
-                    ("FeatureExtractor", ("preprocessor_config.json",)))
+                    ("Processor", PROCESSOR_CONFIGS), ("FeatureExtractor", PROCESSOR_CONFIGS))
 
 
 class ModelUnavailable(Exception):
