@@ -269,12 +269,14 @@ def test_the_build_counts_the_prefix_in_open_clips_own_tokenizer(tmp_path):
 
 def test_without_max_tokens_the_build_and_the_card_say_what_gets_cut(built):
     root, _, proc = built
-    assert ("note: captions.filters.max_tokens is not set: a caption longer than the 77-token context of"
-            " builtin:tiny-clip's text encoder (score.clip.model) is cut") in proc.stderr
+    assert ("note: captions.filters.max_tokens is not set: a caption of more than 74 tokens (the 77-token context"
+            " of builtin:tiny-clip's text encoder less its 3-token score.clip.prefix, score.clip.model) is cut")\
+        in proc.stderr
     assert "set max_tokens to 74 or less" in proc.stderr
     card = (root / "out" / "README.md").read_text()
-    assert ("- **Caption length:** not limited (`captions.filters.max_tokens` unset): a caption longer than the"
-            " 77-token context of `builtin:tiny-clip`'s text encoder (after the 3-token prefix) was cut") in card
+    assert ("- **Caption length:** not limited (`captions.filters.max_tokens` unset): a caption of more than 74"
+            " tokens (the 77-token context of `builtin:tiny-clip`'s text encoder less its 3-token prefix) was cut")\
+        in card
 
 
 # --- item 15: a base_url that is not an OpenAI-compatible API ---------------------------------------

@@ -109,10 +109,11 @@ def caption_length(recipe: Recipe) -> None:
         raise InputError("captions.filters.max_tokens", worst.refusal(limit))
     tightest = contexts.tightest()
     if limit is None and tightest is not None:
-        note(f"captions.filters.max_tokens is not set: a caption longer than the {tightest.tokens}-token context"
-             f" of {tightest.encoder} ({tightest.field}) is cut to fit when generating or scoring, while the"
-             f" dataset keeps it whole; set max_tokens to {tightest.room} or less to drop such captions (or add"
-             " truncate: true to cut them)")
+        prefix = f" less its {tightest.prefix}-token score.clip.prefix" if tightest.prefix else ""
+        note(f"captions.filters.max_tokens is not set: a caption of more than {tightest.room} tokens (the"
+             f" {tightest.tokens}-token context of {tightest.encoder}{prefix}, {tightest.field}) is cut to fit when"
+             f" generating or scoring, while the dataset keeps it whole; set max_tokens to {tightest.room} or less"
+             " to drop such captions (or add truncate: true to cut them)")
     if limit is not None and contexts.unchecked:
         note("captions.filters.max_tokens could not be checked against " + ", ".join(contexts.unchecked)
              + ": its config is not at hand")

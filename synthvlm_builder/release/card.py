@@ -174,10 +174,10 @@ def caption_length_line(recipe: Recipe) -> str:
         return f"- **Caption length:** at most {limit} tokens (`captions.filters.max_tokens`){within}{unchecked}{whole}"
     if worst is None:
         return f"- **Caption length:** not limited (`captions.filters.max_tokens` unset){unchecked}"
-    return (f"- **Caption length:** not limited (`captions.filters.max_tokens` unset): a caption longer than the"
-            f" {worst.tokens}-token context of {encoder}"
-            + (f" (after the {worst.prefix}-token prefix)" if worst.prefix else "")
-            + " was cut to fit when its image was generated and scored; the `caption` column holds it whole")
+    prefix = f" less its {worst.prefix}-token prefix" if worst.prefix else ""
+    return (f"- **Caption length:** not limited (`captions.filters.max_tokens` unset): a caption of more than"
+            f" {worst.room} tokens (the {worst.tokens}-token context of {encoder}{prefix}) was cut to fit when its"
+            " image was generated and scored; the `caption` column holds it whole")
 
 
 def render(recipe: Recipe, fingerprint: str, info: datasets.DatasetInfo, rows: int, caption_funnel: dict,
