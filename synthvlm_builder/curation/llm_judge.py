@@ -11,19 +11,22 @@ nowhere else (never printed, logged, locked or put in an error).
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Optional
 
-from ..errors import BuildError
+from ..errors import BuildError, InputError
 from ..recipe.config import LlmJudgeConfig
+from ..text import printable
 from .cache import StepCache, cache_key
 from .steps import BatchStep, require
 
 FIELD = "captions.filters.llm_judge"
 MAX_WAIT = 30.0
+_SHOWN = 80  # bytes of an unexpected reply shown in the error
 _LEADING = re.compile(r"^[\W_]+")
 
 
@@ -49,10 +52,11 @@ def client(cfg: LlmJudgeConfig, timeout: float):
 
 
 def check_endpoint(cfg: LlmJudgeConfig) -> None:
-    """Preflight: the endpoint answers /models and serves the model (a BuildError, exit 1, if not)."""
+    """Preflight: the endpoint answers /models and serves the model (a BuildError, exit 1, if it cannot
+    be reached or does not serve it; bad input at base_url, exit 2, if what answers is not such an API)."""
     import openai
     try:
-        served = [m.id for m in client(cfg, min(cfg.timeout, 10.0)).models.list()]
+        served = served_models(cfg, client(cfg, min(cfg.timeout, 10.0)).models.with_raw_response.list().content)
     except (openai.APIConnectionError, openai.APITimeoutError) as e:
         raise BuildError(f"{FIELD}: cannot reach the LLM endpoint {cfg.base_url}: {describe(e)}") from None
     except openai.NotFoundError:
@@ -63,6 +67,26 @@ def check_endpoint(cfg: LlmJudgeConfig) -> None:
     if cfg.model not in served:
         raise BuildError(f"{FIELD}.model: {cfg.base_url} does not serve {cfg.model!r}; it serves: "
                          + (", ".join(served) or "nothing"))
+
+
+def served_models(cfg: LlmJudgeConfig, body: bytes) -> list[str]:
+    """The model ids of a `GET /models` reply, read as the OpenAI API defines it: a JSON object whose
+    `data` is a list of objects with an `id`. Anything else (a web UI's HTML page at base_url, a proxy's
+    error page, other JSON) means base_url is not an OpenAI-compatible API: bad input, shown as it came."""
+    try:
+        reply = json.loads(body)
+    except ValueError:  # not JSON, or not UTF-8
+        reply, what = None, "not JSON"
+    else:
+        what = "JSON without a `data` list of models with ids"
+    data = reply.get("data") if isinstance(reply, dict) else None
+    if isinstance(data, list) and all(isinstance(m, dict) and isinstance(m.get("id"), str) for m in data):
+        return [m["id"] for m in data]
+    shown = body[:_SHOWN].decode("utf-8", errors="replace") + ("..." if len(body) > _SHOWN else "")
+    raise InputError(f"{FIELD}.base_url", f"{printable(cfg.base_url)} is not an OpenAI-compatible API: GET"
+                     f" {printable(cfg.base_url.rstrip('/'))}/models answered {what}"
+                     f" ({len(body):,} bytes: {printable(shown)!s}); point base_url at the API root (often"
+                     " ending in /v1), not at a web page")
 
 
 def is_transient(e: BaseException) -> bool:

@@ -168,20 +168,25 @@ def _name(ref) -> str:
 
 
 def check_available(cfg: SourceImageConfig) -> None:
-    """Preflight: each model can be had (cached, local or on the Hub)."""
+    """Preflight: each model can be had (cached, local or on the Hub); exit 1 if not, or exit 2 at its
+    field when its files are here but broken (a config that is not JSON, no weights file)."""
+    from ..errors import InputError
     from ..models.builtin import ITM_MODELS
-    from ..models.preflight import _check_hub_file, builtin_name, check_clip_available
-    from ..models.ref import BUILTIN, HUB, LOCAL, ModelRef
+    from ..models.preflight import BrokenModel, builtin_name, check_clip_available, check_folder_model_available
+    from ..models.ref import BUILTIN, ModelRef
+    field = FIELD
     try:
         if cfg.clip:
+            field = f"{FIELD}.clip.model"
             check_clip_available(cfg.clip.model, cfg.clip.pretrained)
-        ref = ModelRef.parse(cfg.itm.model) if cfg.itm else None
-        if ref is not None and ref.kind == BUILTIN:
-            builtin_name(ref, ITM_MODELS, "BLIP model")
-        elif ref is not None and ref.kind == LOCAL and not (ref.path() / "config.json").is_file():
-            raise ModelUnavailable(f"cannot load BLIP model {cfg.itm.model!r}: {ref.path() / 'config.json'} not found")
-        elif ref is not None and ref.kind == HUB:
-            _check_hub_file(ref.name, ["config.json"], cfg.itm.revision, "or point it at a local folder",
-                            label=f"BLIP model {cfg.itm.model!r}")
+        if cfg.itm:
+            field = f"{FIELD}.itm.model"
+            ref = ModelRef.parse(cfg.itm.model)
+            if ref.kind == BUILTIN:
+                builtin_name(ref, ITM_MODELS, "BLIP model")
+            else:
+                check_folder_model_available(cfg.itm.model, cfg.itm.revision, "BLIP model")
+    except BrokenModel as e:
+        raise InputError(field, str(e)) from None
     except ModelUnavailable as e:
         raise BuildError(f"{FIELD}: {e}") from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..recipe import Recipe
 from ..text import printable
@@ -72,16 +73,56 @@ def format_plan(recipe: Recipe, plan: Plan) -> str:
     if plan.captions is None:
         lines.append("note         set captions.sources[].limit (or run `synthvlm-build captions`) for counts")
     for field, digest in local_source_digests(recipe).items():
-        lines.append(f"content      {field}: {digest}")
+        pins = " (a commit pins every file of the repository)" if digest.startswith("commit:") else ""
+        lines.append(f"content      {field}: {digest}{pins}")
     return "\n".join(printable(line) for line in lines)  # model ids and paths are the recipe's text
 
 
 def local_source_digests(recipe: Recipe) -> dict[str, str]:
-    """The content digest of each local caption file (what the build's content identity reads)."""
+    """The content digest of each input `plan` can name without fetching or building anything, by the
+    build's content identity's keys and definitions (identity.py, models/digests.py; the lock holds the
+    same): local caption files, and model weights: a local or shipped model by the sha256 over every
+    file's path and sha256, a local file by its sha256, a Hub model pinned at a commit by that commit,
+    an open_clip release by its tag. A random-weight builtin (built on first use) and an unpinned Hub
+    model are left out: the build names them."""
     from ..recipe.paths import FILE_TYPES
     from .identity import source_digest
-    return {f"captions.sources[{i}]": source_digest(recipe, i) for i, s in enumerate(recipe.captions.sources)
-            if s.type in FILE_TYPES and not s.path.startswith("hf://")}
+    out = {f"captions.sources[{i}]": source_digest(recipe, i) for i, s in enumerate(recipe.captions.sources)
+           if s.type in FILE_TYPES and not s.path.startswith("hf://")}
+    return {**out, **model_digests(recipe)}
+
+
+def model_digests(recipe: Recipe) -> dict[str, str]:
+    from ..models.digests import clip_digest, model_digest
+    g, clip, a = recipe.generate, recipe.score.clip, recipe.score.aesthetic
+    named = [("generate.model", g.model, g.revision, False, lambda: model_digest(g.model, g.revision)),
+             ("score.clip", clip.model, clip.pretrained, True, lambda: clip_digest(clip.model, clip.pretrained))]
+    if a is not None:
+        named += [("score.aesthetic.model", a.model, a.revision, False,
+                   lambda: model_digest(a.model, a.revision, index_file=a.file)),
+                  ("score.aesthetic.clip", a.clip.model, a.clip.pretrained, True,
+                   lambda: clip_digest(a.clip.model, a.clip.pretrained))]
+    for name in ("nsfw", "watermark"):
+        s = getattr(recipe.screen, name)
+        if s is not None:
+            named.append((f"screen.{name}", s.model, s.revision, False,
+                          lambda s=s: model_digest(s.model, s.revision, index_file="config.json")))
+    return {field: digest() for field, model, pin, clip_model, digest in named if _nameable(model, pin, clip_model)}
+
+
+def _nameable(model: str, pin: str | None, clip: bool) -> bool:
+    """Whether a model's digest can be had from what is on disk, with nothing built or fetched."""
+    from ..models.builtin import SHIPPED
+    from ..models.digests import COMMIT
+    from ..models.ref import BUILTIN, HUB, LOCAL, ModelRef, pretrained_is_file
+    ref = ModelRef.parse(model, clip=clip)
+    if ref.kind == BUILTIN:
+        return ref.name in SHIPPED
+    if ref.kind == LOCAL:
+        return ref.path().exists()
+    if ref.kind == HUB:  # `pin`: a pipeline's revision (an hf-hub: CLIP has none)
+        return not clip and bool(pin and COMMIT.match(pin))
+    return not (pin and pretrained_is_file(pin)) or Path(pin).is_file()  # an open_clip tag or checkpoint
 
 
 def unpinned_sources(old: Recipe, new: Recipe) -> list[str]:

@@ -9,7 +9,6 @@ replaced only by a complete new one, and only the files it made are removed.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import sys
 import time
@@ -24,6 +23,7 @@ from .identity import build_key, content_identity, input_digests
 from .outdir import Contents, OutputDir
 from .plan import fingerprint as recipe_fingerprint
 from .plan import shard_ranges
+from .preflight import preflight
 from .workdir import WorkDir
 
 
@@ -228,56 +228,6 @@ def check_device(spec: str, field_name: str) -> None:
         resolve_device(spec)
     except ValueError as e:
         raise InputError(field_name, str(e)) from None
-
-
-def preflight(recipe: Recipe) -> None:
-    """Fail before any work when a model can't be had (offline, not cached, wrong id), or takes
-    no recipe field that is set (validate checks local models; a Hub model is checked here)."""
-    from ..curation.captions import preflight as curation_preflight
-    from ..models.families import model_index, refused_fields
-    from ..models.preflight import ModelUnavailable, check_clip_available, check_pipeline_available
-    g = recipe.generate
-    try:
-        check_pipeline_available(g.model, g.revision)
-        check_clip_available(recipe.score.clip.model, recipe.score.clip.pretrained)
-        _preflight_screens(recipe)
-    except ModelUnavailable as e:
-        raise BuildError(str(e)) from None
-    curation_preflight(recipe.captions.filters)  # the caption stage's models and LLM endpoint
-    index = model_index(g.model, g.revision)
-    for name, message in refused_fields(index, {"negative_prompt": g.negative_prompt, "scheduler": g.scheduler}) \
-            if index else ():
-        raise InputError(f"generate.{name}", message)
-
-
-def _preflight_screens(recipe: Recipe) -> None:
-    """A screen that is declared but cannot be had stops the build here, before any image."""
-    from ..models.preflight import check_clip_available, check_file_model_available, check_folder_model_available
-    from ..models.screens import classifier_labels
-    near = recipe.screen.near_duplicates
-    if near is not None:
-        needed = (["imagehash"] if near.phash_distance is not None else []) + ["faiss", "scipy"]
-        missing = [m for m in needed if importlib.util.find_spec(m) is None]
-        if missing:
-            raise BuildError(f"screen.near_duplicates needs {', '.join(missing)}: pip install"
-                             " 'synthvlm-builder[screen]'")
-    a = recipe.score.aesthetic
-    if a is not None:
-        check_file_model_available(a.model, a.file, a.revision, "the aesthetic head (score.aesthetic.model)")
-        check_clip_available(a.clip.model, a.clip.pretrained)
-    for name in ("nsfw", "watermark"):
-        s = getattr(recipe.screen, name)
-        if s is None:
-            continue
-        check_folder_model_available(s.model, s.revision, f"the {name} classifier (screen.{name}.model)")
-        labels = classifier_labels(s.model, s.revision)
-        if labels is not None:
-            from ..stages.screen import label_index
-            try:
-                label_index(labels, s.label)
-            except ValueError:
-                raise InputError(f"screen.{name}.label", f"{s.label!r} is not a label of {s.model}; its labels:"
-                                 f" {', '.join(labels.values())}") from None
 
 
 def curate_recipe(recipe: Recipe, funnel, device: str | None = None):

@@ -45,6 +45,7 @@ def semantic_problems(data: dict, doc: Document, file: str, base: Path) -> list[
     check_clip(c, data["score"]["clip"], ("score", "clip"))
     check_screens(c, data)
     check_model_filters(c, data["captions"].get("filters") or {}, data["captions"]["sources"])
+    check_max_tokens(c, data)
     check_format(c, data.get("format", {}))
     check_select(c, data["select"], data["captions"]["sources"], data["generate"])
     return c.problems
@@ -161,6 +162,28 @@ def check_model_filters(c: Collector, filters: dict, sources: list[dict]) -> Non
     judge = filters.get("llm_judge")
     if judge and "{caption}" not in judge["prompt"]:
         c.bad(at + ("llm_judge", "prompt"), "must contain {caption}, where each caption goes")
+
+
+def check_max_tokens(c: Collector, data: dict) -> None:
+    """max_tokens fits every text encoder that reads the caption, where their configs are at hand without
+    loading anything (builtins, local folders); the build's preflight checks Hub models and the rest."""
+    filters = data["captions"].get("filters") or {}
+    models = ("generate.model", "score.clip.model", "captions.filters.source_image.clip.model")
+    if filters.get("max_tokens") is None or any(p.field in models for p in c.problems):
+        return  # a model the other checks refused cannot be read
+    from ..models.context import caption_contexts
+    from ..models.preflight import BrokenModel
+    clip, images = data["score"]["clip"], filters.get("source_image") or {}
+    clips = [("score.clip.model", clip["model"], clip.get("prefix", ""))]
+    clips += [("captions.filters.source_image.clip.model", images["clip"]["model"], "")] if "clip" in images else []
+    try:
+        worst = caption_contexts(data["generate"]["model"], data["generate"].get("revision"), clips, c.base
+                                 ).over(filters["max_tokens"])
+    except BrokenModel as e:
+        c.bad(tuple(e.field.split(".")), str(e))
+        return
+    if worst is not None:
+        c.bad(("captions", "filters", "max_tokens"), worst.refusal(filters["max_tokens"]))
 
 
 def check_model_file(c: Collector, value: str, at: tuple) -> None:

@@ -11,7 +11,6 @@ from pathlib import Path
 from .. import __version__
 from ..errors import InputError
 from ..execution.plan import portable_dict
-from ..models.ref import lock_entry
 from ..stages.ssim import implementation as ssim_implementation
 from ..layout import LOCK
 
@@ -37,12 +36,7 @@ def build_lock(ctx) -> dict:
     portable = portable_dict(recipe)
     return {"fingerprint": ctx.fingerprint, "identity": ctx.identity, "inputs": ctx.inputs, "recipe": portable,
             "captions": {"count": meta["count"], "sha256": meta["sha256"]},
-            "models": {"generate": {**lock_entry(recipe.generate.model, recipe.generate.revision),
-                                    "model": portable["generate"]["model"]},
-                       "clip": portable["score"]["clip"],
-                       **({"aesthetic": portable["score"]["aesthetic"]} if portable["score"].get("aesthetic") else {}),
-                       **{name: portable["screen"][name] for name in ("nsfw", "watermark")
-                          if (portable.get("screen") or {}).get(name)}},
+            "models": models_entry(ctx.inputs, portable),
             "scoring": {"image": "the published bytes, decoded with PIL as RGB",
                         "clip": "open_clip cosine of L2-normalised image and text embeddings"
                                 + (", as 2.5 * max(cosine, 0)" if recipe.score.clip.units == "clipscore" else ""),
@@ -51,6 +45,26 @@ def build_lock(ctx) -> dict:
             "packages": package_versions(),
             "build": {"executor": ctx.executor, "device": ctx.device, **batch_sizes(ctx),
                       "shard_size": recipe.execution.shard_size, **generated_on(ctx)}}
+
+
+def models_entry(inputs: dict, portable: dict) -> dict:
+    """Each model as the recipe names it, with `weights`: the digest the build's content identity read
+    for it (`inputs`, models/digests.py; the one `verify` compares): for a builtin or local folder the
+    sha256 over every file's relative path and sha256 (a deleted or replaced unet/ changes it), for a
+    local file its sha256, for a Hub model the commit its revision resolved to (a commit pins every file
+    of the repository), for an open_clip release its tag."""
+    score, screens = portable["score"], portable.get("screen") or {}
+    out = {"generate": {"model": portable["generate"]["model"], "revision": portable["generate"].get("revision"),
+                        "weights": inputs["generate.model"]},
+           "clip": {**score["clip"], "weights": inputs["score.clip"]}}
+    if score.get("aesthetic"):
+        a = score["aesthetic"]
+        out["aesthetic"] = {**a, "weights": inputs["score.aesthetic.model"],
+                            "clip": {**a["clip"], "weights": inputs["score.aesthetic.clip"]}}
+    for name in ("nsfw", "watermark"):
+        if screens.get(name):
+            out[name] = {**screens[name], "weights": inputs[f"screen.{name}"]}
+    return out
 
 
 def batch_sizes(ctx) -> dict:
