@@ -18,6 +18,7 @@ from .cliargs import VERBS, build_parser, verb_parser
 from .errors import BuildError, InputError, RecipeError, UnsafeOutput, error_line, fault_line
 from .text import has_unsafe, printable
 
+
 def main(argv: list[str] | None = None) -> int:
     # A build runs two torch thread teams at once (the denoiser, and scoring in a background thread);
     # OpenMP threads that spin while waiting then starve each other on the CPU. Passive waiting changes
@@ -125,7 +126,7 @@ def cmd_plan(args) -> int:
         measured = estimate(measure(recipe, args.device), plan.candidates)
     if args.json:
         extra = {"measured": measured} if measured else {}
-        print(_json_text({**plan.to_json(recipe), "content": local_source_digests(recipe), **extra}, indent=2))
+        print(json.dumps({**plan.to_json(recipe), "content": local_source_digests(recipe), **extra}, indent=2))
     else:
         print(format_plan(recipe, plan))
         if measured:
@@ -159,7 +160,7 @@ def cmd_review(args) -> int:
 
 
 def cmd_preview(args) -> int:
-    from .destination import FOLDER, check_output
+    from .destination import FILE, FOLDER, check_output
     from .recipe import load_recipe
     from .settings import check_cache
     from .units import parse_int
@@ -167,8 +168,9 @@ def cmd_preview(args) -> int:
     n = parse_int(args.captions, "--captions", minimum=1)
     out = Path(args.output) if args.output else Path("preview") / f"{recipe.name}-v{recipe.version}"
     check_output(out, "--output", FOLDER)
+    from .execution.preview import PAGE, preview
+    check_output(out / PAGE, "--output", FILE)  # replaced by a rename: never a FIFO, a link or a folder
     check_cache(recipe)
-    from .execution.preview import preview
     page = preview(recipe, n, out, device=args.device)
     print(f"wrote {printable(page)}")
     return 0

@@ -36,8 +36,8 @@ def check_output(path: os.PathLike | str, field: str, kind: str, outside: Path |
     _check_name(text, field)
     here = Path(text)
     if os.path.islink(text) and not os.path.exists(text):
-        raise InputError(field, f"{text} is a symbolic link to {os.readlink(text)}, which does not exist;"
-                         " create that or give another path")
+        raise InputError(field, f"{text} is a symbolic link to {os.readlink(text)}, which does not exist (or"
+                         " loops back); create that or give another path")
     if os.path.exists(text):
         what = node_kind(text, follow=True)
         if kind == FILE:
@@ -69,10 +69,11 @@ def _check_name(text: str, field: str) -> None:
 def _check_existing_file(text: str, what: str, field: str) -> None:
     stdout = f"; give {field} - to write to standard output" if field.startswith("-") else ""
     if what == "a folder":
-        raise InputError(field, f"{text} is a folder; give a file name, such as {Path(text) / 'captions.jsonl'}")
+        raise InputError(field, f"{text} is a folder, not a file; give a file name")
     if what != "a regular file":
+        noun = what.split(" ", 1)[1].split(" (")[0]  # "a FIFO (named pipe)" -> "FIFO"
         raise InputError(field, f"{text} is {what}, not a regular file: the output is written to a temp file"
-                         f" renamed over it, which would replace the {what.split(' ', 1)[1].split(' (')[0]} itself{stdout}")
+                         f" renamed over it, which would replace the {noun} itself{stdout}")
     if os.path.islink(text):
         raise InputError(field, f"{text} is a symbolic link (to {os.readlink(text)}): a rename would replace"
                          " the link, not the file it points to; give that file itself, or a new name")
@@ -116,7 +117,8 @@ def _check_not_around(target: Path, field: str, outside: Path | None) -> None:
                              " what the build made, and publish sends what it holds)")
     cwd = Path(os.path.realpath(os.getcwd()))
     if real == cwd or real in cwd.parents:
-        raise InputError(field, f"{target} is {'the current directory' if real == cwd else 'above the current directory'}:"
-                         " the export is written beside it and renamed over it, which would leave this shell in a"
-                         f" removed folder; give a new folder, such as {Path(target) / 'export'}")
+        where = "the current directory" if real == cwd else "above the current directory"
+        raise InputError(field, f"{target} is {where}: the export is written beside it and renamed over it, which"
+                         f" would leave this shell in a removed folder; give a new folder, such as"
+                         f" {Path(target) / 'export'}")
 

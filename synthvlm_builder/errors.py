@@ -110,8 +110,11 @@ def fault_line(e: BaseException) -> tuple[int, str] | None:
         line = f"error: {where + ': ' if where else ''}{e.strerror or _named(e)}"
     elif isinstance(e, UnicodeDecodeError):
         code, line = 2, f"error: input text is not UTF-8 ({e}); rerun with --debug to see where it was read"
+    elif isinstance(e, UnicodeEncodeError) and isinstance(e.object, str):
+        shown = e.object[max(0, e.start - 40):e.end + 40]
+        code, line = 2, f"error: {shown!r} cannot be written as UTF-8 ({e.reason}: a lone surrogate in a name or value)"
     elif isinstance(e, UnicodeError):
-        code, line = 2, f"error: a value cannot be written as UTF-8 ({e}; a lone surrogate?); rerun with --debug"
+        code, line = 2, f"error: text that is not valid Unicode ({e}); rerun with --debug to see where"
     elif isinstance(e, ValueError):
         code, line = 1, f"error: {_named(e)} (rerun with --debug for the traceback)"
     elif _is_model_error(e):

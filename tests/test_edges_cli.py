@@ -312,13 +312,25 @@ def test_a_misspelled_or_unknown_verb_says_so(recipe, tmp_path):
 
 # --- item 19: errors that real inputs cause are one line at the boundary (traceback with --debug) ----------
 
+def test_a_page_that_is_a_fifo_or_a_folder_is_refused_before_any_work(recipe, tmp_path):
+    (tmp_path / "site").mkdir()
+    os.mkfifo(tmp_path / "site" / "index.html")  # reading it to see whether it is a preview page would block
+    err = one_line_error(cli("preview", recipe, "--output", tmp_path / "site", check=False), 2, "error: --output: ")
+    assert "index.html is a FIFO" in err and stat.S_ISFIFO(os.lstat(tmp_path / "site" / "index.html").st_mode)
+    os.unlink(tmp_path / "site" / "index.html")
+    (tmp_path / "site" / "index.html").mkdir()
+    err = one_line_error(cli("preview", recipe, "--output", tmp_path / "site", check=False), 2, "error: --output: ")
+    assert "index.html is a folder, not a file" in err
+
+
 def test_an_os_error_names_its_file(recipe, tmp_path):
-    (tmp_path / "site" / "index.html").mkdir(parents=True)  # a folder where the page goes
-    err = one_line_error(cli("preview", recipe, "--output", tmp_path / "site", check=False), 2,
-                         f"error: {tmp_path / 'site' / 'index.html'}: ")
-    assert "Is a directory" in err
-    debug = cli("preview", recipe, "--output", tmp_path / "site", "--debug", check=False)
+    # every name is short enough, but the whole path is longer than the system's PATH_MAX: only making it fails
+    out = tmp_path.joinpath(*["d" * 200] * 24, "captions.jsonl")
+    err = one_line_error(cli("captions", recipe, "--output", out, check=False), 2, f"error: {tmp_path}")
+    assert err.rstrip().endswith(": File name too long")
+    debug = cli("captions", recipe, "--output", out, "--debug", check=False)
     assert debug.returncode == 2 and "Traceback" in debug.stderr and debug.stderr.endswith(err)
+    assert sorted(os.listdir(tmp_path)) == ["r"]
 
 
 def test_a_value_error_and_a_unicode_error_are_one_line(recipe, tmp_path):

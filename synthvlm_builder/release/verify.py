@@ -323,7 +323,8 @@ def _table(results: list[RowCheck]) -> str:
     for c in results:
         deltas = "".join(f"{_delta(c.deltas.get(name)):<12}" for name in names)
         result = "ok" if c.ok else "MISMATCH: " + "; ".join(c.problems)
-        lines.append(f"{shown[c.id]:<{width}}  {_pos(c.shard):<5}  {_pos(c.batch):<5}  {c.pixels or '-':<6}  {deltas}{result}")
+        lines.append(f"{shown[c.id]:<{width}}  {_pos(c.shard):<5}  {_pos(c.batch):<5}  {c.pixels or '-':<6}"
+                     f"  {deltas}{result}")
     return "\n".join(lines)
 
 
