@@ -99,7 +99,7 @@ def check_cache(recipe, captions_only: bool = False) -> None:
         return
     from .destination import FOLDER, check_output
     folder = cache_dir()
-    if os.environ.get(CACHE, "").strip():
+    if setting(CACHE):
         check_output(folder, CACHE, FOLDER)
         return
     home = Path.home()
@@ -120,7 +120,9 @@ def needs_cache(recipe, captions_only: bool = False) -> bool:
     filters = recipe.captions.filters
     if filters.perplexity or filters.source_image or filters.llm_judge:
         return True
-    return not captions_only and any(text.startswith("builtin:") and text.removeprefix("builtin:") not in SHIPPED
+    if captions_only:
+        return False
+    return any(text.startswith("builtin:") and text.removeprefix("builtin:") not in SHIPPED
                for text in _strings(recipe))
 
 
