@@ -1,125 +1,22 @@
-"""`synthvlm-build`: argument parsing only; every verb calls the package API.
+"""`synthvlm-build`: runs a verb (cliargs.py parses it), each calling the package API, and reports what
+goes wrong as one line (errors.py) with the exit code below; `--debug` adds the traceback.
 
 Exit codes: 0 ok, 1 runtime failure, 2 bad input; `diff` and `review` add 3 (data changed,
 version bumped) and 4 (data changed, version NOT bumped); `verify` exits 1 when a row does not match.
 """
 from __future__ import annotations
 
-import argparse
+import difflib
 import json
 import os
+import re
 import sys
 import traceback
 from pathlib import Path
 
-from .errors import BuildError, InputError, RecipeError
-
-VERBS = ("validate", "plan", "diff", "review", "preview", "verify", "captions", "publish", "export")
-
-BUILD_HELP = """\
-Build the dataset a recipe describes: captions -> generate -> score -> select -> write.
-Rerunning with the same output dir resumes: finished shards are verified and skipped.
-
-example:
-  synthvlm-build recipes/quickstart.yaml
-  synthvlm-build recipes/llava_100k.yaml --output /data/synthvlm-100k --push
-"""
-
-EXAMPLES = {
-    "validate": "synthvlm-build validate recipes/*.yaml",
-    "plan": "synthvlm-build plan recipes/llava_100k.yaml --json",
-    "diff": "synthvlm-build diff main:recipes/llava_100k.yaml recipes/llava_100k.yaml"
-            "   # OLD from git revision main",
-    "review": "synthvlm-build review main:recipes/llava_100k.yaml recipes/llava_100k.yaml > comment.md",
-    "preview": "synthvlm-build preview recipes/quickstart.yaml --captions 8 --output preview/",
-    "verify": "synthvlm-build verify my-org/synthvlm --revision v1.0.0 --sample 8",
-    "captions": "synthvlm-build captions recipes/quickstart.yaml --output captions.jsonl",
-    "publish": "synthvlm-build publish build/synthvlm-quickstart-v0.1.0 --repo-id my-org/synthvlm-quickstart",
-    "export": "synthvlm-build export build/synthvlm-quickstart-v0.1.0 --llava llava_data/\n"
-              "  synthvlm-build export build/synthvlm-quickstart-v0.1.0 --webdataset wds/ --shard-bytes 1GB",
-}
-
-DESCRIPTIONS = {
-    "validate": "Check recipes against the schema and the semantic rules. Loads and writes nothing.",
-    "plan": "Show the resolved recipe, data fingerprint, shard plan, counts and compute estimate. Loads no model"
-            " (unless --measure: then a few denoising steps on this device give a wall-time estimate).",
-    "diff": "Compare two recipes: changed fields, whether the data fingerprint changed, whether the version was"
-            " bumped. Exit 0 same data, 3 data changed and version bumped, 4 data changed but version not bumped."
-            " A recipe given as REV:PATH is read from git at that revision.",
-    "review": "A recipe change as one Markdown document for a pull-request comment (or JSON): validation of NEW,"
-              " changed fields, the data fingerprint and version verdict, both compute estimates and their delta,"
-              " unpinned caption sources. Exit codes as diff's; 2 when a recipe is invalid. Without OLD, NEW is"
-              " reviewed as a new recipe. Either recipe may be REV:PATH from git.",
-    "preview": "Run the recipe's real pipeline on its first curated captions and write a self-contained"
-               " DIR/index.html: the caption funnel with dropped examples, then every candidate image with its"
-               " caption, scores and whether selection would keep it.",
-    "verify": "Regenerate a seeded sample of rows of a finished build dir or a published Hub release from its"
-              " recipe.lock.json (each row's whole original batch) and compare pixels and scores."
-              " Exit 0 all match, 1 a row does not, 2 bad input or a model the lock names cannot be loaded.",
-    "captions": "Run only the caption stage: print the funnel and write the surviving captions with their ids."
-                " Model steps (perplexity, source images, LLM judge) show values computed and cached: a rerun"
-                " computes and asks nothing twice.",
-    "publish": "Push a finished build to the Hub as one commit, then tag it v<version>.",
-    "export": "Write a finished build in LLaVA's training layout (OUT/synthvlm.json + OUT/images/) or as"
-              " WebDataset tar shards (OUT/00000.tar ... + OUT/index.json).",
-}
-
-
-RECIPE = ("recipe", {"metavar": "RECIPE"})
-DIR = ("dir", {"metavar": "DIR"})
-ARGUMENTS = {
-    "validate": [("recipes", {"nargs": "+", "metavar": "RECIPE"})],
-    "plan": [RECIPE, ("--json", {"action": "store_true", "help": "print the plan as JSON"}),
-             ("--measure", {"action": "store_true",
-                            "help": "time a few denoising steps of the model on this device and estimate the wall time"
-                                    " (loads the model)"}),
-             ("--device", {"help": "with --measure: the device (default: execution.device)"})],
-    "diff": [("old", {"metavar": "OLD"}), ("new", {"metavar": "NEW"})],
-    "review": [("old", {"metavar": "OLD", "nargs": "?"}), ("new", {"metavar": "NEW"}),
-               ("--format", {"choices": ("markdown", "json"), "default": "markdown", "help": "default: markdown"})],
-    "preview": [RECIPE, ("--captions", {"metavar": "N", "type": int, "default": 16,
-                                        "help": "curated captions to generate (default 16)"}),
-                ("--output", {"metavar": "DIR", "help": "default: preview/<name>-v<version>"}),
-                ("--device", {"help": "override execution.device (auto, cpu, cuda, cuda:N, mps)"})],
-    "verify": [("target", {"metavar": "DIR_OR_REPO"}),
-               ("--revision", {"metavar": "vX.Y.Z", "help": "Hub releases: the tag or commit (default: main)"}),
-               ("--sample", {"metavar": "N", "type": int, "default": 8, "help": "rows to regenerate (default 8)"}),
-               ("--seed", {"metavar": "S", "type": int, "default": 0, "help": "which rows are sampled (default 0)"}),
-               ("--device", {"help": "where to regenerate (default auto)"})],
-    "captions": [RECIPE, ("--output", {"metavar": "FILE.jsonl", "help": "write the surviving captions here"}),
-                 ("--json", {"action": "store_true", "help": "print the funnel (and captions) as JSON"})],
-    "publish": [DIR, ("--repo-id", {"metavar": "ORG/NAME", "help": "default: the recipe's publish.repo_id"})],
-    "export": [DIR, ("--llava", {"metavar": "OUT", "help": "output folder for the LLaVA layout"}),
-               ("--webdataset", {"metavar": "OUT", "help": "output folder for WebDataset tar shards"}),
-               ("--shard-size", {"metavar": "N", "help": "with --webdataset: at most N samples per tar"}),
-               ("--shard-bytes", {"metavar": "B", "help": "with --webdataset: at most B bytes per tar (e.g. 1GB;"
-                                                        " the default)"})],
-}
-
-
-def _verb_parser(verb: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=f"synthvlm-build {verb}", description=DESCRIPTIONS[verb],
-        epilog=f"example:\n  {EXAMPLES[verb]}", formatter_class=argparse.RawDescriptionHelpFormatter)
-    for name, options in ARGUMENTS[verb]:
-        p.add_argument(name, **options)
-    return p
-
-
-def _build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="synthvlm-build", description=BUILD_HELP,
-        epilog="other commands (each has --help):\n" + "\n".join(
-            f"  {v:<9} {DESCRIPTIONS[v].split('. ')[0].rstrip('.')}" for v in VERBS) + "\n\nadd --debug to any command for"
-        " tracebacks", formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("recipe", metavar="RECIPE")
-    p.add_argument("--output", metavar="DIR", help="output dir (default: output.dir or build/<name>-v<version>)")
-    p.add_argument("--push", action="store_true", help="publish to the Hub: each data file is uploaded as soon"
-                   " as it is final, then the release is one commit and a tag")
-    p.add_argument("--executor", choices=("local", "ray"), help="override execution.executor")
-    p.add_argument("--device", help="override execution.device (auto, cpu, cuda, cuda:N, mps)")
-    p.add_argument("--overwrite", action="store_true", help="replace a dir holding another recipe's build")
-    return p
+from .cliargs import VERBS, build_parser, verb_parser
+from .errors import BuildError, InputError, RecipeError, UnsafeOutput, error_line, fault_line
+from .text import has_unsafe, printable
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,18 +27,24 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
+    unknown = _unknown_command(argv)
+    if unknown:
+        print(unknown, file=sys.stderr)
+        return 2
     if argv and argv[0] in VERBS:
-        verb, args = argv[0], _verb_parser(argv[0]).parse_args(argv[1:])
+        verb, args = argv[0], verb_parser(argv[0]).parse_args(argv[1:])
     else:
-        verb, args = "build", _build_parser().parse_args(argv)
+        verb, args = "build", build_parser().parse_args(argv)
     try:
+        from .settings import check_environment
+        check_environment()  # every SYNTHVLM_* variable, before any work
         code = COMMANDS[verb](args)
         sys.stdout.flush()  # a closed pipe shows here, inside the try, not at interpreter exit
         return code
     except (RecipeError, InputError, BuildError) as e:
         if debug:
             traceback.print_exc()
-        print(_format_error(e, args), file=sys.stderr)
+        print(error_line(e, getattr(args, "recipe", None)), file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume", file=sys.stderr)
@@ -151,22 +54,41 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, what a shell reports for a tool its pipe closed
+    except Exception as e:
+        fault = fault_line(e)
+        if fault is None:  # not an error an input or the environment can cause: a bug, shown whole
+            raise
+        if debug:
+            traceback.print_exc()
+        print(fault[1], file=sys.stderr)
+        return fault[0]
 
 
-def _format_error(e: Exception, args) -> str:
-    """One line: located in an input file, at a command-line flag, or at a recipe field."""
-    if isinstance(e, InputError):
-        if e.location:
-            return f"{e.location}: {e.message} ({e.field})"
-        recipe_file = getattr(args, "recipe", None)
-        if recipe_file and not e.field.startswith("-") and e.field != "DIR":
-            from .recipe import load_recipe, locate
-            file, line, col = locate(load_recipe(recipe_file), e.field)
-            return f"{file}:{line}:{col}: {e.field}: {e.message}"
-        return f"error: {e.field}: {e.message}"
-    if isinstance(e, RecipeError):
-        return str(e)
-    return f"error: {e}"
+def _unknown_command(argv: list[str]) -> str | None:
+    """The error for a first word that is neither a verb nor a file, such as `valdiate` (a build takes a
+    RECIPE file there; a word with a suffix or a folder in it is taken as one, and reported as such)."""
+    if not argv or argv[0] in VERBS or argv[0].startswith("-"):
+        return None
+    word = argv[0]
+    try:
+        if os.path.lexists(word):
+            return None
+    except ValueError:  # a NUL or a lone surrogate: no file is named so
+        pass
+    if Path(word).suffix or "/" in word or os.sep in word:
+        return None
+    close = difflib.get_close_matches(word.lower(), VERBS, n=1)
+    if close:
+        return f"error: unknown command '{printable(word)}'; did you mean '{close[0]}'?"
+    return (f"error: unknown command '{printable(word)}'; the commands are {', '.join(VERBS)},"
+            " or give a RECIPE file to build")
+
+
+def _json_text(data, **options) -> str:
+    """JSON for a terminal or a pipe: non-ASCII letters as they are, but the characters text.py
+    escapes (controls, bidirectional overrides, lone surrogates) as \\uXXXX escapes: the same JSON."""
+    text = json.dumps(data, ensure_ascii=False, **options)
+    return re.sub(r"[^\x20-\x7e\n]", lambda m: f"\\u{ord(m[0]):04x}" if has_unsafe(m[0]) else m[0], text)
 
 
 # --- verbs --------------------------------------------------------------------------
@@ -177,7 +99,7 @@ def cmd_validate(args) -> int:
     problems, ok = [], []
     for path in args.recipes:
         try:
-            ok.append(f"{path}: ok (fingerprint {fingerprint(load_recipe(path))[:12]})")
+            ok.append(f"{printable(path)}: ok (fingerprint {fingerprint(load_recipe(path))[:12]})")
         except RecipeError as e:
             problems.extend(e.problems)
     if ok:
@@ -197,7 +119,9 @@ def cmd_plan(args) -> int:
     if args.measure:
         from .execution.measure import estimate, format_measured, measure
         from .execution.runner import check_device, preflight
+        from .settings import check_cache
         check_device(args.device or recipe.execution.device, "--device" if args.device else "execution.device")
+        check_cache(recipe)
         preflight(recipe)
         measured = estimate(measure(recipe, args.device), plan.candidates)
     if args.json:
@@ -217,7 +141,7 @@ def cmd_diff(args) -> int:
     text, code = diff_recipes(old, new)
     print(text)
     if code == 4:
-        print(f"error: {args.new}: the data changed but version was not bumped", file=sys.stderr)
+        print(f"error: {printable(args.new)}: the data changed but version was not bumped", file=sys.stderr)
     return code
 
 
@@ -225,46 +149,64 @@ def cmd_review(args) -> int:
     from .execution.review import make_review, to_json, to_markdown
     review = make_review(args.old, args.new)
     if args.format == "json":
-        print(json.dumps(to_json(review), indent=2, ensure_ascii=False))
+        print(_json_text(to_json(review), indent=2))
     else:
         print(to_markdown(review), end="")
     for problems in review.problems.values():  # the located lines, as every verb reports bad input
         print("\n".join(str(p) for p in problems), file=sys.stderr)
     if review.exit_code == 4:
-        print(f"error: {args.new}: the data changed but version was not bumped", file=sys.stderr)
+        print(f"error: {printable(args.new)}: the data changed but version was not bumped", file=sys.stderr)
     return review.exit_code
 
 
 def cmd_preview(args) -> int:
+    from .destination import FILE, FOLDER, check_output
     from .recipe import load_recipe
+    from .settings import check_cache
+    from .units import parse_int
     recipe = load_recipe(args.recipe)
-    if args.captions < 1:
-        raise InputError("--captions", f"must be at least 1, got {args.captions}")
-    from .execution.preview import preview
+    n = parse_int(args.captions, "--captions", minimum=1)
     out = Path(args.output) if args.output else Path("preview") / f"{recipe.name}-v{recipe.version}"
-    page = preview(recipe, args.captions, out, device=args.device)
-    print(f"wrote {page}")
+    check_output(out, "--output", FOLDER)
+    from .execution.preview import PAGE, preview
+    check_output(out / PAGE, "--output", FILE)  # replaced by a rename: never a FIFO, a link or a folder
+    check_cache(recipe)
+    page = preview(recipe, n, out, device=args.device)
+    print(f"wrote {printable(page)}")
     return 0
 
 
 def cmd_verify(args) -> int:
-    if args.sample < 1:
-        raise InputError("--sample", f"must be at least 1, got {args.sample}")
+    from .units import parse_int
+    sample = parse_int(args.sample, "--sample", minimum=1)
+    seed = parse_int(args.seed, "--seed")
     from .release.verify import verify
-    return verify(args.target, revision=args.revision, sample=args.sample, seed=args.seed, device=args.device)
+    return verify(args.target, revision=args.revision, sample=sample, seed=seed, device=args.device)
 
 
 def cmd_captions(args) -> int:
-    from .curation.captions import Funnel, format_funnel, write_jsonl
+    """With `--output -` the captions are JSONL on standard output, and all else goes to standard error."""
+    from .curation.captions import Funnel, caption_line, format_funnel, write_jsonl
     from .execution.runner import curate_recipe
     from .recipe import load_recipe
+    from .settings import check_cache
     recipe = load_recipe(args.recipe)
-    if args.output:
+    to_stdout = args.output == "-"
+    if args.output and not to_stdout:
         _check_captions_output(Path(args.output), recipe)
+    check_cache(recipe, captions_only=True)
     funnel = Funnel()
     survivors = curate_recipe(recipe, funnel)
-    if args.output:  # streams to the file: memory stays flat however many captions there are
-        kept, shown = write_jsonl(survivors, Path(args.output)), []
+    report, shown, kept = sys.stderr if to_stdout else sys.stdout, [], 0
+    if to_stdout:
+        for c in survivors:
+            sys.stdout.write(_json_text(json.loads(caption_line(c))) + "\n")
+            kept += 1
+    elif args.output:  # streams to the file: memory stays flat however many captions there are
+        try:
+            kept = write_jsonl(survivors, Path(args.output))
+        except UnsafeOutput as e:  # made since the check above: the flag still names it
+            raise InputError("--output", e.message) from None
     else:
         shown = list(survivors)
         kept = len(shown)
@@ -274,22 +216,22 @@ def cmd_captions(args) -> int:
             out["output"] = args.output
         else:
             out["captions"] = [{"id": c.id, "text": c.text, "source": c.source} for c in shown]
-        print(json.dumps(out, indent=2, ensure_ascii=False))
+        print(_json_text(out, indent=2), file=report)
         return 0
-    print(format_funnel(funnel.to_dict()))
+    print(format_funnel(funnel.to_dict()), file=report)
     if args.output:
-        print(f"wrote {kept} captions to {args.output}")
+        print(f"wrote {kept} captions to {'standard output' if to_stdout else printable(args.output)}", file=report)
     else:
         for c in shown[:10]:
-            print(f"  {c.id}\t{c.text}")
+            print(f"  {printable(c.id)}\t{printable(c.text)}")
         if kept > 10:
-            print(f"  ... {kept - 10} more (use --output FILE.jsonl)")
+            print(f"  ... {kept - 10} more (use --output FILE.jsonl, or --output - for standard output)")
     return 0
 
 
 def _check_captions_output(out: Path, recipe) -> None:
-    if out.is_dir():
-        raise InputError("--output", f"{out} is a folder; give a file name such as {out / 'captions.jsonl'}")
+    from .destination import FILE, check_output
+    check_output(out, "--output", FILE)
     for i, src in enumerate(recipe.captions.sources):
         if out.exists() and Path(src.path).exists() and os.path.samefile(out, src.path) \
                 or out.resolve() == Path(src.path).resolve():
@@ -298,8 +240,13 @@ def _check_captions_output(out: Path, recipe) -> None:
 
 
 def cmd_build(args) -> int:
+    from .destination import FOLDER, check_output
     from .recipe import load_recipe
+    from .settings import check_cache
     recipe = load_recipe(args.recipe)
+    check_output(Path(args.output) if args.output else recipe.output_dir, "--output" if args.output else "output.dir",
+                 FOLDER)
+    check_cache(recipe)
     from .execution.runner import build
     result = build(recipe, output_dir=Path(args.output) if args.output else None,
                    executor=args.executor, device=args.device, overwrite=args.overwrite, push=args.push)
@@ -316,26 +263,31 @@ def cmd_publish(args) -> int:
 
 
 def cmd_export(args) -> int:
+    from .destination import NEW_FOLDER, check_output
+    from .units import parse_bytes, parse_count
     if bool(args.llava) == bool(args.webdataset):
         raise InputError("--llava" if args.llava else "--webdataset", "give one of --llava OUT or --webdataset OUT")
     if args.llava:
         for flag, value in (("--shard-size", args.shard_size), ("--shard-bytes", args.shard_bytes)):
             if value is not None:
                 raise InputError(flag, "applies to --webdataset only")
+        out = check_output(args.llava, "--llava", NEW_FOLDER, outside=Path(args.dir))
         from .release.export import export_llava
-        export_llava(Path(args.dir), Path(args.llava))
+        export_llava(Path(args.dir), out)
         return 0
-    from .release.webdataset import export_webdataset, parse_bytes, parse_count
     if args.shard_size is not None and args.shard_bytes is not None:
         raise InputError("--shard-size", "give --shard-size or --shard-bytes, not both")
     size = parse_count(args.shard_size, "--shard-size") if args.shard_size is not None else None
     limit = parse_bytes(args.shard_bytes, "--shard-bytes") if args.shard_bytes is not None else None
-    export_webdataset(Path(args.dir), Path(args.webdataset), shard_size=size, shard_bytes=limit)
+    out = check_output(args.webdataset, "--webdataset", NEW_FOLDER, outside=Path(args.dir))
+    from .release.webdataset import export_webdataset
+    export_webdataset(Path(args.dir), out, shard_size=size, shard_bytes=limit)
     return 0
 
 
-COMMANDS = {"build": cmd_build, "validate": cmd_validate, "plan": cmd_plan, "diff": cmd_diff,
-            "review": cmd_review, "preview": cmd_preview, "verify": cmd_verify, "captions": cmd_captions, "publish": cmd_publish, "export": cmd_export}
+COMMANDS = {"build": cmd_build, "validate": cmd_validate, "plan": cmd_plan, "diff": cmd_diff, "review": cmd_review,
+            "preview": cmd_preview, "verify": cmd_verify, "captions": cmd_captions, "publish": cmd_publish,
+            "export": cmd_export}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -272,7 +272,7 @@ def test_card_shows_the_description_and_recipe_literally(tmp_path):
     assert yaml.safe_load(header)["pretty_name"] == "tiny-build"
     tokens = inert(body, ["tiny-build v0.1.0", "Models", "License", "Load", "Funnel", "Scores", "Samples", "Recipe",
                           "Citation"],
-                   ["Rows:", "Generation:", "Data fingerprint:", "Generator:", "Scorer:"],
+                   ["Rows:", "Generation:", "Data fingerprint:", "Generator:", "Scorer:", "Caption length:"],
                    links=["https://arxiv.org/abs/2407.20756", "https://github.com/synthvlm/synthvlm-builder"],
                    images=["score_histogram.png", "sample_grid.png"])
     blocks = MD.parse(body)

@@ -20,6 +20,7 @@ from typing import Iterable, Iterator, Optional
 from ..atomic import atomic_open
 from ..errors import BuildError, InputError
 from ..recipe.config import Caption, CaptionsConfig, FiltersConfig
+from ..text import printable
 from .sources import read_source, source_field
 from .steps import FilterCount, require
 from .textfilters import (AlnumRatioFilter, CharRepetitionFilter, DedupFilter, FlaggedWordsFilter, NonEmptyFilter,
@@ -278,18 +279,19 @@ def _short(text: str, width: int = 72) -> str:
 
 
 def format_funnel(funnel: dict) -> str:
-    """The funnel as the CLI prints it."""
+    """The funnel as the CLI prints it; names, ids, texts and reasons come from the recipe and the data,
+    so they are shown escaped (text.py: printable)."""
     lines = ["sources:"]
     for s in funnel["sources"]:
-        lines.append(f"  {s['name']} ({s['type']}): {s['read']:,} read")
+        lines.append(f"  {printable(s['name'])} ({printable(s['type'])}): {s['read']:,} read")
     lines.append("filters:")
     for f in funnel["filters"]:
         extra = f" ({funnel['truncated']:,} truncated)" if f["name"] == "max_tokens" and "truncated" in funnel else ""
         if "computed" in f:
             extra += f" ({f['computed']:,} computed, {f['cached']:,} cached)"
         lines.append(f"  {f['name']}: {f['dropped']:,} dropped{extra}")
-        lines += [f"      {e['id']}  {_short(e['text'])}" + (f"  ({e['why']})" if "why" in e else "")
-                  for e in f["examples"]]
+        lines += [f"      {printable(e['id'])}  {printable(_short(e['text']))}"
+                  + (f"  ({printable(e['why'])})" if "why" in e else "") for e in f["examples"]]
     if not funnel["filters"]:
         lines.append("  (none)")
     lines.append(f"kept: {funnel['kept']:,} of {funnel['read']:,}")

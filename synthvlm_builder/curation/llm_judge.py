@@ -20,6 +20,7 @@ from typing import Optional
 
 from ..errors import BuildError, InputError
 from ..recipe.config import LlmJudgeConfig
+from ..settings import setting
 from ..text import printable
 from .cache import StepCache, cache_key
 from .steps import BatchStep, require
@@ -118,7 +119,7 @@ class LlmJudgeStep(BatchStep):
 
     def ask(self, text: str) -> str:
         from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
-        wait = float(os.environ.get("SYNTHVLM_LLM_RETRY_WAIT", 1.0))
+        wait = setting("SYNTHVLM_LLM_RETRY_WAIT", 1.0)
 
         def once() -> str:
             reply = self.client.chat.completions.create(

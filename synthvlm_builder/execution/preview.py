@@ -43,7 +43,10 @@ def preview(recipe: Recipe, n_captions: int, out: Path, device: str | None = Non
         raise BuildError("no caption survived the caption filters; see `synthvlm-build captions` for the funnel")
     candidates, selection = _run(recipe, captions, device or recipe.execution.device)
     html = render(recipe, funnel.to_dict(), len(captions), candidates, selection)
-    page.parent.mkdir(parents=True, exist_ok=True)
+    try:  # checked before any work (destination.py), but the place may have changed since
+        page.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError("--output", f"cannot make {page.parent}: {e.strerror or e}") from None
     atomic_write(page, html)
     return page
 

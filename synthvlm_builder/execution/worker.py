@@ -27,6 +27,7 @@ import torch
 import pyarrow.parquet as pq
 
 from ..recipe.config import Caption, Recipe
+from ..settings import setting
 from ..stages.format import decode_image, encode_image
 from ..stages.rows import candidate_schema
 from .plan import derive_seed, sample_id
@@ -194,7 +195,7 @@ class ShardWorker:
 
 def _test_signal() -> tuple[int, int] | None:
     """SYNTHVLM_TEST_SIGNAL=SIG@N parsed as (signal number, shard index); see the module docstring."""
-    spec = os.environ.get("SYNTHVLM_TEST_SIGNAL")
+    spec = setting("SYNTHVLM_TEST_SIGNAL")
     if not spec:
         return None
     name, _, shard = spec.partition("@")

@@ -23,6 +23,8 @@ import shutil
 import uuid
 from pathlib import Path
 
+from ..settings import cache_dir
+
 PIPELINES = ("tiny-sd", "tiny-sdxl", "shapes-sd")
 CLIP_MODELS = ("tiny-clip", "shapes-clip")
 # Trained models shipped inside the package (committed safetensors), by name.
@@ -51,8 +53,7 @@ _CLIP_CONFIG = {
 
 def cache_root() -> Path:
     """Where builtin models live: `$SYNTHVLM_CACHE`, else `~/.cache/synthvlm`."""
-    env = os.environ.get("SYNTHVLM_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "synthvlm"
+    return cache_dir()
 
 
 def clip_model_cfg(name: str) -> dict | None:

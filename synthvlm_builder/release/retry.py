@@ -7,11 +7,12 @@ is returned as the result, so an operation is never sent twice.
 """
 from __future__ import annotations
 
-import os
 import sys
 from typing import Callable, Optional
 
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from ..settings import setting
 
 RETRY_STATUSES = (408, 429, 500, 502, 503, 504)
 RETRIES = 5        # retries after the first attempt; SYNTHVLM_PUBLISH_RETRIES overrides
@@ -59,8 +60,8 @@ class _Landed(Exception):
 
 def retry(what: str, call: Callable, landed: Optional[Callable] = None):
     """call() until it succeeds or fails for good (a non-transient error, or retries used up)."""
-    retries = int(os.environ.get("SYNTHVLM_PUBLISH_RETRIES", RETRIES))
-    wait = float(os.environ.get("SYNTHVLM_PUBLISH_RETRY_WAIT", BASE_WAIT))
+    retries = setting("SYNTHVLM_PUBLISH_RETRIES", RETRIES)
+    wait = setting("SYNTHVLM_PUBLISH_RETRY_WAIT", BASE_WAIT)
 
     def attempt():
         try:

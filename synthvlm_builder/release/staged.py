@@ -17,12 +17,12 @@ failure at any step continues from what the Hub holds.
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
 from pathlib import Path
 from typing import Optional
 
 from ..layout import CARD, LOCK, upload_paths
+from ..settings import setting
 from .retry import retry
 
 FILES_PER_COMMIT = 100  # the Hub's recommendation; SYNTHVLM_PUBLISH_FILES_PER_COMMIT overrides it
@@ -30,7 +30,7 @@ LAST = (LOCK, CARD)     # what makes the branch a release: in its final commit, 
 
 
 def files_per_commit() -> int:
-    return max(1, int(os.environ.get("SYNTHVLM_PUBLISH_FILES_PER_COMMIT", FILES_PER_COMMIT)))
+    return setting("SYNTHVLM_PUBLISH_FILES_PER_COMMIT", FILES_PER_COMMIT)
 
 
 def branch_name(version: str) -> str:

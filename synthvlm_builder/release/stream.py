@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ..atomic import atomic_write, remove
 from ..errors import BuildError
+from ..settings import setting
 from .publish import check_destination, check_tagged, explain
 from .retry import describe, retry, transport_errors
 
@@ -125,7 +126,7 @@ class StreamUploader:
 
 def _test_signal() -> tuple[int, int] | None:
     """SYNTHVLM_TEST_SIGNAL=SIG@upload:N parsed as (signal number, data file index)."""
-    name, _, where = os.environ.get("SYNTHVLM_TEST_SIGNAL", "").partition("@")
+    name, _, where = (setting("SYNTHVLM_TEST_SIGNAL") or "").partition("@")
     if not where.startswith("upload:"):
         return None
     return int(getattr(signal, f"SIG{name.upper()}")), int(where[len("upload:"):])

@@ -29,6 +29,7 @@ from PIL import Image
 from ..atomic import sha256_file
 from ..errors import BuildError, InputError
 from ..stages.rows import scores as score_columns
+from ..text import printable
 from .. import layout
 from .lock import read_lock
 
@@ -63,23 +64,31 @@ def verify(target: str, revision: str | None = None, sample: int = 8, seed: int 
     b = lock["build"]
     device = device or _default_device(b.get("device_types"))
     from ..execution.runner import check_device
+    from ..settings import check_cache
     check_device(device, "--device")
+    check_cache(written)
     recipe = _check_models(written, lock, lock_path)  # first: exit 2 when the rows cannot be regenerated here
     _check_fingerprint(written, lock, lock_path)
     captions = _captions(build_dir, lock)
     rows = _sample_rows(build_dir, sample, seed)
 
-    from ..execution.worker import ShardWorker
-    worker = ShardWorker(recipe, device)
-    here = worker.where()
-    exact = b.get("device_types") == [here["device_type"]] and (
-        here["device_type"] != "cpu" or b.get("cpu_threads") == [here["cpu_threads"]])
-    groups, checks = _locate_batches(recipe, lock, captions, rows)
-    print(f"verify {label}: {recipe.name} v{recipe.version}, fingerprint {lock['fingerprint'][:12]}")
-    print(f"built on {', '.join(b.get('device_types') or ['unknown'])}{_threads(b.get('cpu_threads'))},"
-          f" batch {b['batch_size']}, shards of {b['shard_size']} captions; regenerating on {here['device_type']}"
-          f"{_threads([here['cpu_threads']] if here['cpu_threads'] else [])}: pixels must be "
-          + ("identical" if exact else "within 1/255 (another device type or thread count)"))
+    groups, checks = _locate_batches(recipe, lock, lock_path, captions, rows)  # before loading a model
+    print(f"verify {printable(label)}: {printable(recipe.name)} v{printable(recipe.version)},"
+          f" fingerprint {lock['fingerprint'][:12]}")
+    built = (f"built on {', '.join(b.get('device_types') or ['unknown'])}{_threads(b.get('cpu_threads'))},"
+             f" batch {b['batch_size']}, shards of {b['shard_size']} captions")
+    worker, exact = None, False
+    if groups:  # no model is loaded when every sampled row already failed (its id names no candidate)
+        from ..execution.worker import ShardWorker
+        worker = ShardWorker(recipe, device)
+        here = worker.where()
+        exact = b.get("device_types") == [here["device_type"]] and (
+            here["device_type"] != "cpu" or b.get("cpu_threads") == [here["cpu_threads"]])
+        print(f"{built}; regenerating on {here['device_type']}"
+              f"{_threads([here['cpu_threads']] if here['cpu_threads'] else [])}: pixels must be "
+              + ("identical" if exact else "within 1/255 (another device type or thread count)"))
+    else:
+        print(f"{built}; no sampled row names a candidate to regenerate")
     print(f"sample: {len(rows)} row(s) (seed {seed}) in {len(groups)} batch(es)")
     for (shard, _), (batch, members) in sorted(groups.items()):
         published = worker.publish(worker.generate(batch))
@@ -89,11 +98,11 @@ def verify(target: str, revision: str | None = None, sample: int = 8, seed: int 
                      {k: float(scores[k][pos]) for k in score_columns(recipe)}, recipe, exact)
     results = [checks[r["id"]] for r in rows]
     print(_table(results))
-    bad = [c.id for c in results if not c.ok]
+    bad = [printable(c.id) for c in results if not c.ok]
     seconds = time.perf_counter() - started
     if bad:
         print(f"{len(bad)} of {len(results)} row(s) do NOT match: {', '.join(bad)} ({seconds:.1f} s)")
-        say(f"error: {label}: row(s) that do not regenerate from the lock: {', '.join(bad)}")
+        say(f"error: {printable(label)}: row(s) that do not regenerate from the lock: {', '.join(bad)}")
         return 1
     print(f"{len(results)} of {len(results)} row(s) match: verified ({seconds:.1f} s)")
     return 0
@@ -147,9 +156,7 @@ def _fetch(target: str, revision: str | None) -> tuple[Path, str]:
 
 def _recipe(lock: dict, build_dir: Path):
     from ..recipe import recipe_from_dict
-    try:
-        if not all(isinstance(lock["build"][k], int) for k in ("batch_size", "shard_size")):
-            raise ValueError("build.batch_size and build.shard_size must be integers")
+    try:  # the lock's own fields were checked against its schema (lock.py: read_lock)
         return recipe_from_dict(lock["recipe"], Path.cwd())
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise InputError("recipe", f"the lock's recipe is not readable ({type(e).__name__}: {e})",
@@ -202,24 +209,35 @@ def _captions(build_dir: Path, lock: dict) -> list:
                          " not publish its curated captions, which verify needs to rebuild the batches")
     if sha256_file(path) != lock["captions"]["sha256"]:
         raise BuildError(f"{path}: its sha256 is not the lock's captions.sha256: the curated captions were changed")
+    captions = []
     with open(path, "rb") as f:
-        return [parse_caption_line(line) for line in f]
+        for n, line in enumerate(f, 1):
+            try:
+                captions.append(parse_caption_line(line))
+            except (ValueError, KeyError, TypeError) as e:
+                raise InputError("DIR_OR_REPO", f"not a curated caption ({type(e).__name__}: {e}); the build is"
+                                 " damaged", location=f"{path}:{n}") from None
+    return captions
 
 
 def _sample_rows(build_dir: Path, n: int, seed: int) -> list[dict]:
     """A seeded sample of rows (plan order), images included; only the sampled rows are decoded."""
     files = layout.data_files(build_dir)
-    ids = [i for f in files for i in pq.read_table(f, columns=["id"]).column("id").to_pylist()]
-    chosen = sorted(random.Random(seed).sample(range(len(ids)), min(n, len(ids))))
-    wanted = pa.array([ids[i] for i in chosen], pa.string())
-    rows = []
-    for f in files:
-        for batch in pq.ParquetFile(f).iter_batches(batch_size=64):
-            rows += batch.filter(pc.is_in(batch.column("id"), value_set=wanted)).to_pylist()
+    try:
+        ids = [i for f in files for i in pq.read_table(f, columns=["id"]).column("id").to_pylist()]
+        chosen = sorted(random.Random(seed).sample(range(len(ids)), min(n, len(ids))))
+        wanted = pa.array([ids[i] for i in chosen], pa.string())
+        rows = []
+        for f in files:
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=64):
+                rows += batch.filter(pc.is_in(batch.column("id"), value_set=wanted)).to_pylist()
+    except (pa.ArrowException, OSError, KeyError) as e:
+        raise InputError("DIR_OR_REPO", f"a data file is not a readable Parquet file with an id column"
+                         f" ({type(e).__name__}: {e}); the build is damaged", location=str(build_dir)) from None
     return rows
 
 
-def _locate_batches(recipe, lock: dict, captions: list, rows: list[dict]) -> tuple[dict, dict]:
+def _locate_batches(recipe, lock: dict, lock_path: Path, captions: list, rows: list[dict]) -> tuple[dict, dict]:
     """(shard, batch) -> (the batch's items, [(position in batch, row)]), and a RowCheck per row. Batches
     are rebuilt from the stored captions exactly as the build formed them."""
     from ..execution.plan import derive_seed
@@ -232,7 +250,7 @@ def _locate_batches(recipe, lock: dict, captions: list, rows: list[dict]) -> tup
         check = checks[row["id"]] = RowCheck(row["id"])
         caption_id, _, k = row["id"].rpartition("-")
         ci = index.get(caption_id)
-        if ci is None or not k.isdigit() or int(k) >= recipe.generate.images_per_caption:
+        if ci is None or not (k.isascii() and k.isdigit()) or int(k) >= recipe.generate.images_per_caption:
             check.problems.append("id names no candidate of the curated captions")
             continue
         if row["caption"] != captions[ci].text:
@@ -241,6 +259,9 @@ def _locate_batches(recipe, lock: dict, captions: list, rows: list[dict]) -> tup
             check.problems.append("seed is not the recipe's")
         shard, first = divmod(ci, shard_size)
         per_shard = lock["build"].get("shard_batch_sizes")  # present when an OOM back-off changed it
+        if per_shard and shard >= len(per_shard):
+            raise InputError("build.shard_batch_sizes", f"lists {len(per_shard)} shard(s), but the curated captions"
+                             f" make at least {shard + 1} of {shard_size}", location=str(lock_path))
         bs = per_shard[shard] if per_shard else default_bs
         start = shard * shard_size
         items = shard_items(recipe, captions[start:start + shard_size])
@@ -278,11 +299,14 @@ def pixels_match(largest: float, mean: float, image_format: str, exact: bool) ->
 
 def _compare(check: RowCheck, row: dict, image: np.ndarray, scores: dict, recipe, exact: bool) -> None:
     fmt = recipe.format
-    largest, mean = pixel_difference(row["image"]["bytes"], image, fmt.image_format, fmt.quality)
-    lossless = fmt.image_format in LOSSLESS
-    check.pixels = f"{largest:g}" if lossless or exact else f"{mean:.3g}"
-    if not pixels_match(largest, mean, fmt.image_format, exact):
-        check.problems.append(f"pixels differ (max {largest:g}, mean {mean:.3g} levels)")
+    try:
+        largest, mean = pixel_difference(row["image"]["bytes"], image, fmt.image_format, fmt.quality)
+    except (OSError, ValueError, TypeError, KeyError) as e:  # PIL cannot decode what the row stores
+        check.problems.append(f"stored image does not decode ({type(e).__name__})")
+    else:
+        check.pixels = f"{largest:g}" if fmt.image_format in LOSSLESS or exact else f"{mean:.3g}"
+        if not pixels_match(largest, mean, fmt.image_format, exact):
+            check.problems.append(f"pixels differ (max {largest:g}, mean {mean:.3g} levels)")
     for name in scores:
         check.deltas[name] = abs(float(row[name]) - scores[name])
         if not check.deltas[name] <= SCORE_TOLERANCE:
@@ -290,14 +314,17 @@ def _compare(check: RowCheck, row: dict, image: np.ndarray, scores: dict, recipe
 
 
 def _table(results: list[RowCheck]) -> str:
-    width = max([len("id")] + [len(c.id) for c in results])
+    """One line per row; ids come from the data, so they are shown escaped (text.py)."""
+    shown = {c.id: printable(c.id) for c in results}
+    width = max([len("id")] + [len(shown[c.id]) for c in results])
     names = list(dict.fromkeys(name for c in results for name in c.deltas)) or ["clip_score", "ssim", "score"]
     head = f"{'id':<{width}}  shard  batch  pixels  " + "".join(f"{name:<12}" for name in names) + "result"
     lines = [head]
     for c in results:
         deltas = "".join(f"{_delta(c.deltas.get(name)):<12}" for name in names)
         result = "ok" if c.ok else "MISMATCH: " + "; ".join(c.problems)
-        lines.append(f"{c.id:<{width}}  {_pos(c.shard):<5}  {_pos(c.batch):<5}  {c.pixels or '-':<6}  {deltas}{result}")
+        lines.append(f"{shown[c.id]:<{width}}  {_pos(c.shard):<5}  {_pos(c.batch):<5}  {c.pixels or '-':<6}"
+                     f"  {deltas}{result}")
     return "\n".join(lines)
 
 

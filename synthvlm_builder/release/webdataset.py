@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import tarfile
 from pathlib import Path
 
 from ..atomic import atomic_path, sha256_file
-from ..errors import InputError
 from ..stages.format import EXTENSIONS, sample_key
 from ..stages.rows import COLUMNS
 from .export import check_new_folder, format_of, read_rows
@@ -28,21 +26,6 @@ from ..layout import finished_build
 INDEX = "index.json"
 DEFAULT_SHARD_BYTES = 1_000_000_000  # ~1 GB: the size WebDataset's authors recommend streaming in
 BLOCK = 512                            # tar writes every header and file in 512-byte blocks
-_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
-
-
-def parse_bytes(text: str, flag: str) -> int:
-    """'1000000', '500MB', '1GiB' -> bytes."""
-    m = re.fullmatch(r"\s*(\d+)\s*([kmgt]i?)?b?\s*", str(text), flags=re.IGNORECASE)
-    if not m or int(m.group(1)) < 1:
-        raise InputError(flag, f"{text!r} is not a positive byte count (e.g. 1000000000, 500MB or 1GiB)")
-    return int(m.group(1)) * _UNITS[(m.group(2) or "").lower()]
-
-
-def parse_count(text: str, flag: str) -> int:
-    if not str(text).strip().isdigit() or int(text) < 1:
-        raise InputError(flag, f"{text!r} is not a positive number of samples")
-    return int(text)
 
 
 def _member(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
