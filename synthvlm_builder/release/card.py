@@ -130,19 +130,19 @@ def model_lines(recipe: Recipe, lock: dict) -> list[str]:
     then how long a caption every text encoder reads whole."""
     models, g = lock["models"], recipe.generate
     gen, clip = models["generate"], models["clip"]
-    variant = f", variant {md_code(g.variant)}" if g.variant else ""
-    pretrained = f" with pretrained {md_code(clip['pretrained'])}" if clip.get("pretrained") else ""
-    lines = [f"- **Generator:** {md_code(gen['model'])}{weights(gen['model'], gen)}{variant}, {g.dtype}",
-             f"- **Scorer:** open_clip {md_code(clip['model'])}{pretrained}{weights(clip['model'], clip, True)}, "
-             + (f"text prefix {md_code(clip['prefix'])}" if clip.get("prefix") else "no text prefix")]
+    variant = f", variant {span(g.variant)}" if g.variant else ""
+    pretrained = f" with pretrained {span(clip['pretrained'])}" if clip.get("pretrained") else ""
+    lines = [f"- **Generator:** {span(gen['model'])}{weights(gen['model'], gen)}{variant}, {g.dtype}",
+             f"- **Scorer:** open_clip {span(clip['model'])}{pretrained}{weights(clip['model'], clip, True)}, "
+             + (f"text prefix {span(clip['prefix'])}" if clip.get("prefix") else "no text prefix")]
     a = models.get("aesthetic")
     if a:
-        lines.append(f"- **Aesthetic head:** {md_code(a['model'])}{weights(a['model'], a)} on open_clip"
-                     f" {md_code(a['clip']['model'])}{weights(a['clip']['model'], a['clip'], True)}")
+        lines.append(f"- **Aesthetic head:** {span(a['model'])}{weights(a['model'], a)} on open_clip"
+                     f" {span(a['clip']['model'])}{weights(a['clip']['model'], a['clip'], True)}")
     for name, title in (("nsfw", "NSFW"), ("watermark", "Watermark")):
         if models.get(name):
             screen = models[name]
-            lines.append(f"- **{title} screen:** {md_code(screen['model'])}{weights(screen['model'], screen)}")
+            lines.append(f"- **{title} screen:** {span(screen['model'])}{weights(screen['model'], screen)}")
     return lines + [caption_length_line(recipe)]
 
 
@@ -153,17 +153,17 @@ def weights(model: str, entry: dict, clip: bool = False) -> str:
     if not digest:
         pinned = entry.get("resolved_commit") or entry.get("revision")
         legacy = entry.get("weights_sha256") or entry.get("model_index_sha256")
-        return f", revision {md_code(pinned)}" if pinned else f", sha256 {md_code(legacy)}" if legacy else ""
+        return f", revision {span(pinned)}" if pinned else f", sha256 {span(legacy)}" if legacy else ""
     if digest.startswith("tag:"):
         return ""  # an open_clip release: its `pretrained` tag names fixed weights
     if digest.startswith("commit:"):
         commit = digest[len("commit:"):]
-        return (f", commit {md_code(commit)} (a commit pins every file of the repository)" if COMMIT.match(commit)
-                else f", revision {md_code(commit)}, not pinned to a commit (the Hub's at build time)")
+        return (f", commit {span(commit)} (a commit pins every file of the repository)" if COMMIT.match(commit)
+                else f", revision {span(commit)}, not pinned to a commit (the Hub's at build time)")
     ref = ModelRef.parse(model, clip=clip)
     where = ("weights shipped with synthvlm-builder" if ref.name in SHIPPED else "random weights built by"
              " synthvlm-builder") if ref.kind == BUILTIN else "weights"
-    return f", {where} {md_code(digest)}"
+    return f", {where} {span(digest)}"
 
 
 def caption_length_line(recipe: Recipe) -> str:
@@ -172,13 +172,13 @@ def caption_length_line(recipe: Recipe) -> str:
     from ..execution.preflight import recipe_contexts
     contexts, limit = recipe_contexts(recipe), recipe.captions.filters.max_tokens
     worst = contexts.tightest()
-    encoder = f"{md_code(worst.model)}'s {worst.part}" if worst else ""
+    encoder = f"{span(worst.model)}'s {worst.part}" if worst else ""
     unchecked = f" (not checked against {md_text(', '.join(contexts.unchecked))})" if contexts.unchecked else ""
     if limit is not None:
         cut = contexts.prefix_cut(limit)
         if cut is not None:
             return (f"- **Caption length:** at most {limit} tokens (`captions.filters.max_tokens`), within every"
-                    f" context{unchecked}; {md_code(cut.model)}'s {cut.prefix}-token text prefix leaves room for"
+                    f" context{unchecked}; {span(cut.model)}'s {cut.prefix}-token text prefix leaves room for"
                     f" {cut.room}, so a longer caption was scored on its first {cut.room} tokens (as the SynthVLM"
                     " authors' code scores it) and its image generated from the whole caption")
         within = f", within the {worst.tokens}-token context of {encoder}" if worst else ""
