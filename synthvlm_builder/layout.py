@@ -63,9 +63,10 @@ def release_files(build_dir: Path) -> list[str]:
     except StateError as e:
         raise e.corrupt(REBUILD) from None
     if manifest is None:
-        what = "an unfinished build" if (build_dir / WORK).is_dir() else "no synthvlm build"
-        raise InputError("DIR", f"{build_dir} holds {what}: it has no {MANIFEST}, which lists the files a build"
-                         " made (publish and export read only those); run the build into it (again)")
+        why = ("its work state has no manifest yet: a build in progress, failed or cut short; rerun the build"
+               " command to finish it" if (build_dir / WORK).is_dir() else
+               "publish and export read only the files a build lists there; build into the dir with synthvlm-build")
+        raise InputError("DIR", f"{build_dir} is not a finished synthvlm build (no {MANIFEST}): {why}")
     if os.path.lexists(build_dir / JOURNAL):
         raise InputError("DIR", f"{build_dir}: an install was cut short ({JOURNAL}); rerun the build command to"
                          " complete it")

@@ -147,6 +147,11 @@ def test_work_state_that_is_a_link_or_damaged_is_corrupt_state(build):
     proc = cli(recipe, "--output", out, "--overwrite")  # that build's work state goes; the dataset stands
     assert "nothing to do" in proc.stderr and not key.exists() and snapshot(out) == before
     assert "nothing to do" in cli(recipe, "--output", out).stderr
+    (out / WORK / "lock").unlink()
+    (out / WORK / "lock").symlink_to(out.parent / "victim" / "new.txt")
+    assert_corrupt(cli(recipe, "--output", out, check=False), "lock", "cannot be opened")
+    assert not (out.parent / "victim" / "new.txt").exists()
+    (out / WORK / "lock").unlink()
     shutil.move(out / WORK, out.parent / "elsewhere")
     (out / WORK).symlink_to(out.parent / "elsewhere", target_is_directory=True)
     assert_corrupt(cli(recipe, "--output", out, check=False), WORK, "symbolic link")
@@ -244,10 +249,11 @@ class DroppingJudge(LlmServer):
         self.out = out
 
     def caption_of(self, prompt: str) -> str:
-        if not (self.out / "notes.txt").exists():
-            (self.out / "notes.txt").write_text("mine")
-            (self.out / "mydata").mkdir()
-            (self.out / "mydata" / "x.csv").write_text("1,2")
+        with self.lock:  # questions may come in parallel
+            if not (self.out / "notes.txt").exists():
+                (self.out / "mydata").mkdir()
+                (self.out / "mydata" / "x.csv").write_text("1,2")
+                (self.out / "notes.txt").write_text("mine")
         return super().caption_of(prompt)
 
 
@@ -298,12 +304,13 @@ def test_publish_and_export_refuse_a_dir_without_a_manifest(build, tmp_path):
     plain = tmp_path / "plain"
     shutil.copytree(out, plain, ignore=shutil.ignore_patterns(WORK))
     (out / WORK / "manifest.json").unlink()
-    for target, what in ((out, "holds an unfinished build"), (plain, "holds no synthvlm build")):
+    for target, what in ((out, "a build in progress, failed or cut short"), (plain, "build into the dir")):
         for verb in (["export", target, "--llava", tmp_path / "x"], ["export", target, "--webdataset", tmp_path / "x"],
                      ["publish", target, "--repo-id", "org/name"]):
             proc = cli(*verb, check=False)
-            assert proc.returncode == 2 and proc.stderr.startswith(f"error: DIR: {target} {what}"), proc.stderr
-            assert ".synthvlm/manifest.json" in proc.stderr and "Traceback" not in proc.stderr
+            assert proc.returncode == 2 and proc.stderr.startswith(f"error: DIR: {target} is not a finished synthvlm"
+                                                                   " build (no .synthvlm/manifest.json): "), proc.stderr
+            assert what in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "x").exists()
 
 

@@ -60,7 +60,7 @@ class WorkDir:
             atomic_write(self.root / "state.json", json.dumps(state, indent=1) + "\n")
         for stray in [p for p in self.root.rglob(".*") if is_temp(p)]:
             remove(stray)
-        self.captions.shard_size = state["shard_size"]
+        self.captions.shard_size = state.get("shard_size")
         return existed
 
     def remove_own_files(self) -> None:
