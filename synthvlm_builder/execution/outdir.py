@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ..atomic import atomic_write, fsync_dir, remove
 from ..errors import InputError
+from ..text import printable
 from ..layout import BUILD_FILES, CARD, DATA, DATA_FILE, LOCK, STANDARD_FILES, is_build_file, load_manifest
 from .state import STAGING, WORK, CorruptState, StateError, confined, load
 from .workdir import WorkDir
@@ -220,7 +221,7 @@ class OutputDir:
             if not discard_corrupt:
                 raise e.corrupt(f"{START_OVER} drop this journal and build again, or delete {journal}",
                                 self.field) from None
-            print(f"note: dropped the corrupt install journal {journal} ({e.problem})", file=sys.stderr)
+            print(f"note: dropped the corrupt install journal {journal} ({printable(e.problem)})", file=sys.stderr)
             journal.unlink()
             return False
         old = self.owned_files(tolerate=True)

@@ -21,6 +21,7 @@ from pathlib import Path
 from ..atomic import atomic_open, atomic_path, atomic_write, is_temp, remove, sha256_file
 from ..curation.captions import caption_line, parse_caption_line
 from ..recipe.config import Caption
+from ..text import printable
 from .state import STAGES, StateError, load  # noqa: F401  (STAGES: the worker's per-stage timings)
 
 # What a build writes in its work folder before any shard is finished, by path relative to it (with
@@ -107,7 +108,7 @@ class WorkDir:
         try:
             marker = self._load_marker(index)
         except StateError as e:
-            return ShardCheck(False, f"invalid completion marker ({e.problem})")
+            return ShardCheck(False, f"invalid completion marker ({printable(e.problem)})")
         if shard_file.is_symlink() or not shard_file.is_file():
             return ShardCheck(False, "shard file missing")
         if shard_file.stat().st_size != marker["bytes"]:
@@ -170,7 +171,7 @@ class CaptionStore:
             try:
                 self._meta = self._verified(load(self.meta_path, "captions"))
             except StateError as e:
-                print(f"note: stored captions not used: {e}", file=sys.stderr, flush=True)
+                print(f"note: stored captions not used: {printable(e)}", file=sys.stderr, flush=True)
         return self._meta
 
     def _verified(self, meta: dict) -> dict:
