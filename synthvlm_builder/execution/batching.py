@@ -8,6 +8,7 @@ Out-of-memory can be injected for tests (stages/generate.py: SYNTHVLM_TEST_OOM_A
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 
@@ -15,6 +16,7 @@ import torch
 
 from ..atomic import atomic_write
 from ..errors import BuildError
+from .state import StateError, load
 
 CANDIDATES = (1, 2, 4, 8)
 TIE = 0.02  # a larger batch must be at least 2% faster (images/s) to be preferred
@@ -66,7 +68,18 @@ class BatchSize:
     def __init__(self, work_root, recipe_value):
         self.path = work_root / "batch.json"
         self.recipe_value = recipe_value
-        self.state = json.loads(self.path.read_text()) if self.path.exists() else None
+        self.state = self._read()
+
+    def _read(self) -> dict | None:
+        """The recorded choice (state.py "batch"); a damaged record is corrupt state, not a guess: the
+        shards already made used it."""
+        if not os.path.lexists(self.path):
+            return None
+        try:
+            return load(self.path, "batch")
+        except StateError as e:
+            raise e.corrupt("delete it to choose the batch size again (each finished shard's marker keeps the"
+                            " size it was made with)", "generate.batch_size") from None
 
     @property
     def value(self) -> int | None:

@@ -9,7 +9,6 @@ replaced only by a complete new one, and only the files it made are removed.
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -81,10 +80,10 @@ def build(recipe: Recipe, output_dir: Path | None = None, executor: str | None =
     target.lock()  # from here on this run owns the dir; nothing in it has changed yet
     failed, ctx = True, None
     try:
-        if target.finish_install():
+        if target.finish_install(discard_corrupt=overwrite):
             say(f"completed the install an earlier run left unfinished in {target.out}")
         _admit(target, target.contents(overwrite), identity, inputs, key, recipe, overwrite)
-        work = WorkDir(target.build_root(key))
+        work = WorkDir(target.build_root(key), target.field)
         ctx = BuildContext(recipe, fp, identity, inputs, target, work, executor or recipe.execution.executor,
                            device_name)
         done = _already_built(ctx)
@@ -132,6 +131,15 @@ def _admit(target: OutputDir, here: Contents, identity: str, inputs: dict, key: 
                                                     else "")
             raise InputError(target.field, f"{target.out} holds files no synthvlm build made ({shown});"
                              " --overwrite replaces only what a build made: move them away first")
+    from ..layout import BUILD_FILES
+    blocked = target.in_the_way(list(BUILD_FILES))
+    if blocked:  # the install would have to replace them: refused now rather than after the work
+        raise InputError(target.field, f"{target.out} holds {', '.join(blocked)}, which no synthvlm build made and a"
+                         " build would replace; move it away first")
+    if overwrite:  # work state that cannot be read (corrupt state) is discarded, as the refusal without it said
+        from ..atomic import remove
+        for k in [k for k, state in here.builds.items() if state.get("corrupt")]:
+            remove(target.build_root(k))
 
 
 def _describe_other(here: Contents, others: dict, identity: str, inputs: dict, recipe: Recipe) -> str:
@@ -154,14 +162,22 @@ def _describe_other(here: Contents, others: dict, identity: str, inputs: dict, r
 
 
 def _already_built(ctx: BuildContext) -> BuildResult | None:
+    """The installed build when it is this one, intact; None to build (or assemble) it again."""
     from ..layout import RECIPE, STATS, is_finished
+    from ..text import printable
+    from .state import StateError, load
     out, here = ctx.out, ctx.target.contents(overwrite=True)  # _admit refused a corrupt record already
-    if (here.installed and here.installed.get("identity") == ctx.identity and is_finished(out)
-            and (out / RECIPE).read_text() == ctx.recipe.text):
-        stats = json.loads((out / STATS).read_text())
-        say(f"{out} already holds this build (identity {ctx.identity[:12]}); nothing to do")
-        return BuildResult(out, stats["rows"], ctx.fingerprint, stats)
-    return None
+    if not (here.installed and here.installed.get("identity") == ctx.identity and is_finished(out)):
+        return None
+    try:
+        if (out / RECIPE).read_text() != ctx.recipe.text:
+            return None
+        stats = load(out / STATS, "stats")
+    except (OSError, UnicodeError, StateError) as e:
+        say(f"note: {printable(e)}; assembling this build's files again")
+        return None
+    say(f"{out} already holds this build (identity {ctx.identity[:12]}); nothing to do")
+    return BuildResult(out, stats["rows"], ctx.fingerprint, stats)
 
 
 def _pending_shards(ctx: BuildContext) -> list[int]:

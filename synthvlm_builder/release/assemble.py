@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import fsync_tree
-from ..execution.workdir import STAGES
+from ..atomic import fsync_tree, remove
+from ..execution.state import STAGES, STAGING
 from ..stages import rows
 from ..stages.select import Candidates, Selection, format_selection, rank, select
 from . import card as cardlib
@@ -30,8 +30,8 @@ def assemble(ctx) -> tuple[int, dict]:
     selection = select(cand, recipe.select, recipe.screen)
     shard_files = [work.shard_path(i) for i in range(ctx.n_shards)]
 
-    staging = work.root / "final"
-    shutil.rmtree(staging, ignore_errors=True)
+    staging = work.root / STAGING
+    remove(staging)  # what a killed run left (a link is unlinked, never followed)
     staging.mkdir()
     largest = max(work.marker(i).get("max_image_bytes", 0) for i in range(ctx.n_shards))
     uploader = getattr(ctx, "uploader", None)  # --push: each data file goes to the Hub as soon as it is final

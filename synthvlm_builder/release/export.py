@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 from ..atomic import atomic_path
 from ..errors import InputError
 from ..stages.format import image_filename
-from ..layout import finished_build
+from ..layout import release_data
 
 PER_FOLDER = 1000  # images per subfolder: file systems slow down on huge flat dirs
 
@@ -46,7 +46,7 @@ def check_new_folder(out: Path, flag: str) -> None:
 
 
 def export_llava(build_dir: Path, out: Path) -> int:
-    files = finished_build(build_dir)
+    files = release_data(build_dir)  # only what the build's manifest lists: nothing else in the dir is read
     check_new_folder(out, "--llava")
     records, n = [], 0
     with atomic_path(out) as tmp:  # renamed over `out` if that is an empty folder

@@ -5,8 +5,8 @@
       yes, other identity     -> InputError (exit 2), nothing written
       no -> a commit on main carrying this release's marker?  (landed, tag lost)
               yes -> tag it
-              no  -> ONE create_commit (every file but hidden ones such as .synthvlm/,
-                     deleting data/ files the build no longer has), then tag it
+              no  -> ONE create_commit (the files the build's manifest lists, nothing else in
+                     the dir; deleting data/ files the build no longer has), then tag it
 
 Same data means the same identity (the recipe fingerprint joined with its input files' digests,
 recorded in recipe.lock.json). The commit description ends with the trailer
@@ -28,7 +28,7 @@ from typing import Optional
 
 from ..errors import BuildError, InputError
 from . import staged
-from ..layout import LOCK, finished_build, upload_paths
+from ..layout import LOCK, REBUILD, load_manifest, release_files, upload_paths
 from .lock import read_lock
 from .retry import describe, is_transient, retry, transport_errors
 
@@ -56,10 +56,11 @@ def release_marker(name: str, version: str, fingerprint: str) -> str:
 
 def publish(build_dir: Path, repo_id: Optional[str] = None) -> PublishResult:
     build_dir = Path(build_dir)
-    finished_build(build_dir)
+    release_files(build_dir)  # exit 2 unless a trustworthy manifest lists a finished build: only its files are sent
     lock = read_lock(build_dir)
     recipe, fp = lock["recipe"], lock["fingerprint"]
     identity = lock.get("identity") or fp  # the recipe and what its input files contained
+    _check_lock_is_the_builds(build_dir, lock)
     settings = recipe.get("publish") or {}
     field = "--repo-id" if repo_id else "publish.repo_id"
     repo_id = repo_id or settings.get("repo_id")
@@ -70,6 +71,15 @@ def publish(build_dir: Path, repo_id: Optional[str] = None) -> PublishResult:
                         recipe["version"], fp, identity)
     except (*transport_errors(), OSError) as e:  # HfHubHTTPError, transport errors, offline mode
         raise BuildError(explain(e, repo_id)) from e
+
+
+def _check_lock_is_the_builds(build_dir: Path, lock: dict) -> None:
+    """The lock names the build the manifest records (a lock copied in or edited would tag other data)."""
+    manifest = load_manifest(build_dir)
+    key = "identity" if lock.get("identity") is not None else "fingerprint"
+    if lock.get(key) != manifest[key]:
+        raise InputError("DIR", f"{build_dir / LOCK} records {key} {str(lock.get(key))[:12]}, but the build in the"
+                         f" dir is {manifest[key][:12]} (its manifest): the lock was changed; {REBUILD}")
 
 
 def check_destination(repo_id: Optional[str], field: str) -> None:

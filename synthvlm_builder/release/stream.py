@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ..atomic import atomic_write, remove
 from ..errors import BuildError
+from ..execution.state import StateError, load
 from ..settings import setting
 from .publish import check_destination, check_tagged, explain
 from .retry import describe, retry, transport_errors
@@ -74,11 +75,13 @@ class StreamUploader:
             say(f"uploads: {len(self.uploaded)} data file(s) of this build are already in {repo_id}")
 
     def _read(self) -> dict:
+        """What the record says is uploaded already; nothing when it cannot be trusted (state.py
+        "uploads"): sending a file again costs time, never data."""
         try:
-            data = json.loads(self.record.read_text())
-            return dict(data["files"]) if data.get("repo_id") == self.repo_id else {}
-        except (OSError, ValueError, KeyError, TypeError):
+            data = load(self.record, "uploads")
+        except StateError:  # none yet, or damaged
             return {}
+        return dict(data["files"]) if data["repo_id"] == self.repo_id else {}
 
     def submit(self, index: int, path: Path) -> None:
         """Called by the writer as each data file is closed. A hard link keeps the bytes reachable

@@ -21,7 +21,7 @@ from ..atomic import atomic_path, sha256_file
 from ..stages.format import EXTENSIONS, sample_key
 from ..stages.rows import COLUMNS
 from .export import check_new_folder, format_of, read_rows
-from ..layout import finished_build
+from ..layout import release_data
 
 INDEX = "index.json"
 DEFAULT_SHARD_BYTES = 1_000_000_000  # ~1 GB: the size WebDataset's authors recommend streaming in
@@ -99,7 +99,7 @@ def published_columns(files: list[Path]) -> list[str]:
 
 def export_webdataset(build_dir: Path, out: Path, shard_size: int | None = None,
                       shard_bytes: int | None = None) -> list[dict]:
-    files = finished_build(build_dir)
+    files = release_data(build_dir)  # only what the build's manifest lists: nothing else in the dir is read
     check_new_folder(out, "--webdataset")
     if shard_size is None and shard_bytes is None:
         shard_bytes = DEFAULT_SHARD_BYTES
