@@ -265,8 +265,9 @@ def test_a_source_path_that_is_not_a_file_says_what_it_is(tmp_path, what, fragme
 def test_a_file_swapped_for_a_fifo_after_validation_is_refused_without_blocking(tmp_path):
     r = recipe(tmp_path, "jsonl", _jsonl(tmp_path, '{"id": "b", "caption": "A cat."}'), "id_column: id")
     os.mkfifo(tmp_path / "fifo")
-    # safety net: if the reader blocked on the FIFO, a writer turns up and the test fails instead of hanging
-    unblock = threading.Timer(10, lambda: open(tmp_path / "fifo", "wb").close())
+    # safety net: if the reader blocked on the FIFO (renamed to c.jsonl), a writer turns up after 10 s and
+    # the test fails instead of hanging
+    unblock = threading.Timer(10, lambda: open(tmp_path / "c.jsonl", "wb").close())
     unblock.start()
     try:
         with OpenWatch(tmp_path / "c.jsonl", replace_at=1, replacement=tmp_path / "fifo", put_back=True):
@@ -279,11 +280,13 @@ def test_a_file_swapped_for_a_fifo_after_validation_is_refused_without_blocking(
 
 @pytest.mark.parametrize("kind, data, extra", [
     ("jsonl", b'{"id": "a", "caption": "A dog."}\n{"id": "b", "caption": "A cat."}\n', "id_column: id"),
+    ("jsonl", b'{"id": "a", "caption": "A dog."}\n\xef\xbb\xbf{"id": "b", "caption": "A cat."}\n',
+     "id_column: id"),  # two files joined with `cat`, each with its mark
     ("text", b"A dog.\nA cat.\n", ""),
     ("csv", b"id,caption\na,A dog.\nb,A cat.\n", "id_column: id"),
     ("llava_json", b'[{"id": "a", "conversations": [{"from": "gpt", "value": "A dog."}]},'
                    b' {"id": "b", "conversations": [{"from": "gpt", "value": "A cat."}]}]', ""),
-])
+], ids=["jsonl", "jsonl-joined", "text", "csv", "llava_json"])
 def test_a_byte_order_mark_is_skipped(tmp_path, kind, data, extra):
     (tmp_path / "bom").write_bytes(b"\xef\xbb\xbf" + data)
     got = captions(recipe(tmp_path, kind, "bom", extra))

@@ -10,7 +10,7 @@ Only regular files are opened. A directory, a named pipe (opening one blocks unt
 device such as /dev/zero (endless) or a socket is named for what it is, from `os.stat`, before any
 open; the open itself is non-blocking, so a path swapped for a FIFO after the check cannot hang it.
 
-Text is decoded line by line as strict UTF-8 (a byte-order mark at the start is skipped), so a bad
+Text is decoded line by line as strict UTF-8 (a byte-order mark starting a line is skipped), so a bad
 byte is reported with its line and column; lines end at \\n, \\r\\n or \\r, as Python's text files do.
 """
 from __future__ import annotations
@@ -116,11 +116,11 @@ class SourceFile:
             lone_cr = b"\r" in raw and not (raw.endswith(b"\r\n") and raw.count(b"\r") == 1)
             pieces = _LINE_ENDS.findall(raw) if lone_cr else [raw]
             del raw  # only one copy of a long line is kept while it is read
-            if lineno == 0 and pieces[0].startswith(BOM):
-                pieces[0] = pieces[0][len(BOM):]
             while pieces:
                 lineno += 1
-                yield lineno, self._decode(pieces.pop(0), lineno)
+                piece = pieces.pop(0)
+                # a byte-order mark starts the file, or a line of files joined with `cat`: never text
+                yield lineno, self._decode(piece[len(BOM):] if piece.startswith(BOM) else piece, lineno)
 
     def _decode(self, raw: bytes, lineno: int) -> str:
         try:

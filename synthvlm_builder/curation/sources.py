@@ -28,10 +28,7 @@ from ..text import printable
 from .readers import READERS, source_field
 from .sourcefile import SourceFile, check_digest, not_a_file
 
-__all__ = ["MAX_ID_CHARS", "UNITS", "check_images", "local_file", "open_source", "position", "read_source",
-           "source_field"]
-
-MAX_ID_CHARS = 1000  # sample ids and the names derived from them stay bounded (DESIGN: ids)
+MAX_ID_CHARS = 1000  # a caption id names its samples' ids and seeds: it must stay bounded in length
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
