@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 LONG_TEXT = 1 << 16
 BLOCK = 1 << 16
-_P = (np.uint64(4294967291), np.uint64(4294967279))  # the two largest primes below 2**32
-_B = (np.uint64(911382323), np.uint64(972663749))    # bases below 2**30: h * B + unit stays below 2**64
+_P = (4294967291, 4294967279)  # the two largest primes below 2**32
+_B = (911382323, 972663749)    # bases below 2**30: h * B + unit stays below 2**64
 _MASK31 = (1 << 31) - 1
 
 
@@ -56,11 +57,13 @@ def words(text: str, lower: bool, segmentation: str) -> Iterator[tuple[str, ...]
 def _fingerprints(total: int, n: int, units: Callable[[int, int], tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
     """The sorted 64-bit fingerprints of the `total` n-grams of a sequence; `units(a, b)` gives two
     uint64 arrays (each value below 2**31) for the sequence's items a..b-1."""
+    import numpy as np
+
     out = np.empty(total, np.uint64)
     for a in range(0, total, BLOCK):
         b = min(a + BLOCK, total)
         halves = []
-        for u, p, base in zip(units(a, b + n - 1), _P, _B):
+        for u, p, base in zip(units(a, b + n - 1), map(np.uint64, _P), map(np.uint64, _B)):
             h = np.zeros(b - a, np.uint64)
             for j in range(n):
                 h *= base
@@ -74,6 +77,8 @@ def _fingerprints(total: int, n: int, units: Callable[[int, int], tuple[np.ndarr
 
 def _run_lengths(fingerprints: np.ndarray) -> Iterator[np.ndarray]:
     """The lengths of the runs of equal values in a sorted array, a block of them at a time."""
+    import numpy as np
+
     start, n = 0, len(fingerprints)
     for a in range(0, n, BLOCK):
         b = min(a + BLOCK + 1, n)
@@ -86,6 +91,8 @@ def _run_lengths(fingerprints: np.ndarray) -> Iterator[np.ndarray]:
 
 def char_repetition(text: str, n: int) -> float:
     """CharRepetitionFilter.stat for a long text (see there for the formula)."""
+    import numpy as np
+
     total = len(text) - n + 1
 
     def units(a: int, b: int):
@@ -106,6 +113,8 @@ def char_repetition(text: str, n: int) -> float:
 
 def word_repetition(text: str, n: int, segmentation: str) -> float:
     """WordRepetitionFilter.stat for a long text: words compared by a 62-bit digest of each."""
+    import numpy as np
+
     keys = [np.fromiter((hash(w) for w in block), np.int64, len(block)) for block in words(text, True, segmentation)]
     keys = np.concatenate(keys) if keys else np.zeros(0, np.int64)
     total = len(keys) - n + 1

@@ -63,15 +63,14 @@ def _llava_image(rec: dict, folder: str | None):
 def _llava_rows(src: SourceConfig, index: int, f: SourceFile) -> Iterator[Row]:
     id_key = src.id_column or "id"
     for n, rec in enumerate(iter_json_list(f)):
-        where = f"{f.path}: record {n}"
         if not isinstance(rec, dict) or id_key not in rec:
-            raise InputError(f.field, f"the record has no {id_key!r}", location=where)
+            raise InputError(f.field, f"the record has no {id_key!r}", location=f"{f.path}: record {n}")
         turns = rec.get("conversations") or []
         text = next((t.get("value") for t in turns if isinstance(t, dict) and t.get("from") == "gpt"), None) \
             if isinstance(turns, list) else None
         if not isinstance(text, str):
             raise InputError(f.field, f"the record (id {printable(rec[id_key])[:80]}) has no 'gpt' turn with text",
-                             location=where)
+                             location=f"{f.path}: record {n}")
         yield rec[id_key], text, n, _llava_image(rec, src.images)
 
 

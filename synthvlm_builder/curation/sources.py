@@ -155,18 +155,22 @@ def _checked(rows, src: SourceConfig, index: int, on_duplicate, f: SourceFile | 
 
 def _check_row(rid, text: str, src: SourceConfig, index: int, pos: int) -> None:
     """A row id is text or a finite number of bounded length; it and the caption are valid Unicode."""
+    if type(rid) is str and len(rid) <= MAX_ID_CHARS and (rid.isascii() or not _SURROGATE.search(rid)) \
+            and (text.isascii() or not _SURROGATE.search(text)):
+        return  # every real row: one cheap test, the message is built only for a bad one
     where = position(src, pos)
     field = source_field(index, "id_column" if src.id_column else "path")
     if isinstance(rid, bool) or not isinstance(rid, (str, int, float)) or (isinstance(rid, float)
                                                                             and not math.isfinite(rid)):
-        raise InputError(field, f"the id is {printable(repr(rid))[:80]}; an id is text or a number", location=where)
+        raise InputError(field, f"the id is {printable(repr(rid))[:80]}; an id is text or a finite number",
+                         location=where)
     if isinstance(rid, str):
         if len(rid) > MAX_ID_CHARS:
             raise InputError(field, f"the id is {len(rid):,} characters long; ids have at most {MAX_ID_CHARS:,}",
                              location=where)
         bad = _SURROGATE.search(rid)
         if bad:
-            raise InputError(field, f"the id {printable(rid[:80])!s} holds a lone surrogate"
+            raise InputError(field, f"the id {printable(repr(rid[:80]))} holds a lone surrogate"
                              f" {printable(bad.group())}, which is not a character", location=where)
     elif len(str(rid)) > MAX_ID_CHARS:  # an integer short enough to parse, too long to name a sample
         raise InputError(field, f"the id is a number of {len(str(rid)):,} digits; ids have at most"
