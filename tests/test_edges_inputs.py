@@ -7,6 +7,7 @@ import gc
 import hashlib
 import json
 import os
+import random
 import re
 import socket
 import sys
@@ -128,7 +129,7 @@ def test_build_refuses_a_caption_file_replaced_after_it_was_digested(tmp_path, l
     last = proc.stderr.strip().splitlines()[-1]
     assert "captions.sources[0].path" in last and "changed while the build read it" in last
     assert f"sha256 {before} before, {after} read" in last
-    # nothing of that curation is kept: no captions stored as finished, no dataset, no lock left
+    # nothing of that curation is kept: no captions stored as finished, no dataset, no temp file
     assert not list(out.rglob("captions.json")) and not list(out.rglob("captions.jsonl"))
     assert not (out / "data").exists() and not list(out.rglob(".*tmp-*"))
 
@@ -366,6 +367,25 @@ def test_max_tokens_on_a_huge_caption_stays_within_bounded_memory(tmp_path, trun
         row = next(f for f in funnel["filters"] if f["name"] == "max_tokens")
         assert row["dropped"] == 1 and [c["id"] for c in kept] == ["c:small"]
         assert len(row["examples"][0]["text"]) == 1000  # an example shows the caption's start, not 30 MB
+
+
+def test_max_tokens_decides_exactly_on_long_captions(tmp_path):
+    """Captions past the tokenizer's piece size (64 Ki characters) are counted piece by piece, cut at
+    whitespace: the decision must be what counting the whole caption gives (the limit is 20 here,
+    18 words + begin/end tokens fit exactly), whatever whitespace surrounds the words."""
+    spaces = [" ", "\n", "\t", "\u3000", "  ", "\u00a0"]
+
+    def spread(n_words: int, seed: int) -> str:
+        rng = random.Random(seed)
+        return "".join("".join(rng.choice(spaces) for _ in range(rng.randint(3000, 9000)))
+                       + rng.choice(["red", "circle", "blue", "square"]) for _ in range(n_words)) + " " * 5000
+
+    rows = [("fits", spread(18, 1)), ("one-over", spread(19, 2)), ("one-word", "x" * 100_000)]
+    (tmp_path / "c.jsonl").write_text("".join(json.dumps({"id": i, "caption": c}) + "\n" for i, c in rows))
+    r = recipe(tmp_path, "jsonl", "c.jsonl", "id_column: id", "    max_tokens: 20\n", model="builtin:shapes-sd")
+    got = captions(r)
+    assert [c["id"] for c in got["captions"]] == ["c:fits"]
+    assert next(f for f in got["funnel"]["filters"] if f["name"] == "max_tokens")["dropped"] == 2
 
 
 def test_text_filters_on_a_long_caption_stay_within_bounded_memory(tmp_path):

@@ -65,7 +65,6 @@ class CaptionTokenizer:
             out = cut(keep)
         return out
 
-
     # --- bounded counting: a 30 MB caption must not be tokenized whole (GBs of offsets and ids) ----------
     @cached_property
     def _longest_token(self) -> int:
@@ -77,14 +76,15 @@ class CaptionTokenizer:
         """(end, tokens) for the shortest prefix text[:end] cut between whitespace-separated pieces whose
         token count is above `limit`, or (len(text), count(text)) when the whole text is within it.
 
-        Texts up to PIECE characters are tokenized whole. A longer one is tokenized in pieces of at
-        most PIECE characters, each cut just before a whitespace character in its second half, and
-        the counts are summed (specials once) until they pass `limit`. Tokens never span whitespace
-        (the pre-tokenizers split there; CLIP's drops it), so the sum is the whole text's count. A
-        piece with no whitespace in its second half is cut mid-word, but then that half alone, over
-        PIECE / 2 characters with no whitespace, holds more than `limit` tokens (a token covers at
-        most _longest_token characters, three times that before NFC composition), as the text does:
-        the decision is still exact. Memory stays bounded by PIECE, whatever the text's length."""
+        A text of up to P characters (P = 64 Ki, or 6 * _longest_token * (limit + 1) if larger) is
+        tokenized whole. A longer one is tokenized in pieces of at most P characters, each cut just
+        before a whitespace character in its second half, and the counts are summed (specials once)
+        until they pass `limit`. Tokens never span whitespace (the pre-tokenizers split there; CLIP's
+        drops it), so the sum is the whole text's count. A piece with no whitespace in its second half
+        is cut mid-word, but then that half alone, over P / 2 characters with no whitespace, holds
+        more than `limit` tokens (a token covers at most _longest_token characters, three times that
+        before NFC composition), as the whole text does: the decision is still exact. Memory stays
+        bounded by P, whatever the text's length (tests/test_edges_inputs.py decides long captions)."""
         piece = max(1 << 16, 6 * self._longest_token * (limit + 1))
         if len(text) <= piece:
             return len(text), self.count(text)
