@@ -121,7 +121,7 @@ def test_unreadable_json_says_where(tmp_path):
     assert next(stream).text == "ok"
     with pytest.raises(InputError) as e:
         next(stream)
-    assert e.value.field == "captions.sources[0].path" and "bad.jsonl:2:" in e.value.message
+    assert e.value.field == "captions.sources[0].path" and "bad.jsonl:2:" in e.value.location
 
     (tmp_path / "bad.json").write_text('[{"id": "1", "conversations": [}', encoding="utf-8")
     with pytest.raises(InputError) as e:

@@ -174,12 +174,15 @@ def recipe_tokenizer(recipe):
 
 
 def iter_curate(cfg: CaptionsConfig, tokenizer=None, funnel: Optional[Funnel] = None,
-                reserved: tuple[str, ...] = (), device="cpu", cache_dir=None) -> Iterator[Caption]:
+                reserved: tuple[str, ...] = (), device="cpu", cache_dir=None,
+                expected: Optional[dict[int, str]] = None) -> Iterator[Caption]:
     """Survivors, streamed; `funnel` (if given) is filled in as they go.  Every source is
     opened and checked before this returns, so input errors come before any output.
     `reserved`: tokens of the output format a caption must not contain (counted, dropped).
     `device`: where source-image models run; `cache_dir`: the model steps' caches (default
-    $SYNTHVLM_CACHE/curation)."""
+    $SYNTHVLM_CACHE/curation). `expected`: source index -> the digest its file had when the build
+    took its content identity; a file source whose bytes differ raises InputError once read (so a
+    consumer that writes the survivors atomically keeps none of them)."""
     funnel = funnel if funnel is not None else Funnel()
     names = [s.name for s in cfg.sources]
     for i, name in enumerate(names):
@@ -197,7 +200,7 @@ def iter_curate(cfg: CaptionsConfig, tokenizer=None, funnel: Optional[Funnel] = 
         def dropped(caption: Caption, stats=funnel.sources[i]) -> None:
             stats["read"] += 1
             duplicates.drop(caption)
-        readers.append(read_source(src, i, dropped))
+        readers.append(read_source(src, i, dropped, (expected or {}).get(i)))
     if cfg.filters.max_tokens is not None and cfg.filters.truncate:
         funnel.truncated = 0
     survivors = _run(readers, filters, text_counts, funnel, cfg.filters.truncate)

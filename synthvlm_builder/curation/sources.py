@@ -1,48 +1,35 @@
-"""Caption sources: each reader streams (row id, caption, position, image) from one recipe source.
+"""Caption sources: the recipe's sources read as captions, ids checked, and file contents verified.
 
-Everything streams: ijson for LLaVA's JSON list, pyarrow row groups for parquet,
-`datasets` streaming for the Hub. `read_source` opens and checks a source up to
-its first row before it returns, so a missing file or column fails before work starts.
+`read_source` opens and checks a source up to its first row before it returns, so a missing file or
+column fails before work starts; the readers themselves are in readers.py. Caption ids are
+"<source name>:<row id>". A row id must be text or a number, at most MAX_ID_CHARS characters, unique
+within its source; ids and captions must be Unicode text (no lone surrogates, which JSON's `\\ud800`
+escape can produce and no UTF-8 file, parquet writer or terminal can hold).
 
-Row ids: llava_json uses the record's `id` (or `id_column`); the others use
-`id_column` when set, else the 0-based row index (jsonl/text: the line index, so
-skipped blank lines still count; csv: the data row after the header;
-parquet/hf_dataset: the row).  Caption ids are "<source name>:<row id>".
-
-Original images (for filters.source_image) come with llava_json sources that set `images` (the
-record's `image`, a path under that folder) and hf_dataset sources that set `image_column` (the
-encoded bytes, never decoded here); other rows carry None.
+A file source is read once: the bytes the readers consume are hashed as they are read, and when the
+reader is done (or stops at `limit`: the rest is read and hashed too) they are compared with the
+digest the build took before it locked its output dir, and with the recipe's `sha256` pin
+(sourcefile.check_digest): a file replaced in between is refused, never curated under the other
+content's name.
 """
 from __future__ import annotations
 
-import csv
 import hashlib
-import json
-import os
+import math
+import re
 from itertools import chain, islice
 from pathlib import Path
 from typing import Callable, Iterator
 
 from ..errors import InputError
-from ..recipe.config import MISSING_IMAGE, Caption, SourceConfig
+from ..recipe.config import Caption, SourceConfig
 from ..recipe.paths import FILE_TYPES
+from ..text import printable
+from .readers import READERS, source_field
+from .sourcefile import SourceFile, check_digest, not_a_file
 
-
-def source_field(index: int, name: str) -> str:
-    """The recipe field path of a source's key, e.g. captions.sources[1].column."""
-    return f"captions.sources[{index}].{name}"
-
-
-def _caption_text(value, src: SourceConfig, index: int, where: str) -> str:
-    if not isinstance(value, str):
-        raise InputError(source_field(index, "column"),
-                         f"{where}: {src.column!r} is {type(value).__name__}, not text")
-    return value
-
-
-def _missing_column(src: SourceConfig, index: int, name: str, columns, where: str) -> InputError:
-    key = "column" if name == src.column else "image_column" if name == src.image_column else "id_column"
-    return InputError(source_field(index, key), f"{where}: no column {name!r} (columns: {', '.join(map(str, columns))})")
+MAX_ID_CHARS = 1000  # a caption id names its samples' ids and seeds: it must stay bounded in length
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 # --- where a file source's bytes are -------------------------------------------------------------
@@ -84,169 +71,17 @@ def check_images(src: SourceConfig, index: int) -> None:
 
 
 def local_file(src: SourceConfig, index: int) -> Path:
+    """The regular file a file source reads (an hf:// file fetched, or found in the cache, first);
+    anything else at the path is named for what it is, without opening it."""
     path = _resolve_hf_uri(src, index) if src.path.startswith("hf://") else Path(src.path)
-    if not path.is_file():
-        raise InputError(source_field(index, "path"), f"no such file: {path}")
+    why = not_a_file(path)
+    if why:
+        raise InputError(source_field(index, "path"), why)
     return path
 
 
-# --- readers: each yields (row id, caption text, position, image) ---------------------------------
-# The position is a 1-based line for line-based files, else a 0-based record/row index (UNITS).
-Row = tuple[object, str, int, object]
-
-def _llava_image(rec: dict, folder: str | None):
-    if folder is None:
-        return None
-    name = rec.get("image")
-    return os.path.join(folder, name) if isinstance(name, str) and name else MISSING_IMAGE
-
-
-def _llava_rows(src: SourceConfig, index: int) -> Iterator[Row]:
-    import ijson
-
-    path, id_key = local_file(src, index), src.id_column or "id"
-    with open(path, "rb") as f:
-        if not f.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
-            raise InputError(source_field(index, "path"), f"{path}: expected a JSON list of LLaVA records")
-        f.seek(0)
-        n = 0
-        try:
-            for rec in ijson.items(f, "item"):
-                where = f"{path}: record {n}"
-                if not isinstance(rec, dict) or id_key not in rec:
-                    raise InputError(source_field(index, "path"), f"{where} has no {id_key!r}")
-                turns = rec.get("conversations") or []
-                text = next((t.get("value") for t in turns if isinstance(t, dict) and t.get("from") == "gpt"), None)
-                if not isinstance(text, str):
-                    raise InputError(source_field(index, "path"), f"{where} (id {rec[id_key]}) has no 'gpt' turn with text")
-                yield rec[id_key], text, n, _llava_image(rec, src.images)
-                n += 1
-        except ijson.JSONError as e:
-            raise InputError(source_field(index, "path"),
-                             f"{path}: invalid JSON after record {n} (near byte {f.tell()}): {e}") from None
-
-
-def _jsonl_rows(src: SourceConfig, index: int) -> Iterator[Row]:
-    path = local_file(src, index)
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno + 1}"
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(source_field(index, "path"), f"{where}:{e.colno}: invalid JSON: {e.msg}") from None
-            if not isinstance(rec, dict):
-                raise InputError(source_field(index, "path"), f"{where}: expected a JSON object per line")
-            for name in filter(None, (src.column, src.id_column)):
-                if name not in rec:
-                    raise _missing_column(src, index, name, rec, where)
-            yield ((rec[src.id_column] if src.id_column else lineno), _caption_text(rec[src.column], src, index, where),
-                   lineno + 1, None)
-
-
-def _csv_rows(src: SourceConfig, index: int) -> Iterator[Row]:
-    path = local_file(src, index)
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        try:
-            header = next(reader, None)
-            if header is None:
-                raise InputError(source_field(index, "path"), f"{path}: empty file, expected a header row")
-            cols = []
-            for name in filter(None, (src.column, src.id_column)):
-                if name not in header:
-                    raise _missing_column(src, index, name, header, f"{path} header")
-                cols.append(header.index(name))
-            for i, row in enumerate(reader):
-                if not row:
-                    continue
-                if len(row) != len(header):
-                    raise InputError(source_field(index, "path"), f"{path}: data row {i} has {len(row)} fields, "
-                                     f"the header has {len(header)}")
-                yield (row[cols[1]] if src.id_column else i), row[cols[0]], reader.line_num, None
-        except csv.Error as e:
-            raise InputError(source_field(index, "path"), f"{path}: line {reader.line_num}: {e}") from None
-
-
-def _parquet_rows(src: SourceConfig, index: int) -> Iterator[Row]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    path = local_file(src, index)
-    try:
-        pf = pq.ParquetFile(path)
-    except (pa.ArrowException, OSError) as e:
-        raise InputError(source_field(index, "path"), f"{path}: not a readable parquet file: {e}") from None
-    schema = pf.schema_arrow
-    names = list(dict.fromkeys(filter(None, (src.column, src.id_column))))
-    for name in names:
-        if name not in schema.names:
-            raise _missing_column(src, index, name, schema.names, str(path))
-    kind = schema.field(src.column).type
-    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)):
-        raise InputError(source_field(index, "column"), f"{path}: column {src.column!r} is {kind}, not text")
-    row = 0
-    for batch in pf.iter_batches(batch_size=8192, columns=names):  # one row group's slice at a time
-        texts = batch.column(src.column).to_pylist()
-        ids = batch.column(src.id_column).to_pylist() if src.id_column else range(row, row + len(texts))
-        for rid, text in zip(ids, texts):
-            yield rid, _caption_text(text, src, index, f"{path}: row {row}"), row, None
-            row += 1
-
-
-def _text_rows(src: SourceConfig, index: int) -> Iterator[Row]:
-    path = local_file(src, index)
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f):
-            line = line.rstrip("\n")
-            if line.strip():  # blank lines are separators, not empty captions
-                yield lineno, line, lineno + 1, None
-
-
-def _hf_image(value):
-    """An undecoded datasets Image value ({"bytes", "path"}) as bytes, a file path, or MISSING_IMAGE."""
-    if isinstance(value, dict):
-        return value.get("bytes") or value.get("path") or MISSING_IMAGE
-    return MISSING_IMAGE
-
-
-def _hf_dataset_rows(src: SourceConfig, index: int) -> Iterator[Row]:
-    import datasets
-
-    try:
-        # cache_dir read now rather than at `datasets` import, so a caller's env change takes effect
-        ds = datasets.load_dataset(src.path, name=src.config, split=src.split, revision=src.revision,
-                                   streaming=True, cache_dir=os.environ.get("HF_DATASETS_CACHE"))
-    except FileNotFoundError as e:  # includes datasets' DatasetNotFoundError
-        raise InputError(source_field(index, "path"), f"dataset {src.path!r} not found: {e}") from None
-    except ConnectionError as e:
-        raise InputError(source_field(index, "path"), f"cannot reach the Hub for {src.path!r}: {e}") from None
-    except ValueError as e:  # datasets words these: "Bad split: ..." / "BuilderConfig 'x' not found ..."
-        key = "split" if "split" in str(e).lower() else "config" if "config" in str(e).lower() else "path"
-        raise InputError(source_field(index, key), str(e)) from None
-    names = list(dict.fromkeys(filter(None, (src.column, src.id_column, src.image_column))))
-    if ds.column_names is not None:
-        for name in names:
-            if name not in ds.column_names:
-                raise _missing_column(src, index, name, ds.column_names, src.path)
-        ds = ds.select_columns(names)  # never decode other columns (images, embeddings)
-    if src.image_column:  # the encoded bytes: hashed for the cache, decoded only to be scored
-        ds = ds.cast_column(src.image_column, datasets.Image(decode=False))
-    for i, rec in enumerate(ds):
-        for name in names:
-            if name not in rec:
-                raise _missing_column(src, index, name, rec, f"{src.path}: row {i}")
-        where = f"{src.path}: row {i}"
-        yield ((rec[src.id_column] if src.id_column else i), _caption_text(rec[src.column], src, index, where), i,
-               _hf_image(rec[src.image_column]) if src.image_column else None)
-
-
-READERS: dict[str, Callable[[SourceConfig, int], Iterator[Row]]] = {
-    "llava_json": _llava_rows, "jsonl": _jsonl_rows, "csv": _csv_rows,
-    "parquet": _parquet_rows, "text": _text_rows, "hf_dataset": _hf_dataset_rows,
-}
+def open_source(src: SourceConfig, index: int) -> SourceFile:
+    return SourceFile(local_file(src, index), source_field(index, "path"))
 
 
 def _text_errors(rows: Iterator, src: SourceConfig, index: int) -> Iterator:
@@ -265,47 +100,98 @@ def position(src: SourceConfig, pos: int) -> str:
     return f"{src.path}:{pos}" if unit == "line" else f"{src.path}: {unit} {pos}"
 
 
-def read_source(src: SourceConfig, index: int, on_duplicate: Callable[[Caption], None] | None = None
-                ) -> Iterator[Caption]:
+def read_source(src: SourceConfig, index: int, on_duplicate: Callable[[Caption], None] | None = None,
+                expected: str | None = None) -> Iterator[Caption]:
     """The source's captions in file order, at most `src.limit` rows, stripped of surrounding
     whitespace; raises InputError up front for a missing file or column and for a broken first row.
 
     Row ids must be unique within a source (an id names a caption's seed and sample id): a repeat is
     an InputError naming both positions, or with `duplicate_ids: drop` is passed to `on_duplicate`
-    and skipped. Seen ids are kept as 16-byte digests."""
+    and skipped. Seen ids are kept as 16-byte digests.
+
+    `expected`: the file's digest ("sha256:HEX") taken before; once the rows are exhausted the bytes
+    read must match it (and the recipe's sha256 pin), else InputError (see the module docstring)."""
     if src.type not in READERS:
         raise InputError(source_field(index, "type"), f"unknown source type {src.type!r} (one of {', '.join(READERS)})")
     if src.path.startswith("hf://") and src.type not in FILE_TYPES:
         raise InputError(source_field(index, "path"), f"hf:// paths are for file sources ({', '.join(FILE_TYPES)})")
     check_images(src, index)
-    rows = _text_errors(READERS[src.type](src, index), src, index)
-    first = next(rows, None)  # runs the reader's opening checks now, not at the caller's first next()
+    f = open_source(src, index) if src.type in FILE_TYPES else None
+    try:
+        rows = _text_errors(READERS[src.type](src, index, f), src, index)
+        first = next(rows, None)  # runs the reader's opening checks now, not at the caller's first next()
+    except BaseException:
+        if f is not None:
+            f.close()
+        raise
     rows = chain([first], rows) if first is not None else iter(())
     if src.limit is not None:
         rows = islice(rows, src.limit)
-    return _unique_ids(rows, src, index, on_duplicate)
+    return _checked(rows, src, index, on_duplicate, f, expected)
 
 
-def _unique_ids(rows, src: SourceConfig, index: int, on_duplicate) -> Iterator[Caption]:
-    seen: set[bytes] = set()
-    for rid, text, pos, image in rows:
-        caption = Caption(f"{src.name}:{rid}", text.strip(), src.name, image)
-        key = hashlib.blake2b(str(rid).encode("utf-8", "surrogatepass"), digest_size=16).digest()
-        if key in seen:
-            if src.duplicate_ids != "drop":
-                raise _duplicate(src, index, rid, pos)
-            if on_duplicate is not None:
-                on_duplicate(caption)
-            continue
-        seen.add(key)
-        yield caption
+def _checked(rows, src: SourceConfig, index: int, on_duplicate, f: SourceFile | None, expected: str | None
+             ) -> Iterator[Caption]:
+    try:
+        seen: set[bytes] = set()
+        for rid, text, pos, image in rows:
+            _check_row(rid, text, src, index, pos)
+            caption = Caption(f"{src.name}:{rid}", text.strip(), src.name, image)
+            key = hashlib.blake2b(str(rid).encode("utf-8"), digest_size=16).digest()
+            if key in seen:
+                if src.duplicate_ids != "drop":
+                    raise _duplicate(src, index, rid, pos)
+                if on_duplicate is not None:
+                    on_duplicate(caption)
+                continue
+            seen.add(key)
+            yield caption
+        if f is not None:
+            check_digest(f, expected, src.sha256, source_field(index, "sha256"))
+    finally:
+        if f is not None:
+            f.close()
+
+
+def _check_row(rid, text: str, src: SourceConfig, index: int, pos: int) -> None:
+    """A row id is text or a finite number of bounded length; it and the caption are valid Unicode."""
+    if type(rid) is str and len(rid) <= MAX_ID_CHARS and (rid.isascii() or not _SURROGATE.search(rid)) \
+            and (text.isascii() or not _SURROGATE.search(text)):
+        return  # every real row: one cheap test, the message is built only for a bad one
+    where = position(src, pos)
+    field = source_field(index, "id_column" if src.id_column else "path")
+    if isinstance(rid, bool) or not isinstance(rid, (str, int, float)) or (isinstance(rid, float)
+                                                                            and not math.isfinite(rid)):
+        raise InputError(field, f"the id is {printable(repr(rid))[:80]}; an id is text or a finite number",
+                         location=where)
+    if isinstance(rid, str):
+        if len(rid) > MAX_ID_CHARS:
+            raise InputError(field, f"the id is {len(rid):,} characters long; ids have at most {MAX_ID_CHARS:,}",
+                             location=where)
+        bad = _SURROGATE.search(rid)
+        if bad:
+            raise InputError(field, f"the id {printable(repr(rid[:80]))} holds a lone surrogate"
+                             f" {printable(bad.group())}, which is not a character", location=where)
+    elif len(str(rid)) > MAX_ID_CHARS:  # an integer short enough to parse, too long to name a sample
+        raise InputError(field, f"the id is a number of {len(str(rid)):,} digits; ids have at most"
+                         f" {MAX_ID_CHARS:,} characters", location=where)
+    bad = None if text.isascii() else _SURROGATE.search(text)
+    if bad:
+        raise InputError(source_field(index, "column" if src.type != "llava_json" else "path"),
+                         f"the caption holds a lone surrogate {printable(bad.group())} at character"
+                         f" {bad.start() + 1:,}, which is not a character", location=where)
 
 
 def _duplicate(src: SourceConfig, index: int, rid, pos: int) -> InputError:
     """The error for a repeated id, naming where it first appeared (found by reading again: rare)."""
-    first = next(p for r, _, p, _ in READERS[src.type](src, index) if str(r) == str(rid))
+    f = open_source(src, index) if src.type in FILE_TYPES else None
+    try:
+        first = next((p for r, _, p, _ in READERS[src.type](src, index, f) if str(r) == str(rid)), pos)
+    finally:
+        if f is not None:
+            f.close()
     unit = UNITS[src.type]
     return InputError(source_field(index, "duplicate_ids"),
-                      f"id {str(rid)!r} repeats {unit} {first}; ids must be unique within a source (set"
-                      f" {source_field(index, 'duplicate_ids')}: drop to keep the first row of each id)",
+                      f"id {printable(repr(str(rid)))} repeats {unit} {first}; ids must be unique within a source"
+                      f" (set {source_field(index, 'duplicate_ids')}: drop to keep the first row of each id)",
                       location=position(src, pos))

@@ -12,6 +12,7 @@ from typing import Iterator, Optional
 from ..recipe.config import Caption
 
 N_EXAMPLES = 3
+EXAMPLE_CHARS = 1000  # an example shows a caption's start: a 30 MB junk caption stays out of stats.json
 
 
 @dataclass
@@ -27,7 +28,8 @@ class FilterCount:
     def drop(self, caption: Caption, why: Optional[str] = None) -> None:
         self.dropped += 1
         if len(self.examples) < N_EXAMPLES:
-            self.examples.append({"id": caption.id, "text": caption.text, **({"why": why} if why else {})})
+            text = caption.text if len(caption.text) <= EXAMPLE_CHARS else caption.text[:EXAMPLE_CHARS - 1] + "…"
+            self.examples.append({"id": caption.id, "text": text, **({"why": why} if why else {})})
 
     def to_dict(self) -> dict:
         out = {"name": self.name, "dropped": self.dropped, "examples": list(self.examples)}

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from ..atomic import sha256_file
 from ..errors import InputError
 from ..models.digests import COMMIT, clip_digest, model_digest, path_digest
 from ..models.ref import ModelRef
@@ -21,16 +20,23 @@ from ..recipe.paths import FILE_TYPES
 from .plan import canonical_json
 
 
+def source_input(index: int) -> str:
+    """The key of caption source `index` in the input digests (and the lock's `inputs`)."""
+    return f"captions.sources[{index}]"
+
+
 def source_digest(recipe: Recipe, index: int) -> str:
-    from ..curation.sources import local_file, source_field
+    """A file source's "sha256:HEX" (the caption stage verifies the bytes it curates against it: read
+    once, see curation/sourcefile.py), an hf_dataset's folder digest or Hub commit."""
+    from ..curation.sourcefile import pin_mismatch
+    from ..curation.sources import open_source, source_field
 
     src = recipe.captions.sources[index]
     if src.type in FILE_TYPES:
-        path = local_file(src, index)  # an hf:// file is fetched (or found in the cache) at its revision
-        digest = sha256_file(path)
+        with open_source(src, index) as f:  # an hf:// file is fetched (or found in the cache) at its revision
+            digest = f.digest()
         if src.sha256 and src.sha256 != digest:
-            raise InputError(source_field(index, "sha256"), f"{path} has sha256 {digest}, the recipe pins"
-                             f" {src.sha256}: the file changed; restore it or update the pin (and the version)")
+            raise pin_mismatch(f.path, digest, src.sha256, source_field(index, "sha256"))
         return "sha256:" + digest
     ref = ModelRef.parse(src.path)
     if ref.is_local:
@@ -52,7 +58,7 @@ def _hub_commit(repo_id: str, revision: str | None, repo_type: str, field: str) 
 
 def input_digests(recipe: Recipe) -> dict[str, str]:
     """Recipe field -> digest of what it points at."""
-    digests = {f"captions.sources[{i}]": source_digest(recipe, i) for i in range(len(recipe.captions.sources))}
+    digests = {source_input(i): source_digest(recipe, i) for i in range(len(recipe.captions.sources))}
     digests.update(curation_digests(recipe))
     digests["generate.model"] = model_digest(recipe.generate.model, recipe.generate.revision)
     digests["score.clip"] = clip_digest(recipe.score.clip.model, recipe.score.clip.pretrained)

@@ -246,24 +246,31 @@ def check_device(spec: str, field_name: str) -> None:
         raise InputError(field_name, str(e)) from None
 
 
-def curate_recipe(recipe: Recipe, funnel, device: str | None = None):
+def curate_recipe(recipe: Recipe, funnel, device: str | None = None, inputs: dict | None = None):
     """The recipe's caption stage, streamed (the `captions` verb and the build run this one); its
-    source-image models run on `device` (default: execution.device)."""
+    source-image models run on `device` (default: execution.device). With `inputs` (the content
+    identity's digests), each caption file must still hold the bytes digested there."""
     from ..curation.captions import iter_curate, recipe_tokenizer
     from ..stages.format import RESERVED_TOKENS
+    from .identity import source_input
+    expected = {i: inputs[source_input(i)] for i in range(len(recipe.captions.sources))} if inputs else None
     return iter_curate(recipe.captions, tokenizer=recipe_tokenizer(recipe), funnel=funnel,
-                       reserved=RESERVED_TOKENS[recipe.format.style], device=device or recipe.execution.device)
+                       reserved=RESERVED_TOKENS[recipe.format.style], device=device or recipe.execution.device,
+                       expected=expected)
 
 
 def _captions(ctx: BuildContext) -> dict:
     """Curate once per content identity, streaming to the build's work folder; a resumed build reuses
     the stored captions, so every shard keeps exactly the captions it started with. An empty result
-    is an error and is not kept: after the inputs are fixed, the next run curates again."""
+    is an error and is not kept: after the inputs are fixed, the next run curates again. So is a
+    caption file that no longer holds the bytes the content identity digested: the check comes when
+    its reader ends, before the store's atomic write completes, so none of its captions are kept."""
     meta = ctx.work.captions.meta()
     if meta is None:
         from ..curation.captions import Funnel
         funnel = Funnel()
-        with tqdm(curate_recipe(ctx.recipe, funnel, ctx.device), desc="captions", unit="caption", dynamic_ncols=True) as bar:
+        survivors = curate_recipe(ctx.recipe, funnel, ctx.device, inputs=ctx.inputs)
+        with tqdm(survivors, desc="captions", unit="caption", dynamic_ncols=True) as bar:
             meta = ctx.work.captions.write(bar, funnel.to_dict, ctx.recipe.execution.shard_size)
         say(f"captions: {meta['count']:,} kept of {meta['funnel']['read']:,} read")
     if not meta["count"]:

@@ -10,6 +10,7 @@ import os
 import re
 from pathlib import Path
 
+from ..curation.sourcefile import not_a_file
 from ..errors import Problem
 from ..models.builtin import CLIP_MODELS as BUILTIN_CLIP
 from ..models.builtin import ITM_MODELS as BUILTIN_ITM
@@ -65,8 +66,9 @@ def check_sources(c: Collector, sources: list[dict]) -> None:
             if path.startswith("hf://"):
                 if not HF_URL.match(path):
                     c.bad(at + ("path",), "hf:// paths must look like hf://datasets/<org>/<name>/<file>")
-            elif not c.local(path).is_file():
-                c.bad(at + ("path",), f"caption file not found: {c.local(path)}")
+            elif not_a_file(c.local(path)):  # missing, or a directory, FIFO, device: say which
+                c.bad(at + ("path",), not_a_file(c.local(path)) if os.path.lexists(c.local(path))
+                      else f"caption file not found: {c.local(path)}")
             elif "revision" in src:
                 c.bad(at + ("revision",), "revision applies to hf:// paths and hf_dataset sources only")
         elif ModelRef.parse(path, base=c.base).is_local and not c.local(path).exists():
