@@ -11,7 +11,6 @@ from pathlib import Path
 from .. import __version__
 from ..errors import InputError
 from ..execution.plan import portable_dict
-from ..stages.ssim import implementation as ssim_implementation
 from ..layout import LOCK
 
 PACKAGES = ("torch", "diffusers", "transformers", "open_clip_torch", "datasets", "huggingface_hub",
@@ -32,6 +31,7 @@ def package_versions() -> dict:
 
 def build_lock(ctx) -> dict:
     """`ctx` is the runner's BuildContext."""
+    from ..stages.ssim import implementation as ssim_implementation  # torch: not for readers of a lock
     recipe, meta = ctx.recipe, ctx.caption_meta
     portable = portable_dict(recipe)
     return {"fingerprint": ctx.fingerprint, "identity": ctx.identity, "inputs": ctx.inputs, "recipe": portable,
