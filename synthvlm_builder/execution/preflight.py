@@ -10,83 +10,30 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from contextlib import contextmanager
 
 from ..errors import BuildError, InputError
+from ..models.preflight import reported_at as at
 from ..recipe import Recipe
-
-
-@contextmanager
-def at(field: str):
-    """Model problems inside the block, reported at recipe field `field`."""
-    from ..models.preflight import BrokenModel, ModelUnavailable
-    try:
-        yield
-    except BrokenModel as e:
-        raise InputError(getattr(e, "field", None) or field, str(e)) from None
-    except ModelUnavailable as e:
-        raise BuildError(str(e)) from None
 
 
 def preflight(recipe: Recipe) -> None:
     """Fail before any work when a model can't be had (offline, not cached, wrong id) or is broken,
     takes no recipe field that is set, or cuts captions max_tokens lets through (validate checks what
-    it can without loading; a Hub model, open_clip's own tokenizer and the LLM endpoint are checked here)."""
+    it can without loading; a Hub model, open_clip's own tokenizer and the LLM endpoint are checked here).
+    Every model a component names (its `models`) is checked first, then each component's own preflight."""
     from ..curation.captions import preflight as curation_preflight
-    from ..models.families import model_index, refused_fields
-    from ..models.preflight import check_clip_available, check_pipeline_available
-    g, clip = recipe.generate, recipe.score.clip
-    with at("generate.model"):
-        check_pipeline_available(g.model, g.revision)
-    with at("score.clip.model"):
-        check_clip_available(clip.model, clip.pretrained)
-    screens(recipe)
+    from ..models.uses import check_available
+    from ..recipe import recipe_to_dict
+    from ..recipe.components import enabled, model_uses
+    for use in model_uses(recipe_to_dict(recipe)):
+        if use.at[:2] != ("captions", "filters"):  # the caption stage's steps check their own (curation/steps/)
+            with at(use.field):
+                check_available(use)
+    for kind in ("generator", "score", "screen"):
+        for cls, cfg in enabled(recipe, kind):
+            cls.preflight(cfg)
     curation_preflight(recipe.captions.filters)  # the caption stage's models and LLM endpoint
-    index = model_index(g.model, g.revision)
-    for name, message in refused_fields(index, {"negative_prompt": g.negative_prompt, "scheduler": g.scheduler}) \
-            if index else ():
-        raise InputError(f"generate.{name}", message)
     caption_length(recipe)
-
-
-def screens(recipe: Recipe) -> None:
-    """A screen that is declared but cannot be had, or does not fit its CLIP, stops the build here."""
-    from ..models.context import clip_model_cfg
-    from ..models.preflight import check_clip_available, check_folder_model_available
-    from ..models.screens import aesthetic_input_size, classifier_labels
-    near = recipe.screen.near_duplicates
-    if near is not None:
-        needed = (["imagehash"] if near.phash_distance is not None else []) + ["faiss", "scipy"]
-        missing = [m for m in needed if importlib.util.find_spec(m) is None]
-        if missing:
-            raise BuildError(f"screen.near_duplicates needs {', '.join(missing)}: pip install"
-                             " 'synthvlm-builder[screen]'")
-    a = recipe.score.aesthetic
-    if a is not None:
-        with at("score.aesthetic.model"):
-            size = aesthetic_input_size(a.model, a.file, a.revision, "the aesthetic head (score.aesthetic.model)")
-        with at("score.aesthetic.clip.model"):
-            check_clip_available(a.clip.model, a.clip.pretrained)
-            cfg = clip_model_cfg(a.clip.model, fetch=True)
-        dim = (cfg or {}).get("embed_dim")
-        if isinstance(dim, int) and dim != size:
-            raise InputError("score.aesthetic.model", f"the head takes {size}-dimensional CLIP image embeddings, but"
-                             f" {a.clip.model} (score.aesthetic.clip.model) makes {dim}-dimensional ones; pair the"
-                             " head with the CLIP it was trained on (LAION's improved predictor: ViT-L-14, 768)")
-    for name in ("nsfw", "watermark"):
-        s = getattr(recipe.screen, name)
-        if s is None:
-            continue
-        with at(f"screen.{name}.model"):
-            check_folder_model_available(s.model, s.revision, f"the {name} classifier (screen.{name}.model)")
-            labels = classifier_labels(s.model, s.revision)
-        if labels is not None:
-            from ..stages.screen import label_index
-            try:
-                label_index(labels, s.label)
-            except ValueError:
-                raise InputError(f"screen.{name}.label", f"{s.label!r} is not a label of {s.model}; its labels:"
-                                 f" {', '.join(labels.values())}") from None
 
 
 def recipe_contexts(recipe: Recipe):

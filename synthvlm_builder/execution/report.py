@@ -85,29 +85,21 @@ def local_source_digests(recipe: Recipe) -> dict[str, str]:
     file's path and sha256, a local file by its sha256, a Hub model pinned at a commit by that commit,
     an open_clip release by its tag. A random-weight builtin (built on first use) and an unpinned Hub
     model are left out: the build names them."""
-    from ..recipe.paths import FILE_TYPES
+    from ..recipe.paths import file_type
     from .identity import source_digest
     out = {f"captions.sources[{i}]": source_digest(recipe, i) for i, s in enumerate(recipe.captions.sources)
-           if s.type in FILE_TYPES and not s.path.startswith("hf://")}
+           if file_type(s.type) and not s.path.startswith("hf://")}
     return {**out, **model_digests(recipe)}
 
 
 def model_digests(recipe: Recipe) -> dict[str, str]:
-    from ..models.digests import clip_digest, model_digest
-    g, clip, a = recipe.generate, recipe.score.clip, recipe.score.aesthetic
-    named = [("generate.model", g.model, g.revision, False, lambda: model_digest(g.model, g.revision)),
-             ("score.clip", clip.model, clip.pretrained, True, lambda: clip_digest(clip.model, clip.pretrained))]
-    if a is not None:
-        named += [("score.aesthetic.model", a.model, a.revision, False,
-                   lambda: model_digest(a.model, a.revision, index_file=a.file)),
-                  ("score.aesthetic.clip", a.clip.model, a.clip.pretrained, True,
-                   lambda: clip_digest(a.clip.model, a.clip.pretrained))]
-    for name in ("nsfw", "watermark"):
-        s = getattr(recipe.screen, name)
-        if s is not None:
-            named.append((f"screen.{name}", s.model, s.revision, False,
-                          lambda s=s: model_digest(s.model, s.revision, index_file="config.json")))
-    return {field: digest() for field, model, pin, clip_model, digest in named if _nameable(model, pin, clip_model)}
+    """The digests of the models the lock names (models/uses.py), those that can be had from disk."""
+    from ..models.uses import digest
+    from ..recipe import recipe_to_dict
+    from ..recipe.components import model_uses
+    return {use.digest: digest(use) for use in model_uses(recipe_to_dict(recipe))
+            if use.lock is not None and use.digest is not None
+            and _nameable(use.model, use.pretrained if use.kind == "clip" else use.revision, use.kind == "clip")}
 
 
 def _nameable(model: str, pin: str | None, clip: bool) -> bool:
@@ -128,11 +120,11 @@ def _nameable(model: str, pin: str | None, clip: bool) -> bool:
 def unpinned_sources(old: Recipe, new: Recipe) -> list[str]:
     """Notes for local caption files whose path did not change and that no sha256 pins: their content
     can change the data without changing the recipe, so a diff of recipes cannot see it."""
-    from ..recipe.paths import FILE_TYPES
+    from ..recipe.paths import file_type
     old_paths = {s.path for s in old.captions.sources}
     notes = []
     for i, src in enumerate(new.captions.sources):
-        if src.type in FILE_TYPES and not src.path.startswith("hf://") and src.path in old_paths and not src.sha256:
+        if file_type(src.type) and not src.path.startswith("hf://") and src.path in old_paths and not src.sha256:
             notes.append(f"note: captions.sources[{i}] is a local file with no sha256 pin: its content can change"
                          " the data without changing the recipe or its fingerprint (the build notices, by content"
                          f" identity; this diff cannot); pin it with captions.sources[{i}].sha256")

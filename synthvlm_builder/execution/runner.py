@@ -199,42 +199,16 @@ def _pending_shards(ctx: BuildContext) -> list[int]:
 
 
 def run_shards(ctx: BuildContext, pending: list[int]) -> None:
+    """The pending shards, on the build's executor (execution/executors/)."""
+    from ..registry import registry
     from .batching import BatchSize
     recipe, work = ctx.recipe, ctx.work
     shards = shard_ranges(ctx.caption_meta["count"], recipe.execution.shard_size)
-    ipc = recipe.generate.images_per_caption
-    total = sum(shards[i][1] - shards[i][0] for i in pending) * ipc
+    total = sum(shards[i][1] - shards[i][0] for i in pending) * recipe.generate.images_per_caption
     sizes = BatchSize(work.root, recipe.generate.batch_size)
-    if ctx.executor == "ray":
-        if sizes.value is None:
-            raise InputError("generate.batch_size", "auto is measured by the local executor (Ray actors would"
-                             " each choose their own); start the build locally, or set a number")
-        from .ray_executor import run_ray
-        with tqdm(total=total, unit="img", desc="generating", dynamic_ncols=True) as bar:
-            run_ray(dataclasses.replace(recipe, generate=dataclasses.replace(recipe.generate, batch_size=sizes.value)),
-                    work, shards, pending, ctx.device, bar)
-        return
-    from .worker import ShardWorker, shard_items
-    worker = ShardWorker(recipe, ctx.device)
-    worker.batch_size = sizes.resolve(worker, shard_items(recipe, work.captions.shard(pending[0]))[:8])
+    executor = registry().get("executor", ctx.executor)
     with tqdm(total=total, unit="img", desc="generating", dynamic_ncols=True) as bar:
-        for i in pending:
-            marker = _run_shard(worker, work, sizes, i, bar)
-            work.log("shard_done", shard=i, rows=marker["rows"], seconds=marker["seconds"])
-
-
-def _run_shard(worker, work: WorkDir, sizes, index: int, bar) -> dict:
-    """One shard; on out-of-memory the batch is halved for the rest of the build and the shard redone
-    (its partial file is already gone, atomic_path; finished shards are not touched)."""
-    from .batching import is_oom
-    while True:
-        try:
-            return worker.run(index, work.captions.shard(index), work, on_images=bar.update)
-        except Exception as e:
-            if not is_oom(e):
-                raise
-            worker.batch_size = sizes.halve(f"{type(e).__name__}: {e}")
-            work.log("oom_backoff", shard=index, batch_size=worker.batch_size)
+        executor.run(ctx, pending, sizes, bar)
 
 
 def check_device(spec: str, field_name: str) -> None:

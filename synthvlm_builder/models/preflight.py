@@ -7,6 +7,8 @@ config and a weights file (BrokenModel: the recipe points at something incomplet
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import json
 import os
 from pathlib import Path
@@ -258,3 +260,15 @@ def check_folder_model_available(model: str, revision: str | None, what: str) ->
                               " (model.safetensors or pytorch_model.bin)")
         return
     check_hub_file(ref.name, ["config.json"], revision, f"or point {what} at a local folder", f"{what} {model!r}")
+
+
+@contextmanager
+def reported_at(field: str):
+    """Model problems inside the block, reported at recipe field `field`."""
+    from ..errors import BuildError, InputError
+    try:
+        yield
+    except BrokenModel as e:
+        raise InputError(getattr(e, "field", None) or field, str(e)) from None
+    except ModelUnavailable as e:
+        raise BuildError(str(e)) from None

@@ -39,9 +39,10 @@ def assemble(ctx) -> tuple[int, dict]:
                             max_image_bytes=largest, on_file=uploader.submit if uploader else None)
     stats = build_stats(ctx, selection)
     picked = {name: cand.scores[name][selection.mask] for name in rows.scores(recipe)}
-    cardplots.plot_histograms(staging / layout.HISTOGRAM, cand.scores, picked)
+    cardplots.plot_histograms(staging / layout.HISTOGRAM, cand.scores, picked,
+                              {c.name: c.doc for c in rows.columns(recipe)})
     best, worst = _best_and_worst(ctx, cand, selection, shard_files)
-    cardplots.sample_grid(staging / layout.SAMPLES, best, worst, len(selection.ids))
+    cardplots.sample_grid(staging / layout.SAMPLES, best, worst, len(selection.ids), rows.scores(recipe))
     lock = build_lock(ctx)
     card = cardlib.render(recipe, ctx.fingerprint, info, len(selection.ids), ctx.caption_meta["funnel"],
                           selection.funnel, picked, lock)
@@ -65,13 +66,10 @@ def read_candidates(work, n_shards: int, recipe) -> Candidates:
     """The selection columns of every candidate, in plan order."""
     table = work.read_columns(n_shards, rows.selection_columns(recipe), rows.candidate_schema(recipe))
     cols = {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
-    embedding = None
-    if "clip_embedding" in cols:
-        embedding = np.stack([np.frombuffer(b, dtype=np.float16) for b in cols["clip_embedding"]]).astype(np.float32) \
-            if len(cols["clip_embedding"]) else np.zeros((0, 1), np.float32)
+    scores = rows.scores(recipe)
     return Candidates(id=cols["id"].astype(str), caption_id=cols["caption_id"].astype(str),
-                      scores={name: cols[name] for name in rows.scores(recipe)},
-                      phash=cols["phash"].astype(str) if "phash" in cols else None, clip_embedding=embedding)
+                      scores={name: cols[name] for name in scores},
+                      columns={name: cols[name] for name in cols if name not in scores + ("id", "caption_id")})
 
 
 def _best_and_worst(ctx, cand: Candidates, selection: Selection, shard_files: list[Path]

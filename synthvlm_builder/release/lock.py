@@ -49,22 +49,14 @@ def build_lock(ctx) -> dict:
 
 def models_entry(inputs: dict, portable: dict) -> dict:
     """Each model as the recipe names it, with `weights`: the digest the build's content identity read
-    for it (`inputs`, models/digests.py; the one `verify` compares): for a builtin or local folder the
+    for it (`inputs`, models/uses.py; the one `verify` compares): for a builtin or local folder the
     sha256 over every file's relative path and sha256 (a deleted or replaced unet/ changes it), for a
     local file its sha256, for a Hub model the commit its revision resolved to (a commit pins every file
-    of the repository), for an open_clip release its tag."""
-    score, screens = portable["score"], portable.get("screen") or {}
-    out = {"generate": {"model": portable["generate"]["model"], "revision": portable["generate"].get("revision"),
-                        "weights": inputs["generate.model"]},
-           "clip": {**score["clip"], "weights": inputs["score.clip"]}}
-    if score.get("aesthetic"):
-        a = score["aesthetic"]
-        out["aesthetic"] = {**a, "weights": inputs["score.aesthetic.model"],
-                            "clip": {**a["clip"], "weights": inputs["score.aesthetic.clip"]}}
-    for name in ("nsfw", "watermark"):
-        if screens.get(name):
-            out[name] = {**screens[name], "weights": inputs[f"screen.{name}"]}
-    return out
+    of the repository), for an open_clip release its tag. Which models, and under what names, the
+    components declare (their `models`)."""
+    from ..models.uses import lock_entries
+    from ..recipe.components import model_uses
+    return lock_entries(model_uses(portable), inputs)
 
 
 def batch_sizes(ctx) -> dict:

@@ -19,7 +19,6 @@ from pathlib import Path
 
 from ..atomic import atomic_path, sha256_file
 from ..stages.format import EXTENSIONS, sample_key
-from ..stages.rows import COLUMNS
 from .export import check_new_folder, format_of, read_rows
 from ..layout import release_data
 
@@ -91,10 +90,10 @@ class _Shards:
 
 
 def published_columns(files: list[Path]) -> list[str]:
-    """The build's dataset columns (which ones depend on its recipe), in stages/rows.py order."""
+    """The build's dataset columns (which ones depend on its recipe), in the order its data files hold
+    them (stages/rows.py's, which wrote them)."""
     import pyarrow.parquet as pq
-    present = set(pq.ParquetFile(files[0]).schema_arrow.names)
-    return [c.name for c in COLUMNS if c.published and c.name in present]
+    return list(pq.ParquetFile(files[0]).schema_arrow.names)
 
 
 def export_webdataset(build_dir: Path, out: Path, shard_size: int | None = None,

@@ -18,14 +18,38 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import BuildError
-from ..models.preflight import ModelUnavailable
-from ..recipe.config import SourceImageConfig
-from .cache import StepCache, cache_key
-from .steps import BatchStep, in_range
+from dataclasses import dataclass
+
+from ...errors import BuildError
+from ...models.preflight import ModelUnavailable
+from ...models.uses import ModelUse
+from ..cache import StepCache, cache_key
+from ..step import CaptionStep, bounds, in_range
 
 FIELD = "captions.filters.source_image"
 MISSING, CLIP, ITM = "source_image_missing", "source_image_clip", "source_image_itm"
+
+
+@dataclass(frozen=True)
+class SourceClipConfig:
+    model: str                   # as score.clip.model
+    pretrained: Optional[str] = None
+    min: Optional[float] = None
+    max: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class SourceItmConfig:
+    model: str                   # a transformers BLIP image-text retrieval model: Hub id or local folder
+    revision: Optional[str] = None
+    min: Optional[float] = None
+    max: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class SourceImageConfig:
+    clip: Optional[SourceClipConfig] = None
+    itm: Optional[SourceItmConfig] = None
 
 
 def read_image(ref) -> tuple[Optional[bytes], Optional[str]]:
@@ -59,8 +83,8 @@ class ItmScorer:
         from transformers import BlipForImageTextRetrieval, BlipProcessor
         transformers.utils.logging.disable_progress_bar()  # the funnel shows progress; loading bars are noise
 
-        from ..models.builtin import builtin_dir
-        from ..models.ref import BUILTIN, ModelRef
+        from ...models.builtin import builtin_dir
+        from ...models.ref import BUILTIN, ModelRef
         ref = ModelRef.parse(model)
         source = str(builtin_dir(ref.name)) if ref.kind == BUILTIN else str(ref.path()) if ref.is_local else ref.name
         try:
@@ -79,16 +103,72 @@ class ItmScorer:
         return logits.float().softmax(dim=-1)[:, 1].cpu().numpy()
 
 
-class SourceImageStep(BatchStep):
+class SourceImageStep(CaptionStep):
+    name = "source_image"
+    summary = "agreement with the caption's original image"
+    order = 200
+    legacy = "later"
+    Config = SourceImageConfig
+    schema = {"description": "Agreement of each caption with its original image (sources with images or image_column; every source must have them). Captions whose image is missing or unreadable are dropped and counted in their own funnel row, source_image_missing.", "type": "object", "additionalProperties": False, "minProperties": 1, "properties": {"clip": {"description": "Cosine similarity of the caption (no prefix) and its image under an open_clip model, computed as score.clip computes it, as Data-Juicer's image_text_similarity_filter. Keep min <= cosine <= max. Set min, max or both.", "type": "object", "additionalProperties": False, "required": ["model"], "properties": {"model": {"description": "An open_clip model, as score.clip.model (e.g. ViT-B-32 with pretrained openai, as the paper).", "type": "string", "minLength": 1}, "pretrained": {"description": "open_clip pretrained tag or a local checkpoint file, as score.clip.pretrained.", "type": "string", "minLength": 1}, "min": {"description": "Smallest score kept (inclusive).", "type": "number", "minimum": -1, "maximum": 1}, "max": {"description": "Largest score kept (inclusive).", "type": "number", "minimum": -1, "maximum": 1}}}, "itm": {"description": "BLIP image-text matching probability softmax(itm logits)[1], as Data-Juicer's image_text_matching_filter. Keep min <= score <= max. Set min, max or both.", "type": "object", "additionalProperties": False, "required": ["model"], "properties": {"model": {"description": "A transformers BLIP image-text retrieval model (BlipForImageTextRetrieval): a Hub id such as Salesforce/blip-itm-base-coco (Data-Juicer's default) or a local folder saved with save_pretrained (relative to the recipe file).", "type": "string", "minLength": 1}, "revision": {"description": "Hub revision of the model; pin a commit sha for reproducible builds.", "type": "string", "minLength": 1}, "min": {"description": "Smallest score kept (inclusive).", "type": "number", "minimum": 0, "maximum": 1}, "max": {"description": "Largest score kept (inclusive).", "type": "number", "minimum": 0, "maximum": 1}}}}}
     scored = (CLIP, ITM)
     batch_size = 32
 
+    @classmethod
+    def funnel(cls, cfg: SourceImageConfig, filters) -> list[tuple[str, str]]:
+        rows = [(MISSING, "captions whose original image can be read")]
+        if cfg.clip:
+            pretrained = f", {cfg.clip.pretrained}" if cfg.clip.pretrained else ""
+            rows.append((CLIP, f"cosine {bounds(cfg.clip.min, cfg.clip.max)} ({cfg.clip.model}{pretrained})"))
+        if cfg.itm:
+            rows.append((ITM, f"BLIP ITM {bounds(cfg.itm.min, cfg.itm.max)} ({cfg.itm.model})"))
+        return rows
+
+    @classmethod
+    def models(cls, value: dict, at: tuple) -> list[ModelUse]:
+        from ...models.builtin import CLIP_MODELS, ITM_MODELS
+        uses = []
+        if value.get("clip"):
+            uses.append(ModelUse(value["clip"], at + ("clip",), "clip", digest=f"{FIELD}.clip",
+                                 builtins=CLIP_MODELS, what="the source-image CLIP"))
+        if value.get("itm"):
+            uses.append(ModelUse(value["itm"], at + ("itm",), "folder", digest=f"{FIELD}.itm",
+                                 builtins=ITM_MODELS, what="the BLIP model",
+                                 expected="a BLIP model saved with save_pretrained, or a Hub id org/name"))
+        return uses
+
+    @classmethod
+    def check(cls, c, value, at, data) -> None:
+        from ...recipe.checks import check_clip, check_model_use
+        from ...registry import registry
+        for i, src in enumerate(data["captions"]["sources"]):
+            source = registry().find("source", src["type"])
+            key = source.images if source is not None else None
+            if not (key and src.get(key)):
+                c.bad(("captions", "sources", i), f"{'.'.join(at)} needs each caption's original image: set"
+                      " images (llava_json) or image_column (hf_dataset) on every source")
+        for name, sub in value.items():
+            if "min" not in sub and "max" not in sub:
+                c.bad(at + (name,), "set min, max or both: without a bound it keeps everything")
+        if "clip" in value:
+            check_clip(c, value["clip"], at + ("clip",))
+        for use in cls.models(value, at):
+            if use.kind == "folder":
+                check_model_use(c, use)
+
+    @classmethod
+    def preflight(cls, cfg: SourceImageConfig, filters) -> None:
+        check_available(cfg)
+
+    @classmethod
+    def from_config(cls, cfg: SourceImageConfig, env) -> "SourceImageStep":
+        return cls(cfg, env.device, env.cache_dir)
+
     def __init__(self, cfg: SourceImageConfig, device, cache_dir=None):
-        from ..models.digests import clip_digest, model_digest
+        from ...models.digests import clip_digest, model_digest
         self.rows = (MISSING,) + ((CLIP,) if cfg.clip else ()) + ((ITM,) if cfg.itm else ())
         super().__init__()
         check_available(cfg)
-        from ..models.loading import resolve_device
+        from ...models.loading import resolve_device
         self.cfg, self.device = cfg, resolve_device(device)
         self.identity = {}
         if cfg.clip:
@@ -100,8 +180,8 @@ class SourceImageStep(BatchStep):
 
     def _scorer(self, row: str):
         if row not in self._scorers:
-            from ..models.loading import load_clip
-            from ..stages.score import ClipScorer
+            from ...models.loading import load_clip
+            from ...stages.score import ClipScorer
             if row == CLIP:
                 clip = self.cfg.clip
                 try:
@@ -170,10 +250,10 @@ def _name(ref) -> str:
 def check_available(cfg: SourceImageConfig) -> None:
     """Preflight: each model can be had (cached, local or on the Hub); exit 1 if not, or exit 2 at its
     field when its files are here but broken (a config that is not JSON, no weights file)."""
-    from ..errors import InputError
-    from ..models.builtin import ITM_MODELS
-    from ..models.preflight import BrokenModel, builtin_name, check_clip_available, check_folder_model_available
-    from ..models.ref import BUILTIN, ModelRef
+    from ...errors import InputError
+    from ...models.builtin import ITM_MODELS
+    from ...models.preflight import BrokenModel, builtin_name, check_clip_available, check_folder_model_available
+    from ...models.ref import BUILTIN, ModelRef
     field = FIELD
     try:
         if cfg.clip:

@@ -1,7 +1,15 @@
-"""Caption sources: the recipe's sources read as captions, ids checked, and file contents verified.
+"""Caption sources: the base every source is built on (registry kind "source", one module each in
+curation/sources/), and the recipe's sources read as captions, ids checked, file contents verified.
+
+A source declares its `name` (the recipe's `type`), whether it reads one file (`file`: a local path or
+an hf:// URL, digested by its bytes, resolved against the recipe file), what a position in it counts
+(`unit`), which of the shared source keys it reads (`options`; validate refuses the others), the key
+naming each caption's original image (`images`, for filters.source_image), the schema of keys of its
+own (`schema`'s properties, read through `SourceConfig.option`), and `rows(src, index, f)`: (row id,
+caption text, position, image) tuples in file order, from `f`, the SourceFile of a file source.
 
 `read_source` opens and checks a source up to its first row before it returns, so a missing file or
-column fails before work starts; the readers themselves are in readers.py. Caption ids are
+column fails before work starts. Caption ids are
 "<source name>:<row id>". A row id must be text or a number, at most MAX_ID_CHARS characters, unique
 within its source; ids and captions must be Unicode text (no lone surrogates, which JSON's `\\ud800`
 escape can produce and no UTF-8 file, parquet writer or terminal can hold).
@@ -19,14 +27,55 @@ import math
 import re
 from itertools import chain, islice
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, ClassVar, Iterator, Optional
 
 from ..errors import InputError
 from ..recipe.config import Caption, SourceConfig
-from ..recipe.paths import FILE_TYPES
+from ..registry import Component, registry
 from ..text import printable
-from .readers import READERS, source_field
 from .sourcefile import SourceFile, check_digest, not_a_file
+
+Row = tuple[object, str, int, object]  # (row id, caption text, position, original image)
+OPTIONS = ("column", "id_column", "config", "split", "images", "image_column")  # keys some sources read
+
+
+class CaptionSource(Component):
+    """The base of every caption source (see the module docstring)."""
+
+    kind = "source"
+    file: ClassVar[bool] = True
+    unit: ClassVar[str] = "line"            # line | record | row: what `rows` positions count
+    options: ClassVar[tuple[str, ...]] = ()  # the keys of OPTIONS it reads
+    images: ClassVar[Optional[str]] = None   # the key naming each caption's original image
+
+    @classmethod
+    def rows(cls, src: SourceConfig, index: int, f: Optional[SourceFile]) -> Iterator[Row]:
+        raise NotImplementedError
+
+
+def source_class(src: SourceConfig, index: int) -> type:
+    found = registry().find("source", src.type)
+    if found is None:
+        raise InputError(source_field(index, "type"), f"unknown source type {src.type!r} (one of"
+                         f" {', '.join(registry().names('source'))})")
+    return found
+
+
+def source_field(index: int, name: str) -> str:
+    """The recipe field path of a source's key, e.g. captions.sources[1].column."""
+    return f"captions.sources[{index}].{name}"
+
+
+def caption_text(value, src: SourceConfig, index: int, where: str) -> str:
+    if not isinstance(value, str):
+        raise InputError(source_field(index, "column"), f"{src.column!r} is {type(value).__name__}, not text",
+                         location=where)
+    return value
+
+
+def missing_column(src: SourceConfig, index: int, name: str, columns, where: str) -> InputError:
+    key = "column" if name == src.column else "image_column" if name == src.image_column else "id_column"
+    return InputError(source_field(index, key), f"{where}: no column {name!r} (columns: {', '.join(map(str, columns))})")
 
 MAX_ID_CHARS = 1000  # a caption id names its samples' ids and seeds: it must stay bounded in length
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -91,12 +140,8 @@ def _text_errors(rows: Iterator, src: SourceConfig, index: int) -> Iterator:
         raise InputError(source_field(index, "path"), f"{src.path}: not UTF-8 text ({e.reason})") from None
 
 
-UNITS = {"jsonl": "line", "csv": "line", "text": "line", "llava_json": "record", "parquet": "row",
-         "hf_dataset": "row"}
-
-
 def position(src: SourceConfig, pos: int) -> str:
-    unit = UNITS[src.type]
+    unit = registry().get("source", src.type).unit
     return f"{src.path}:{pos}" if unit == "line" else f"{src.path}: {unit} {pos}"
 
 
@@ -111,14 +156,14 @@ def read_source(src: SourceConfig, index: int, on_duplicate: Callable[[Caption],
 
     `expected`: the file's digest ("sha256:HEX") taken before; once the rows are exhausted the bytes
     read must match it (and the recipe's sha256 pin), else InputError (see the module docstring)."""
-    if src.type not in READERS:
-        raise InputError(source_field(index, "type"), f"unknown source type {src.type!r} (one of {', '.join(READERS)})")
-    if src.path.startswith("hf://") and src.type not in FILE_TYPES:
-        raise InputError(source_field(index, "path"), f"hf:// paths are for file sources ({', '.join(FILE_TYPES)})")
+    cls = source_class(src, index)
+    if src.path.startswith("hf://") and not cls.file:
+        raise InputError(source_field(index, "path"), "hf:// paths are for file sources ("
+                         + ", ".join(c.name for c in registry().all("source") if c.file) + ")")
     check_images(src, index)
-    f = open_source(src, index) if src.type in FILE_TYPES else None
+    f = open_source(src, index) if cls.file else None
     try:
-        rows = _text_errors(READERS[src.type](src, index, f), src, index)
+        rows = _text_errors(cls.rows(src, index, f), src, index)
         first = next(rows, None)  # runs the reader's opening checks now, not at the caller's first next()
     except BaseException:
         if f is not None:
@@ -177,20 +222,21 @@ def _check_row(rid, text: str, src: SourceConfig, index: int, pos: int) -> None:
                          f" {MAX_ID_CHARS:,} characters", location=where)
     bad = None if text.isascii() else _SURROGATE.search(text)
     if bad:
-        raise InputError(source_field(index, "column" if src.type != "llava_json" else "path"),
+        raise InputError(source_field(index, "column" if "column" in registry().get("source", src.type).options else "path"),
                          f"the caption holds a lone surrogate {printable(bad.group())} at character"
                          f" {bad.start() + 1:,}, which is not a character", location=where)
 
 
 def _duplicate(src: SourceConfig, index: int, rid, pos: int) -> InputError:
     """The error for a repeated id, naming where it first appeared (found by reading again: rare)."""
-    f = open_source(src, index) if src.type in FILE_TYPES else None
+    cls = registry().get("source", src.type)
+    f = open_source(src, index) if cls.file else None
     try:
-        first = next((p for r, _, p, _ in READERS[src.type](src, index, f) if str(r) == str(rid)), pos)
+        first = next((p for r, _, p, _ in cls.rows(src, index, f) if str(r) == str(rid)), pos)
     finally:
         if f is not None:
             f.close()
-    unit = UNITS[src.type]
+    unit = cls.unit
     return InputError(source_field(index, "duplicate_ids"),
                       f"id {printable(repr(str(rid)))} repeats {unit} {first}; ids must be unique within a source"
                       f" (set {source_field(index, 'duplicate_ids')}: drop to keep the first row of each id)",
