@@ -206,7 +206,7 @@ def _plugin_components(failures: list[str], plugins: dict[str, str]) -> list[tup
 
 
 @lru_cache(maxsize=4)
-def _registry(path_key: tuple[str, ...]) -> Registry:
+def _registry(path_key: tuple[str, ...], plugins_too: bool = True) -> Registry:
     failures: list[str] = []
     plugins: dict[str, str] = {}
     found: dict[str, dict[str, type]] = {kind: {} for kind in KINDS}
@@ -214,7 +214,7 @@ def _registry(path_key: tuple[str, ...]) -> Registry:
         for module in _builtin_modules(package):
             for cls in components_in(module):
                 found[cls.kind][cls.name] = cls
-    for cls, origin in _plugin_components(failures, plugins):
+    for cls, origin in _plugin_components(failures, plugins) if plugins_too else ():
         if cls.name in found[cls.kind]:
             owner = found[cls.kind][cls.name].origin.describe()
             failures.append(f"plugin {origin.distribution}: {cls.kind.replace('_', ' ')} {cls.name!r} is already"
@@ -224,6 +224,11 @@ def _registry(path_key: tuple[str, ...]) -> Registry:
         found[cls.kind][cls.name] = cls
     ordered = {kind: dict(sorted(comps.items(), key=lambda kv: (kv[1].order, kv[0]))) for kind, comps in found.items()}
     return Registry(ordered, dict(sorted(plugins.items())), tuple(failures))
+
+
+def builtin_registry() -> Registry:
+    """The components synthvlm-builder ships, whatever plugins are installed (schemas/recipe.schema.json)."""
+    return _registry((), plugins_too=False)
 
 
 def registry() -> Registry:

@@ -23,7 +23,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from synthvlm_builder.recipe.config import JUDGE_PROMPT as DEFAULT_TEMPLATE
+from synthvlm_builder.curation.steps.llm_judge import JUDGE_PROMPT as DEFAULT_TEMPLATE
 
 
 # GET /v1/models replies that are not an OpenAI model list: (content type, body).

@@ -131,6 +131,6 @@ def test_small_selections_do_not_repeat_rows(tmp_path, quickstart, n):
     out, _ = quickstart
     rows = sorted(read_rows(out), key=lambda r: -r["score"])[:n]
     best, worst = rows[: -(-n // 2)], rows[-(-n // 2):]
-    cardplots.sample_grid(tmp_path / "g.png", best, worst, n)
+    cardplots.sample_grid(tmp_path / "g.png", best, worst, n, ("clip_score", "ssim", "score"))
     im = Image.open(tmp_path / "g.png")
     assert im.height == 40 + -(-len(best) // cardplots.PER_SIDE_COLS) * cardplots.CELL_H

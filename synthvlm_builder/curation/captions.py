@@ -100,6 +100,18 @@ def recipe_tokenizer(recipe):
         raise BuildError(str(e)) from None
 
 
+def build_steps(filters, tokenizer=None, reserved: tuple[str, ...] = (), device="cpu", cache_dir=None,
+                funnel: Optional[Funnel] = None) -> list[CaptionStep]:
+    """The caption steps a recipe's filters set up, in the order they run: the empty and reserved-token
+    checks every build runs, then the recipe's (caption_steps). `tokenizer`: the caption tokenizer
+    max_tokens counts with, or a function loading it."""
+    _segmentation(filters)
+    load = tokenizer if callable(tokenizer) or tokenizer is None else (lambda: tokenizer)
+    env = StepEnv(filters, load, device, cache_dir, funnel)
+    steps: list[CaptionStep] = [NonEmptyFilter()] + ([ReservedTokensFilter(reserved)] if reserved else [])
+    return steps + [cls.from_config(value, env) for cls, value in caption_steps(filters)]
+
+
 def iter_curate(cfg: CaptionsConfig, tokenizer=None, funnel: Optional[Funnel] = None,
                 reserved: tuple[str, ...] = (), device="cpu", cache_dir=None,
                 expected: Optional[dict[int, str]] = None) -> Iterator[Caption]:
@@ -116,12 +128,7 @@ def iter_curate(cfg: CaptionsConfig, tokenizer=None, funnel: Optional[Funnel] = 
     for i, name in enumerate(names):
         if name in names[:i]:
             raise InputError(source_field(i, "name"), f"duplicate source name {name!r}")
-    filters = cfg.filters
-    _segmentation(filters)
-    load = tokenizer if callable(tokenizer) or tokenizer is None else (lambda: tokenizer)
-    env = StepEnv(filters, load, device, cache_dir, funnel)
-    steps: list[CaptionStep] = [NonEmptyFilter()] + ([ReservedTokensFilter(reserved)] if reserved else [])
-    steps += [cls.from_config(value, env) for cls, value in caption_steps(filters)]
+    steps = build_steps(cfg.filters, tokenizer, reserved, device, cache_dir, funnel)
     funnel.sources = [{"name": s.name, "type": s.type, "read": 0} for s in cfg.sources]
     funnel.filters = []
     if any(s.duplicate_ids == "drop" for s in cfg.sources):  # counted first: they never reach a filter

@@ -49,7 +49,7 @@ def text_blocks(text: str, any_space: bool = False) -> Iterator[str]:
 
 def words(text: str, lower: bool, segmentation: str) -> Iterator[tuple[str, ...]]:
     """DJ's refined words of `text` (textfilters.dj_words), one block's tuple at a time."""
-    from .textfilters import dj_words
+    from .textstats import dj_words
     for block in text_blocks(text):
         yield dj_words(block, lower, segmentation)
 

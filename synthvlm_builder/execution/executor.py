@@ -4,7 +4,7 @@ a build's pending shards get run. Every executor runs execution/worker.py's Shar
 shard files and completion markers in the work dir, so a build started on one resumes on another.
 
 An executor declares its `name` (execution.executor), the schema of its options (execution.<name>:
-`schema`, None when it has none) and `run(ctx, pending, sizes, bar)`.
+`schema`, None when it has none) and `run(ctx, pending, sizes, progress)`.
 """
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ class Executor(Component):
     schema = None
 
     @classmethod
-    def run(cls, ctx, pending: list[int], sizes, bar) -> None:
+    def run(cls, ctx, pending: list[int], sizes, progress) -> None:
         """Run the shards `pending` of the build `ctx` (execution/runner.py BuildContext); `sizes` is the
-        build's batch size (execution/batching.py BatchSize), `bar` its progress bar (images)."""
+        build's batch size (execution/batching.py BatchSize); `progress()` opens the progress bar of the
+        images to generate (a context manager with `update(n)`), once the models are loaded."""
         raise NotImplementedError

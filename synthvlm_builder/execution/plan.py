@@ -153,7 +153,16 @@ class Plan:
                          "candidate_bytes": self.candidate_bytes,
                          "gpu_hours": self.gpu_hours, "reference": REFERENCE},
             "curation": [{"row": name, "keeps": rule} for name, rule in self.curation],
+            "components": _components(recipe),
         }
+
+
+def _components(recipe: Recipe) -> list[dict]:
+    """Every component the recipe uses, with where it comes from (a plugin: its package and version)."""
+    from ..recipe.components import recipe_components
+    return [{"kind": cls.kind, "name": cls.name, "from": cls.origin.distribution or "synthvlm-builder",
+             **({"version": cls.origin.version} if cls.origin.distribution else {})}
+            for cls in recipe_components(recipe)]
 
 
 def curation_rows(recipe: Recipe) -> tuple[tuple[str, str], ...]:

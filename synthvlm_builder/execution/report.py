@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..recipe import Recipe
+from ..recipe import Recipe, recipe_to_dict
 from ..text import printable
 from .plan import REFERENCE_TEXT, Plan, fingerprint, is_data_field, portable_dict
 
@@ -68,6 +68,16 @@ def format_plan(recipe: Recipe, plan: Plan) -> str:
         f"gpu-hours    {hours(plan.gpu_hours)} (reference: {REFERENCE_TEXT})",
         f"output       ~{human_bytes(plan.output_bytes)} dataset, ~{human_bytes(plan.candidate_bytes)} candidates",
     ]
+    from ..recipe.components import plugins_used, recipe_components
+    from ..stages.rows import scores
+    lines.append(f"columns      {', '.join(scores(recipe))} (scores), selected by "
+                 + (", ".join(f"{k} {v}" for k, v in recipe.select.items() if k[:4] in ("min_", "max_") and v is not None)
+                    or "score alone"))
+    plugins = plugins_used(recipe_to_dict(recipe))
+    for dist, version in plugins.items():
+        used = [f"{cls.kind.replace('_', ' ')} {cls.name}" for cls in recipe_components(recipe)
+                if cls.origin.distribution == dist]
+        lines.append(f"plugin       {dist} {version}: {', '.join(used)}")
     lines.append("curation     in this order, each a row of the funnel (`synthvlm-build captions` runs it):")
     lines += [f"  {name:<22} keeps {rule}" for name, rule in plan.curation]
     if plan.captions is None:

@@ -207,8 +207,7 @@ def run_shards(ctx: BuildContext, pending: list[int]) -> None:
     total = sum(shards[i][1] - shards[i][0] for i in pending) * recipe.generate.images_per_caption
     sizes = BatchSize(work.root, recipe.generate.batch_size)
     executor = registry().get("executor", ctx.executor)
-    with tqdm(total=total, unit="img", desc="generating", dynamic_ncols=True) as bar:
-        executor.run(ctx, pending, sizes, bar)
+    executor.run(ctx, pending, sizes, lambda: tqdm(total=total, unit="img", desc="generating", dynamic_ncols=True))
 
 
 def check_device(spec: str, field_name: str) -> None:

@@ -73,6 +73,12 @@ def components_of(data: dict) -> Iterator[tuple[type, Any, tuple]]:
         yield cls, None, ("execution", "executor")
 
 
+def recipe_components(recipe) -> list[type]:
+    """Every component class a typed recipe uses."""
+    from .typed import recipe_to_dict
+    return [cls for cls, _, _ in components_of(recipe_to_dict(recipe))]
+
+
 def plugins_used(data: dict) -> dict[str, str]:
     """distribution -> version of the plugins whose components plain recipe data uses."""
     return dict(sorted({cls.origin.distribution: cls.origin.version for cls, _, _ in components_of(data)

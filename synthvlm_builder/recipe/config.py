@@ -92,10 +92,15 @@ class SourceConfig:
         return self.options.get(name, default)
 
 
+def _no_filters() -> Section:
+    from .typed import filters_section
+    return filters_section()
+
+
 @dataclass(frozen=True)
 class CaptionsConfig:
     sources: tuple[SourceConfig, ...]
-    filters: Section = Section("captions.filters")  # preset, segmentation and the caption steps
+    filters: Section = field(default_factory=_no_filters)  # preset, segmentation and the caption steps
 
 
 @dataclass(frozen=True)

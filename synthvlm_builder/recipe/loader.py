@@ -15,6 +15,7 @@ from ..errors import Problem, RecipeError
 from . import config as C
 from .checks import default_source_name, semantic_problems
 from .paths import resolve_paths
+from .plugins import plugin_problems, unlisted_problems
 from .schema import fill_defaults, schema, schema_problems
 from .strings import string_problems
 from .typed import build_recipe, recipe_to_dict
@@ -54,9 +55,10 @@ def load_recipe_text(text: str, file: str | os.PathLike = "<recipe>", base: Path
     problems = schema_problems(doc, file)
     reported = {(p.line, p.col, p.field) for p in problems}  # an unknown key with a line break: said once
     problems += [p for p in string_problems(doc, file) if (p.line, p.col, p.field) not in reported]
+    problems += plugin_problems(doc, file)
     data = fill_defaults(copy.deepcopy(doc.data), schema())
     if not problems:
-        problems = semantic_problems(data, doc, file, base)
+        problems = semantic_problems(data, doc, file, base) + unlisted_problems(data, doc, file)
     if problems:
         raise RecipeError(sorted(problems, key=lambda p: (p.line, p.col, p.field)))
     data["captions"]["filters"] = apply_preset(data["captions"].get("filters", {}))

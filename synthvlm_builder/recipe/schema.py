@@ -111,6 +111,11 @@ def _describe(value) -> str:
     return f"{kind} {text}" if kind not in ("list", "mapping", "null") else kind
 
 
+def _component_kind(path: tuple) -> str | None:
+    from .components import SECTIONS
+    return next((kind for kind, place in SECTIONS.items() if tuple(path) == place and kind != "executor"), None)
+
+
 def schema_problems(doc: Document, file: str) -> list[Problem]:
     validator = jsonschema.Draft202012Validator(schema())
     problems = []
@@ -120,10 +125,18 @@ def schema_problems(doc: Document, file: str) -> list[Problem]:
         v = err.validator
         if v == "additionalProperties":
             allowed = list(sub.get("properties", {}))
+            kind = _component_kind(path)
             for key in sorted(set(err.instance) - set(allowed)):
                 hint = difflib.get_close_matches(key, allowed, n=1)
-                msg = f"unknown field {key!r}" + (f"; did you mean {hint[0]!r}?" if hint
-                                                  else f"; allowed: {', '.join(allowed)}")
+                if kind:  # a component: say which are installed (a plugin's appear once it is)
+                    from ..registry import registry
+                    names = registry().names(kind)
+                    msg = (f"unknown {kind.replace('_', ' ')} {key!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")
+                           + f" (installed: {', '.join(names)}; a plugin's components appear once its package is"
+                           " installed and listed under plugins)")
+                else:
+                    msg = f"unknown field {key!r}" + (f"; did you mean {hint[0]!r}?" if hint
+                                                      else f"; allowed: {', '.join(allowed)}")
                 line, col = doc.locate(path + (key,), key=True)
                 problems.append(Problem(file, line, col, dotted(path + (key,)), msg))
             continue

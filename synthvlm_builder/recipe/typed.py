@@ -97,9 +97,11 @@ def _section(value: dict, kind: str) -> C.Section:
 def _select(value: dict) -> C.Section:
     owners = threshold_owners()
     items: dict[str, Any] = {}
-    for key in schema()["properties"]["select"]["properties"]:
+    for key, sub in schema()["properties"]["select"]["properties"].items():
         if key in value:
             items[key] = value[key]
+        elif "default" in sub:
+            items[key] = copy.deepcopy(sub["default"])
         elif key in owners and owners[key].legacy:
             items[key] = None
     items.update({k: v for k, v in value.items() if k not in items})

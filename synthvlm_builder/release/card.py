@@ -139,10 +139,14 @@ def model_lines(recipe: Recipe, lock: dict) -> list[str]:
     if a:
         lines.append(f"- **Aesthetic head:** {span(a['model'])}{weights(a['model'], a)} on open_clip"
                      f" {span(a['clip']['model'])}{weights(a['clip']['model'], a['clip'], True)}")
-    for name, title in (("nsfw", "NSFW"), ("watermark", "Watermark")):
-        if models.get(name):
-            screen = models[name]
-            lines.append(f"- **{title} screen:** {span(screen['model'])}{weights(screen['model'], screen)}")
+    titles = {"nsfw": "NSFW screen", "watermark": "Watermark screen"}
+    for name, entry in models.items():  # every other model a component names (models/uses.py)
+        if name in ("generate", "clip", "aesthetic") or not isinstance(entry, dict) or "model" not in entry:
+            continue
+        title = titles.get(name, name.replace("_", " ").capitalize())
+        lines.append(f"- **{md_text(title)}:** {span(entry['model'])}{weights(entry['model'], entry)}")
+    for dist, version in (lock.get("plugins") or {}).items():
+        lines.append(f"- **Plugin:** {span(dist)} {span(version)}")
     return lines + [caption_length_line(recipe)]
 
 

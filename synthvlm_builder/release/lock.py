@@ -43,6 +43,7 @@ def build_lock(ctx) -> dict:
                         "ssim": ssim_implementation(ctx.work.marker(0).get("device_type") or "cpu")
                                 if ctx.n_shards else None},
             "packages": package_versions(),
+            **plugins_entry(portable),
             "build": {"executor": ctx.executor, "device": ctx.device, **batch_sizes(ctx),
                       "shard_size": recipe.execution.shard_size, **generated_on(ctx)}}
 
@@ -57,6 +58,14 @@ def models_entry(inputs: dict, portable: dict) -> dict:
     from ..models.uses import lock_entries
     from ..recipe.components import model_uses
     return lock_entries(model_uses(portable), inputs)
+
+
+def plugins_entry(portable: dict) -> dict:
+    """The plugin packages whose components the build used, with their versions (none: no entry, so a
+    build without plugins has the lock it always had)."""
+    from ..recipe.components import plugins_used
+    used = plugins_used(portable)
+    return {"plugins": used} if used else {}
 
 
 def batch_sizes(ctx) -> dict:

@@ -176,28 +176,29 @@ def _check_models(recipe, lock: dict, lock_path: Path):
     unless the exact weights the lock names can be loaded here."""
     import dataclasses
 
-    from ..execution.identity import COMMIT, clip_digest, model_digest
-    from ..models.preflight import ModelUnavailable, check_clip_available, check_pipeline_available
+    from ..models.digests import COMMIT
+    from ..models.preflight import ModelUnavailable
     from ..models.ref import HUB, ModelRef
+    from ..models.uses import check_available, digest
+    from ..recipe import recipe_to_dict
+    from ..recipe.components import model_uses
     inputs = lock.get("inputs") or {}
     recorded = str(inputs.get("generate.model", ""))
     if ModelRef.parse(recipe.generate.model).kind == HUB and COMMIT.match(recorded.removeprefix("commit:")):
         recipe = dataclasses.replace(recipe, generate=dataclasses.replace(
             recipe.generate, revision=recorded.removeprefix("commit:")))
-    g, clip = recipe.generate, recipe.score.clip
-    for fld, check, digest in (
-            ("generate.model", lambda: check_pipeline_available(g.model, g.revision),
-             lambda: model_digest(g.model, g.revision)),
-            ("score.clip", lambda: check_clip_available(clip.model, clip.pretrained),
-             lambda: clip_digest(clip.model, clip.pretrained))):
+    for use in model_uses(recipe_to_dict(recipe)):  # every model that makes or scores an image
+        if use.digest is None or use.at[:2] == ("captions", "filters"):
+            continue
         try:
-            check()
-            here = digest()
+            check_available(use)
+            here = digest(use)
         except (ModelUnavailable, OSError) as e:
-            raise InputError(fld, f"cannot load the model the lock names: {e}", location=str(lock_path)) from None
-        if inputs.get(fld) and inputs[fld] != here:
-            raise InputError(fld, f"the lock names weights {inputs[fld]}, but {here} would be loaded here;"
-                             " the rows cannot be regenerated with other weights", location=str(lock_path))
+            raise InputError(use.digest, f"cannot load the model the lock names: {e}",
+                             location=str(lock_path)) from None
+        if inputs.get(use.digest) and inputs[use.digest] != here:
+            raise InputError(use.digest, f"the lock names weights {inputs[use.digest]}, but {here} would be loaded"
+                             " here; the rows cannot be regenerated with other weights", location=str(lock_path))
     return recipe
 
 

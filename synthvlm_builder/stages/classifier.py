@@ -80,9 +80,11 @@ class ClassifierScreen(ImageScreen):
     @classmethod
     def preflight(cls, cfg: ClassifierScreenConfig) -> None:
         from ..errors import InputError
+        from ..models.preflight import reported_at
         from ..models.screens import classifier_labels
         from .screen import label_index
-        labels = classifier_labels(cfg.model, cfg.revision)
+        with reported_at(f"screen.{cls.name}.model"):
+            labels = classifier_labels(cfg.model, cfg.revision)
         if labels is not None:
             try:
                 label_index(labels, cfg.label)

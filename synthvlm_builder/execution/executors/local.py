@@ -11,14 +11,15 @@ class LocalExecutor(Executor):
     order = 10
 
     @classmethod
-    def run(cls, ctx, pending: list[int], sizes, bar) -> None:
+    def run(cls, ctx, pending: list[int], sizes, progress) -> None:
         from ..worker import ShardWorker, shard_items
         work = ctx.work
         worker = ShardWorker(ctx.recipe, ctx.device)
         worker.batch_size = sizes.resolve(worker, shard_items(ctx.recipe, work.captions.shard(pending[0]))[:8])
-        for i in pending:
-            marker = run_shard(worker, work, sizes, i, bar)
-            work.log("shard_done", shard=i, rows=marker["rows"], seconds=marker["seconds"])
+        with progress() as bar:
+            for i in pending:
+                marker = run_shard(worker, work, sizes, i, bar)
+                work.log("shard_done", shard=i, rows=marker["rows"], seconds=marker["seconds"])
 
 
 def run_shard(worker, work, sizes, index: int, bar) -> dict:

@@ -50,15 +50,16 @@ class RayExecutor(Executor):
                                             'maximum': 16}}}, "default": {}}
 
     @classmethod
-    def run(cls, ctx, pending: list[int], sizes, bar) -> None:
+    def run(cls, ctx, pending: list[int], sizes, progress) -> None:
         if sizes.value is None:
             raise InputError("generate.batch_size", "auto is measured by the local executor (Ray actors would"
                              " each choose their own); start the build locally, or set a number")
         from ..plan import shard_ranges
         recipe = ctx.recipe
         recipe = dataclasses.replace(recipe, generate=dataclasses.replace(recipe.generate, batch_size=sizes.value))
-        run_ray(recipe, ctx.work, shard_ranges(ctx.caption_meta["count"], recipe.execution.shard_size), pending,
-                ctx.device, bar)
+        with progress() as bar:
+            run_ray(recipe, ctx.work, shard_ranges(ctx.caption_meta["count"], recipe.execution.shard_size), pending,
+                    ctx.device, bar)
 
 
 class ShardActor:
