@@ -79,7 +79,7 @@ def test_the_fingerprint_reads_only_data_fields(base_dir):
     view = data_view(load_recipe_text(BASE, base_dir / "r.yaml"))
     assert "batch_size" not in view["generate"] and "compile" not in view["generate"]
     assert not {"name", "version", "description", "license", "output", "publish", "execution", "plugins"} & set(view)
-    assert view["data_format"] == 2 and view["seed"] == 0 and view["generate"]["steps"] == 30
+    assert view["data_format"] == 2 and view["seed"] == 0 and view["generate"]["steps"] == 2
 
 
 def test_seed_derivation_golden_values():
