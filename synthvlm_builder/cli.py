@@ -263,25 +263,27 @@ def cmd_publish(args) -> int:
 
 
 def cmd_export(args) -> int:
+    """One exporter (release/exporters/, or a plugin's), chosen by its flag, with its own options."""
     from .destination import NEW_FOLDER, check_output
-    from .units import parse_bytes, parse_count
-    if bool(args.llava) == bool(args.webdataset):
-        raise InputError("--llava" if args.llava else "--webdataset", "give one of --llava OUT or --webdataset OUT")
-    if args.llava:
-        for flag, value in (("--shard-size", args.shard_size), ("--shard-bytes", args.shard_bytes)):
-            if value is not None:
-                raise InputError(flag, "applies to --webdataset only")
-        out = check_output(args.llava, "--llava", NEW_FOLDER, outside=Path(args.dir))
-        from .release.export import export_llava
-        export_llava(Path(args.dir), out)
-        return 0
-    if args.shard_size is not None and args.shard_bytes is not None:
-        raise InputError("--shard-size", "give --shard-size or --shard-bytes, not both")
-    size = parse_count(args.shard_size, "--shard-size") if args.shard_size is not None else None
-    limit = parse_bytes(args.shard_bytes, "--shard-bytes") if args.shard_bytes is not None else None
-    out = check_output(args.webdataset, "--webdataset", NEW_FOLDER, outside=Path(args.dir))
-    from .release.webdataset import export_webdataset
-    export_webdataset(Path(args.dir), out, shard_size=size, shard_bytes=limit)
+    from .registry import registry
+    exporters = registry().all("exporter")
+    chosen = [cls for cls in exporters if getattr(args, cls.name.replace("-", "_"))]
+    if len(chosen) != 1:
+        raise InputError(f"--{(chosen or exporters)[0].name}",
+                         "give one of " + " or ".join(f"--{cls.name} OUT" for cls in exporters))
+    exporter = chosen[0]
+    options = {}
+    for cls in exporters:
+        for opt in cls.options:
+            value = getattr(args, opt.dest)
+            if value is None or opt.dest in options:
+                continue
+            if opt not in exporter.options:
+                raise InputError(opt.flag, f"applies to --{cls.name} only")
+            options[opt.dest] = opt.parse(value, opt.flag)
+    flag = f"--{exporter.name}"
+    out = check_output(getattr(args, exporter.name.replace("-", "_")), flag, NEW_FOLDER, outside=Path(args.dir))
+    exporter.export(Path(args.dir), out, **options)
     return 0
 
 

@@ -80,19 +80,29 @@ ARGUMENTS = {
                                        " (- for standard output; the funnel then goes to standard error)"}),
                  ("--json", {"action": "store_true", "help": "print the funnel (and captions) as JSON"})],
     "publish": [DIR, ("--repo-id", {"metavar": "ORG/NAME", "help": "default: the recipe's publish.repo_id"})],
-    "export": [DIR, ("--llava", {"metavar": "OUT", "help": "output folder for the LLaVA layout"}),
-               ("--webdataset", {"metavar": "OUT", "help": "output folder for WebDataset tar shards"}),
-               ("--shard-size", {"metavar": "N", "help": "with --webdataset: at most N samples per tar"}),
-               ("--shard-bytes", {"metavar": "B", "help": "with --webdataset: at most B bytes per tar (e.g. 1GB;"
-                                                        " the default)"})],
+    "export": [DIR],  # and one flag per exporter, with its options (export_arguments)
 }
+
+
+def export_arguments() -> list[tuple[str, dict]]:
+    """`--<name> OUT` for every exporter installed (release/exporters/, and plugins'), then their options."""
+    from .registry import registry
+    exporters = registry().all("exporter")
+    out = [(f"--{cls.name}", {"metavar": "OUT", "help": f"write {cls.summary}"}) for cls in exporters]
+    seen = set()
+    for cls in exporters:
+        for opt in cls.options:
+            if opt.flag not in seen:
+                seen.add(opt.flag)
+                out.append((opt.flag, {"metavar": opt.metavar, "help": f"with --{cls.name}: {opt.help}"}))
+    return out
 
 
 def verb_parser(verb: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=f"synthvlm-build {verb}", description=DESCRIPTIONS[verb],
         epilog=f"example:\n  {EXAMPLES[verb]}", formatter_class=argparse.RawDescriptionHelpFormatter)
-    for name, options in ARGUMENTS[verb]:
+    for name, options in ARGUMENTS[verb] + (export_arguments() if verb == "export" else []):
         p.add_argument(name, **options)
     return p
 
