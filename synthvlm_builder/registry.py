@@ -235,3 +235,9 @@ def registry() -> Registry:
     """The components installed now. Distributions are found on sys.path, so a change of sys.path (a
     plugin installed into a scratch dir at run time, in tests) gives a fresh registry."""
     return _registry(tuple(sys.path))
+
+
+def refresh() -> None:
+    """Find the components again (a plugin installed into this process's sys.path since it started)."""
+    _registry.cache_clear()
+    importlib.invalidate_caches()
