@@ -14,7 +14,9 @@ class AlnumRatioFilter(CaptionStep):
     order = 10
     legacy = "null"
     Config = RangeFilter
-    schema = {**RATIO_RANGE, "description": 'Alphanumeric ratio = (characters c with c.isalnum()) / len(text), 0 for an empty text (Data-Juicer alphanumeric_filter). Keep min <= ratio <= max.'}
+    schema = {**RATIO_RANGE,
+              "description": 'Alphanumeric ratio = (characters c with c.isalnum()) / len(text), 0 for an empty text (Data-'
+                             'Juicer alphanumeric_filter). Keep min <= ratio <= max.'}
 
     def stat(self, text: str) -> float:
         return char_ratio(text, DEL_ALNUM, str.isalnum)

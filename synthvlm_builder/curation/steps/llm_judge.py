@@ -128,7 +128,66 @@ class LlmJudgeStep(CaptionStep):
     Config = LlmJudgeConfig
     # where and how the judge is asked; its model, prompt and yes-word decide the answers
     operational = ("base_url", "api_key_env", "max_concurrency", "timeout", "retries")
-    schema = {"description": "An LLM behind an OpenAI-compatible chat-completions endpoint (vLLM, TGI, llama.cpp server, a hosted API) answers the prompt for each caption; the caption is kept when the answer starts with yes. Requests run concurrently, transient failures (429, 5xx, timeouts) are retried with backoff, and answers are cached by (model, prompt, caption). Needs `pip install -e \".[llm]\"`. Only model, prompt and yes change the data.", "type": "object", "additionalProperties": False, "required": ["base_url", "model"], "properties": {"base_url": {"description": "The endpoint's base URL, e.g. http://localhost:8000/v1 for `vllm serve`.", "type": "string", "pattern": "^https?://[^\\s]+$", "x-error": "must be an http:// or https:// URL such as http://localhost:8000/v1"}, "model": {"description": "The model name the endpoint serves (its /v1/models lists it).", "type": "string", "minLength": 1}, "api_key_env": {"description": "The NAME of the environment variable that holds the API key (e.g. OPENAI_API_KEY); the key itself never appears in the recipe, the lock, the card or the logs. Unset: no key is sent.", "type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$", "x-error": "must be an environment variable name such as OPENAI_API_KEY (the name, not the key)"}, "prompt": {"description": "The user message; {caption} is replaced by the caption. Default: a Yes/No question whether the caption is highly descriptive (the paper's criterion).", "type": "string", "minLength": 1, "default": "Here is a caption of an image:\n\n{caption}\n\nIs this caption highly descriptive of the image it belongs to? Answer with Yes or No only."}, "yes": {"description": "The answer that keeps a caption: kept when the reply, stripped and case-folded, starts with this word.", "type": "string", "minLength": 1, "default": "Yes"}, "max_concurrency": {"description": "Requests in flight at once.", "type": "integer", "minimum": 1, "maximum": 1024, "default": 8}, "timeout": {"description": "Seconds to wait for one answer before retrying.", "type": "number", "minimum": 0.1, "maximum": 3600, "default": 60}, "retries": {"description": "Retries of a request after a transient failure (429, 5xx, timeout, dropped connection, malformed reply), with exponential backoff.", "type": "integer", "minimum": 0, "maximum": 20, "default": 5}}}
+    schema = {'description': 'An LLM behind an OpenAI-compatible chat-completions endpoint (vLLM, TGI, llama.cpp '
+                             'server, a hosted API) answers the prompt for each caption; the caption is kept when '
+                             'the answer starts with yes. Requests run concurrently, transient failures (429, 5xx, '
+                             'timeouts) are retried with backoff, and answers are cached by (model, prompt, '
+                             'caption). Needs `pip install -e ".[llm]"`. Only model, prompt and yes change the '
+                             'data.',
+              'type': 'object',
+              'additionalProperties': False,
+              'required': ['base_url', 'model'],
+              'properties': {'base_url': {'description': "The endpoint's base URL, e.g. http://localhost:8000/v1 "
+                                                         'for `vllm serve`.',
+                                          'type': 'string',
+                                          'pattern': '^https?://[^\\s]+$',
+                                          'x-error': 'must be an http:// or https:// URL such as '
+                                                     'http://localhost:8000/v1'},
+                             'model': {'description': 'The model name the endpoint serves (its /v1/models lists '
+                                                      'it).',
+                                       'type': 'string',
+                                       'minLength': 1},
+                             'api_key_env': {'description': 'The NAME of the environment variable that holds the '
+                                                            'API key (e.g. OPENAI_API_KEY); the key itself never '
+                                                            'appears in the recipe, the lock, the card or the '
+                                                            'logs. Unset: no key is sent.',
+                                             'type': 'string',
+                                             'pattern': '^[A-Za-z_][A-Za-z0-9_]*$',
+                                             'x-error': 'must be an environment variable name such as '
+                                                        'OPENAI_API_KEY (the name, not the key)'},
+                             'prompt': {'description': 'The user message; {caption} is replaced by the caption. '
+                                                       'Default: a Yes/No question whether the caption is highly '
+                                                       "descriptive (the paper's criterion).",
+                                        'type': 'string',
+                                        'minLength': 1,
+                                        'default': 'Here is a caption of an image:\n'
+                                                   '\n'
+                                                   '{caption}\n'
+                                                   '\n'
+                                                   'Is this caption highly descriptive of the image it belongs to? '
+                                                   'Answer with Yes or No only.'},
+                             'yes': {'description': 'The answer that keeps a caption: kept when the reply, '
+                                                    'stripped and case-folded, starts with this word.',
+                                     'type': 'string',
+                                     'minLength': 1,
+                                     'default': 'Yes'},
+                             'max_concurrency': {'description': 'Requests in flight at once.',
+                                                 'type': 'integer',
+                                                 'minimum': 1,
+                                                 'maximum': 1024,
+                                                 'default': 8},
+                             'timeout': {'description': 'Seconds to wait for one answer before retrying.',
+                                         'type': 'number',
+                                         'minimum': 0.1,
+                                         'maximum': 3600,
+                                         'default': 60},
+                             'retries': {'description': 'Retries of a request after a transient failure (429, 5xx, '
+                                                        'timeout, dropped connection, malformed reply), with '
+                                                        'exponential backoff.',
+                                         'type': 'integer',
+                                         'minimum': 0,
+                                         'maximum': 20,
+                                         'default': 5}}}
     rows = scored = ("llm_judge",)
 
     @classmethod

@@ -20,8 +20,16 @@ class TokenLimitFilter(CaptionStep):
     summary = "token count under the generator's text encoder"
     order = 70
     legacy = "null"
-    schema = {"description": "Largest token count (including begin/end tokens) under the generation model's first text encoder tokenizer (CLIP BPE for builtins). Longer captions are dropped, or truncated when truncate is true.", "type": "integer", "minimum": 3, "maximum": 4096}
-    siblings = {"truncate": {"description": "With max_tokens: cut long captions to max_tokens instead of dropping them.", "type": "boolean", "default": False}}
+    schema = {'description': "Largest token count (including begin/end tokens) under the generation model's first "
+                             'text encoder tokenizer (CLIP BPE for builtins). Longer captions are dropped, or '
+                             'truncated when truncate is true.',
+              'type': 'integer',
+              'minimum': 3,
+              'maximum': 4096}
+    siblings = {'truncate': {'description': 'With max_tokens: cut long captions to max_tokens instead of dropping '
+                                            'them.',
+                             'type': 'boolean',
+                             'default': False}}
 
     def __init__(self, tokenizer, max_tokens: int, truncate: bool = False, funnel=None):
         super().__init__(max=max_tokens)

@@ -81,7 +81,28 @@ class PerplexityStep(CaptionStep):
     order = 100
     legacy = "later"
     Config = PerplexityConfig
-    schema = {"description": "Perplexity under a KenLM language model, as Data-Juicer's perplexity_filter: the caption is split into SentencePiece pieces, scored by KenLM (with sentence begin and end), and perplexity = 10^(-log10 score / (pieces + 1)), rounded to 0.1. Keep perplexity <= max. Needs `pip install -e \".[perplexity]\"`.", "type": "object", "additionalProperties": False, "required": ["model", "tokenizer", "max"], "properties": {"model": {"description": "The KenLM model (ARPA text or KenLM binary): a local file (relative to the recipe file) or a Hub file hf://<org>/<name>[@<revision>]/<path>, e.g. hf://edugp/kenlm/wikipedia/en.arpa.bin (Data-Juicer's English Wikipedia model).", "type": "string", "minLength": 1}, "tokenizer": {"description": "The SentencePiece model the language model was trained on, in the same forms, e.g. hf://edugp/kenlm/wikipedia/en.sp.model.", "type": "string", "minLength": 1}, "max": {"description": "Largest perplexity kept (inclusive); the paper used 5500.", "type": "number", "minimum": 0}}}
+    schema = {'description': "Perplexity under a KenLM language model, as Data-Juicer's perplexity_filter: the "
+                             'caption is split into SentencePiece pieces, scored by KenLM (with sentence begin and '
+                             'end), and perplexity = 10^(-log10 score / (pieces + 1)), rounded to 0.1. Keep '
+                             'perplexity <= max. Needs `pip install -e ".[perplexity]"`.',
+              'type': 'object',
+              'additionalProperties': False,
+              'required': ['model', 'tokenizer', 'max'],
+              'properties': {'model': {'description': 'The KenLM model (ARPA text or KenLM binary): a local file '
+                                                      '(relative to the recipe file) or a Hub file '
+                                                      'hf://<org>/<name>[@<revision>]/<path>, e.g. '
+                                                      "hf://edugp/kenlm/wikipedia/en.arpa.bin (Data-Juicer's "
+                                                      'English Wikipedia model).',
+                                       'type': 'string',
+                                       'minLength': 1},
+                             'tokenizer': {'description': 'The SentencePiece model the language model was trained '
+                                                          'on, in the same forms, e.g. '
+                                                          'hf://edugp/kenlm/wikipedia/en.sp.model.',
+                                           'type': 'string',
+                                           'minLength': 1},
+                             'max': {'description': 'Largest perplexity kept (inclusive); the paper used 5500.',
+                                     'type': 'number',
+                                     'minimum': 0}}}
     rows = scored = ("perplexity",)
     batch_size = 64
 

@@ -109,7 +109,67 @@ class SourceImageStep(CaptionStep):
     order = 200
     legacy = "later"
     Config = SourceImageConfig
-    schema = {"description": "Agreement of each caption with its original image (sources with images or image_column; every source must have them). Captions whose image is missing or unreadable are dropped and counted in their own funnel row, source_image_missing.", "type": "object", "additionalProperties": False, "minProperties": 1, "properties": {"clip": {"description": "Cosine similarity of the caption (no prefix) and its image under an open_clip model, computed as score.clip computes it, as Data-Juicer's image_text_similarity_filter. Keep min <= cosine <= max. Set min, max or both.", "type": "object", "additionalProperties": False, "required": ["model"], "properties": {"model": {"description": "An open_clip model, as score.clip.model (e.g. ViT-B-32 with pretrained openai, as the paper).", "type": "string", "minLength": 1}, "pretrained": {"description": "open_clip pretrained tag or a local checkpoint file, as score.clip.pretrained.", "type": "string", "minLength": 1}, "min": {"description": "Smallest score kept (inclusive).", "type": "number", "minimum": -1, "maximum": 1}, "max": {"description": "Largest score kept (inclusive).", "type": "number", "minimum": -1, "maximum": 1}}}, "itm": {"description": "BLIP image-text matching probability softmax(itm logits)[1], as Data-Juicer's image_text_matching_filter. Keep min <= score <= max. Set min, max or both.", "type": "object", "additionalProperties": False, "required": ["model"], "properties": {"model": {"description": "A transformers BLIP image-text retrieval model (BlipForImageTextRetrieval): a Hub id such as Salesforce/blip-itm-base-coco (Data-Juicer's default) or a local folder saved with save_pretrained (relative to the recipe file).", "type": "string", "minLength": 1}, "revision": {"description": "Hub revision of the model; pin a commit sha for reproducible builds.", "type": "string", "minLength": 1}, "min": {"description": "Smallest score kept (inclusive).", "type": "number", "minimum": 0, "maximum": 1}, "max": {"description": "Largest score kept (inclusive).", "type": "number", "minimum": 0, "maximum": 1}}}}}
+    schema = {'description': 'Agreement of each caption with its original image (sources with images or '
+                             'image_column; every source must have them). Captions whose image is missing or '
+                             'unreadable are dropped and counted in their own funnel row, source_image_missing.',
+              'type': 'object',
+              'additionalProperties': False,
+              'minProperties': 1,
+              'properties': {'clip': {'description': 'Cosine similarity of the caption (no prefix) and its image '
+                                                     'under an open_clip model, computed as score.clip computes '
+                                                     "it, as Data-Juicer's image_text_similarity_filter. Keep min "
+                                                     '<= cosine <= max. Set min, max or both.',
+                                      'type': 'object',
+                                      'additionalProperties': False,
+                                      'required': ['model'],
+                                      'properties': {'model': {'description': 'An open_clip model, as '
+                                                                              'score.clip.model (e.g. ViT-B-32 '
+                                                                              'with pretrained openai, as the '
+                                                                              'paper).',
+                                                               'type': 'string',
+                                                               'minLength': 1},
+                                                     'pretrained': {'description': 'open_clip pretrained tag or a '
+                                                                                   'local checkpoint file, as '
+                                                                                   'score.clip.pretrained.',
+                                                                    'type': 'string',
+                                                                    'minLength': 1},
+                                                     'min': {'description': 'Smallest score kept (inclusive).',
+                                                             'type': 'number',
+                                                             'minimum': -1,
+                                                             'maximum': 1},
+                                                     'max': {'description': 'Largest score kept (inclusive).',
+                                                             'type': 'number',
+                                                             'minimum': -1,
+                                                             'maximum': 1}}},
+                             'itm': {'description': 'BLIP image-text matching probability softmax(itm logits)[1], '
+                                                    "as Data-Juicer's image_text_matching_filter. Keep min <= "
+                                                    'score <= max. Set min, max or both.',
+                                     'type': 'object',
+                                     'additionalProperties': False,
+                                     'required': ['model'],
+                                     'properties': {'model': {'description': 'A transformers BLIP image-text '
+                                                                             'retrieval model '
+                                                                             '(BlipForImageTextRetrieval): a Hub '
+                                                                             'id such as '
+                                                                             'Salesforce/blip-itm-base-coco '
+                                                                             "(Data-Juicer's default) or a local "
+                                                                             'folder saved with save_pretrained '
+                                                                             '(relative to the recipe file).',
+                                                              'type': 'string',
+                                                              'minLength': 1},
+                                                    'revision': {'description': 'Hub revision of the model; pin a '
+                                                                                'commit sha for reproducible '
+                                                                                'builds.',
+                                                                 'type': 'string',
+                                                                 'minLength': 1},
+                                                    'min': {'description': 'Smallest score kept (inclusive).',
+                                                            'type': 'number',
+                                                            'minimum': 0,
+                                                            'maximum': 1},
+                                                    'max': {'description': 'Largest score kept (inclusive).',
+                                                            'type': 'number',
+                                                            'minimum': 0,
+                                                            'maximum': 1}}}}}
     scored = (CLIP, ITM)
     batch_size = 32
 

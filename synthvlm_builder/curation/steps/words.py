@@ -16,7 +16,18 @@ class WordCountFilter(CaptionStep):
     order = 60
     legacy = "null"
     Config = RangeFilter
-    schema = {"description": "Number of words (as split above). Keep min <= words <= max.", "type": "object", "additionalProperties": False, "minProperties": 1, "properties": {"min": {"description": "Fewest words a caption may have.", "type": "integer", "minimum": 0, "maximum": 100000}, "max": {"description": "Most words a caption may have.", "type": "integer", "minimum": 1, "maximum": 100000}}}
+    schema = {'description': 'Number of words (as split above). Keep min <= words <= max.',
+              'type': 'object',
+              'additionalProperties': False,
+              'minProperties': 1,
+              'properties': {'min': {'description': 'Fewest words a caption may have.',
+                                     'type': 'integer',
+                                     'minimum': 0,
+                                     'maximum': 100000},
+                             'max': {'description': 'Most words a caption may have.',
+                                     'type': 'integer',
+                                     'minimum': 1,
+                                     'maximum': 100000}}}
 
     def __init__(self, min: Optional[float] = None, max: Optional[float] = None, segmentation: str = "whitespace"):
         super().__init__(min, max)

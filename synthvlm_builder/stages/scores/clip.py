@@ -26,32 +26,32 @@ class ClipScore(ImageScore):
     legacy = "null"
     later = {"units": "cosine"}
     Config = ClipConfig
-    schema = {'description': 'CLIPScore with open_clip, from the cosine similarity of image and text embeddings, stored '
-                    'in the units below.',
-     'type': 'object',
-     'additionalProperties': False,
-     'required': ['model'],
-     'properties': {'model': {'description': 'open_clip model name (e.g. ViT-B-32, ViT-L-14; needs '
-                                             'pretrained), an open_clip model folder local-dir:PATH (relative '
-                                             'to the recipe file) or hf-hub:org/name (their own weights), or '
-                                             'builtin:shapes-clip (trained on the shapes world) / '
-                                             'builtin:tiny-clip (random weights).',
-                              'type': 'string',
-                              'minLength': 1},
-                    'pretrained': {'description': 'open_clip pretrained tag (e.g. openai) or a local '
-                                                  'checkpoint file (relative to the recipe file).',
-                                   'type': 'string',
-                                   'minLength': 1},
-                    'prefix': {'description': 'Text prepended to each caption before encoding; the text is '
-                                              "truncated to the model's context length.",
-                               'type': 'string',
-                               'default': 'A photo depicts '},
-                    'units': {'description': "Units of clip_score: cosine (the paper's: raw cosine, whose "
-                                             'reported means add up, 0.36 + 0.5 * 0.86 = 0.79) or clipscore '
-                                             "(Hessel et al.'s 2.5 * max(cosine, 0), as the authors' follow-up "
-                                             'code stores it).',
-                              'enum': ['cosine', 'clipscore'],
-                              'default': 'cosine'}}}
+    schema = {'description': 'CLIPScore with open_clip, from the cosine similarity of image and text embeddings, '
+                             'stored in the units below.',
+              'type': 'object',
+              'additionalProperties': False,
+              'required': ['model'],
+              'properties': {'model': {'description': 'open_clip model name (e.g. ViT-B-32, ViT-L-14; needs '
+                                                      'pretrained), an open_clip model folder local-dir:PATH '
+                                                      '(relative to the recipe file) or hf-hub:org/name (their own '
+                                                      'weights), or builtin:shapes-clip (trained on the shapes '
+                                                      'world) / builtin:tiny-clip (random weights).',
+                                       'type': 'string',
+                                       'minLength': 1},
+                             'pretrained': {'description': 'open_clip pretrained tag (e.g. openai) or a local '
+                                                           'checkpoint file (relative to the recipe file).',
+                                            'type': 'string',
+                                            'minLength': 1},
+                             'prefix': {'description': 'Text prepended to each caption before encoding; the text '
+                                                       "is truncated to the model's context length.",
+                                        'type': 'string',
+                                        'default': 'A photo depicts '},
+                             'units': {'description': "Units of clip_score: cosine (the paper's: raw cosine, whose "
+                                                      'reported means add up, 0.36 + 0.5 * 0.86 = 0.79) or '
+                                                      "clipscore (Hessel et al.'s 2.5 * max(cosine, 0), as the "
+                                                      "authors' follow-up code stores it).",
+                                       'enum': ['cosine', 'clipscore'],
+                                       'default': 'cosine'}}}
     thresholds = {"min_clip_score": {'description': 'Drop candidates whose clip_score (in score.clip.units) is below this.',
          'type': 'number',
          'minimum': -1,

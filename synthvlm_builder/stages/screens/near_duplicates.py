@@ -23,24 +23,24 @@ class NearDuplicatesScreen(ImageScreen):
     order = 30
     legacy = "null"
     Config = NearDuplicates
-    schema = {'description': 'Drop near-identical images across the whole build, keeping the best-scored of each group '
-                    '(ties: the smaller id). Set one or both criteria; an image is a near-duplicate of another '
-                    'when either holds.',
-     'type': 'object',
-     'additionalProperties': False,
-     'minProperties': 1,
-     'properties': {'phash_distance': {'description': 'Perceptual hash (imagehash pHash, 64 bits): images '
-                                                      'within this Hamming distance are near-duplicates. '
-                                                      'Column `phash`.',
-                                       'type': 'integer',
-                                       'minimum': 0,
-                                       'maximum': 16},
-                    'clip_cosine': {'description': 'Images whose CLIPScore-model image embeddings have at '
-                                                   'least this cosine are near-duplicates (approximate '
-                                                   'neighbour search with faiss HNSW).',
-                                    'type': 'number',
-                                    'minimum': 0.5,
-                                    'maximum': 1}}}
+    schema = {'description': 'Drop near-identical images across the whole build, keeping the best-scored of each '
+                             'group (ties: the smaller id). Set one or both criteria; an image is a near-duplicate '
+                             'of another when either holds.',
+              'type': 'object',
+              'additionalProperties': False,
+              'minProperties': 1,
+              'properties': {'phash_distance': {'description': 'Perceptual hash (imagehash pHash, 64 bits): images '
+                                                               'within this Hamming distance are near-duplicates. '
+                                                               'Column `phash`.',
+                                                'type': 'integer',
+                                                'minimum': 0,
+                                                'maximum': 16},
+                             'clip_cosine': {'description': 'Images whose CLIPScore-model image embeddings have at '
+                                                            'least this cosine are near-duplicates (approximate '
+                                                            'neighbour search with faiss HNSW).',
+                                             'type': 'number',
+                                             'minimum': 0.5,
+                                             'maximum': 1}}}
 
     @classmethod
     def columns(cls, cfg: NearDuplicates) -> list[Column]:
