@@ -9,10 +9,10 @@ failure (exit 1). What a model is called in the lock, card and plan is decided e
 from __future__ import annotations
 
 import importlib.util
-import sys
 from contextlib import contextmanager
 
 from ..errors import BuildError, InputError
+from ..reporter import note
 from ..recipe import Recipe
 
 
@@ -121,7 +121,3 @@ def caption_length(recipe: Recipe) -> None:
         note("captions.filters.max_tokens could not be checked against " + ", ".join(contexts.unchecked)
              + ": its config is not at hand")
 
-
-def note(message: str) -> None:
-    from ..text import printable
-    print(f"note: {printable(message)}", file=sys.stderr, flush=True)
