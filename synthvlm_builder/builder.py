@@ -50,6 +50,12 @@ class RecipeBuilder(datasets.ArrowBasedBuilder):
             Path(self._cache_dir_root) / BUILDS / f"{recipe.name}-v{recipe.version}-{self.identity[:16]}")
         self.build_result = None  # the API's BuildResult once this builder has run the build
 
+    def download_and_prepare(self, *args, **kwargs):
+        """datasets' own, with this builder's reporter in use throughout (its bars included)."""
+        from .reporter import datasets_bars, use
+        with use(self.reporter), datasets_bars():
+            return super().download_and_prepare(*args, **kwargs)
+
     def _info(self) -> datasets.DatasetInfo:
         from .release.dataset import CITATION
         from .stages.rows import features

@@ -137,3 +137,19 @@ def warning(text: str) -> None:
 
 def progress(iterable: Optional[Iterable] = None, total: Optional[int] = None, desc: str = "", unit: str = "it"):
     return _current.progress(iterable, total=total, desc=desc, unit=unit)
+
+
+@contextmanager
+def datasets_bars() -> Iterator[None]:
+    """`datasets`' own progress bars ("Generating train split"), which always go to standard error, follow
+    the reporter in use: hidden inside the block unless it draws its bars on standard error too."""
+    from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+    shown = _current.show_progress and _current._out() is sys.stderr
+    hide = not shown and not are_progress_bars_disabled()
+    if hide:
+        disable_progress_bars()
+    try:
+        yield
+    finally:
+        if hide:
+            enable_progress_bars()

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .recipe.config import Caption, Recipe
+from .reporter import datasets_bars
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class BuildResult:
 
         from .layout import release_data
         files = [str(f) for f in release_data(self.path)]
-        with _quiet_datasets():
+        with datasets_bars():
             return datasets.load_dataset("parquet", data_files={"train": files}, split="train", **options)
 
     def summary(self) -> str:
@@ -88,19 +89,3 @@ class PlanResult:
 
     def __str__(self) -> str:
         return self.summary()
-
-
-class _quiet_datasets:
-    """`datasets`' own progress bars follow the reporter in use: off when it draws none."""
-
-    def __enter__(self):
-        from datasets.utils import disable_progress_bars, are_progress_bars_disabled
-        from .reporter import current
-        self._restore = not current().show_progress and not are_progress_bars_disabled()
-        if self._restore:
-            disable_progress_bars()
-
-    def __exit__(self, *exc):
-        if self._restore:
-            from datasets.utils import enable_progress_bars
-            enable_progress_bars()

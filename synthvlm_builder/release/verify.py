@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import random
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +68,7 @@ def verify(target: str, revision: str | None = None, sample: int = 8, seed: int 
         where = (f"regenerating on {here['device_type']}"
                  f"{_threads([here['cpu_threads']] if here['cpu_threads'] else [])}: pixels must be "
                  + ("identical" if exact else "within 1/255 (another device type or thread count)"))
-    with reporter.progress(total=len(groups), desc="regenerating", unit="batch") as bar:
+    with reporter.progress(total=len(groups), desc="regenerating", unit="batch") if groups else nullcontext() as bar:
         for (shard, _), (batch, members) in sorted(groups.items()):
             published = worker.publish(worker.generate(batch))
             scores = worker.scores(batch, published)
