@@ -176,7 +176,7 @@ def cmd_verify(args) -> int:
 def cmd_captions(args) -> int:
     """With `--output -` the captions are JSONL on standard output, and all else goes to standard error."""
     from . import api
-    from .curation.captions import caption_line, format_funnel
+    from .curation.captions import caption_line
     to_stdout = args.output == "-"
     report = sys.stderr if to_stdout else sys.stdout
     if to_stdout:
@@ -196,7 +196,7 @@ def cmd_captions(args) -> int:
             out["captions"] = [{"id": c.id, "text": c.text, "source": c.source} for c in result.captions]
         print(_json_text(out, indent=2), file=report)
         return 0
-    print(format_funnel(result.funnel), file=report)
+    print(result.summary(), file=report)
     if args.output:
         where = "standard output" if to_stdout else printable(args.output)
         print(f"wrote {result.count} captions to {where}", file=report)

@@ -2,8 +2,11 @@
 results are the build's own data, errors carry the CLI's located problems, and no library module prints."""
 import ast
 import dataclasses
+import io
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import datasets
@@ -179,6 +182,42 @@ def test_reporter_default_replaced_or_silenced(readme, capsys):
         result = dataclasses.replace(ns["result"], path=out)
         assert result.load(cache_dir=str(tmp / "another-cache")).num_rows == 2
     assert capsys.readouterr() == ("", "")
+
+
+PUBLISH = """
+import json, sys
+from synthvlm_builder import Recorder, publish
+log = Recorder()
+first = publish(sys.argv[1], repo_id=sys.argv[2], reporter=log)
+again = publish(sys.argv[1], repo_id=sys.argv[2], reporter=log)
+print(json.dumps({"first": [first.repo, first.commit, first.tag, first.url, first.action],
+                  "again": [again.commit, again.action], "summary": again.summary(), "messages": log.messages}))
+"""
+
+
+@pytest.mark.slow  # a client process against the loopback Hub (HF_ENDPOINT is read at import time)
+def test_publish_returns_the_release(readme, hub, hub_env):
+    tmp, _, ns = readme
+    proc = subprocess.run([sys.executable, "-c", PUBLISH, str(tmp / ns["result"].path), "org/tiny"], env=hub_env,
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    out = json.loads(proc.stdout)  # the only line written: publish itself prints nothing
+    (commit,) = [c["id"] for c in hub.commits("org/tiny") if c["title"].startswith("Release ")]
+    assert out["first"][0] == "org/tiny" and out["first"][1:3] == [commit, "v0.1.0"]
+    assert out["first"][4] == "published" and "org/tiny" in out["first"][3]
+    assert hub.refs("org/tiny")["tags"] == {"v0.1.0": commit} and out["again"] == [commit, "exists"]
+    assert out["summary"].startswith("v0.1.0 is already published") and f"commit: {commit}" in out["summary"]
+    assert any(m.startswith("pushing ") for m in out["messages"])
+
+
+def test_stream_reporter_writes_terminal_safe_lines():
+    out = io.StringIO()
+    with reporter.use(Reporter(out, progress=False)):
+        reporter.note("caption \x1b]0;owned\x07 dropped\nsecond line")
+        reporter.warning("w")
+        with reporter.progress(range(3), desc="bar") as bar:
+            assert list(bar) == [0, 1, 2]
+    assert out.getvalue() == "note: caption \\x1b]0;owned\\x07 dropped\nsecond line\nwarning: w\n"
 
 
 def test_no_library_module_prints():

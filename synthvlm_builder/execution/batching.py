@@ -104,5 +104,6 @@ class BatchSize:
             raise BuildError(f"out of memory with a batch of 1 ({reason}); use a smaller resolution or model,"
                              " or a device with more memory")
         self.record(size // 2, "out of memory", error=reason[:200])
-        reporter.info(f"out of memory with a batch of {size}: generating the rest of the build in batches of {size // 2}")
+        reporter.info(f"out of memory with a batch of {size}: generating the rest of the build in batches of"
+                      f" {size // 2}")
         return size // 2

@@ -121,7 +121,7 @@ def _publish(api, build_dir: Path, repo_id: str, private: bool, name: str, versi
     info = retry("repo_info", lambda: api.repo_info(repo_id, repo_type="dataset"))
     if info.private is not None and bool(info.private) != private:
         reporter.note(f"{repo_id} exists and is {'private' if info.private else 'public'}; the recipe asks for"
-            f" {'private' if private else 'public'}, the visibility is left as it is")
+                      f" {'private' if private else 'public'}, the visibility is left as it is")
     refs = retry("list_repo_refs", lambda: api.list_repo_refs(repo_id, repo_type="dataset"))
     tags = {t.name: t.target_commit for t in refs.tags}
     if tag in tags:

@@ -81,7 +81,7 @@ def retry(what: str, call: Callable, landed: Optional[Callable] = None):
 
     def before_sleep(state: RetryCallState) -> None:
         reporter.info(f"{what}: {describe(state.outcome.exception())}; retry {state.attempt_number}/{retries} in"
-             f" {state.next_action.sleep:g}s")
+                      f" {state.next_action.sleep:g}s")
 
     try:
         return Retrying(stop=stop_after_attempt(retries + 1), wait=wait_exponential(multiplier=wait, max=MAX_WAIT),

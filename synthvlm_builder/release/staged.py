@@ -92,8 +92,8 @@ def commit_on_branch(api, build_dir: Path, repo_id: str, version: str, title: st
     final = [p for p in LAST if p in local]
     ops = [("add", p) for p in todo] + [("delete", p) for p in stale]
     n_parts = -(-max(0, len(ops) + len(final) - per) // per)  # commits before the final one
-    reporter.info(f"{len(local)} files, {len(ops) + len(final)} to commit: {n_parts + 1} commit(s) of at most {per} files on"
-        f" {branch}, then the tag, then main")
+    reporter.info(f"{len(local)} files, {len(ops) + len(final)} to commit: {n_parts + 1} commit(s) of at most {per}"
+                  f" files on {branch}, then the tag, then main")
     for k in range(n_parts):
         batch, ops = ops[:per], ops[per:]
         _commit(api, repo_id, branch, build_dir, batch, f"{title}: part {k + 1} of {n_parts + 1}",

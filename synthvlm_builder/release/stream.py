@@ -116,7 +116,7 @@ class StreamUploader:
             future.result()
         self._pool.shutdown(wait=True)
         reporter.info(f"uploads: {self.sent} data file(s) sent while building, {self.skipped} already there"
-            + (f", {self.failed} failed" if self.failed else ""))
+                      + (f", {self.failed} failed" if self.failed else ""))
 
     def abandon(self) -> None:
         """The build failed: stop after the upload in progress (what finished stays recorded)."""
