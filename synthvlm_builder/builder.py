@@ -80,6 +80,6 @@ class RecipeBuilder(datasets.ArrowBasedBuilder):
 
 def _version(version: str) -> str:
     """The x.y.z of a semantic version (`datasets.Version` takes no pre-release or build suffix; the
-    cache is keyed by the content identity, which the whole recipe enters)."""
+    cache is keyed by the content identity, which every data field and input file enters)."""
     m = re.match(r"\d+\.\d+\.\d+", version)
     return m.group(0) if m else "0.0.0"

@@ -41,7 +41,7 @@ class Reporter:
     def silent(cls) -> "Reporter":
         return cls(progress=False, messages=False)
 
-    def _out(self) -> TextIO:
+    def writes_to(self) -> TextIO:
         return self.stream if self.stream is not None else sys.stderr
 
     def message(self, kind: str, text: str) -> None:
@@ -50,7 +50,7 @@ class Reporter:
         if not self.show_messages:
             return
         line = text if kind == "info" else f"{kind}: {text}"
-        out = self._out()
+        out = self.writes_to()
         out.write("\n".join(printable(part) for part in line.split("\n")) + "\n")
         out.flush()
 
@@ -58,8 +58,8 @@ class Reporter:
                  unit: str = "it"):
         """A tqdm bar (a context manager; iterate it, or call `update(n)`)."""
         from tqdm.auto import tqdm as auto_tqdm  # a notebook widget in Jupyter, text elsewhere
-        return auto_tqdm(iterable, total=total, desc=desc, unit=unit, dynamic_ncols=True, file=self._out(),
-                    disable=not self.show_progress)
+        return auto_tqdm(iterable, total=total, desc=desc, unit=unit, dynamic_ncols=True, file=self.writes_to(),
+                         disable=not self.show_progress)
 
 
 class Recorder(Reporter):
@@ -98,8 +98,7 @@ class _RecordedBar(tqdm):
         super().close()
 
 
-_DEFAULT = Reporter()
-_current: Reporter = _DEFAULT
+_current: Reporter = Reporter()
 _switch = threading.Lock()
 
 
@@ -144,7 +143,7 @@ def datasets_bars() -> Iterator[None]:
     """`datasets`' own progress bars ("Generating train split"), which always go to standard error, follow
     the reporter in use: hidden inside the block unless it draws its bars on standard error too."""
     from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
-    shown = _current.show_progress and _current._out() is sys.stderr
+    shown = _current.show_progress and _current.writes_to() is sys.stderr
     hide = not shown and not are_progress_bars_disabled()
     if hide:
         disable_progress_bars()
