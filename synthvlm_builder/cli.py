@@ -15,7 +15,8 @@ import traceback
 from pathlib import Path
 
 from .cliargs import VERBS, build_parser, verb_parser
-from .errors import BuildError, InputError, RecipeError, UnsafeOutput, error_line, fault_line
+from .errors import BuildError, InputError, RecipeError, error_line, fault_line
+from .reporter import Reporter, use
 from .text import has_unsafe, printable
 
 
@@ -38,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from .settings import check_environment
         check_environment()  # every SYNTHVLM_* variable, before any work
-        code = COMMANDS[verb](args)
+        with use(Reporter()):  # messages and progress bars to standard error (as it is when written)
+            code = COMMANDS[verb](args)
         sys.stdout.flush()  # a closed pipe shows here, inside the try, not at interpreter exit
         return code
     except (RecipeError, InputError, BuildError) as e:
@@ -94,12 +96,12 @@ def _json_text(data, **options) -> str:
 # --- verbs --------------------------------------------------------------------------
 
 def cmd_validate(args) -> int:
+    from . import Recipe
     from .execution.plan import fingerprint
-    from .recipe import load_recipe
     problems, ok = [], []
     for path in args.recipes:
         try:
-            ok.append(f"{printable(path)}: ok (fingerprint {fingerprint(load_recipe(path))[:12]})")
+            ok.append(f"{printable(path)}: ok (fingerprint {fingerprint(Recipe.from_yaml(path))[:12]})")
         except RecipeError as e:
             problems.extend(e.problems)
     if ok:
@@ -110,27 +112,9 @@ def cmd_validate(args) -> int:
 
 
 def cmd_plan(args) -> int:
-    from .execution.plan import make_plan
-    from .execution.report import format_plan, local_source_digests
-    from .recipe import load_recipe
-    recipe = load_recipe(args.recipe)
-    plan = make_plan(recipe)
-    measured = None
-    if args.measure:
-        from .execution.measure import estimate, format_measured, measure
-        from .execution.runner import check_device, preflight
-        from .settings import check_cache
-        check_device(args.device or recipe.execution.device, "--device" if args.device else "execution.device")
-        check_cache(recipe)
-        preflight(recipe)
-        measured = estimate(measure(recipe, args.device), plan.candidates)
-    if args.json:
-        extra = {"measured": measured} if measured else {}
-        print(json.dumps({**plan.to_json(recipe), "content": local_source_digests(recipe), **extra}, indent=2))
-    else:
-        print(format_plan(recipe, plan))
-        if measured:
-            print(format_measured(measured, plan.candidates))
+    from . import api
+    result = api.plan(args.recipe, measure=args.measure, device=args.device)
+    print(json.dumps(result.to_json(), indent=2) if args.json else result.summary())
     return 0
 
 
@@ -177,113 +161,90 @@ def cmd_preview(args) -> int:
 
 
 def cmd_verify(args) -> int:
+    from . import api
     from .units import parse_int
     sample = parse_int(args.sample, "--sample", minimum=1)
     seed = parse_int(args.seed, "--seed")
-    from .release.verify import verify
-    return verify(args.target, revision=args.revision, sample=sample, seed=seed, device=args.device)
+    result = api.verify(args.target, revision=args.revision, sample=sample, seed=seed, device=args.device)
+    print(result.summary())
+    if not result.ok:
+        print(result.error(), file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_captions(args) -> int:
     """With `--output -` the captions are JSONL on standard output, and all else goes to standard error."""
-    from .curation.captions import Funnel, caption_line, format_funnel, write_jsonl
-    from .execution.runner import curate_recipe
-    from .recipe import load_recipe
-    from .settings import check_cache
-    recipe = load_recipe(args.recipe)
+    from . import api
+    from .curation.captions import caption_line
     to_stdout = args.output == "-"
-    if args.output and not to_stdout:
-        _check_captions_output(Path(args.output), recipe)
-    check_cache(recipe, captions_only=True)
-    funnel = Funnel()
-    survivors = curate_recipe(recipe, funnel)
-    report, shown, kept = sys.stderr if to_stdout else sys.stdout, [], 0
+    report = sys.stderr if to_stdout else sys.stdout
     if to_stdout:
-        for c in survivors:
+        stream = api.iter_captions(args.recipe)
+        count = 0
+        for c in stream:
             sys.stdout.write(_json_text(json.loads(caption_line(c))) + "\n")
-            kept += 1
-    elif args.output:  # streams to the file: memory stays flat however many captions there are
-        try:
-            kept = write_jsonl(survivors, Path(args.output))
-        except UnsafeOutput as e:  # made since the check above: the flag still names it
-            raise InputError("--output", e.message) from None
-    else:
-        shown = list(survivors)
-        kept = len(shown)
+            count += 1
+        result = api.CaptionsResult(stream.funnel, None, count, None)
+    else:  # to a file, streamed (memory stays flat however many captions there are), or kept to show
+        result = api.captions(args.recipe, output=args.output or None)
     if args.json:
-        out = {"funnel": funnel.to_dict()}
+        out = {"funnel": result.funnel}
         if args.output:
             out["output"] = args.output
         else:
-            out["captions"] = [{"id": c.id, "text": c.text, "source": c.source} for c in shown]
+            out["captions"] = [{"id": c.id, "text": c.text, "source": c.source} for c in result.captions]
         print(_json_text(out, indent=2), file=report)
         return 0
-    print(format_funnel(funnel.to_dict()), file=report)
+    print(result.summary(), file=report)
     if args.output:
-        print(f"wrote {kept} captions to {'standard output' if to_stdout else printable(args.output)}", file=report)
+        where = "standard output" if to_stdout else printable(args.output)
+        print(f"wrote {result.count} captions to {where}", file=report)
     else:
-        for c in shown[:10]:
+        for c in result.captions[:10]:
             print(f"  {printable(c.id)}\t{printable(c.text)}")
-        if kept > 10:
-            print(f"  ... {kept - 10} more (use --output FILE.jsonl, or --output - for standard output)")
+        if result.count > 10:
+            print(f"  ... {result.count - 10} more (use --output FILE.jsonl, or --output - for standard output)")
     return 0
 
 
-def _check_captions_output(out: Path, recipe) -> None:
-    from .destination import FILE, check_output
-    check_output(out, "--output", FILE)
-    for i, src in enumerate(recipe.captions.sources):
-        if out.exists() and Path(src.path).exists() and os.path.samefile(out, src.path) \
-                or out.resolve() == Path(src.path).resolve():
-            raise InputError("--output", f"{out} is the recipe's caption source captions.sources[{i}];"
-                             " writing it would overwrite the input: choose another file")
-
-
 def cmd_build(args) -> int:
-    from .destination import FOLDER, check_output
-    from .recipe import load_recipe
-    from .settings import check_cache
-    recipe = load_recipe(args.recipe)
-    check_output(Path(args.output) if args.output else recipe.output_dir, "--output" if args.output else "output.dir",
-                 FOLDER)
-    check_cache(recipe)
-    from .execution.runner import build
-    result = build(recipe, output_dir=Path(args.output) if args.output else None,
-                   executor=args.executor, device=args.device, overwrite=args.overwrite, push=args.push)
-    if args.push:
-        from .release.publish import publish
-        publish(result.output_dir)
+    from . import api
+    result = api.build(args.recipe, output_dir=args.output or None, executor=args.executor, device=args.device,
+                       overwrite=args.overwrite, push=args.push)
+    if result.action == "built":
+        print(result.summary(), file=sys.stderr)
+    if result.published:
+        print(result.published.summary())
     return 0
 
 
 def cmd_publish(args) -> int:
-    from .release.publish import publish
-    publish(Path(args.dir), repo_id=args.repo_id)
+    from . import api
+    print(api.publish(args.dir, repo_id=args.repo_id).summary())
     return 0
 
 
 def cmd_export(args) -> int:
-    """One exporter (release/exporters/, or a plugin's), chosen by its flag, with its own options."""
-    from .destination import NEW_FOLDER, check_output
+    """One --NAME OUT (an exporter: release/exporters/, or a plugin's) and the option flags it takes."""
+    from . import api
     from .registry import registry
     exporters = registry().all("exporter")
     chosen = [cls for cls in exporters if getattr(args, cls.name.replace("-", "_"))]
     if len(chosen) != 1:
         raise InputError(f"--{(chosen or exporters)[0].name}",
                          "give one of " + " or ".join(f"--{cls.name} OUT" for cls in exporters))
-    exporter = chosen[0]
-    options = {}
+    exporter, options = chosen[0], {}
     for cls in exporters:
         for opt in cls.options:
             value = getattr(args, opt.dest)
             if value is None or opt.dest in options:
                 continue
             if opt not in exporter.options:
-                raise InputError(opt.flag, f"applies to --{cls.name} only")
-            options[opt.dest] = opt.parse(value, opt.flag)
-    flag = f"--{exporter.name}"
-    out = check_output(getattr(args, exporter.name.replace("-", "_")), flag, NEW_FOLDER, outside=Path(args.dir))
-    exporter.export(Path(args.dir), out, **options)
+                takers = [f"--{c.name}" for c in exporters if opt in c.options]
+                raise InputError(opt.flag, f"applies to {' or '.join(takers)} only")
+            options[opt.dest] = value
+    print(api.export(args.dir, exporter.name, getattr(args, exporter.name.replace("-", "_")), **options).summary)
     return 0
 
 

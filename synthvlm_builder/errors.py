@@ -58,6 +58,9 @@ class InputError(Exception):
         self.field = field
         self.message = message
         self.location = location  # "FILE:LINE" in an input file the problem is in, when known
+        # The problem located in its recipe (FILE:LINE:COL) once an API call that read the recipe knows
+        # where `field` is (api.py); the CLI prints it as it prints a RecipeError's.
+        self.problems: list[Problem] = []
         super().__init__(f"{location or field}: {message}")
 
 
@@ -72,9 +75,14 @@ class UnsafeOutput(InputError):
 
 
 class BuildError(Exception):
-    """A runtime failure (exit 1): model unavailable, too few rows, push failed."""
+    """A runtime failure (exit 1): model unavailable, too few rows, push failed. It is located in no
+    input, so `problems` stays empty."""
 
     exit_code = 1
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.problems: list[Problem] = []
 
 
 def error_line(e: RecipeError | InputError | BuildError, recipe_file=None) -> str:
@@ -86,6 +94,8 @@ def error_line(e: RecipeError | InputError | BuildError, recipe_file=None) -> st
         return printable(f"error: {e}")
     if e.location:
         return printable(f"{e.location}: {e.message} ({e.field})")
+    if e.problems:
+        return "\n".join(str(p) for p in e.problems)
     if not e.field:
         return printable(f"error: {e.message}")
     if recipe_file and e.field[:1].islower():  # a recipe field path (flags, variables, DIR are not)

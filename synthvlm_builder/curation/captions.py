@@ -11,7 +11,6 @@ sets up every model step) before it returns, so a broken source fails before wor
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -20,17 +20,12 @@ default (accurate) mode misses three of the sixteen.
 """
 from __future__ import annotations
 
-import hashlib
-import math
 import re
 import string
 import sys
 import unicodedata
-from collections import Counter
 from functools import lru_cache
 from itertools import repeat
-from operator import itemgetter
-from typing import Optional
 
 from . import longtext
 

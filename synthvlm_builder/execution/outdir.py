@@ -18,10 +18,10 @@ import fcntl
 import json
 import os
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import reporter
 from ..atomic import atomic_write, fsync_dir, remove
 from ..errors import InputError
 from ..text import printable
@@ -221,7 +221,7 @@ class OutputDir:
             if not discard_corrupt:
                 raise e.corrupt(f"{START_OVER} drop this journal and build again, or delete {journal}",
                                 self.field) from None
-            print(f"note: dropped the corrupt install journal {journal} ({printable(e.problem)})", file=sys.stderr)
+            reporter.note(f"dropped the corrupt install journal {journal} ({printable(e.problem)})")
             journal.unlink()
             return False
         old = self.owned_files(tolerate=True)

@@ -8,11 +8,10 @@ failure (exit 1). What a model is called in the lock, card and plan is decided e
 """
 from __future__ import annotations
 
-import importlib.util
-import sys
 
-from ..errors import BuildError, InputError
+from ..errors import InputError
 from ..models.preflight import reported_at as at
+from ..reporter import note
 from ..recipe import Recipe
 
 
@@ -68,7 +67,3 @@ def caption_length(recipe: Recipe) -> None:
         note("captions.filters.max_tokens could not be checked against " + ", ".join(contexts.unchecked)
              + ": its config is not at hand")
 
-
-def note(message: str) -> None:
-    from ..text import printable
-    print(f"note: {printable(message)}", file=sys.stderr, flush=True)

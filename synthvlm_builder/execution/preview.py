@@ -8,7 +8,6 @@ inlines every image as a data: URI: no file beside it, no network, no script.
 from __future__ import annotations
 
 import base64
-import dataclasses
 from itertools import islice
 from pathlib import Path
 

@@ -8,14 +8,11 @@ replaced only by a complete new one, and only the files it made are removed.
 """
 from __future__ import annotations
 
-import dataclasses
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
+from .. import reporter
 from ..errors import BuildError, InputError
 from ..recipe import Recipe
 from .identity import build_key, content_identity, input_digests
@@ -57,10 +54,7 @@ class BuildResult:
     rows: int
     fingerprint: str
     stats: dict
-
-
-def say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    action: str = "built"  # or "exists": the dir already held this build, nothing was done
 
 
 def build(recipe: Recipe, output_dir: Path | None = None, executor: str | None = None,
@@ -81,7 +75,7 @@ def build(recipe: Recipe, output_dir: Path | None = None, executor: str | None =
     failed, ctx = True, None
     try:
         if target.finish_install(discard_corrupt=overwrite):
-            say(f"completed the install an earlier run left unfinished in {target.out}")
+            reporter.info(f"completed the install an earlier run left unfinished in {target.out}")
         _admit(target, target.contents(overwrite), identity, inputs, key, recipe, overwrite)
         work = WorkDir(target.build_root(key), target.field)
         ctx = BuildContext(recipe, fp, identity, inputs, target, work, executor or recipe.execution.executor,
@@ -174,10 +168,10 @@ def _already_built(ctx: BuildContext) -> BuildResult | None:
             return None
         stats = load(out / STATS, "stats")
     except (OSError, UnicodeError, StateError) as e:
-        say(f"note: {printable(e)}; assembling this build's files again")
+        reporter.note(f"{printable(e)}; assembling this build's files again")
         return None
-    say(f"{out} already holds this build (identity {ctx.identity[:12]}); nothing to do")
-    return BuildResult(out, stats["rows"], ctx.fingerprint, stats)
+    reporter.info(f"{out} already holds this build (identity {ctx.identity[:12]}); nothing to do")
+    return BuildResult(out, stats["rows"], ctx.fingerprint, stats, action="exists")
 
 
 def _pending_shards(ctx: BuildContext) -> list[int]:
@@ -189,12 +183,12 @@ def _pending_shards(ctx: BuildContext) -> list[int]:
             work.log("shard_skipped", shard=i)
             continue
         if check.reason != "not finished":
-            say(f"shard {i}: {check.reason}; regenerating it")
+            reporter.info(f"shard {i}: {check.reason}; regenerating it")
             work.log("shard_invalid", shard=i, reason=check.reason)
         work.discard_shard(i)
         pending.append(i)
     if ctx.n_shards - len(pending):
-        say(f"resuming: {ctx.n_shards - len(pending)} of {ctx.n_shards} shards already done and verified")
+        reporter.info(f"resuming: {ctx.n_shards - len(pending)} of {ctx.n_shards} shards already done and verified")
     return pending
 
 
@@ -207,7 +201,7 @@ def run_shards(ctx: BuildContext, pending: list[int]) -> None:
     total = sum(shards[i][1] - shards[i][0] for i in pending) * recipe.generate.images_per_caption
     sizes = BatchSize(work.root, recipe.generate.batch_size)
     executor = registry().get("executor", ctx.executor)
-    executor.run(ctx, pending, sizes, lambda: tqdm(total=total, unit="img", desc="generating", dynamic_ncols=True))
+    executor.run(ctx, pending, sizes, lambda: reporter.progress(total=total, unit="img", desc="generating"))
 
 
 def check_device(spec: str, field_name: str) -> None:
@@ -243,9 +237,9 @@ def _captions(ctx: BuildContext) -> dict:
         from ..curation.captions import Funnel
         funnel = Funnel()
         survivors = curate_recipe(ctx.recipe, funnel, ctx.device, inputs=ctx.inputs)
-        with tqdm(survivors, desc="captions", unit="caption", dynamic_ncols=True) as bar:
+        with reporter.progress(survivors, desc="captions", unit="caption") as bar:
             meta = ctx.work.captions.write(bar, funnel.to_dict, ctx.recipe.execution.shard_size)
-        say(f"captions: {meta['count']:,} kept of {meta['funnel']['read']:,} read")
+        reporter.info(f"captions: {meta['count']:,} kept of {meta['funnel']['read']:,} read")
     if not meta["count"]:
         ctx.work.captions.discard()
         raise BuildError("no caption survived the caption filters; see `synthvlm-build captions` for the funnel")

@@ -12,12 +12,12 @@ import hashlib
 import json
 import os
 import re
-import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import reporter
 from ..atomic import atomic_open, atomic_path, atomic_write, is_temp, remove, sha256_file
 from ..curation.captions import caption_line, parse_caption_line
 from ..recipe.config import Caption
@@ -171,7 +171,7 @@ class CaptionStore:
             try:
                 self._meta = self._verified(load(self.meta_path, "captions"))
             except StateError as e:
-                print(f"note: stored captions not used: {printable(e)}", file=sys.stderr, flush=True)
+                reporter.note(f"stored captions not used: {printable(e)}")
         return self._meta
 
     def _verified(self, meta: dict) -> dict:

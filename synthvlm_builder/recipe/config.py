@@ -166,6 +166,26 @@ class Recipe:
     def output_dir(self) -> Path:
         return Path(self.output.dir) if self.output.dir else Path("build") / f"{self.name}-v{self.version}"
 
+    # The Python API (README "Python API"); errors are RecipeError with every problem located.
+    @classmethod
+    def from_yaml(cls, path: Union[str, Path]) -> "Recipe":
+        """The recipe in a YAML file, validated as `synthvlm-build validate` does."""
+        from .loader import load_recipe
+        return load_recipe(path)
+
+    @classmethod
+    def from_dict(cls, data: dict, base_dir: Union[str, Path, None] = None) -> "Recipe":
+        """A recipe from plain data, validated exactly as a YAML file (recipe/plain.py); relative paths
+        resolve against `base_dir` (default: the current dir)."""
+        from .plain import recipe_from_data
+        return recipe_from_data(data, base_dir)
+
+    def as_builder(self, **options):
+        """This recipe as a `datasets.DatasetBuilder` (builder.py; `options`: cache_dir, build_dir,
+        executor, device, reporter). The API's one reference from the recipe up to the build."""
+        from ..builder import RecipeBuilder
+        return RecipeBuilder(self, **options)
+
 
 @dataclass(frozen=True)
 class Caption:

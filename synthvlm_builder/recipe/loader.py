@@ -18,7 +18,7 @@ from .paths import resolve_paths
 from .plugins import plugin_problems, unlisted_problems
 from .schema import fill_defaults, schema, schema_problems
 from .strings import string_problems
-from .typed import build_recipe, recipe_to_dict
+from .typed import build_recipe, recipe_to_dict  # noqa: F401 (recipe_to_dict: this package's API)
 from .yamlsafe import YamlProblem, dotted, parse
 
 # The paper's caption filters (SynthVLM appendix, Table 1), as Data-Juicer defines them.

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,7 @@ N_SAMPLES = cardplots.PER_SIDE_COLS * cardplots.PER_SIDE_ROWS  # best rows shown
 
 
 def assemble(ctx) -> tuple[int, dict]:
-    """`ctx` is the runner's BuildContext. Returns (rows, stats)."""
+    """`ctx` is the runner's BuildContext. Returns (rows, stats); `summary` says what was built."""
     recipe, work = ctx.recipe, ctx.work
     cand = read_candidates(work, ctx.n_shards, recipe)
     selection = select(cand, recipe.select, recipe.screen)
@@ -58,7 +57,6 @@ def assemble(ctx) -> tuple[int, dict]:
     ctx.target.install(staging, files, {"identity": ctx.identity, "fingerprint": ctx.fingerprint,
                                         "inputs": ctx.inputs})
     work.log("built", rows=len(selection.ids))
-    print(summary(ctx.out, stats, selection.funnel), file=sys.stderr, flush=True)
     return len(selection.ids), stats
 
 
@@ -100,7 +98,9 @@ def build_stats(ctx, selection: Selection) -> dict:
                        "this_run_generation_wall_seconds": round(ctx.generation_seconds, 3)}}
 
 
-def summary(out: Path, stats: dict, selection_funnel: dict) -> str:
+def summary(out: Path, stats: dict, selection_funnel: dict | None = None) -> str:
+    """What the CLI prints after a build (the selection funnel is stats.json's own by default)."""
+    selection_funnel = stats["selection"] if selection_funnel is None else selection_funnel
     t = stats["timing"]
     per_stage = ", ".join(f"{k} {v:.1f}s" for k, v in t["stage_seconds"].items())
     return "\n".join([

@@ -7,11 +7,11 @@ is returned as the result, so an operation is never sent twice.
 """
 from __future__ import annotations
 
-import sys
 from typing import Callable, Optional
 
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from .. import reporter
 from ..settings import setting
 
 RETRY_STATUSES = (408, 429, 500, 502, 503, 504)
@@ -75,13 +75,13 @@ def retry(what: str, call: Callable, landed: Optional[Callable] = None):
                         raise
                     done = None
                 if done is not None:
-                    _say(f"{what}: {describe(e)}; it had taken effect nonetheless")
+                    reporter.info(f"{what}: {describe(e)}; it had taken effect nonetheless")
                     raise _Landed(done) from e
             raise
 
     def before_sleep(state: RetryCallState) -> None:
-        _say(f"{what}: {describe(state.outcome.exception())}; retry {state.attempt_number}/{retries} in"
-             f" {state.next_action.sleep:g}s")
+        reporter.info(f"{what}: {describe(state.outcome.exception())}; retry {state.attempt_number}/{retries} in"
+                      f" {state.next_action.sleep:g}s")
 
     try:
         return Retrying(stop=stop_after_attempt(retries + 1), wait=wait_exponential(multiplier=wait, max=MAX_WAIT),
@@ -89,6 +89,3 @@ def retry(what: str, call: Callable, landed: Optional[Callable] = None):
     except _Landed as answer:
         return answer.value
 
-
-def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)

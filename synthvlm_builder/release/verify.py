@@ -3,7 +3,7 @@
     lock -> recipe (checked against the lock's fingerprint) -> the lock's models (exit 2 if unloadable)
     captions.jsonl (checked against the lock's digest) -> shards and batches exactly as the build formed
     them (execution/worker.py: shard_items, batches) -> each sampled row's WHOLE batch regenerated and
-    scored -> pixels and scores compared
+    scored -> pixels and scores compared -> a VerifyResult (release/verification.py)
 
 Pixels must be identical when the device type (and, on the CPU, the thread count) is the one the lock
 records; otherwise they may differ by 1/255 (README "Reproducibility"): at most one level per pixel for
@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import io
 import random
-import sys
 import time
-from dataclasses import dataclass, field
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -26,36 +25,20 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from PIL import Image
 
+from .. import reporter
 from ..atomic import sha256_file
 from ..errors import BuildError, InputError
 from ..stages.rows import scores as score_columns
-from ..text import printable
 from .. import layout
 from .lock import read_lock
+from .verification import RowCheck, VerifyResult
 
 SCORE_TOLERANCE = 1e-4
 LOSSLESS = ("png",)
 
 
-@dataclass
-class RowCheck:
-    id: str
-    shard: int = -1
-    batch: int = -1
-    pixels: str = ""                                  # max (lossless) or mean (lossy) |difference| in levels
-    deltas: dict = field(default_factory=dict)        # score column -> |stored - regenerated|
-    problems: list = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-
-def say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def verify(target: str, revision: str | None = None, sample: int = 8, seed: int = 0, device: str | None = None) -> int:
+def verify(target: str, revision: str | None = None, sample: int = 8, seed: int = 0,
+           device: str | None = None) -> VerifyResult:
     started = time.perf_counter()
     build_dir, label = _fetch(target, revision)
     lock = read_lock(build_dir)
@@ -73,39 +56,28 @@ def verify(target: str, revision: str | None = None, sample: int = 8, seed: int 
     rows = _sample_rows(build_dir, sample, seed)
 
     groups, checks = _locate_batches(recipe, lock, lock_path, captions, rows)  # before loading a model
-    print(f"verify {printable(label)}: {printable(recipe.name)} v{printable(recipe.version)},"
-          f" fingerprint {lock['fingerprint'][:12]}")
     built = (f"built on {', '.join(b.get('device_types') or ['unknown'])}{_threads(b.get('cpu_threads'))},"
              f" batch {b['batch_size']}, shards of {b['shard_size']} captions")
-    worker, exact = None, False
+    worker, exact, where = None, False, ""
     if groups:  # no model is loaded when every sampled row already failed (its id names no candidate)
         from ..execution.worker import ShardWorker
         worker = ShardWorker(recipe, device)
         here = worker.where()
         exact = b.get("device_types") == [here["device_type"]] and (
             here["device_type"] != "cpu" or b.get("cpu_threads") == [here["cpu_threads"]])
-        print(f"{built}; regenerating on {here['device_type']}"
-              f"{_threads([here['cpu_threads']] if here['cpu_threads'] else [])}: pixels must be "
-              + ("identical" if exact else "within 1/255 (another device type or thread count)"))
-    else:
-        print(f"{built}; no sampled row names a candidate to regenerate")
-    print(f"sample: {len(rows)} row(s) (seed {seed}) in {len(groups)} batch(es)")
-    for (shard, _), (batch, members) in sorted(groups.items()):
-        published = worker.publish(worker.generate(batch))
-        scores = worker.scores(batch, published)
-        for pos, row in members:
-            _compare(checks[row["id"]], row, published.raw[pos],
-                     {k: float(scores[k][pos]) for k in score_columns(recipe)}, recipe, exact)
-    results = [checks[r["id"]] for r in rows]
-    print(_table(results))
-    bad = [printable(c.id) for c in results if not c.ok]
-    seconds = time.perf_counter() - started
-    if bad:
-        print(f"{len(bad)} of {len(results)} row(s) do NOT match: {', '.join(bad)} ({seconds:.1f} s)")
-        say(f"error: {printable(label)}: row(s) that do not regenerate from the lock: {', '.join(bad)}")
-        return 1
-    print(f"{len(results)} of {len(results)} row(s) match: verified ({seconds:.1f} s)")
-    return 0
+        where = (f"regenerating on {here['device_type']}"
+                 f"{_threads([here['cpu_threads']] if here['cpu_threads'] else [])}: pixels must be "
+                 + ("identical" if exact else "within 1/255 (another device type or thread count)"))
+    with reporter.progress(total=len(groups), desc="regenerating", unit="batch") if groups else nullcontext() as bar:
+        for (shard, _), (batch, members) in sorted(groups.items()):
+            published = worker.publish(worker.generate(batch))
+            scores = worker.scores(batch, published)
+            for pos, row in members:
+                _compare(checks[row["id"]], row, published.raw[pos],
+                         {k: float(scores[k][pos]) for k in score_columns(recipe)}, recipe, exact)
+            bar.update(1)
+    return VerifyResult(label, recipe.name, recipe.version, lock["fingerprint"], built, where, seed, len(groups),
+                        [checks[r["id"]] for r in rows], time.perf_counter() - started)
 
 
 def _default_device(built_on) -> str:
@@ -312,26 +284,3 @@ def _compare(check: RowCheck, row: dict, image: np.ndarray, scores: dict, recipe
         check.deltas[name] = abs(float(row[name]) - scores[name])
         if not check.deltas[name] <= SCORE_TOLERANCE:
             check.problems.append(f"{name} {row[name]:.6f} != {scores[name]:.6f}")
-
-
-def _table(results: list[RowCheck]) -> str:
-    """One line per row; ids come from the data, so they are shown escaped (text.py)."""
-    shown = {c.id: printable(c.id) for c in results}
-    width = max([len("id")] + [len(shown[c.id]) for c in results])
-    names = list(dict.fromkeys(name for c in results for name in c.deltas)) or ["clip_score", "ssim", "score"]
-    head = f"{'id':<{width}}  shard  batch  pixels  " + "".join(f"{name:<12}" for name in names) + "result"
-    lines = [head]
-    for c in results:
-        deltas = "".join(f"{_delta(c.deltas.get(name)):<12}" for name in names)
-        result = "ok" if c.ok else "MISMATCH: " + "; ".join(c.problems)
-        lines.append(f"{shown[c.id]:<{width}}  {_pos(c.shard):<5}  {_pos(c.batch):<5}  {c.pixels or '-':<6}"
-                     f"  {deltas}{result}")
-    return "\n".join(lines)
-
-
-def _pos(n: int) -> str:
-    return "-" if n < 0 else str(n)
-
-
-def _delta(d) -> str:
-    return "-" if d is None else "0" if d == 0 else f"{d:.1e}"

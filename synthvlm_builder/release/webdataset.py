@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..atomic import atomic_path, sha256_file
 from ..stages.format import EXTENSIONS, sample_key
-from .export import check_new_folder, format_of, read_rows
+from .export import ExportResult, check_new_folder, format_of, read_rows
 from ..layout import release_data
 
 INDEX = "index.json"
@@ -97,7 +97,7 @@ def published_columns(files: list[Path]) -> list[str]:
 
 
 def export_webdataset(build_dir: Path, out: Path, shard_size: int | None = None,
-                      shard_bytes: int | None = None) -> list[dict]:
+                      shard_bytes: int | None = None) -> ExportResult:
     files = release_data(build_dir)  # only what the build's manifest lists: nothing else in the dir is read
     check_new_folder(out, "--webdataset")
     if shard_size is None and shard_bytes is None:
@@ -125,6 +125,6 @@ def export_webdataset(build_dir: Path, out: Path, shard_size: int | None = None,
                  "json_fields": json_columns}
         (tmp / INDEX).write_text(json.dumps(index, indent=1) + "\n")
     total = sum(s["bytes"] for s in shards.index)
-    print(f"exported {len(keys):,} samples in {len(shards.index)} shard(s), {total:,} bytes -> {out}/{index['url']}"
-          f" (index: {out}/{INDEX})")
-    return shards.index
+    return ExportResult("webdataset", out, len(keys), tuple(out / s["file"] for s in shards.index) + (out / INDEX,),
+                        f"exported {len(keys):,} samples in {len(shards.index)} shard(s), {total:,} bytes ->"
+                        f" {out}/{index['url']} (index: {out}/{INDEX})")

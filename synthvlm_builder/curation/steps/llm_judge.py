@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Optional
 
+from ... import reporter
 from ...errors import BuildError, InputError
 from ...settings import setting
 from ...text import printable
@@ -232,8 +232,8 @@ class LlmJudgeStep(CaptionStep):
             return content
 
         def before_sleep(state) -> None:
-            print(f"llm_judge: {describe(state.outcome.exception())}; retry {state.attempt_number}/"
-                  f"{self.cfg.retries} in {state.next_action.sleep:g}s", file=sys.stderr, flush=True)
+            reporter.info(f"llm_judge: {describe(state.outcome.exception())}; retry {state.attempt_number}/"
+                          f"{self.cfg.retries} in {state.next_action.sleep:g}s")
         try:
             return Retrying(stop=stop_after_attempt(self.cfg.retries + 1),
                             wait=wait_exponential(multiplier=wait, max=MAX_WAIT),

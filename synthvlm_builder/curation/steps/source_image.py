@@ -263,8 +263,8 @@ class SourceImageStep(CaptionStep):
             else:
                 digests[i] = hashlib.sha256(data).hexdigest()
                 pictures[i] = data  # encoded; decoded only if some step misses the cache
-        for row, bounds in ((CLIP, self.cfg.clip), (ITM, self.cfg.itm)):
-            if bounds is None:
+        for row, limits in ((CLIP, self.cfg.clip), (ITM, self.cfg.itm)):
+            if limits is None:
                 continue
             alive = [i for i in range(len(batch)) if verdicts[i] is None]
             keys = {i: cache_key(self.identity[row], batch[i].text, digests[i]) for i in alive}
@@ -286,7 +286,7 @@ class SourceImageStep(CaptionStep):
             values.update(fresh)
             self.tally(row, len(fresh), len(alive) - len(misses))
             for i in alive:
-                if verdicts[i] is None and not in_range(values[keys[i]], bounds.min, bounds.max):
+                if verdicts[i] is None and not in_range(values[keys[i]], limits.min, limits.max):
                     verdicts[i] = (row, f"{'cosine' if row == CLIP else 'itm'} {values[keys[i]]:.4f}")
         return verdicts
 
