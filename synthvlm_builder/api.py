@@ -228,6 +228,7 @@ def _export_options(exporter, options: dict) -> dict:
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, str)):
-            raise InputError(known[name].flag, f"{value!r} is not a positive number")
-        parsed[name] = known[name].parse(value, known[name].flag)
+            raise InputError(name, f"{value!r} is not a positive number")
+        parsed[name] = known[name].parse(value, name)
+    exporter.check(parsed)
     return parsed

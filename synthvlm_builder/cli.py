@@ -244,7 +244,14 @@ def cmd_export(args) -> int:
                 takers = [f"--{c.name}" for c in exporters if opt in c.options]
                 raise InputError(opt.flag, f"applies to {' or '.join(takers)} only")
             options[opt.dest] = value
-    print(api.export(args.dir, exporter.name, getattr(args, exporter.name.replace("-", "_")), **options).summary)
+    try:
+        result = api.export(args.dir, exporter.name, getattr(args, exporter.name.replace("-", "_")), **options)
+    except InputError as e:  # the API names an option by its keyword; here it is a flag
+        flags = {opt.dest: opt.flag for opt in exporter.options}
+        if e.field in flags:
+            raise InputError(flags[e.field], e.message.replace(e.field, flags[e.field])) from None
+        raise
+    print(result.summary)
     return 0
 
 

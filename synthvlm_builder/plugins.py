@@ -26,16 +26,17 @@ from .models.builtin import CLIP_MODELS as BUILTIN_CLIP_MODELS
 from .models.uses import ModelUse
 from .recipe.checks import check_clip, check_model_file, check_model_use
 from .registry import GROUP, Component, registry
-from .release.export import check_new_folder, read_rows
+from .release.export import ExportResult, check_new_folder, read_rows
 from .release.exporter import ExportOption, Exporter
 from .stages.format import image_filename
 from .stages.parts import Column, GeneratorBackend, ImageScore, ImageScreen
 
 API_VERSION = 1
 
-__all__ = ["API_VERSION", "BUILTIN_CLIP_MODELS", "GROUP", "BuildError", "CaptionSource", "CaptionStep", "Column",
-           "Component", "ExportOption", "Executor", "Exporter", "GeneratorBackend", "ImageScore", "ImageScreen",
-           "InputError", "MaxFilter", "ModelUse", "RATIO_RANGE", "REPETITION", "RangeFilter", "RepetitionFilter", "Row",
-           "atomic_path", "bounds", "caption_text", "check_clip", "check_model_file", "check_model_use",
-           "check_new_folder", "image_filename", "missing_column", "read_rows", "registry", "release_data",
+__all__ = ["API_VERSION", "BUILTIN_CLIP_MODELS", "GROUP", "RATIO_RANGE", "REPETITION", "atomic_path", "bounds",
+           "BuildError", "caption_text", "CaptionSource", "CaptionStep", "check_clip",
+           "check_model_file", "check_model_use", "check_new_folder", "Column", "Component", "Executor",
+           "Exporter", "ExportOption", "ExportResult", "GeneratorBackend", "image_filename",
+           "ImageScore", "ImageScreen", "InputError", "MaxFilter", "missing_column", "ModelUse",
+           "RangeFilter", "read_rows", "registry", "release_data", "RepetitionFilter", "Row",
            "source_field"]

@@ -32,6 +32,11 @@ class Exporter(Component):
     options: ClassVar[tuple[ExportOption, ...]] = ()
 
     @classmethod
+    def check(cls, options: dict) -> None:
+        """Options that do not go together: an InputError naming the option (its keyword)."""
+
+    @classmethod
     def export(cls, build_dir: Path, out: Path, **options) -> Any:
-        """Write the finished build at `build_dir` to the new folder `out`; returns what was written."""
+        """Write the finished build at `build_dir` to the new folder `out` (its options parsed and checked);
+        returns what was written: a release/export.py ExportResult."""
         raise NotImplementedError

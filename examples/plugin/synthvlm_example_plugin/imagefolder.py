@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from synthvlm_builder.plugins import Exporter, atomic_path, check_new_folder, image_filename, read_rows, release_data
+from synthvlm_builder.plugins import (ExportResult, Exporter, atomic_path, check_new_folder, image_filename, read_rows,
+                                      release_data)
 
 
 class ImageFolderExporter(Exporter):
@@ -14,7 +15,7 @@ class ImageFolderExporter(Exporter):
     order = 100
 
     @classmethod
-    def export(cls, build_dir: Path, out: Path, **options) -> int:
+    def export(cls, build_dir: Path, out: Path, **options) -> ExportResult:
         import pyarrow.parquet as pq
         files = release_data(Path(build_dir))  # only the data files the build made
         check_new_folder(Path(out), "--imagefolder")
@@ -29,4 +30,5 @@ class ImageFolderExporter(Exporter):
                     (tmp / "train" / name).write_bytes(image["bytes"])
                     meta.write(json.dumps({"file_name": name, **row}, ensure_ascii=False) + "\n")
                     n += 1
-        return n
+        return ExportResult(cls.name, Path(out), n, (Path(out) / "train",),
+                            f"exported {n:,} rows -> {out}/train (load_dataset('imagefolder', data_dir={str(out)!r}))")

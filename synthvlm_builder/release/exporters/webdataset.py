@@ -16,9 +16,12 @@ class WebDatasetExporter(Exporter):
                ExportOption("--shard-bytes", "B", "at most B bytes per tar (e.g. 1GB; the default)", parse_bytes))
 
     @classmethod
-    def export(cls, build_dir: Path, out: Path, shard_size=None, shard_bytes=None, **options) -> list[dict]:
+    def check(cls, options: dict) -> None:
         from ...errors import InputError
+        if options.get("shard_size") is not None and options.get("shard_bytes") is not None:
+            raise InputError("shard_size", "give shard_size or shard_bytes, not both")
+
+    @classmethod
+    def export(cls, build_dir: Path, out: Path, shard_size=None, shard_bytes=None, **options):
         from ..webdataset import export_webdataset
-        if shard_size is not None and shard_bytes is not None:
-            raise InputError("--shard-size", "give --shard-size or --shard-bytes, not both")
         return export_webdataset(Path(build_dir), Path(out), shard_size=shard_size, shard_bytes=shard_bytes)
