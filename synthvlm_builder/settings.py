@@ -117,9 +117,10 @@ def needs_cache(recipe, captions_only: bool = False) -> bool:
     """A model step of the caption stage (its values are cached), or (unless `captions_only`) a builtin
     model built on first use."""
     from .models.builtin import SHIPPED
+    from .registry import registry
     filters = recipe.captions.filters
-    if filters.perplexity or filters.source_image or filters.llm_judge:
-        return True
+    if any(cls.scored and filters.get(cls.name) is not None for cls in registry().all("caption_step")):
+        return True  # a model step: its values are cached
     if captions_only:
         return False
     return any(text.startswith("builtin:") and text.removeprefix("builtin:") not in SHIPPED

@@ -39,10 +39,9 @@ def recipe_contexts(recipe: Recipe):
     """models/context.py's Contexts of every encoder that reads this recipe's captions (configs are
     fetched: the build is about to load the models anyway)."""
     from ..models.context import caption_contexts
-    clip, images = recipe.score.clip, recipe.captions.filters.source_image
-    clips = [("score.clip.model", clip.model, clip.prefix)]
-    if images is not None and images.clip is not None:
-        clips.append(("captions.filters.source_image.clip.model", images.clip.model, ""))
+    from ..recipe import recipe_to_dict
+    from ..recipe.components import caption_readers
+    clips = caption_readers(recipe_to_dict(recipe))
     with at("generate.model"):
         return caption_contexts(recipe.generate.model, recipe.generate.revision, clips, fetch=True)
 

@@ -137,15 +137,14 @@ def check_thresholds(c: Collector, data: dict) -> None:
 def check_max_tokens(c: Collector, data: dict) -> None:
     """max_tokens fits every text encoder that reads the caption, where their configs are at hand without
     loading anything (builtins, local folders); the build's preflight checks Hub models and the rest."""
+    from .components import caption_readers
     filters = data["captions"].get("filters") or {}
-    models = ("generate.model", "score.clip.model", "captions.filters.source_image.clip.model")
+    clips = caption_readers(data)
+    models = ("generate.model", *(field for field, _, _ in clips))
     if filters.get("max_tokens") is None or any(p.field in models for p in c.problems):
         return  # a model the other checks refused cannot be read
     from ..models.context import caption_contexts
     from ..models.preflight import BrokenModel
-    clip, images = data["score"]["clip"], filters.get("source_image") or {}
-    clips = [("score.clip.model", clip["model"], clip.get("prefix", ""))]
-    clips += [("captions.filters.source_image.clip.model", images["clip"]["model"], "")] if "clip" in images else []
     try:
         worst = caption_contexts(data["generate"]["model"], data["generate"].get("revision"), clips, c.base
                                  ).over(filters["max_tokens"])

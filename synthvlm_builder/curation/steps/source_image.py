@@ -189,7 +189,7 @@ class SourceImageStep(CaptionStep):
         uses = []
         if value.get("clip"):
             uses.append(ModelUse(value["clip"], at + ("clip",), "clip", digest=f"{FIELD}.clip",
-                                 builtins=CLIP_MODELS, what="the source-image CLIP"))
+                                 builtins=CLIP_MODELS, what="the source-image CLIP", caption_prefix=""))
         if value.get("itm"):
             uses.append(ModelUse(value["itm"], at + ("itm",), "folder", digest=f"{FIELD}.itm",
                                  builtins=ITM_MODELS, what="the BLIP model",

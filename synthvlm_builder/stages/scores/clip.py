@@ -65,7 +65,7 @@ class ClipScore(ImageScore):
     @classmethod
     def models(cls, value: dict, at: tuple) -> list[ModelUse]:
         return [ModelUse(value, at, "clip", digest="score.clip", lock=("clip",), builtins=CLIP_MODELS,
-                         what="the scoring CLIP")]
+                         what="the scoring CLIP", caption_prefix=value.get("prefix", ClipConfig.prefix))]
 
     @classmethod
     def check(cls, c, value, at, data) -> None:
