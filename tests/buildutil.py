@@ -128,7 +128,7 @@ def read_candidates(build_dir: Path) -> list[dict]:
 def _scorer(build_dir: Path):
     """The build's CLIP scorer, as its lock records it (model, pretrained, prefix)."""
     from synthvlm_builder.models.loading import load_clip
-    from synthvlm_builder.stages.score import ClipScorer
+    from synthvlm_builder.models.clip import ClipScorer
 
     clip = json.loads((build_dir / "recipe.lock.json").read_text())["recipe"]["score"]["clip"]
     return ClipScorer(load_clip(clip["model"], clip.get("pretrained"), "cpu"), prefix=clip["prefix"], device="cpu")

@@ -3,7 +3,7 @@ halved on an out-of-memory error. It is part of bit-identity (batched matmuls ro
 the choice is recorded in the build's work folder (batch.json: a resumed build reuses it) and each
 shard's completion marker records the size it was made with (verify regenerates with it).
 
-Out-of-memory can be injected for tests (stages/generate.py: SYNTHVLM_TEST_OOM_ABOVE).
+Out-of-memory can be injected for tests (models/generator.py: SYNTHVLM_TEST_OOM_ABOVE).
 """
 from __future__ import annotations
 

@@ -15,8 +15,8 @@ from ..recipe import Recipe
 def measure(recipe: Recipe, device: str | None = None, captions: tuple[str, ...] = ()) -> dict:
     import torch
 
+    from ..models.generator import ImageGenerator
     from ..models.loading import load_pipeline, resolve_device
-    from ..stages.generate import ImageGenerator
 
     g = recipe.generate
     dev = resolve_device(device or recipe.execution.device)
