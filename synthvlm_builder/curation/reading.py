@@ -29,11 +29,12 @@ from itertools import chain, islice
 from pathlib import Path
 from typing import Callable, ClassVar, Iterator, Optional
 
+from ..atomic import not_a_file
 from ..errors import InputError
 from ..recipe.config import Caption, SourceConfig
 from ..registry import Component, registry
 from ..text import printable
-from .sourcefile import SourceFile, check_digest, not_a_file
+from .sourcefile import SourceFile, check_digest
 
 Row = tuple[object, str, int, object]  # (row id, caption text, position, original image)
 OPTIONS = ("column", "id_column", "config", "split", "images", "image_column")  # keys some sources read

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Callable
 
-from ..curation.sourcefile import not_a_file
+from ..atomic import not_a_file
 from ..errors import Problem
 from ..models.builtin import CLIP_MODELS as BUILTIN_CLIP
 from ..models.ref import BUILTIN, HUB, LOCAL, ModelRef, pretrained_is_file
