@@ -4,7 +4,7 @@ The build digests each caption file for its content identity before it takes the
 and curates it afterwards. Editors and sync tools replace files by rename, so the file read for the
 curation may not be the one digested: `SourceFile` hashes the bytes the reader actually consumes
 (reading on to the end when a `limit` stops the reader early) and `check_digest` compares them with
-the digest taken before, refusing on a change (execution/runner.py `_captions`).
+the digest taken before, refusing on a change (execution/curate.py `curate_build`).
 
 Only regular files are opened. A directory, a named pipe (opening one blocks until a writer comes), a
 device such as /dev/zero (endless) or a socket is named for what it is, from `os.stat`, before any

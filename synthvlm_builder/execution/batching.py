@@ -16,7 +16,8 @@ import torch
 from .. import reporter
 from ..atomic import atomic_write
 from ..errors import BuildError
-from .state import StateError, load
+from ..layout import BATCH
+from ..state import StateError, load
 
 CANDIDATES = (1, 2, 4, 8)
 TIE = 0.02  # a larger batch must be at least 2% faster (images/s) to be preferred
@@ -62,7 +63,7 @@ class BatchSize:
     """The build's current batch size, kept in DIR/.synthvlm/builds/KEY/batch.json."""
 
     def __init__(self, work_root, recipe_value):
-        self.path = work_root / "batch.json"
+        self.path = work_root / BATCH
         self.recipe_value = recipe_value
         self.state = self._read()
 

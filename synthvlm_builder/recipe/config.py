@@ -180,11 +180,9 @@ class Recipe:
         from .plain import recipe_from_data
         return recipe_from_data(data, base_dir)
 
-    def as_builder(self, **options):
-        """This recipe as a `datasets.DatasetBuilder` (builder.py; `options`: cache_dir, build_dir,
-        executor, device, reporter). The API's one reference from the recipe up to the build."""
-        from ..builder import RecipeBuilder
-        return RecipeBuilder(self, **options)
+    # `recipe.as_builder(**options)`, the recipe as a `datasets` builder, is api.py's `as_builder`, attached
+    # to this class there: the builder runs the build, which this layer must not import (docs/ARCHITECTURE.md
+    # "Layers"), and the package imports api.py before anything can hold a Recipe.
 
 
 @dataclass(frozen=True)

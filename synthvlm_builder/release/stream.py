@@ -24,12 +24,11 @@ from pathlib import Path
 from .. import reporter
 from ..atomic import atomic_write, remove
 from ..errors import BuildError
-from ..execution.state import StateError, load
+from ..layout import DATA, UPLOADING, UPLOADS
 from ..settings import setting
+from ..state import StateError, load
 from .publish import check_destination, check_tagged, explain
 from .retry import describe, retry, transport_errors
-
-UPLOADS = "uploads.json"
 
 
 def open_stream(recipe, fingerprint: str, identity: str, work_root: Path) -> "StreamUploader | None":
@@ -58,7 +57,7 @@ class StreamUploader:
     def __init__(self, api, repo_id: str, work_root: Path):
         self.api, self.repo_id = api, repo_id
         self.record = Path(work_root) / UPLOADS
-        self.links = Path(work_root) / "uploading"
+        self.links = Path(work_root) / UPLOADING
         remove(self.links)  # links a killed run left behind
         self.links.mkdir(parents=True)
         self.uploaded = self._read()
@@ -90,7 +89,7 @@ class StreamUploader:
     def _upload(self, index: int, link: Path) -> None:
         from huggingface_hub import CommitOperationAdd
         try:
-            op = CommitOperationAdd(path_in_repo=f"data/{link.name}", path_or_fileobj=str(link))
+            op = CommitOperationAdd(path_in_repo=f"{DATA}/{link.name}", path_or_fileobj=str(link))
             digest, size = op.upload_info.sha256.hex(), op.upload_info.size
             if self.uploaded.get(digest) == size:
                 self.skipped += 1
