@@ -51,8 +51,8 @@ class Variable:
 VARIABLES = {v.name: v for v in (
     Variable(CACHE, _path, "folder of built-in models and the caption stage's caches"),
     Variable("SYNTHVLM_MAX_DATA_FILE_BYTES", parse_bytes, "bytes per data file (release/dataset.py)"),
-    Variable("SYNTHVLM_PUBLISH_RETRIES", parse_int, "retries of a transient Hub error (release/retry.py)"),
-    Variable("SYNTHVLM_PUBLISH_RETRY_WAIT", parse_seconds, "first backoff wait, seconds (release/retry.py)"),
+    Variable("SYNTHVLM_PUBLISH_RETRIES", parse_int, "retries of a transient Hub error (retry.py)"),
+    Variable("SYNTHVLM_PUBLISH_RETRY_WAIT", parse_seconds, "first backoff wait, seconds (retry.py)"),
     Variable("SYNTHVLM_PUBLISH_FILES_PER_COMMIT",
              lambda text, name: parse_int(text, name, minimum=1), "files per Hub commit (release/staged.py)"),
     Variable("SYNTHVLM_LLM_RETRY_WAIT", parse_seconds, "first backoff wait of the LLM judge, seconds"),

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..hub import is_hf_url
 from ..recipe import Recipe, recipe_to_dict
 from ..text import printable
 from .plan import REFERENCE_TEXT, Plan, fingerprint, is_data_field, portable_dict
@@ -98,7 +99,7 @@ def local_source_digests(recipe: Recipe) -> dict[str, str]:
     from ..recipe.paths import file_type
     from .identity import source_digest
     out = {f"captions.sources[{i}]": source_digest(recipe, i) for i, s in enumerate(recipe.captions.sources)
-           if file_type(s.type) and not s.path.startswith("hf://")}
+           if file_type(s.type) and not is_hf_url(s.path)}
     return {**out, **model_digests(recipe)}
 
 
@@ -134,7 +135,7 @@ def unpinned_sources(old: Recipe, new: Recipe) -> list[str]:
     old_paths = {s.path for s in old.captions.sources}
     notes = []
     for i, src in enumerate(new.captions.sources):
-        if file_type(src.type) and not src.path.startswith("hf://") and src.path in old_paths and not src.sha256:
+        if file_type(src.type) and not is_hf_url(src.path) and src.path in old_paths and not src.sha256:
             notes.append(f"note: captions.sources[{i}] is a local file with no sha256 pin: its content can change"
                          " the data without changing the recipe or its fingerprint (the build notices, by content"
                          f" identity; this diff cannot); pin it with captions.sources[{i}].sha256")
