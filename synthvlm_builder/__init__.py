@@ -16,5 +16,5 @@ from .results import BuildResult, CaptionsResult, PlanResult
 from .version import __version__
 
 __all__ = ["BuildError", "BuildResult", "CaptionsResult", "InputError", "PlanResult", "Problem", "Recipe",
-           "RecipeError", "Recorder", "Reporter", "build", "captions", "export", "identity", "iter_captions", "plan",
-           "publish", "reporter", "verify"]
+           "RecipeError", "Recorder", "Reporter", "__version__", "build", "captions", "export", "identity",
+           "iter_captions", "plan", "publish", "reporter", "verify"]

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from buildutil import cli, read_rows, work_root, write_recipe
+from synthvlm_builder import layout
 
 NSFW_MAX, WM_MAX, COSINE = 0.55, 0.55, 0.995
 
@@ -66,7 +67,7 @@ def screened(models, tmp_path_factory):
 
 def candidates(out):
     rows = []
-    for i, f in enumerate(sorted((work_root(out) / "shards").glob("shard-*.parquet"))):
+    for i, f in enumerate(sorted((work_root(out) / layout.SHARDS).glob("shard-*.parquet"))):
         for r in pq.read_table(f).to_pylist():
             rows.append({**r, "shard": i})
     return rows
