@@ -17,14 +17,24 @@ ARCHITECTURE = ROOT / "docs" / "ARCHITECTURE.md"
 
 
 def layers() -> list[tuple[str, list[str]]]:
-    """(layer, entries) from the top layer down, as the "Layers" section's block lists them; an entry is a
-    module's path in the package (`cli.py`, `execution/runner.py`) or a folder (`release/`: every module in it)."""
+    """(layer, entries) from the top layer down, as the "Layers" section's block lists them: a line is
+    LAYER ENTRY..., an indented line more entries of the layer above it; an entry is a module's path in the
+    package (`cli.py`, `execution/runner.py`) or a folder (`release/`: every module in it)."""
     text = ARCHITECTURE.read_text()
     match = re.search(r"^## Layers\n.*?^```text\n(.*?)^```", text, re.S | re.M)
     assert match, f"{ARCHITECTURE}: no ```text block under '## Layers'"
-    rows = [line.split() for line in match.group(1).splitlines() if line.strip()]
-    assert all(len(row) >= 2 for row in rows), "each line of the block is: LAYER ENTRY..."
-    return [(row[0], row[1:]) for row in rows]
+    order: list[tuple[str, list[str]]] = []
+    for line in match.group(1).splitlines():
+        if not line.strip():
+            continue
+        words = line.split()
+        if line[0].isspace():
+            assert order, f"an indented line continues a layer, and none is above it: {line!r}"
+            order[-1][1].extend(words)
+        else:
+            assert len(words) >= 2, f"a line of the block is LAYER ENTRY...: {line!r}"
+            order.append((words[0], words[1:]))
+    return order
 
 
 def modules() -> dict[str, Path]:
