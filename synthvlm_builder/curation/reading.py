@@ -77,7 +77,8 @@ def caption_text(value, src: SourceConfig, index: int, where: str) -> str:
 
 def missing_column(src: SourceConfig, index: int, name: str, columns, where: str) -> InputError:
     key = "column" if name == src.column else "image_column" if name == src.image_column else "id_column"
-    return InputError(source_field(index, key), f"{where}: no column {name!r} (columns: {', '.join(map(str, columns))})")
+    return InputError(source_field(index, key),
+                      f"{where}: no column {name!r} (columns: {', '.join(map(str, columns))})")
 
 MAX_ID_CHARS = 1000  # a caption id names its samples' ids and seeds: it must stay bounded in length
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -225,7 +226,8 @@ def _check_row(rid, text: str, src: SourceConfig, index: int, pos: int) -> None:
                          f" {MAX_ID_CHARS:,} characters", location=where)
     bad = None if text.isascii() else _SURROGATE.search(text)
     if bad:
-        raise InputError(source_field(index, "column" if "column" in registry().get("source", src.type).options else "path"),
+        key = "column" if "column" in registry().get("source", src.type).options else "path"
+        raise InputError(source_field(index, key),
                          f"the caption holds a lone surrogate {printable(bad.group())} at character"
                          f" {bad.start() + 1:,}, which is not a character", location=where)
 

@@ -49,7 +49,8 @@ def hours(h) -> str:
 
 def format_plan(recipe: Recipe, plan: Plan) -> str:
     g = recipe.generate
-    count_note = "" if plan.captions is None else (" (exact)" if plan.captions_exact else " (upper bound: source limits)")
+    count_note = ("" if plan.captions is None else " (exact)" if plan.captions_exact
+                  else " (upper bound: source limits)")
     lines = [
         f"recipe       {recipe.name} v{recipe.version}",
         f"fingerprint  {plan.fingerprint}",
@@ -58,7 +59,8 @@ def format_plan(recipe: Recipe, plan: Plan) -> str:
         f"{g.dtype}, batch {g.batch_size}, {g.images_per_caption} per caption",
         f"scoring      CLIP {recipe.score.clip.model}" + (f" ({recipe.score.clip.pretrained})"
                                                           if recipe.score.clip.pretrained else "")
-        + f" + {recipe.score.ssim.weight} * SSIM@{recipe.score.ssim.size}; clip_score in {recipe.score.clip.units} units",
+        + f" + {recipe.score.ssim.weight} * SSIM@{recipe.score.ssim.size};"
+        f" clip_score in {recipe.score.clip.units} units",
         f"captions     {num(plan.captions)}{count_note}",
         f"candidates   {num(plan.candidates)}",
         f"rows         {num(plan.rows)} (select.size {recipe.select.size:,}, per_caption {recipe.select.per_caption})",
@@ -71,9 +73,9 @@ def format_plan(recipe: Recipe, plan: Plan) -> str:
     ]
     from ..recipe.components import plugins_used, recipe_components
     from ..stages.rows import scores
+    thresholds = [f"{k} {v}" for k, v in recipe.select.items() if k[:4] in ("min_", "max_") and v is not None]
     lines.append(f"columns      {', '.join(scores(recipe))} (scores), selected by "
-                 + (", ".join(f"{k} {v}" for k, v in recipe.select.items() if k[:4] in ("min_", "max_") and v is not None)
-                    or "score alone"))
+                 + (", ".join(thresholds) or "score alone"))
     plugins = plugins_used(recipe_to_dict(recipe))
     for dist, version in plugins.items():
         used = [f"{cls.kind.replace('_', ' ')} {cls.name}" for cls in recipe_components(recipe)

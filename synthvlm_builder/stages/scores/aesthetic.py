@@ -61,10 +61,9 @@ class AestheticScore(ImageScore):
                                             'pretrained': {'description': 'As score.clip.pretrained.',
                                                            'type': 'string',
                                                            'minLength': 1}}}}}
-    thresholds = {"min_aesthetic": {'description': 'Drop candidates whose aesthetic score (score.aesthetic) is below this.',
-         'type': 'number',
-         'minimum': 0,
-         'maximum': 10}}
+    thresholds = {"min_aesthetic": {"description": "Drop candidates whose aesthetic score (score.aesthetic) is below"
+                                                   " this.",
+                                    "type": "number", "minimum": 0, "maximum": 10}}
 
     @classmethod
     def columns(cls, cfg: AestheticConfig) -> list[Column]:
