@@ -12,6 +12,7 @@ The CLI (cli.py) calls these functions and prints what they return.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -73,11 +74,10 @@ def build(recipe: RecipeLike, output_dir: Optional[PathLike] = None, executor: O
         check_cache(recipe)
         from .execution.runner import build as run_build
         done = run_build(recipe, output_dir=out, executor=executor, device=device, overwrite=overwrite, push=push)
-        published = None
         if push:
             from .release.publish import publish as publish_dir
-            published = publish_dir(done.output_dir)
-    return BuildResult(Path(done.output_dir), done.rows, done.fingerprint, done.stats, done.action, published)
+            done = dataclasses.replace(done, published=publish_dir(done.path))
+    return done
 
 
 def identity(recipe: RecipeLike, *, reporter: Optional[Reporter] = None) -> str:

@@ -9,13 +9,13 @@ replaced only by a complete new one, and only the files it made are removed.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from .. import reporter
 from ..errors import InputError
 from ..layout import BUILD_FILES, RECIPE, SHARDS, STATS, is_finished
 from ..recipe import Recipe
+from ..results import BuildResult
 from ..state import StateError, load
 from .context import BuildContext
 from .curate import curate_build
@@ -25,15 +25,6 @@ from .plan import fingerprint as recipe_fingerprint
 from .plan import shard_ranges
 from .preflight import check_device, preflight
 from .workdir import WorkDir
-
-
-@dataclass
-class BuildResult:
-    output_dir: Path
-    rows: int
-    fingerprint: str
-    stats: dict
-    action: str = "built"  # or "exists": the dir already held this build, nothing was done
 
 
 def build(recipe: Recipe, output_dir: Path | None = None, executor: str | None = None,
