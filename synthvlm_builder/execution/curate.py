@@ -22,7 +22,6 @@ def curate_recipe(recipe: Recipe, funnel, device: str | None = None, inputs: dic
                        expected=expected)
 
 
-
 def curate_build(ctx: BuildContext) -> dict:
     """Curate once per content identity, streaming to the build's work folder; a resumed build reuses
     the stored captions, so every shard keeps exactly the captions it started with. An empty result

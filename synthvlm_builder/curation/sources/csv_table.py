@@ -17,7 +17,6 @@ from ..reading import CaptionSource, Row, missing_column
 from ..sourcefile import SourceFile
 
 
-
 class CsvSource(CaptionSource):
     name = "csv"
     summary = "a header row, then one record per line"

@@ -12,7 +12,6 @@ from ..reading import CaptionSource, Row, caption_text, missing_column
 from ..sourcefile import SourceFile
 
 
-
 class JsonlSource(CaptionSource):
     name = "jsonl"
     summary = "one JSON object per line"
