@@ -57,6 +57,10 @@ class Section(Mapping):
     def __setattr__(self, name, value):
         raise AttributeError("a recipe section is frozen")
 
+    def __reduce__(self):
+        # Pickled as the call that makes it: the default restores slots by setattr, which a section refuses.
+        return (Section, (self.kind, self._items, self._known))
+
     def __eq__(self, other) -> bool:
         return isinstance(other, Section) and self.kind == other.kind and self._items == other._items
 
