@@ -108,6 +108,13 @@ class CaptionsConfig:
 
 
 @dataclass(frozen=True)
+class StopRule:
+    """Adaptive best-of-k's stopping rule: a caption gets no more candidates once its best one's
+    combined score reaches `min_score` (execution/rounds.py)."""
+    min_score: float
+
+
+@dataclass(frozen=True)
 class GenerateConfig:
     model: str                   # hub id, absolute local dir, or builtin:<name>
     revision: Optional[str] = None
@@ -115,13 +122,20 @@ class GenerateConfig:
     steps: int = 30
     guidance_scale: float = 7.5
     resolution: tuple[int, int] = (1024, 1024)   # (width, height)
-    images_per_caption: int = 1
+    images_per_caption: int = 1  # the most candidates per caption (with `until`, adaptive best-of-k's bound)
     batch_size: Union[int, str] = 4   # an integer, or "auto" (measured before the first shard)
     dtype: str = "float16"
     negative_prompt: str = ""
     scheduler: Optional[str] = None
     compile: bool = False
     backend: str = field(default="diffusers", metadata=NEW)  # a generator backend (registry kind "generator")
+    # Adaptive best-of-k: the recipe's `images_per_caption: {max, until}`; the resolved recipe keeps it
+    # beside images_per_caption (= max), and leaves it out when unset, so fixed-k fingerprints stay.
+    until: Optional[StopRule] = field(default=None, metadata=NEW)
+
+    @property
+    def adaptive(self) -> bool:
+        return self.until is not None
 
 
 @dataclass(frozen=True)

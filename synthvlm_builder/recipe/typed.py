@@ -32,8 +32,7 @@ def build_recipe(data: dict) -> C.Recipe:
     fields = {
         "name": data["name"], "version": data["version"],
         "captions": C.CaptionsConfig(sources, filters),
-        "generate": build_dataclass(C.GenerateConfig, {**data["generate"],
-                                                       "resolution": tuple(data["generate"]["resolution"])}),
+        "generate": build_dataclass(C.GenerateConfig, _generate(data["generate"])),
         "score": _section(data.get("score") or {}, "score"),
         "select": _select(data["select"]),
         "screen": _section(data.get("screen") or {}, "screen"),
@@ -47,6 +46,16 @@ def build_recipe(data: dict) -> C.Recipe:
             fields[name] = data[name]
     fields["plugins"] = tuple(data.get("plugins") or ())
     return C.Recipe(**fields)
+
+
+def _generate(value: dict) -> dict:
+    """generate's plain data with adaptive best-of-k's `images_per_caption: {max, until}` (a recipe's form)
+    read as images_per_caption = max plus `until` (the resolved form, which a lock holds)."""
+    value = {**value, "resolution": tuple(value["resolution"])}
+    ipc = value.get("images_per_caption")
+    if isinstance(ipc, dict):
+        value["images_per_caption"], value["until"] = ipc["max"], ipc["until"]
+    return value
 
 
 def filters_section(**values) -> C.Section:
