@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+import uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from ..state import STAGES
 from ..stages.format import decode_image, encode_image
 from ..stages.rows import candidate_schema
 from .plan import derive_seed, sample_id
+from .ledger import GENERATED
 from .rounds import ROUND_BATCH, Rounds, histogram
 from .workdir import WorkDir
 
@@ -120,7 +122,7 @@ class ShardWorker:
         started = time.perf_counter()
         in_flight: deque = deque()
         rounds = Rounds(len(captions), g.images_per_caption, g.until.min_score if g.adaptive else None)
-        made = 0
+        made, attempt, parts_before = 0, uuid.uuid4().hex[:16], dict(self.scorer.seconds)
         with work.shard_writer(index) as tmp:
             compression = {c: "NONE" if c == "image" else "SNAPPY" for c in self.schema.names}
             with pq.ParquetWriter(tmp, self.schema, compression=compression) as writer, \
@@ -131,7 +133,10 @@ class ShardWorker:
                     for batch, members in zip(batches(items, bs), batches(positions, bs)):
                         t0 = time.perf_counter()
                         pixels = self.generate(batch)
-                        seconds["generate"] += time.perf_counter() - t0
+                        dt = time.perf_counter() - t0
+                        seconds["generate"] += dt
+                        # the cost ledger (execution/ledger.py) counts what a killed attempt generated from these
+                        work.log(GENERATED, shard=index, attempt=attempt, images=len(batch), seconds=round(dt, 4))
                         while len(in_flight) >= 2:  # bounded: the generator runs at most one batch ahead
                             scored.append(in_flight.popleft().result())
                         extra = {ROUND_BATCH: [members] * len(batch)} if g.adaptive else {}
@@ -147,6 +152,8 @@ class ShardWorker:
                 while in_flight:
                     in_flight.popleft().result()
         extra = {"candidates_per_caption": histogram(rounds.taken)} if g.adaptive else {}
+        extra["ledger"] = {"attempt": attempt, "parts": {
+            name: round(s - parts_before.get(name, 0.0), 3) for name, s in self.scorer.seconds.items()}}
         return work.mark_done(index, rows=made, extra={
             "captions": len(captions), "seconds": round(time.perf_counter() - started, 3),
             "stage_seconds": {k: round(v, 3) for k, v in seconds.items()}, "max_image_bytes": largest[0],

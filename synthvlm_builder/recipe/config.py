@@ -158,6 +158,16 @@ class PublishConfig:
 
 
 @dataclass(frozen=True)
+class CostsConfig:
+    """Prices for the cost ledger (execution/ledger.py); None: no price, no money shown for it."""
+    currency: str = "USD"
+    device_hour: Optional[float] = None
+    prompt_tokens_per_million: Optional[float] = None
+    completion_tokens_per_million: Optional[float] = None
+    per_request: Optional[float] = None
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str
     version: str
@@ -174,6 +184,7 @@ class Recipe:
     publish: PublishConfig = PublishConfig()
     execution: Section = Section("execution")  # executor, shard_size, device and each executor's options
     plugins: tuple[str, ...] = field(default=(), metadata=NEW)  # plugin distributions the recipe needs
+    costs: Optional[CostsConfig] = field(default=None, metadata=NEW)  # the ledger's prices (no data)
     # Not recipe fields: where it came from (to locate errors and copy it verbatim),
     # and the folder its relative paths resolve against.
     path: Optional[Path] = None

@@ -38,7 +38,8 @@ def build_recipe(data: dict) -> C.Recipe:
         "screen": _section(data.get("screen") or {}, "screen"),
         "execution": _section(data.get("execution") or {}, "executor"),
     }
-    for name, cls in (("format", C.FormatConfig), ("output", C.OutputConfig), ("publish", C.PublishConfig)):
+    for name, cls in (("format", C.FormatConfig), ("output", C.OutputConfig), ("publish", C.PublishConfig),
+                      ("costs", C.CostsConfig)):
         if data.get(name) is not None:
             fields[name] = build_dataclass(cls, data[name])
     for name in ("description", "license", "seed"):

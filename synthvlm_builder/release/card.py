@@ -199,7 +199,7 @@ def caption_length_line(recipe: Recipe) -> str:
 
 
 def render(recipe: Recipe, fingerprint: str, info: datasets.DatasetInfo, rows: int, caption_funnel: dict,
-           selection_funnel: dict, selected: dict, lock: dict) -> DatasetCard:
+           selection_funnel: dict, selected: dict, lock: dict, cost: str = "") -> DatasetCard:
     """The card from card_template.md; `selected` maps each score column to the selected rows' values;
     `lock` is recipe.lock.json's content (the models as resolved). Every recipe-derived string goes
     into the Markdown escaped (text.py): a recipe's description is its author's text, and the card is
@@ -218,7 +218,9 @@ def render(recipe: Recipe, fingerprint: str, info: datasets.DatasetInfo, rows: i
         "ssim_size": s.ssim.size,
         "rows": f"{rows:,}", "width": g.resolution[0], "height": g.resolution[1],
         "image_format": recipe.format.image_format.upper(), "steps": g.steps, "guidance": g.guidance_scale,
-        "dtype": g.dtype, "per_caption": g.images_per_caption, "fingerprint": fingerprint,
+        "dtype": g.dtype, "fingerprint": fingerprint, "cost": cost,
+        "per_caption": (f"up to {g.images_per_caption} (adaptive: until score >= {g.until.min_score})"
+                        if g.adaptive else g.images_per_caption),
         "load_from": repo_id or f"path/to/{recipe.name}-v{recipe.version}",
         "load_revision": f', revision="v{recipe.version}"' if repo_id else "",
         "fields": field_list(recipe), "funnel": funnel_table(caption_funnel, selection_funnel),
