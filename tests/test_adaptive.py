@@ -20,6 +20,7 @@ def adaptive_recipe(d, threshold: float, **kw):
     path = write_recipe(d, **kw)
     text = path.read_text().replace("  images_per_caption: 2\n", f"  images_per_caption: {{max: {MAX}, until: "
                                     f"{{min_score: {threshold}}}}}\n")
+    text = text.replace("      id_column: id\n", "      id_column: id\n      limit: 12\n")  # plan's counts
     path.write_text(text.replace("  size: 8\n", "  size: 8\n  allow_fewer: true\n"))
     return path
 
@@ -123,5 +124,5 @@ def test_bad_forms_exit_2_before_any_work(tmp_path, value, message):
     proc = cli(path, "--output", tmp_path / "out", check=False)
     assert proc.returncode == 2
     (line,) = proc.stderr.strip().splitlines()
-    assert line.startswith(f"{path}:17:3: generate.images_per_caption: ") and message in line, line
+    assert line.startswith(f"{path}:14:23: generate.images_per_caption: ") and message in line, line
     assert not (tmp_path / "out").exists()
