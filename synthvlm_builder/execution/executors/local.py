@@ -18,6 +18,8 @@ class LocalExecutor(Executor):
         worker.batch_size = sizes.resolve(worker, shard_items(ctx.recipe, work.captions.shard(pending[0]))[:8])
         with progress() as bar:
             for i in pending:
+                if ctx.enough():  # select.budget reached by the shards before it (execution/target.py)
+                    break
                 marker = run_shard(worker, work, sizes, i, bar)
                 work.log("shard_done", shard=i, rows=marker["rows"], seconds=marker["seconds"])
 
