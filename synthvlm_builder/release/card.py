@@ -131,10 +131,12 @@ def model_lines(recipe: Recipe, lock: dict) -> list[str]:
     """The models, each with the weights the build used (the lock's `weights`: see release/lock.py),
     then how long a caption every text encoder reads whole."""
     models, g = lock["models"], recipe.generate
-    gen, clip = models["generate"], models["clip"]
+    gen, clip = models.get("generate"), models["clip"]
     variant = f", variant {span(g.variant)}" if g.variant else ""
     pretrained = f" with pretrained {span(clip['pretrained'])}" if clip.get("pretrained") else ""
-    lines = [f"- **Generator:** {span(gen['model'])}{weights(gen['model'], gen)}{variant}, {g.dtype}",
+    # a backend that loads no model (stages/generators/shapes_world.py) has no weights to name
+    lines = [f"- **Generator:** {span(gen['model'])}{weights(gen['model'], gen)}{variant}, {g.dtype}" if gen else
+             f"- **Generator:** the {span(g.backend)} backend (no model weights), standing in for {span(g.model)}",
              f"- **Scorer:** open_clip {span(clip['model'])}{pretrained}{weights(clip['model'], clip, True)}, "
              + (f"text prefix {span(clip['prefix'])}" if clip.get("prefix") else "no text prefix")]
     a = models.get("aesthetic")
