@@ -192,7 +192,7 @@ def make_plan(recipe: Recipe, n_captions: Optional[int] = None, per_caption: Opt
     if n_captions is None:
         return Plan(fingerprint(recipe), None, None, None, None, None, None, None, None,
                     curation=curation_rows(recipe))
-    candidates = n_captions * g.images_per_caption
+    candidates = n_captions * g.max_candidates  # adaptive best-of-k: the bound
     pool = n_captions if recipe.select.per_caption == "best" else candidates
     rows = min(recipe.select.size, pool)
     cfg = 2 if g.guidance_scale > 1 else 1

@@ -64,7 +64,7 @@ def format_plan(recipe: Recipe, plan: Plan) -> str:
         f"model        {g.model}" + (f" @ {g.revision}" if g.revision else ""),
         f"generation   {g.resolution[0]}x{g.resolution[1]}, {g.steps} steps, guidance {g.guidance_scale}, "
         f"{g.dtype}, batch {g.batch_size}, "
-        + (f"up to {g.images_per_caption} per caption until score >= {g.until.min_score}" if g.adaptive
+        + (f"up to {g.max_candidates} per caption until score >= {g.until.min_score}" if g.adaptive
            else f"{g.images_per_caption} per caption"),
         f"scoring      CLIP {recipe.score.clip.model}" + (f" ({recipe.score.clip.pretrained})"
                                                           if recipe.score.clip.pretrained else "")

@@ -174,7 +174,7 @@ def run_shards(ctx: BuildContext, pending: list[int]) -> None:
     from .batching import BatchSize
     recipe, work = ctx.recipe, ctx.work
     shards = shard_ranges(ctx.caption_meta["count"], recipe.execution.shard_size)
-    total = sum(shards[i][1] - shards[i][0] for i in pending) * recipe.generate.images_per_caption
+    total = sum(shards[i][1] - shards[i][0] for i in pending) * recipe.generate.max_candidates
     sizes = BatchSize(work.root, recipe.generate.batch_size)
     executor = registry().get("executor", ctx.executor)
     executor.run(ctx, pending, sizes, lambda: reporter.progress(total=total, unit="img", desc="generating"))

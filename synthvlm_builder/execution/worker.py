@@ -61,7 +61,7 @@ class Item:
 
 def shard_items(recipe: Recipe, captions: list[Caption]) -> list[Item]:
     """Candidates of a shard in plan order: caption by caption, k = 0..images_per_caption-1."""
-    ipc = recipe.generate.images_per_caption
+    ipc = recipe.generate.max_candidates
     return [Item(c, k, derive_seed(recipe.seed, c.id, k)) for c in captions for k in range(ipc)]
 
 
@@ -125,7 +125,7 @@ class ShardWorker:
         largest = [0]  # the largest encoded image: bounds the dataset's row groups by bytes
         started = time.perf_counter()
         in_flight: deque = deque()
-        rounds = Rounds(len(captions), g.images_per_caption, g.until.min_score if g.adaptive else None)
+        rounds = Rounds(len(captions), g.max_candidates, g.until.min_score if g.adaptive else None)
         made, attempt, parts_before = 0, uuid.uuid4().hex[:16], dict(self.scorer.seconds)
         with work.shard_writer(index) as tmp:
             compression = {c: "NONE" if c == "image" else "SNAPPY" for c in self.schema.names}
@@ -168,11 +168,11 @@ class ShardWorker:
         (shard_items), as always; adaptive: round k's captions (execution/rounds.py), candidate k each."""
         g = self.recipe.generate
         if not g.adaptive:
-            ipc = g.images_per_caption
+            ipc = g.max_candidates
             items = shard_items(self.recipe, captions)
             yield 0, [i // ipc for i in range(len(items))], items
             return
-        for k in range(g.images_per_caption):
+        for k in range(g.max_candidates):
             positions = rounds.active(k)
             if not positions:
                 return

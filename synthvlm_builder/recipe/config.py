@@ -115,6 +115,14 @@ class StopRule:
 
 
 @dataclass(frozen=True)
+class AdaptiveK:
+    """Adaptive best-of-k (`images_per_caption: {max, until}`): at most `max` candidates per caption, made
+    in rounds until one meets `until`."""
+    max: int
+    until: StopRule
+
+
+@dataclass(frozen=True)
 class GenerateConfig:
     model: str                   # hub id, absolute local dir, or builtin:<name>
     revision: Optional[str] = None
@@ -122,20 +130,28 @@ class GenerateConfig:
     steps: int = 30
     guidance_scale: float = 7.5
     resolution: tuple[int, int] = (1024, 1024)   # (width, height)
-    images_per_caption: int = 1  # the most candidates per caption (with `until`, adaptive best-of-k's bound)
+    images_per_caption: Union[int, AdaptiveK] = 1  # candidates per caption; read `max_candidates` for the count
     batch_size: Union[int, str] = 4   # an integer, or "auto" (measured before the first shard)
     dtype: str = "float16"
     negative_prompt: str = ""
     scheduler: Optional[str] = None
     compile: bool = False
     backend: str = field(default="diffusers", metadata=NEW)  # a generator backend (registry kind "generator")
-    # Adaptive best-of-k: the recipe's `images_per_caption: {max, until}`; the resolved recipe keeps it
-    # beside images_per_caption (= max), and leaves it out when unset, so fixed-k fingerprints stay.
-    until: Optional[StopRule] = field(default=None, metadata=NEW)
 
     @property
     def adaptive(self) -> bool:
-        return self.until is not None
+        return isinstance(self.images_per_caption, AdaptiveK)
+
+    @property
+    def max_candidates(self) -> int:
+        """Candidates per caption: fixed k, or adaptive best-of-k's bound."""
+        ipc = self.images_per_caption
+        return ipc.max if isinstance(ipc, AdaptiveK) else ipc
+
+    @property
+    def until(self) -> Optional[StopRule]:
+        """Adaptive best-of-k's stopping rule; None for fixed k."""
+        return self.images_per_caption.until if self.adaptive else None
 
 
 @dataclass(frozen=True)

@@ -50,12 +50,12 @@ def build_recipe(data: dict) -> C.Recipe:
 
 
 def _generate(value: dict) -> dict:
-    """generate's plain data with adaptive best-of-k's `images_per_caption: {max, until}` (a recipe's form)
-    read as images_per_caption = max plus `until` (the resolved form, which a lock holds)."""
+    """generate's plain data, typed where build_dataclass cannot tell: adaptive best-of-k's
+    `images_per_caption: {max, until}` (the resolved recipe, and so a lock, keeps the same form)."""
     value = {**value, "resolution": tuple(value["resolution"])}
     ipc = value.get("images_per_caption")
     if isinstance(ipc, dict):
-        value["images_per_caption"], value["until"] = ipc["max"], ipc["until"]
+        value["images_per_caption"] = C.AdaptiveK(int(ipc["max"]), C.StopRule(float(ipc["until"]["min_score"])))
     return value
 
 

@@ -222,7 +222,7 @@ def _locate_batches(recipe, lock: dict, lock_path: Path, captions: list, rows: l
         check = checks[row["id"]] = RowCheck(row["id"])
         caption_id, _, k = row["id"].rpartition("-")
         ci = index.get(caption_id)
-        if ci is None or not (k.isascii() and k.isdigit()) or int(k) >= recipe.generate.images_per_caption:
+        if ci is None or not (k.isascii() and k.isdigit()) or int(k) >= recipe.generate.max_candidates:
             check.problems.append("id names no candidate of the curated captions")
             continue
         if row["caption"] != captions[ci].text:
@@ -247,7 +247,7 @@ def _locate_batches(recipe, lock: dict, lock_path: Path, captions: list, rows: l
             groups.setdefault(key, (batch, []))[1].append((position, row))
             continue
         items = shard_items(recipe, captions[start:start + shard_size])
-        position = first * recipe.generate.images_per_caption + int(k)
+        position = first * recipe.generate.max_candidates + int(k)
         check.shard, check.batch = shard, position // bs
         batch = batches(items, bs)[check.batch]
         groups.setdefault((shard, check.batch), (batch, []))[1].append((position % bs, row))
