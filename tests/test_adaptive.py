@@ -44,6 +44,7 @@ def per_caption(out) -> dict:
     return {c: sorted(v, key=lambda r: r["k"]) for c, v in cands.items()}
 
 
+@pytest.mark.slow
 def test_rounds_follow_the_rule_with_the_fixed_seeds(adaptive):
     recipe, out, threshold, _ = adaptive
     cands = per_caption(out)
@@ -64,6 +65,7 @@ def test_rounds_follow_the_rule_with_the_fixed_seeds(adaptive):
             assert len(r["round_batch"]) <= 3  # batch_size
 
 
+@pytest.mark.slow
 def test_histogram_in_stats_card_cli_and_plan(adaptive):
     recipe, out, _, proc = adaptive
     cands = per_caption(out)
@@ -90,6 +92,7 @@ def test_histogram_in_stats_card_cli_and_plan(adaptive):
     assert f"{12 * MAX} at most; expected ~{images}" in text
 
 
+@pytest.mark.slow
 def test_verify_rebuilds_round_batches(adaptive, tmp_path):
     _, out, _, _ = adaptive
     rows = read_rows(out)

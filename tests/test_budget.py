@@ -45,6 +45,7 @@ def expected_ids(reference, size: int, threshold: float, captions_limit: int = 9
     return sorted(r["id"] for r in top), used
 
 
+@pytest.mark.slow
 def test_target_reached_stops_making_shards_and_selects_the_prefix(reference, tmp_path):
     scores = sorted(r["clip_score"] for r in reference)
     threshold = round(scores[len(scores) // 2], 6)  # about half the candidates fail it
@@ -63,6 +64,7 @@ def test_target_reached_stops_making_shards_and_selects_the_prefix(reference, tm
     assert "nothing to do" in cli(recipe, "--output", tmp_path / "out").stderr
 
 
+@pytest.mark.slow
 def test_budget_spent_before_the_target_is_a_shortfall(reference, tmp_path):
     recipe = budget_recipe(tmp_path / "a", "{candidates: 6}", 5)
     proc = cli(recipe, "--output", tmp_path / "a" / "out", check=False)
