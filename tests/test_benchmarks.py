@@ -24,6 +24,7 @@ SMALLEST = {
     "near_dup": (["--sizes", "500", "2000"], "near_dup_phash_memory_ratio", "1.15"),
     "quality": (["--captions", "6", "--k", "2"], "selection_headroom_captured", "0.5"),
     "adaptive": (["--captions", "3"], "adaptive_generation_fraction", "0.6"),
+    "scale": (["--captions", "1000", "--small", "100"], "scale_rss_ratio", "1.15"),
 }
 ZERO_OK = {"quality"}  # 6 captions may leave no headroom to capture: 0 is a valid value there
 RESULT = re.compile(r"^RESULT (\S+) (\S+) target (\S+)$")
