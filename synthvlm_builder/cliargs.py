@@ -3,6 +3,7 @@ from them (cli.py runs the verbs). README "Command line" documents every flag li
 from __future__ import annotations
 
 import argparse
+import re
 
 VERBS = ("validate", "plan", "diff", "review", "preview", "verify", "captions", "publish", "export")
 
@@ -63,19 +64,20 @@ ARGUMENTS = {
              ("--measure", {"action": "store_true",
                             "help": "time a few denoising steps of the model on this device and estimate the wall time"
                                     " (loads the model)"}),
-             ("--device", {"help": "with --measure: the device (default: execution.device)"})],
+             ("--device", {"metavar": "D", "help": "with --measure: the device (default: execution.device)"})],
     "diff": [("old", {"metavar": "OLD"}), ("new", {"metavar": "NEW"})],
     "review": [("old", {"metavar": "OLD", "nargs": "?"}), ("new", {"metavar": "NEW"}),
                ("--format", {"choices": ("markdown", "json"), "default": "markdown", "help": "default: markdown"})],
     "preview": [RECIPE, ("--captions", {"metavar": "N", "default": "16",
                                         "help": "curated captions to generate (default 16)"}),
                 ("--output", {"metavar": "DIR", "help": "default: preview/<name>-v<version>"}),
-                ("--device", {"help": "override execution.device (auto, cpu, cuda, cuda:N, mps)"})],
+                ("--device", {"metavar": "D", "help": "override execution.device (auto, cpu, cuda, cuda:N, mps)"})],
     "verify": [("target", {"metavar": "DIR_OR_REPO"}),
                ("--revision", {"metavar": "vX.Y.Z", "help": "Hub releases: the tag or commit (default: main)"}),
                ("--sample", {"metavar": "N", "default": "8", "help": "rows to regenerate (default 8)"}),
                ("--seed", {"metavar": "S", "default": "0", "help": "which rows are sampled (default 0)"}),
-               ("--device", {"help": "where to regenerate (default auto)"})],
+               ("--device", {"metavar": "D", "help": "where to regenerate (default: the device type the build ran on"
+                                                     " when this machine has it, else auto)"})],
     "captions": [RECIPE, ("--output", {"metavar": "FILE.jsonl", "help": "write the surviving captions here"
                                        " (- for standard output; the funnel then goes to standard error)"}),
                  ("--json", {"action": "store_true", "help": "print the funnel (and captions) as JSON"})],
@@ -98,11 +100,20 @@ def export_arguments() -> list[tuple[str, dict]]:
     return out
 
 
+DEBUG = ("--debug", {"action": "store_true", "help": "on an error, print its traceback too"})
+
+
+def summary(verb: str) -> str:
+    """The first sentence of a verb's description, whole: the line `synthvlm-build --help` shows for it. A
+    sentence ends at a period followed by a capital letter, so `OUT/00000.tar ... + OUT/index.json` stays."""
+    return re.split(r"(?<=\.)\s+(?=[A-Z])", DESCRIPTIONS[verb], maxsplit=1)[0].rstrip(".")
+
+
 def verb_parser(verb: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=f"synthvlm-build {verb}", description=DESCRIPTIONS[verb],
         epilog=f"example:\n  {EXAMPLES[verb]}", formatter_class=argparse.RawDescriptionHelpFormatter)
-    for name, options in ARGUMENTS[verb] + (export_arguments() if verb == "export" else []):
+    for name, options in ARGUMENTS[verb] + (export_arguments() if verb == "export" else []) + [DEBUG]:
         p.add_argument(name, **options)
     return p
 
@@ -111,13 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="synthvlm-build", description=BUILD_HELP,
         epilog="other commands (each has --help):\n" + "\n".join(
-            f"  {v:<9} {DESCRIPTIONS[v].split('. ')[0].rstrip('.')}" for v in VERBS) + "\n\nadd --debug to any command for"
+            f"  {v:<9} {summary(v)}" for v in VERBS) + "\n\nadd --debug to any command for"
         " tracebacks", formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("recipe", metavar="RECIPE")
     p.add_argument("--output", metavar="DIR", help="output dir (default: output.dir or build/<name>-v<version>)")
     p.add_argument("--push", action="store_true", help="publish to the Hub: each data file is uploaded as soon"
                    " as it is final, then the release is one commit and a tag")
     p.add_argument("--executor", choices=("local", "ray"), help="override execution.executor")
-    p.add_argument("--device", help="override execution.device (auto, cpu, cuda, cuda:N, mps)")
+    p.add_argument("--device", metavar="D", help="override execution.device (auto, cpu, cuda, cuda:N, mps)")
     p.add_argument("--overwrite", action="store_true", help="replace a dir holding another recipe's build")
+    p.add_argument(DEBUG[0], **DEBUG[1])
     return p

@@ -52,14 +52,54 @@ def test_readme_has_the_two_setup_commands():
     assert 'pip install -e ".[dev]"' in cmds["test"] and "pytest" in cmds["test"]
 
 
-def test_every_verb_is_in_the_command_table_and_has_help_with_an_example():
-    from buildutil import cli
-    from synthvlm_builder.cli import VERBS
+def command_table() -> dict[str, str]:
+    """verb ("build" for the bare RECIPE form) -> what the README's command table shows after the verb,
+    every row of the verb joined (export has one per format)."""
+    from synthvlm_builder.cliargs import VERBS
     table = README[README.index("## Command line"):README.index("## Reviewing a recipe PR")]
-    for verb in VERBS:
-        assert f"| `synthvlm-build {verb} " in table, verb
-        proc = cli(verb, "--help")
+    rows: dict[str, list[str]] = {}
+    for cell in re.findall(r"^\| `synthvlm-build ([^`]*)` \|", table, re.M):
+        words = cell.replace("\\|", "|").split()
+        verb = words[0] if words[0] in VERBS else "build"
+        rows.setdefault(verb, []).append(" ".join(words[verb != "build":]))
+    return {verb: " ".join(parts) for verb, parts in rows.items()}
+
+
+def test_the_command_table_and_every_verbs_help_agree():
+    """Each verb's row in the README shows exactly the arguments its parser takes (as `--flag METAVAR`, a
+    choice as `a|b`), and its --help lists --debug and an example: the table cannot fall behind the CLI."""
+    from buildutil import cli
+    from synthvlm_builder.cliargs import VERBS, build_parser, verb_parser
+    table = command_table()
+    assert sorted(table) == sorted(("build",) + VERBS)
+    for verb in ("build",) + VERBS:
+        parser = build_parser() if verb == "build" else verb_parser(verb)
+        shown, flags = table[verb], set()
+        for action in parser._actions:
+            if not action.option_strings:  # a positional: RECIPE, DIR, NEW, RECIPE... (nargs +), [OLD] (nargs ?)
+                form = {"+": "{}...", "?": "[{}]"}.get(action.nargs, "{}").format(action.metavar)
+                assert form in shown.split(), (verb, form)
+                continue
+            flag = action.option_strings[-1]
+            if flag in ("--help", "--debug"):
+                continue
+            flags.add(flag)
+            value = "" if action.nargs == 0 else " " + (action.metavar or "|".join(action.choices))
+            assert f"{flag}{value}" in shown, f"README command table, {verb}: {flag}{value} missing from {shown!r}"
+        assert set(re.findall(r"--[a-z][a-z-]*", shown)) == flags, verb  # and nothing the parser does not take
+        proc = cli(*([] if verb == "build" else [verb]), "--help")
         assert proc.returncode == 0 and "example:\n  synthvlm-build " in proc.stdout, verb
+        assert re.search(r"^  --debug +on an error, print its traceback too$", proc.stdout, re.M), verb
+
+
+def test_the_top_level_help_names_each_verb_by_a_whole_sentence():
+    from buildutil import cli
+    from synthvlm_builder.cliargs import DESCRIPTIONS, VERBS
+    lines = dict(re.findall(r"^  (\w+) +(.+)$", cli("--help").stdout.split("other commands")[1], re.M))
+    assert sorted(lines) == sorted(VERBS)
+    for verb, line in lines.items():
+        assert DESCRIPTIONS[verb].startswith(line + "."), verb  # a sentence ends there, not mid-way
+        assert line.count("(") == line.count(")"), line
 
 
 def test_reviewing_section_shows_the_preview_screenshot():
