@@ -13,6 +13,7 @@ The CLI (cli.py) calls these functions and prints what they return.
 from __future__ import annotations
 
 import os
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Optional, Union
@@ -64,6 +65,7 @@ def build(recipe: RecipeLike, output_dir: Optional[PathLike] = None, executor: O
     """Build (or resume, or find already built) the dataset `recipe` describes, in `output_dir` (default:
     output.dir, else build/<name>-v<version>). With `push`, each data file is uploaded while the build
     runs and the release is published at the end (`.published`)."""
+    started = time.perf_counter()
     recipe = _recipe(recipe)
     with _call(recipe, reporter):
         from .destination import FOLDER, check_output
@@ -77,7 +79,8 @@ def build(recipe: RecipeLike, output_dir: Optional[PathLike] = None, executor: O
         if push:
             from .release.publish import publish as publish_dir
             published = publish_dir(done.output_dir)
-    return BuildResult(Path(done.output_dir), done.rows, done.fingerprint, done.stats, done.action, published)
+    return BuildResult(Path(done.output_dir), done.rows, done.fingerprint, done.stats, done.action, published,
+                       time.perf_counter() - started)
 
 
 def identity(recipe: RecipeLike, *, reporter: Optional[Reporter] = None) -> str:

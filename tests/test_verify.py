@@ -43,6 +43,9 @@ def test_fresh_build_verifies(quickstart):
     out = quickstart[0]
     proc = cli("verify", out)
     assert "pixels must be identical" in proc.stdout  # same device type and thread count as the lock
+    # the half minute of work shows on standard error: the models loading, then each batch regenerated
+    assert "loading builtin:shapes-sd and the scoring models on cpu" in proc.stderr
+    assert "regenerating: 100%" in proc.stderr and "5/5" in proc.stderr, proc.stderr
     rows = table_rows(proc.stdout)
     assert len(rows) == 8 and all(line.endswith("  ok") for line in rows.values())
     assert set(rows) <= {r["id"] for r in read_rows(out, ["id"])}

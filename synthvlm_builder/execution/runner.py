@@ -237,7 +237,7 @@ def _captions(ctx: BuildContext) -> dict:
         from ..curation.captions import Funnel
         funnel = Funnel()
         survivors = curate_recipe(ctx.recipe, funnel, ctx.device, inputs=ctx.inputs)
-        with reporter.progress(survivors, desc="captions", unit="caption") as bar:
+        with reporter.progress(survivors, desc="captions", unit=" captions") as bar:
             meta = ctx.work.captions.write(bar, funnel.to_dict, ctx.recipe.execution.shard_size)
         reporter.info(f"captions: {meta['count']:,} kept of {meta['funnel']['read']:,} read")
     if not meta["count"]:
