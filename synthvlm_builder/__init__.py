@@ -10,7 +10,7 @@ The functions are in api.py (README "Python API"); nothing heavy (torch, diffuse
 __version__ = "0.1.0"
 
 from . import reporter
-from .api import build, captions, export, identity, iter_captions, plan, publish, verify
+from .api import build, captions, export, identity, iter_captions, plan, publish, rebuild, verify
 from .errors import BuildError, InputError, Problem, RecipeError
 from .recipe.config import Recipe
 from .reporter import Recorder, Reporter
@@ -18,4 +18,4 @@ from .results import BuildResult, CaptionsResult, PlanResult
 
 __all__ = ["BuildError", "BuildResult", "CaptionsResult", "InputError", "PlanResult", "Problem", "Recipe",
            "RecipeError", "Recorder", "Reporter", "build", "captions", "export", "identity", "iter_captions", "plan",
-           "publish", "reporter", "verify"]
+           "publish", "rebuild", "reporter", "verify"]

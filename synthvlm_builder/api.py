@@ -193,6 +193,23 @@ def verify(target: PathLike, revision: Optional[str] = None, sample: int = 8, se
         return verify_build(os.fspath(target), revision=revision, sample=sample, seed=seed, device=device)
 
 
+def rebuild(target: PathLike, revision: Optional[str] = None, output_dir: Optional[PathLike] = None,
+            device: Optional[str] = None, overwrite: bool = False, *,
+            reporter: Optional[Reporter] = None) -> BuildResult:
+    """Build a release again from its own files: a build dir, a downloaded release, or a Hub dataset id at
+    `revision`; its recipe.lock.json, recipe.yaml, stats.json and curated captions.jsonl, not the caption
+    sources (release/rebuild.py). Same fingerprint and content identity, the same rows. `output_dir`
+    defaults to `<DIR>-rebuilt` beside a local release, else build/<name>-v<version>."""
+    started = time.perf_counter()
+    with _call(None, reporter):
+        from .release.rebuild import rebuild as rebuild_release
+        done = rebuild_release(os.fspath(target), revision=revision,
+                               output_dir=Path(output_dir) if output_dir is not None else None, device=device,
+                               overwrite=overwrite)
+    return BuildResult(Path(done.output_dir), done.rows, done.fingerprint, done.stats, done.action,
+                       seconds=time.perf_counter() - started)
+
+
 def publish(build_dir: PathLike, repo_id: Optional[str] = None, *,
             reporter: Optional[Reporter] = None) -> "PublishResult":
     """Push a finished build to the Hub as one commit and tag it v<version> (a no-op when that tag already

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 
-VERBS = ("validate", "plan", "diff", "review", "preview", "verify", "captions", "publish", "export")
+VERBS = ("validate", "plan", "diff", "review", "preview", "verify", "rebuild", "captions", "publish", "export")
 
 BUILD_HELP = """\
 Build the dataset a recipe describes: captions -> generate -> score -> select -> write.
@@ -24,6 +24,8 @@ EXAMPLES = {
     "review": "synthvlm-build review main:recipes/llava_100k.yaml recipes/llava_100k.yaml > comment.md",
     "preview": "synthvlm-build preview recipes/quickstart.yaml --captions 8 --output preview/",
     "verify": "synthvlm-build verify my-org/synthvlm --revision v1.0.0 --sample 8",
+    "rebuild": "synthvlm-build rebuild build/synthvlm-quickstart-v0.1.0   # into build/synthvlm-quickstart-v0.1.0-rebuilt\n"
+               "  synthvlm-build rebuild my-org/synthvlm --revision v1.0.0 --output rebuilt/",
     "captions": "synthvlm-build captions recipes/quickstart.yaml --output captions.jsonl",
     "publish": "synthvlm-build publish build/synthvlm-quickstart-v0.1.0 --repo-id my-org/synthvlm-quickstart",
     "export": "synthvlm-build export build/synthvlm-quickstart-v0.1.0 --llava llava_data/\n"
@@ -47,6 +49,10 @@ DESCRIPTIONS = {
     "verify": "Regenerate a seeded sample of rows of a finished build dir or a published Hub release from its"
               " recipe.lock.json (each row's whole original batch) and compare pixels and scores."
               " Exit 0 all match, 1 a row does not, 2 bad input or a model the lock names cannot be loaded.",
+    "rebuild": "Build a release again from its own files: recipe.lock.json, recipe.yaml, stats.json and the curated"
+               " captions.jsonl (checked against the lock's sha256) of a build dir, a downloaded release or a Hub"
+               " release, not the caption sources. Same fingerprint and identity; the rows are the release's (bit for"
+               " bit on the device type, thread count and library versions the lock records).",
     "captions": "Run only the caption stage: print the funnel and write the surviving captions with their ids."
                 " Model steps (perplexity, source images, LLM judge) show values computed and cached: a rerun"
                 " computes and asks nothing twice.",
@@ -78,6 +84,12 @@ ARGUMENTS = {
                ("--seed", {"metavar": "S", "default": "0", "help": "which rows are sampled (default 0)"}),
                ("--device", {"metavar": "D", "help": "where to regenerate (default: the device type the build ran on"
                                                      " when this machine has it, else auto)"})],
+    "rebuild": [("target", {"metavar": "DIR_OR_REPO"}),
+                ("--revision", {"metavar": "vX.Y.Z", "help": "Hub releases: the tag or commit (default: main)"}),
+                ("--output", {"metavar": "DIR", "help": "default: DIR-rebuilt beside a local release, else"
+                                                      " build/<name>-v<version>"}),
+                ("--device", {"metavar": "D", "help": "override execution.device (auto, cpu, cuda, cuda:N, mps)"}),
+                ("--overwrite", {"action": "store_true", "help": "replace a dir holding another build"})],
     "captions": [RECIPE, ("--output", {"metavar": "FILE.jsonl", "help": "write the surviving captions here"
                                        " (- for standard output; the funnel then goes to standard error)"}),
                  ("--json", {"action": "store_true", "help": "print the funnel (and captions) as JSON"})],

@@ -23,6 +23,18 @@ from .preflight import preflight
 from .workdir import WorkDir
 
 
+@dataclass(frozen=True)
+class Curated:
+    """A build's curated captions taken as they are instead of running the caption stage (release/rebuild.py:
+    a release made again from its own files). `inputs` are the content identity's digests as the release's
+    lock records them (its caption sources are not at hand); `sha256` is the captions file's, which writing
+    `captions` again must reproduce."""
+    captions: list
+    funnel: dict
+    inputs: dict
+    sha256: str
+
+
 @dataclass
 class BuildContext:
     """What every step of one build needs to know."""
@@ -38,6 +50,7 @@ class BuildContext:
     generation_seconds: float = 0.0
     notes: list = field(default_factory=list)
     uploader: object = None  # release/stream.py's StreamUploader when --push streams the data files
+    curated: Curated | None = None
 
     @property
     def out(self) -> Path:
@@ -58,16 +71,18 @@ class BuildResult:
 
 
 def build(recipe: Recipe, output_dir: Path | None = None, executor: str | None = None,
-          device: str | None = None, overwrite: bool = False, push: bool = False) -> BuildResult:
+          device: str | None = None, overwrite: bool = False, push: bool = False,
+          curated: Curated | None = None) -> BuildResult:
     """With `push`, the destination is checked before any work and each data file is uploaded as soon
-    as it is final (release/stream.py); the caller publishes the finished build."""
+    as it is final (release/stream.py); the caller publishes the finished build. With `curated`, the
+    caption stage is not run: those captions are the build's (its models and sources are not checked)."""
     target = OutputDir(Path(output_dir) if output_dir else recipe.output_dir,
                        "--output" if output_dir else "output.dir")
     device_name = device or recipe.execution.device
     check_device(device_name, "--device" if device else "execution.device")
-    preflight(recipe)
+    preflight(recipe, captions=curated is None)
     fp = recipe_fingerprint(recipe)
-    inputs = input_digests(recipe)
+    inputs = dict(curated.inputs) if curated else input_digests(recipe)
     identity = content_identity(fp, inputs)
     key = build_key(identity, recipe.execution.shard_size)
     target.check_usable()
@@ -79,7 +94,7 @@ def build(recipe: Recipe, output_dir: Path | None = None, executor: str | None =
         _admit(target, target.contents(overwrite), identity, inputs, key, recipe, overwrite)
         work = WorkDir(target.build_root(key), target.field)
         ctx = BuildContext(recipe, fp, identity, inputs, target, work, executor or recipe.execution.executor,
-                           device_name)
+                           device_name, curated=curated)
         done = _already_built(ctx)
         if done:
             failed = False
@@ -233,6 +248,13 @@ def _captions(ctx: BuildContext) -> dict:
     caption file that no longer holds the bytes the content identity digested: the check comes when
     its reader ends, before the store's atomic write completes, so none of its captions are kept."""
     meta = ctx.work.captions.meta()
+    if meta is None and ctx.curated is not None:
+        c = ctx.curated
+        meta = ctx.work.captions.write(iter(c.captions), lambda: c.funnel, ctx.recipe.execution.shard_size)
+        if meta["sha256"] != c.sha256:  # written back other bytes: its batches would not be the release's
+            ctx.work.captions.discard()
+            raise BuildError(f"the curated captions, written again, have sha256 {meta['sha256'][:12]}, not the"
+                             f" release's {c.sha256[:12]}: made by a synthvlm-builder with another captions format")
     if meta is None:
         from ..curation.captions import Funnel
         funnel = Funnel()
