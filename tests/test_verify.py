@@ -39,9 +39,9 @@ def table_rows(stdout: str) -> dict:
     return {line.split()[0]: line for line in lines[start + 1:] if line.startswith("quickstart:")}
 
 
-def test_fresh_build_verifies(quickstart):
+def test_fresh_build_verifies(quickstart, quickstart_verified):
     out = quickstart[0]
-    proc = cli("verify", out)
+    proc = quickstart_verified  # `synthvlm-build verify build/synthvlm-quickstart-v0.1.0`, the README's command
     assert "pixels must be identical" in proc.stdout  # same device type and thread count as the lock
     # the half minute of work shows on standard error: the models loading, then each batch regenerated
     assert "loading builtin:shapes-sd and the scoring models on cpu" in proc.stderr
