@@ -120,12 +120,18 @@ class CaptionStream:
         return self._funnel.to_dict()
 
     def __iter__(self) -> Iterator[Caption]:
-        while True:  # each step reports to this call's reporter, and its errors are located, as in a call
-            with _call(self.recipe, self._reporter, check=False):
-                caption = next(self._survivors, None)
-            if caption is None:
-                return
-            yield caption
+        from .reporter import current
+        # a bar once the stage takes more than a second (model steps, an LLM judge); a quick one stays silent
+        with use(self._reporter):
+            bar = current().progress(desc="captions", unit=" captions", delay=1)
+        with bar:
+            while True:  # each step reports to this call's reporter, and its errors are located, as in a call
+                with _call(self.recipe, self._reporter, check=False):
+                    caption = next(self._survivors, None)
+                if caption is None:
+                    return
+                bar.update(1)
+                yield caption
 
 
 def captions(recipe: RecipeLike, output: Optional[PathLike] = None, device: Optional[str] = None, *,
