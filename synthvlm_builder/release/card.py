@@ -214,7 +214,8 @@ def rebuild_context(recipe: Recipe) -> dict:
     repo_id = recipe.publish.repo_id
     if repo_id:
         return {"rebuild_command": span(f"synthvlm-build rebuild {repo_id} --revision v{recipe.version}"),
-                "rebuild_where": f" (or {span('synthvlm-build rebuild DIR')}, DIR being a copy of this folder)"}
+                "rebuild_where": f" (or {span('synthvlm-build rebuild DIR')}, DIR being this folder, local or"
+                                 " downloaded)"}
     return {"rebuild_command": span("synthvlm-build rebuild DIR"), "rebuild_where": ", DIR being this folder"}
 
 
