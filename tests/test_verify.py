@@ -145,3 +145,20 @@ def test_published_release_verifies_by_revision(quickstart, hub, hub_env):
     assert len(table_rows(proc.stdout)) == 4 and "4 of 4 row(s) match: verified" in proc.stdout
     proc = cli("verify", REPO, "--revision", "v9.9.9", env=hub_env, check=False)
     assert proc.returncode == 2 and proc.stderr == f"error: --revision: {REPO} has no revision 'v9.9.9'\n"
+
+
+@pytest.mark.slow
+def test_the_cards_rebuild_command_rebuilds_a_published_release(quickstart, hub, hub_env, tmp_path):
+    """The command the card of a published release gives, run as a reader copies it, from an empty folder: the
+    release's lock, recipe, stats and captions come from the Hub (not its data), and the rows are the same."""
+    import re
+    out = quickstart[0]
+    cli("publish", out, env=hub_env)
+    section = (out / "README.md").read_text().split("## Recipe", 1)[1]
+    command = re.search(r"`(synthvlm-build rebuild [^`]*)`", section).group(1)
+    assert command == f"synthvlm-build rebuild {REPO} --revision v0.1.0"
+    cli(*command.split()[1:], cwd=tmp_path, env=hub_env)
+    rebuilt = tmp_path / "build" / "synthvlm-quickstart-v0.1.0"
+    assert read_rows(rebuilt) == read_rows(out)
+    lock, again = (json.loads((d / "recipe.lock.json").read_text()) for d in (out, rebuilt))
+    assert (again["fingerprint"], again["identity"]) == (lock["fingerprint"], lock["identity"])

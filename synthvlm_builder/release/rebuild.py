@@ -15,12 +15,12 @@ records, README "Reproducibility"). The batch size is the lock's, so an `auto` c
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from pathlib import Path
 
 from .. import layout
 from ..errors import InputError
-from ..execution.state import StateError, load
 from .lock import read_lock
 from .verify import check_fingerprint, check_models, curated_captions, fetch_release, lock_recipe
 
@@ -45,11 +45,9 @@ def rebuild(target: str, revision: str | None = None, output_dir: Path | None = 
                              " for the card, the caption funnel from stats.json)")
     try:  # the card and the recipe.yaml of the rebuild are the release's, byte for byte
         text = (build_dir / layout.RECIPE).read_text(encoding="utf-8")
-        funnel = load(build_dir / layout.STATS, "stats")["captions"]
     except (OSError, UnicodeError) as e:
         raise InputError("DIR_OR_REPO", f"cannot read {build_dir / layout.RECIPE}: {e}") from None
-    except StateError as e:
-        raise e.corrupt("the release is damaged", "DIR_OR_REPO") from None
+    funnel = caption_funnel(build_dir / layout.STATS)
     built = lock["build"]
     generate = dataclasses.replace(recipe.generate, batch_size=built["batch_size"])  # `auto` as it was resolved
     recipe = dataclasses.replace(recipe, generate=generate, text=text)
@@ -67,6 +65,20 @@ def rebuild(target: str, revision: str | None = None, output_dir: Path | None = 
              " shards' pixels may differ in their low bits")
     curated = Curated(curated_captions(build_dir, lock), funnel, dict(lock["inputs"]), lock["captions"]["sha256"])
     return build(recipe, output_dir=out, device=device, overwrite=overwrite, curated=curated)
+
+
+def caption_funnel(path: Path) -> dict:
+    """The caption funnel a release's stats.json records (its card shows it again). Read as a release file,
+    not as work state: a Hub snapshot links it into the cache."""
+    try:
+        funnel = json.loads(path.read_text(encoding="utf-8"))["captions"]
+        if not (isinstance(funnel, dict) and isinstance(funnel.get("sources"), list)
+                and isinstance(funnel.get("filters"), list)):
+            raise ValueError("its `captions` is not a caption funnel")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InputError("DIR_OR_REPO", f"{path} is not a build's stats.json ({type(e).__name__}: {e}); the"
+                         " release is damaged") from None
+    return funnel
 
 
 def default_output(build_dir: Path, label: str, recipe) -> Path:
