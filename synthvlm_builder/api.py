@@ -12,18 +12,20 @@ The CLI (cli.py) calls these functions and prints what they return.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Optional, Union
 
-from .errors import InputError, Problem
+from .errors import InputError
 from .recipe.config import Caption, Recipe
 from .reporter import Reporter, use
 from .results import BuildResult, CaptionsResult, PlanResult
 
 if TYPE_CHECKING:
+    from .builder import RecipeBuilder
     from .release.export import ExportResult
     from .release.publish import PublishResult
     from .release.verification import VerifyResult
@@ -44,10 +46,9 @@ def _call(recipe: Optional[Recipe], reporter: Optional[Reporter], check: bool = 
                 check_environment()
             yield
         except InputError as e:
-            if recipe is not None and not e.problems and not e.location and e.field[:1].islower():
-                from .recipe import locate
-                file, line, col = locate(recipe, e.field)
-                e.problems = [Problem(file, line, col, e.field, e.message)]
+            if recipe is not None:
+                from .recipe import locate_error
+                locate_error(e, recipe)
             raise
 
 
@@ -69,18 +70,16 @@ def build(recipe: RecipeLike, output_dir: Optional[PathLike] = None, executor: O
     recipe = _recipe(recipe)
     with _call(recipe, reporter):
         from .destination import FOLDER, check_output
-        from .settings import check_cache
+        from .execution.preflight import check_cache
         out = Path(output_dir) if output_dir is not None else None
         check_output(out or recipe.output_dir, "--output" if out else "output.dir", FOLDER)
         check_cache(recipe)
         from .execution.runner import build as run_build
         done = run_build(recipe, output_dir=out, executor=executor, device=device, overwrite=overwrite, push=push)
-        published = None
         if push:
             from .release.publish import publish as publish_dir
-            published = publish_dir(done.output_dir)
-    return BuildResult(Path(done.output_dir), done.rows, done.fingerprint, done.stats, done.action, published,
-                       time.perf_counter() - started)
+            done = dataclasses.replace(done, published=publish_dir(done.path))
+    return dataclasses.replace(done, seconds=time.perf_counter() - started)
 
 
 def identity(recipe: RecipeLike, *, reporter: Optional[Reporter] = None) -> str:
@@ -100,8 +99,8 @@ def iter_captions(recipe: RecipeLike, device: Optional[str] = None, *,
     recipe = _recipe(recipe)
     with _call(recipe, reporter):
         from .curation.captions import Funnel
-        from .execution.runner import curate_recipe
-        from .settings import check_cache
+        from .execution.curate import curate_recipe
+        from .execution.preflight import check_cache
         check_cache(recipe, captions_only=True)
         funnel = Funnel()
         survivors = curate_recipe(recipe, funnel, device)
@@ -178,8 +177,7 @@ def plan(recipe: RecipeLike, measure: bool = False, device: Optional[str] = None
         measured = None
         if measure:
             from .execution.measure import estimate, measure as measure_steps
-            from .execution.runner import check_device, preflight
-            from .settings import check_cache
+            from .execution.preflight import check_cache, check_device, preflight
             check_device(device or recipe.execution.device, "--device" if device else "execution.device")
             check_cache(recipe)
             preflight(recipe)
@@ -204,16 +202,15 @@ def rebuild(target: PathLike, revision: Optional[str] = None, output_dir: Option
             reporter: Optional[Reporter] = None) -> BuildResult:
     """Build a release again from its own files: a build dir, a downloaded release, or a Hub dataset id at
     `revision`; its recipe.lock.json, recipe.yaml, stats.json and curated captions.jsonl, not the caption
-    sources (release/rebuild.py). Same fingerprint and content identity, the same rows. `output_dir`
+    sources (execution/rebuild.py). Same fingerprint and content identity, the same rows. `output_dir`
     defaults to `<DIR>-rebuilt` beside a local release, else build/<name>-v<version>."""
     started = time.perf_counter()
     with _call(None, reporter):
-        from .release.rebuild import rebuild as rebuild_release
+        from .execution.rebuild import rebuild as rebuild_release
         done = rebuild_release(os.fspath(target), revision=revision,
                                output_dir=Path(output_dir) if output_dir is not None else None, device=device,
                                overwrite=overwrite)
-    return BuildResult(Path(done.output_dir), done.rows, done.fingerprint, done.stats, done.action,
-                       seconds=time.perf_counter() - started)
+    return dataclasses.replace(done, seconds=time.perf_counter() - started)
 
 
 def publish(build_dir: PathLike, repo_id: Optional[str] = None, *,
@@ -223,6 +220,16 @@ def publish(build_dir: PathLike, repo_id: Optional[str] = None, *,
     with _call(None, reporter):
         from .release.publish import publish as publish_dir
         return publish_dir(Path(build_dir), repo_id=repo_id)
+
+
+def as_builder(recipe: Recipe, **options) -> "RecipeBuilder":
+    """This recipe as a `datasets.DatasetBuilder` (builder.py; `options`: cache_dir, build_dir, executor,
+    device, reporter): `download_and_prepare()` runs or resumes the build, `as_dataset()` reads its rows."""
+    from .builder import RecipeBuilder
+    return RecipeBuilder(recipe, **options)
+
+
+Recipe.as_builder = as_builder  # `recipe.as_builder()` (README); recipe/config.py says why it is attached here
 
 
 # Export formats and the options each takes (the CLI's --FORMAT OUT and option flags).

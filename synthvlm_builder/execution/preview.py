@@ -1,6 +1,6 @@
 """`preview`: the recipe's real pipeline on its first N curated captions, as one self-contained page.
 
-Curation is the build's (runner.curate_recipe), stopped once N captions survived; generation and
+Curation is the build's (curate.py curate_recipe), stopped once N captions survived; generation and
 scoring are the build's ShardWorker, its batches formed the same way (worker.batches); selection is
 stages/select.py with the recipe's thresholds and best-per-caption rule. The page (preview.html.j2)
 inlines every image as a data: URI: no file beside it, no network, no script.
@@ -27,7 +27,8 @@ MIME = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
 
 def preview(recipe: Recipe, n_captions: int, out: Path, device: str | None = None) -> Path:
     from ..curation.captions import Funnel
-    from .runner import check_device, curate_recipe, preflight
+    from .curate import curate_recipe
+    from .preflight import check_device, preflight
 
     page = Path(out) / PAGE
     _check_output(Path(out), page)

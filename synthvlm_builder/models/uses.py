@@ -29,6 +29,9 @@ class ModelUse:
     builtins: tuple = ()          # the builtin names this reference may take
     what: str = ""                # how messages name it, e.g. "the aesthetic head"
     expected: str = ""            # what a local reference must be, for messages
+    # A CLIP that reads each caption, after this text (the CLIPScore prefix; "" for none); None: it reads
+    # no caption. max_tokens must fit its context (models/context.py).
+    caption_prefix: Optional[str] = None
 
     @property
     def field(self) -> str:

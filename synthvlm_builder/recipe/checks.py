@@ -13,16 +13,15 @@ import re
 from pathlib import Path
 from typing import Callable
 
-from ..curation.sourcefile import not_a_file
+from ..atomic import not_a_file
 from ..errors import Problem
+from ..hub import is_hf_url, parse_hf_url
 from ..models.builtin import CLIP_MODELS as BUILTIN_CLIP
 from ..models.ref import BUILTIN, HUB, LOCAL, ModelRef, pretrained_is_file
 from ..registry import registry
 from .components import plain_enabled, threshold_owners
 from .yamlsafe import Document, dotted
 
-HF_URL = re.compile(r"^hf://datasets/[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*/.+$")
-HF_MODEL_FILE = re.compile(r"^hf://[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*(@[^/]+)?/.+$")
 SOURCE_OPTIONS = ("column", "id_column", "config", "split", "images", "image_column")
 
 
@@ -74,8 +73,8 @@ def check_sources(c: Collector, data: dict) -> None:
             if key not in uses and at + (key,) in c.doc.key_positions:  # set by the author, not a default
                 c.bad(at + (key,), f"is not used by {kind} sources", key=True)
         if cls.file:
-            if path.startswith("hf://"):
-                if not HF_URL.match(path):
+            if is_hf_url(path):
+                if hub_file(path, "dataset") is None:
                     c.bad(at + ("path",), "hf:// paths must look like hf://datasets/<org>/<name>/<file>")
             elif not_a_file(c.local(path)):  # missing, or a directory, FIFO, device: say which
                 c.bad(at + ("path",), not_a_file(c.local(path)) if os.path.lexists(c.local(path))
@@ -138,15 +137,14 @@ def check_thresholds(c: Collector, data: dict) -> None:
 def check_max_tokens(c: Collector, data: dict) -> None:
     """max_tokens fits every text encoder that reads the caption, where their configs are at hand without
     loading anything (builtins, local folders); the build's preflight checks Hub models and the rest."""
+    from .components import caption_readers
     filters = data["captions"].get("filters") or {}
-    models = ("generate.model", "score.clip.model", "captions.filters.source_image.clip.model")
+    clips = caption_readers(data)
+    models = ("generate.model", *(field for field, _, _ in clips))
     if filters.get("max_tokens") is None or any(p.field in models for p in c.problems):
         return  # a model the other checks refused cannot be read
     from ..models.context import caption_contexts
     from ..models.preflight import BrokenModel
-    clip, images = data["score"]["clip"], filters.get("source_image") or {}
-    clips = [("score.clip.model", clip["model"], clip.get("prefix", ""))]
-    clips += [("captions.filters.source_image.clip.model", images["clip"]["model"], "")] if "clip" in images else []
     try:
         worst = caption_contexts(data["generate"]["model"], data["generate"].get("revision"), clips, c.base
                                  ).over(filters["max_tokens"])
@@ -165,9 +163,18 @@ def check_max_tokens_tokenizer(c: Collector, data: dict) -> None:
         c.bad(at, "applies with captions.filters.max_tokens only; set max_tokens too, or remove it", key=True)
 
 
+def hub_file(url: str, repo_type: str | None = None):
+    """hub.py's HubFile of an hf:// URL naming a file (in a repository of `repo_type`), else None."""
+    try:
+        found = parse_hf_url(url)
+    except ValueError:
+        return None
+    return found if found.path and repo_type in (None, found.repo_type) else None
+
+
 def check_model_file(c: Collector, value: str, at: tuple) -> None:
-    if value.startswith("hf://"):
-        if not HF_MODEL_FILE.match(value):
+    if is_hf_url(value):
+        if hub_file(value) is None:
             c.bad(at, "hf:// model files must look like hf://<org>/<name>[@<revision>]/<file>")
     elif not c.local(value).is_file():
         c.bad(at, f"model file not found: {c.local(value)}")

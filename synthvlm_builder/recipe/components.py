@@ -64,6 +64,12 @@ def model_uses(data: dict) -> list:
     return uses
 
 
+def caption_readers(data: dict) -> list[tuple[str, str, str]]:
+    """(field, model, prefix) of every CLIP that reads the captions (models/uses.py caption_prefix)."""
+    return [(use.field, use.model, use.caption_prefix) for use in model_uses(data)
+            if use.kind == "clip" and use.caption_prefix is not None]
+
+
 def components_of(data: dict) -> Iterator[tuple[type, Any, tuple]]:
     """Every component plain recipe data uses, of every kind."""
     for kind in ("source", "generator", "caption_step", "score", "screen"):

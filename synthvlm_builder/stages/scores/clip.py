@@ -52,10 +52,9 @@ class ClipScore(ImageScore):
                                                       "authors' follow-up code stores it).",
                                        'enum': ['cosine', 'clipscore'],
                                        'default': 'cosine'}}}
-    thresholds = {"min_clip_score": {'description': 'Drop candidates whose clip_score (in score.clip.units) is below this.',
-         'type': 'number',
-         'minimum': -1,
-         'maximum': 2.5}}
+    thresholds = {"min_clip_score": {"description": "Drop candidates whose clip_score (in score.clip.units) is below"
+                                                    " this.",
+                                     "type": "number", "minimum": -1, "maximum": 2.5}}
 
     @classmethod
     def columns(cls, cfg: ClipConfig) -> list[Column]:
@@ -67,7 +66,7 @@ class ClipScore(ImageScore):
     @classmethod
     def models(cls, value: dict, at: tuple) -> list[ModelUse]:
         return [ModelUse(value, at, "clip", digest="score.clip", lock=("clip",), builtins=CLIP_MODELS,
-                         what="the scoring CLIP")]
+                         what="the scoring CLIP", caption_prefix=value.get("prefix", ClipConfig.prefix))]
 
     @classmethod
     def check(cls, c, value, at, data) -> None:

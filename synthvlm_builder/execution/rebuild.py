@@ -21,15 +21,16 @@ from pathlib import Path
 
 from .. import layout
 from ..errors import InputError
-from .lock import read_lock
-from .verify import check_fingerprint, check_models, curated_captions, fetch_release, lock_recipe
+from ..release.lock import read_lock
+from ..release.verify import check_fingerprint, check_models, curated_captions, fetch_release, lock_recipe
 
 
 def rebuild(target: str, revision: str | None = None, output_dir: Path | None = None, device: str | None = None,
             overwrite: bool = False):
     """Build the release in `target` (a build dir, a downloaded release, or a Hub dataset id at `revision`)
     again into `output_dir`; returns the runner's BuildResult."""
-    from ..execution.runner import Curated, build
+    from .context import Curated
+    from .runner import build
     build_dir, label = fetch_release(target, revision, data=False)
     lock = read_lock(build_dir)
     lock_path = build_dir / layout.LOCK
