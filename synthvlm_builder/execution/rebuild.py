@@ -53,7 +53,7 @@ def rebuild(target: str, revision: str | None = None, output_dir: Path | None = 
     generate = dataclasses.replace(recipe.generate, batch_size=built["batch_size"])  # `auto` as it was resolved
     recipe = dataclasses.replace(recipe, generate=generate, text=text)
     from ..destination import FOLDER, check_output
-    from ..settings import check_cache
+    from .preflight import check_cache
     out = Path(output_dir) if output_dir is not None else default_output(build_dir, label, recipe)
     field = "--output" if output_dir is not None else "output"
     check_output(out, field, FOLDER)
