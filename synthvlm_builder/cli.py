@@ -14,7 +14,8 @@ from pathlib import Path
 
 from .errors import BuildError, InputError, RecipeError
 
-VERBS = ("validate", "plan", "diff", "review", "preview", "verify", "captions", "publish", "export")
+VERBS = ("validate", "plan", "diff", "review", "preview", "verify", "captions", "publish", "export", "compare",
+         "evaluate")
 
 BUILD_HELP = """\
 Build the dataset a recipe describes: captions -> generate -> score -> select -> write.
@@ -37,6 +38,10 @@ EXAMPLES = {
     "publish": "synthvlm-build publish build/synthvlm-quickstart-v0.1.0 --repo-id my-org/synthvlm-quickstart",
     "export": "synthvlm-build export build/synthvlm-quickstart-v0.1.0 --llava llava_data/\n"
               "  synthvlm-build export build/synthvlm-quickstart-v0.1.0 --webdataset wds/ --shard-bytes 1GB",
+    "compare": "synthvlm-build compare main:recipes/quickstart.yaml recipes/quickstart.yaml --captions 8 > comment.md\n"
+               "  synthvlm-build compare my-org/synthvlm@v1.0.0 build/synthvlm-v1.1.0 --output compare/",
+    "evaluate": "synthvlm-build evaluate build/synthvlm-quickstart-v0.1.0 --proxy clip --seeds 3\n"
+                "  synthvlm-build evaluate my-org/synthvlm@v1.0.0 --proxy clip --eval my-org/heldout --device cuda",
 }
 
 DESCRIPTIONS = {
@@ -62,6 +67,17 @@ DESCRIPTIONS = {
     "publish": "Push a finished build to the Hub as one commit, then tag it v<version>.",
     "export": "Write a finished build in LLaVA's training layout (OUT/synthvlm.json + OUT/images/) or as"
               " WebDataset tar shards (OUT/00000.tar ... + OUT/index.json).",
+    "compare": "What a change does to the data. Each side is a finished build dir, a Hub release ORG/NAME@vX.Y.Z,"
+               " or a recipe (RECIPE or REV:PATH: its first N curated captions through the real pipeline, as"
+               " preview runs them). Prints Markdown (rows added, removed and changed; each score's mean shift"
+               " with a bootstrap confidence interval and KS statistic; the funnels side by side; caption"
+               " statistics; the most changed rows) and writes DIR/index.html, a self-contained page with the"
+               " score distributions and the most changed rows' images side by side. Exit codes as diff's:"
+               " 0 same data, 3 data changed and version bumped, 4 data changed but version not bumped, 2 bad input.",
+    "evaluate": "Train a small CLIP from scratch on a dataset's image-caption pairs for a fixed budget, once per"
+                " seed, and report zero-shot retrieval (image->text and text->image R@1 and R@5, mean and std over"
+                " the seeds) on a held-out set: --eval, or for shapes-world data the world's rendered held-out"
+                " scenes, where the world's pixel oracle adds attribute accuracy. Prints JSON.",
 }
 
 
@@ -94,6 +110,31 @@ ARGUMENTS = {
                ("--shard-size", {"metavar": "N", "help": "with --webdataset: at most N samples per tar"}),
                ("--shard-bytes", {"metavar": "B", "help": "with --webdataset: at most B bytes per tar (e.g. 1GB;"
                                                         " the default)"})],
+    "compare": [("old", {"metavar": "OLD"}), ("new", {"metavar": "NEW"}),
+                ("--captions", {"metavar": "N", "type": int, "default": 16,
+                                "help": "recipe sides: curated captions to run (default 16)"}),
+                ("--output", {"metavar": "DIR", "default": "compare", "help": "where the page, compare.md and"
+                                                                             " compare.json go (default: compare/)"}),
+                ("--format", {"choices": ("markdown", "json"), "default": "markdown", "help": "default: markdown"}),
+                ("--grid", {"metavar": "N", "type": int, "default": 8, "help": "most changed rows shown (default 8)"}),
+                ("--device", {"help": "recipe sides: override execution.device"}),
+                ("--offline", {"action": "store_true", "help": "refuse (exit 2, naming the field) a recipe side whose"
+                               " models or captions are not built in or on this disk, instead of downloading"})],
+    "evaluate": [("target", {"metavar": "DIR_OR_REPO"}),
+                 ("--proxy", {"choices": ("clip",), "default": "clip", "help": "the proxy model (default: clip)"}),
+                 ("--eval", {"metavar": "DIR_OR_REPO", "help": "held-out image-caption pairs (default for"
+                             " shapes-world data: the world's rendered held-out scenes)"}),
+                 ("--seeds", {"metavar": "N", "type": int, "default": 3, "help": "trainings, seeds 0..N-1 (default 3)"}),
+                 ("--steps", {"metavar": "N", "type": int, "default": 300, "help": "training steps (default 300)"}),
+                 ("--batch-size", {"metavar": "B", "type": int, "default": 64, "help": "default 64"}),
+                 ("--image-size", {"metavar": "PX", "type": int, "default": 32, "help": "default 32"}),
+                 ("--eval-size", {"metavar": "N", "type": int, "default": 300,
+                                  "help": "held-out world scenes (default 300)"}),
+                 ("--device", {"default": "cpu", "help": "cpu (default), cuda, cuda:N, mps"}),
+                 ("--threads", {"metavar": "T", "type": int, "help": "CPU threads (default: usable cores); results"
+                                " are bit-identical for the same seeds and thread count"}),
+                 ("--output", {"metavar": "FILE.json", "help": "also write the JSON here"}),
+                 ("--card", {"action": "store_true", "help": "add the result to DIR's card (a local build dir)"})],
 }
 
 
@@ -304,14 +345,16 @@ def cmd_build(args) -> int:
     result = build(recipe, output_dir=Path(args.output) if args.output else None,
                    executor=args.executor, device=args.device, overwrite=args.overwrite, push=args.push)
     if args.push:
+        from .analysis.changes import changes_since
         from .release.publish import publish
-        publish(result.output_dir)
+        publish(result.output_dir, changes=changes_since)
     return 0
 
 
 def cmd_publish(args) -> int:
+    from .analysis.changes import changes_since
     from .release.publish import publish
-    publish(Path(args.dir), repo_id=args.repo_id)
+    publish(Path(args.dir), repo_id=args.repo_id, changes=changes_since)
     return 0
 
 
@@ -334,8 +377,58 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    if args.captions < 1:
+        raise InputError("--captions", f"must be at least 1, got {args.captions}")
+    if args.grid < 0:
+        raise InputError("--grid", f"must be at least 0, got {args.grid}")
+    from .analysis import report
+    from .analysis.compare import compare
+    from .analysis.sides import load_side
+    out = Path(args.output)
+    report.check_output(out)
+    old, new = (load_side(spec, what, args.captions, args.device, args.offline)
+                for spec, what in ((args.old, "OLD"), (args.new, "NEW")))
+    result = compare(old, new, args.grid)
+    markdown = report.to_markdown(result)
+    as_json = json.dumps(report.to_json(result), indent=2, ensure_ascii=False) + "\n"
+    page = report.write(result, out, markdown, as_json)
+    print(as_json if args.format == "json" else markdown, end="")
+    print(f"wrote {page}", file=sys.stderr)
+    if result.exit_code == 4:
+        print(f"error: {args.new}: the data changed but version was not bumped", file=sys.stderr)
+    return result.exit_code
+
+
+def cmd_evaluate(args) -> int:
+    for flag, value, low in (("--seeds", args.seeds, 1), ("--steps", args.steps, 1), ("--batch-size", args.batch_size, 2),
+                             ("--image-size", args.image_size, 8), ("--eval-size", args.eval_size, 2)):
+        if value < low:
+            raise InputError(flag, f"must be at least {low}, got {value}")
+    if args.threads is not None and args.threads < 1:
+        raise InputError("--threads", f"must be at least 1, got {args.threads}")
+    if args.image_size % 4:
+        raise InputError("--image-size", f"must be a multiple of 4 (the patch size), got {args.image_size}")
+    from .analysis.evaluate import add_to_card, check_card, evaluate
+    from .analysis.proxy import ProxyConfig
+    from .execution.runner import check_device
+    check_device(args.device, "--device")
+    build_dir = check_card(args.target) if args.card else None
+    cfg = ProxyConfig(steps=args.steps, batch_size=args.batch_size, image_size=args.image_size)
+    result = evaluate(args.target, args.eval, tuple(range(args.seeds)), cfg, args.eval_size, args.device, args.threads)
+    text = json.dumps(result, indent=2) + "\n"
+    if args.output:
+        from .atomic import atomic_write
+        atomic_write(Path(args.output), text)
+    print(text, end="")
+    if build_dir is not None:
+        print(f"added the proxy evaluation to {add_to_card(build_dir, result)}", file=sys.stderr)
+    return 0
+
+
 COMMANDS = {"build": cmd_build, "validate": cmd_validate, "plan": cmd_plan, "diff": cmd_diff,
-            "review": cmd_review, "preview": cmd_preview, "verify": cmd_verify, "captions": cmd_captions, "publish": cmd_publish, "export": cmd_export}
+            "review": cmd_review, "preview": cmd_preview, "verify": cmd_verify, "captions": cmd_captions,
+            "publish": cmd_publish, "export": cmd_export, "compare": cmd_compare, "evaluate": cmd_evaluate}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -157,3 +157,23 @@ def render(recipe: Recipe, fingerprint: str, info: datasets.DatasetInfo, rows: i
         "histogram": HISTOGRAM, "samples": SAMPLES, "recipe_text": recipe.text.rstrip(), "citation": CITATION,
     }
     return DatasetCard.from_template(card_data(recipe, info, rows), template_path=str(TEMPLATE), **context)
+
+
+# Sections added to a finished build's card after the build (`publish`'s "Changes since", `evaluate --card`):
+# each between its own markers, so adding it again replaces it; new ones go where the template's anchor is.
+SECTIONS_ANCHOR = "<!-- synthvlm:sections -->"
+
+
+def set_section(card: str, key: str, markdown: str) -> str:
+    """`card` with `markdown` as its section `key`, replacing an earlier one; a card without the anchor
+    (made before it existed) gets the section before its "## Models" heading, or at its end."""
+    begin, end = f"<!-- synthvlm:section {key} -->", f"<!-- /synthvlm:section {key} -->"
+    block = f"{begin}\n{markdown.strip()}\n{end}\n"
+    start = card.find(begin)
+    stop = card.find(end, start) if start >= 0 else -1
+    if stop >= 0:
+        return card[:start] + block + card[stop + len(end):].removeprefix("\n")
+    for anchor in (SECTIONS_ANCHOR, "## Models\n"):
+        if anchor in card:
+            return card.replace(anchor, f"{block}\n{anchor}", 1)
+    return card.rstrip("\n") + "\n\n" + block

@@ -1,0 +1,63 @@
+"""Every new release says what changed: publishing vX to a repository that already holds an earlier
+version tag adds a "Changes since vY" section to the card (vY: the highest version tag below vX), the
+`compare` summary of the release at vY (its files downloaded) and this build.
+
+release/publish.py calls `changes_since` just before it commits a new release (cli.py hands it over:
+release/ does not import this package). The section goes into the build dir's card, between markers
+(release/card.py `set_section`), so a rerun replaces it and the local card says what the published one
+says. A comparison that cannot be made (the earlier release unreadable or unreachable) is reported on
+stderr and leaves the card as it is: it never stops a release.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .. import layout
+from ..atomic import atomic_write
+from ..errors import BuildError, InputError
+from ..execution.report import SEMVER, semver_key
+
+SECTION = "changes-since"
+
+
+def say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def earlier_tag(tags: list[str], version: str) -> str | None:
+    """The highest `v<semver>` tag below `version`, or None."""
+    below = [t for t in tags if t.startswith("v") and SEMVER.match(t[1:])
+             and semver_key(t[1:]) < semver_key(version)]
+    return max(below, key=lambda t: semver_key(t[1:]), default=None)
+
+
+def section(build_dir: Path, repo_id: str, version: str, tag: str) -> str:
+    """The card section: the release at `tag` compared with the build about to become v`version`."""
+    from .compare import compare
+    from .report import to_markdown
+    from .sides import fetch_release, from_build
+
+    spec = f"{repo_id}@{tag}"
+    folder = fetch_release(repo_id, tag, spec, [layout.LOCK, layout.STATS, f"{layout.DATA}/*"])
+    old = from_build(folder, spec, "release", spec)
+    new = from_build(Path(build_dir), f"{repo_id}@v{version}", "build", "DIR")
+    return to_markdown(compare(old, new), level=2, title=f"Changes since {tag}", card=True)
+
+
+def changes_since(build_dir: Path, repo_id: str, version: str, tags: list[str]) -> bool:
+    """Adds the section to the card when there is an earlier release; True when it did."""
+    from ..release.card import set_section
+
+    tag = earlier_tag(tags, version)
+    if tag is None:
+        return False
+    try:
+        text = section(build_dir, repo_id, version, tag)
+    except (InputError, BuildError) as e:
+        say(f"note: the card does not say what changed since {tag}: {e}")
+        return False
+    card = Path(build_dir) / layout.CARD
+    atomic_write(card, set_section(card.read_text(encoding="utf-8"), SECTION, text))
+    say(f"the card says what changed since {tag}")
+    return True

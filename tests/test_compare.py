@@ -1,0 +1,200 @@
+"""`synthvlm-build compare`: two small builds with known differences, through the CLI.
+
+old: captions c000-c009 (v0.1.0); new: c002-c011 with c005's text edited (v0.2.0); both with one image per
+batch (so an unchanged caption gives the same bytes in both builds, whatever its neighbours) and every
+candidate kept. So: 4 rows added (c010, c011), 4 removed (c000, c001), 2 changed (c005's), 14 unchanged.
+
+The Markdown golden comes from copies of these builds whose data files are rewritten with fixed rows (solid
+images, fixed scores, and captions and ids written to break Markdown): their numbers are the same on every
+machine, and markdown-it-py (a CommonMark parser, as GitHub renders comments) proves no data string becomes
+HTML, a heading, emphasis or a link. The page is rendered in headless Chromium (tests/test_preview.py).
+"""
+import html
+import io
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from buildutil import CAPTIONS, ROOT, cli, read_rows, write_recipe
+from test_preview import PROBE, browse
+
+GOLDEN = ROOT / "tests" / "golden" / "compare.md"
+EDITED = "A green parrot on a wooden fence. Number 5."
+
+
+def _recipe(d: Path, version: str, ids: range, edited: dict) -> Path:
+    path = write_recipe(d, batch_size=1, size=len(ids) * 2, shard_size=4)
+    text = path.read_text().replace("version: 0.1.0", f"version: {version}")
+    path.write_text(text.replace(f"  size: {len(ids) * 2}\n", f"  size: {len(ids) * 2}\n  per_caption: all\n"))
+    with open(d / "caps.jsonl", "w") as f:
+        for i in ids:
+            text = edited.get(i, CAPTIONS[i % len(CAPTIONS)] + f" Number {i}.")
+            f.write(json.dumps({"id": f"c{i:03d}", "caption": text}) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory):
+    root = tmp_path_factory.mktemp("compare")
+    cli(_recipe(root / "r-old", "0.1.0", range(0, 10), {}), "--output", root / "old")
+    cli(_recipe(root / "r-new", "0.2.0", range(2, 12), {5: EDITED}), "--output", root / "new")
+    return root
+
+
+def compare(root: Path, *args, check=False):
+    proc = cli("compare", *args, cwd=root, check=check)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+def test_known_differences(builds):
+    proc = compare(builds, "old", "new", "--output", "out", "--format", "json")
+    assert proc.returncode == 3, proc.stderr  # data changed, version bumped
+    report = json.loads(proc.stdout)
+    assert report["verdict"] == "data changes; version bumped"
+    rows = report["rows"]
+    assert rows["added"] == [f"caps:c01{c}-{k}" for c in (0, 1) for k in (0, 1)]
+    assert rows["removed"] == [f"caps:c00{c}-{k}" for c in (0, 1) for k in (0, 1)]
+    assert rows["changed"] == rows["recaptioned"] == ["caps:c005-0", "caps:c005-1"]
+    assert rows["unchanged"] == 14
+    assert set(report["scores"]) == {"clip_score", "ssim", "score"}  # the data's own score columns
+    for s in report["scores"].values():
+        assert s["n_old"] == s["n_new"] == 20 and s["low"] <= s["delta"] <= s["high"] and 0 <= s["ks"] <= 1
+    # the grid: the two changed rows, the same caption id on both sides, old and new captions and images
+    grid = report["most_changed"]
+    assert [(g["old"], g["new"]) for g in grid] == [("caps:c005-0", "caps:c005-0"), ("caps:c005-1", "caps:c005-1")] \
+        or [(g["old"], g["new"]) for g in grid] == [("caps:c005-1", "caps:c005-1"), ("caps:c005-0", "caps:c005-0")]
+    old_rows = {r["id"]: r for r in read_rows(builds / "old")}
+    new_rows = {r["id"]: r for r in read_rows(builds / "new")}
+    for g in grid:
+        assert g["image_changed"] and g["pixels"] > 0 and g["new_caption"] == EDITED
+        assert g["old_caption"] == old_rows[g["old"]]["caption"]
+        assert g["new_scores"]["score"] == pytest.approx(new_rows[g["new"]]["score"])
+    funnel = {f["step"]: f for f in report["funnel"]}
+    assert funnel["read"]["old_counts"]["left"] == funnel["read"]["new_counts"]["left"] == 10
+    # what was written beside the page: the same JSON, and the Markdown that is printed by default
+    assert (builds / "out" / "compare.json").read_text() == proc.stdout
+    md = compare(builds, "old", "new", "--output", "out").stdout
+    assert md == (builds / "out" / "compare.md").read_text()
+    assert "| added (ids only in new) | 4 |" in md and "| changed image (same id) | 2 |" in md
+
+
+def test_exit_codes_are_diffs(builds):
+    proc = compare(builds, "new", "old", "--output", "back")
+    assert proc.returncode == 4 and "data changes but version NOT bumped" in proc.stdout
+    assert proc.stderr.endswith("error: old: the data changed but version was not bumped\n")
+    proc = compare(builds, "old", "old", "--output", "same", "--format", "json")
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 0 and report["verdict"] == "same data"
+    assert report["rows"]["unchanged"] == 20 and report["most_changed"] == []
+    assert all(s["delta"] == 0 and s["ks"] == 0 for s in report["scores"].values())
+
+
+def test_bad_input_is_one_line(builds, tmp_path):
+    for args, start in (
+            (["nowhere", "new"], "error: OLD: nowhere: not a build dir"),
+            (["old", str(tmp_path)], f"error: NEW: {tmp_path} is not a finished synthvlm build"),
+            (["old", "missing.yaml"], "missing.yaml:1:1: (file): cannot read recipe"),
+            (["old", "new", "--captions", "0"], "error: --captions: must be at least 1, got 0"),
+            (["old", "new", "--output", "old/recipe.yaml"], "error: --output: "),
+    ):
+        proc = compare(builds, *args)
+        assert proc.returncode == 2 and proc.stderr.startswith(start) and proc.stderr.count("\n") == 1, proc.stderr
+    (tmp_path / "index.html").write_text("<html>mine</html>")
+    proc = compare(builds, "old", "new", "--output", tmp_path)
+    assert proc.returncode == 2 and "is not a compare page" in proc.stderr
+    assert (tmp_path / "index.html").read_text() == "<html>mine</html>"
+
+
+# --------------------------------------------------------------------------- fixed rows: golden, safety
+NASTY = ("<img src=x onerror=alert(1)> **bold** [link](https://example.com) `tick` | pipe\n# heading",
+         "# A caption that is a heading <script>alert(1)</script>")
+
+
+def _png(colour) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), colour).save(out, format="PNG")
+    return out.getvalue()
+
+
+def _rewrite(src: Path, dst: Path, rows: list[tuple]) -> Path:
+    """A copy of build `src` whose data are `rows`: (id, caption, colour, clip_score, ssim)."""
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(".synthvlm"))
+    for f in (dst / "data").glob("*.parquet"):
+        f.unlink()
+    table = pa.table({
+        "id": [r[0] for r in rows], "caption": [r[1] for r in rows],
+        "image": [{"bytes": _png(r[2]), "path": f"{r[0]}.png"} for r in rows],
+        "clip_score": pa.array([r[3] for r in rows], pa.float32()), "ssim": pa.array([r[4] for r in rows], pa.float32()),
+        "score": pa.array([r[3] + 0.5 * r[4] for r in rows], pa.float32())})
+    pq.write_table(table, dst / "data" / "train-00000-of-00001.parquet")
+    return dst
+
+
+@pytest.fixture(scope="module")
+def fixed(builds):
+    root = builds / "fixed"
+    old = [(f"caps:c00{i}-0", f"A red circle number {i}.", (200, 40, 40), 0.20 + 0.01 * i, 0.50) for i in range(6)]
+    new = [r for r in old if r[0] != "caps:c000-0"]
+    new[1] = ("caps:c002-0", NASTY[0], (40, 60, 230), 0.31, 0.55)   # another image and caption for c002
+    new.append(("caps:c00`|<b>x</b>-0", NASTY[1], (20, 200, 210), 0.40, 0.60))  # an id that fights back
+    _rewrite(builds / "old", root / "old", old)
+    _rewrite(builds / "new", root / "new", new)
+    return root
+
+
+def test_markdown_golden_and_byte_stable(fixed):
+    first = compare(fixed, "old", "new", "--output", "a")
+    second = compare(fixed, "old", "new", "--output", "b")
+    assert first.returncode == 3 and first.stdout == second.stdout  # the same bytes every run
+    assert (fixed / "a" / "index.html").read_bytes() == (fixed / "b" / "index.html").read_bytes()
+    if os.environ.get("SYNTHVLM_UPDATE_GOLDEN"):
+        GOLDEN.write_text(first.stdout)
+    assert first.stdout == GOLDEN.read_text()
+
+
+def test_markdown_renders_no_data_as_markup(fixed):
+    from markdown_it import MarkdownIt
+    md = compare(fixed, "old", "new", "--output", "a").stdout
+    tokens = MarkdownIt("commonmark").enable("table").parse(md)
+    assert not [t for t in tokens if t.type in ("html_block", "html_inline")]
+    children = [c for t in tokens if t.children for c in t.children]
+    assert not [c for c in children if c.type in ("html_inline", "link_open", "image", "em_open")]
+    assert [c.type for c in children].count("strong_open") == 1  # the verdict's, and none from the data
+    headings = [tokens[i + 1].content for i, t in enumerate(tokens) if t.type == "heading_open"]
+    assert headings == ["Data comparison: `old` → `new`", "Rows", "Scores", "Funnel", "Captions", "Most changed rows"]
+    rendered = MarkdownIt("commonmark").enable("table").render(md)
+    assert "&lt;img src=x onerror=alert(1)&gt;" in rendered and "<img" not in rendered and "<script" not in rendered
+    # every table row has its table's number of cells: no pipe from the data split a cell
+    for block in re.findall(r"(?:^\|.*\|\n)+", md, re.M):
+        counts = {len(re.findall(r"(?<!\\)\|", line)) for line in block.splitlines()}
+        assert len(counts) == 1, block
+
+
+def test_page_in_chromium_every_image_loads(fixed, tmp_path):
+    page = fixed / "a" / "index.html"
+    compare(fixed, "old", "new", "--output", "a")
+    text = page.read_text()
+    assert "<script" not in text.replace("&lt;script&gt;", "") and "<link" not in text
+    assert not re.search(r"""(src|href)=["']?(https?:|//|file:)""", text)
+    assert "&lt;img src=x onerror=alert(1)&gt;" in text  # autoescaped
+    srcs = re.findall(r'<img src="([^"]+)"', text)
+    # a plot per score column, and the old and new image of each changed pair (c002 and the ids of both sides)
+    assert len(srcs) == 3 + 2 * 1 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    probed = tmp_path / "probed.html"
+    probed.write_text(text.replace("</body>", PROBE + "\n</body>"))
+    dom = browse(probed, "--dump-dom").stdout
+    found = re.search(r'data-probe="([^"]*)"', dom)
+    assert found, dom[-2000:]
+    probe = json.loads(html.unescape(found.group(1)))
+    assert probe["images"] == probe["loaded"] == len(srcs) and min(probe["widths"]) > 0
+    shot = tmp_path / "compare.png"
+    browse(page, f"--screenshot={shot}", "--window-size=1200,2000")
+    assert shot.exists() and len(set(Image.open(shot).convert("RGB").get_flattened_data())) > 100  # not blank
