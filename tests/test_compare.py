@@ -198,3 +198,34 @@ def test_page_in_chromium_every_image_loads(fixed, tmp_path):
     shot = tmp_path / "compare.png"
     browse(page, f"--screenshot={shot}", "--window-size=1200,2000")
     assert shot.exists() and len(set(Image.open(shot).convert("RGB").get_flattened_data())) > 100  # not blank
+
+
+# --------------------------------------------------------------------------- Hub releases (slow)
+@pytest.mark.slow
+def test_release_side_and_changes_since_in_the_next_card(builds, hub, hub_env, tmp_path):
+    """Publish old as v0.1.0; compare that release with the new build; publish new as v0.2.0: its card
+    says what changed since v0.1.0 (computed from the release's downloaded files)."""
+    repo = "tester/tiny-build"
+    old, new = (shutil.copytree(builds / n, tmp_path / n, ignore=shutil.ignore_patterns(".synthvlm")) for n in ("old", "new"))
+    proc = cli("publish", old, "--repo-id", repo, env=hub_env)
+    assert "changed since" not in proc.stderr  # the first release has nothing to compare with
+    assert "synthvlm:section changes-since" not in hub.read_file(repo, "README.md", "v0.1.0").decode()
+
+    proc = cli("compare", f"{repo}@v0.1.0", new, "--output", tmp_path / "page", "--format", "json", env=hub_env,
+               check=False)
+    assert proc.returncode == 3, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["old"]["kind"] == "release" and report["old"]["version"] == "0.1.0"
+    assert len(report["rows"]["added"]) == len(report["rows"]["removed"]) == 4 and report["rows"]["unchanged"] == 14
+    proc = cli("compare", f"{repo}@v9.9.9", new, "--output", tmp_path / "page", env=hub_env, check=False)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: OLD: tester/tiny-build has no revision 'v9.9.9'")
+
+    proc = cli("publish", new, "--repo-id", repo, env=hub_env)
+    assert "the card says what changed since v0.1.0" in proc.stderr
+    card = hub.read_file(repo, "README.md", "v0.2.0").decode()
+    assert card == (new / "README.md").read_text()  # the local card says what the published one says
+    section = card[card.index("## Changes since v0.1.0"):card.index("<!-- /synthvlm:section changes-since -->")]
+    assert "**✅ data changes; version bumped**:" in section and "`tester/tiny-build@v0.1.0`" not in section
+    assert "| added (ids only in new) | 4 |" in section and "| changed image (same id) | 2 |" in section
+    assert "### Scores" in section and "### Funnel" in section and "Most changed rows" not in section
+    assert card.index("## Changes since v0.1.0") < card.index("## Models")
