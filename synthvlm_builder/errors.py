@@ -18,7 +18,10 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.col}: {self.field}: {self.message}"
+        # One line whatever a recipe holds: a key or value quoted here may hold a line break, an
+        # escape sequence or a lone surrogate (text.printable).
+        from .text import printable
+        return printable(f"{self.file}:{self.line}:{self.col}: {self.field}: {self.message}")
 
 
 class RecipeError(Exception):

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 from ..recipe import Recipe
+from ..text import printable
 from .plan import REFERENCE_TEXT, Plan, fingerprint, is_data_field, portable_dict
 
 UNSET = "<unset>"
@@ -72,7 +73,7 @@ def format_plan(recipe: Recipe, plan: Plan) -> str:
         lines.append("note         set captions.sources[].limit (or run `synthvlm-build captions`) for counts")
     for field, digest in local_source_digests(recipe).items():
         lines.append(f"content      {field}: {digest}")
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)  # model ids and paths are the recipe's text
 
 
 def local_source_digests(recipe: Recipe) -> dict[str, str]:
@@ -160,7 +161,8 @@ def compare_recipes(old: Recipe, new: Recipe) -> Comparison:
 def diff_recipes(old: Recipe, new: Recipe) -> tuple[str, int]:
     """Text for reviewers and the exit code: 0 same data, 3 changed+bumped, 4 changed, not bumped."""
     c = compare_recipes(old, new)
-    lines = [f"  {x.field}: {json.dumps(None if x.old == UNSET else x.old)} -> "
+    # A field path holds the recipe's keys and json.dumps escapes what the values hold: one line each.
+    lines = [f"  {printable(x.field)}: {json.dumps(None if x.old == UNSET else x.old)} -> "
              f"{json.dumps(None if x.new == UNSET else x.new)}  [{'data' if x.data else 'no data change'}]"
              for x in c.changes]
     out = [f"{len(lines)} field(s) changed" + (":" if lines else "")] + lines + c.notes

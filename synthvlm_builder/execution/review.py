@@ -12,6 +12,7 @@ from typing import Optional
 
 from ..errors import RecipeError
 from ..recipe import Recipe
+from ..text import md_code, md_text, printable
 from .plan import REFERENCE, REFERENCE_TEXT, Plan, make_plan
 from .report import UNSET, Comparison, compare_recipes, hours, human_bytes, num
 
@@ -67,10 +68,8 @@ def make_review(old_spec: Optional[str], new_spec: str) -> Review:
 # --- Markdown -----------------------------------------------------------------------------------
 
 def _code(value) -> str:
-    """A value as an inline code span that is safe inside a table cell."""
-    text = "(unset)" if value == UNSET else json.dumps(value, ensure_ascii=False)
-    text = text.replace("|", "\\|")
-    return f"`` {text} ``" if "`" in text else f"`{text}`"
+    """A recipe value as an inline code span that nothing in it can close, safe inside a table cell."""
+    return md_code("(unset)" if value == UNSET else json.dumps(value, ensure_ascii=False))
 
 
 def _delta(old, new, fmt) -> str:
@@ -85,29 +84,33 @@ def _delta(old, new, fmt) -> str:
 
 def to_markdown(review: Review) -> str:
     code = review.exit_code
-    lines = [f"### Recipe review: `{review.new_spec}`", ""]
+    # Everything taken from a recipe or a command line goes through md_code/md_text (text.py): a recipe
+    # is the PR author's text, and this comment is what reviewers trust.
+    lines = [f"### Recipe review: {md_code(review.new_spec, table=False)}", ""]
     lines += [f"**{ICON[code]} {review.verdict}** (exit {code}){_advice(review)}", ""]
     if review.problems:
         for side, problems in review.problems.items():
             spec = review.new_spec if side == "new" else review.old_spec
-            lines += [f"#### Validation of `{spec}`: {len(problems)} problem(s)", ""]
-            lines += [f"- `{p.file}:{p.line}:{p.col}` `{p.field}`: {p.message}" for p in problems]
+            lines += [f"#### Validation of {md_code(spec, table=False)}: {len(problems)} problem(s)", ""]
+            lines += [f"- {md_code(f'{p.file}:{p.line}:{p.col}', table=False)} {md_code(p.field, table=False)}:"
+                      f" {md_text(p.message)}" for p in problems]
             lines.append("")
         return "\n".join(lines).rstrip() + "\n"
     new_plan = review.plans["new"]
     c = review.comparison
     lines += ["| check | result |", "|---|---|", "| validation | ✅ valid |"]
     if c is None:
-        lines.append(f"| fingerprint | `{new_plan.fingerprint[:12]}` |")
+        lines.append(f"| fingerprint | {md_code(new_plan.fingerprint[:12])} |")
     else:
         fp_note = "data changes" if c.data_changed else "same data"
-        lines.append(f"| fingerprint | `{c.old_fingerprint[:12]}` → `{c.new_fingerprint[:12]}` ({fp_note}) |")
+        lines.append(f"| fingerprint | {md_code(c.old_fingerprint[:12])} → {md_code(c.new_fingerprint[:12])}"
+                     f" ({fp_note}) |")
         bump = "bumped" if c.bumped else "not bumped"
-        lines.append(f"| version | `{c.old_version}` → `{c.new_version}` ({bump}) |")
+        lines.append(f"| version | {md_code(c.old_version)} → {md_code(c.new_version)} ({bump}) |")
         lines += ["", f"#### Changed fields ({len(c.changes)})", ""]
         if c.changes:
             lines += ["| field | old | new | changes the data |", "|---|---|---|---|"]
-            lines += [f"| `{x.field}` | {_code(x.old)} | {_code(x.new)} | {'yes' if x.data else 'no'} |"
+            lines += [f"| {md_code(x.field)} | {_code(x.old)} | {_code(x.new)} | {'yes' if x.data else 'no'} |"
                       for x in c.changes]
         else:
             lines.append("None.")
@@ -150,10 +153,14 @@ def _estimate(plan: Plan) -> dict:
 
 def to_json(review: Review) -> dict:
     c = review.comparison
-    out = {"old": review.old_spec, "new": review.new_spec, "exit_code": review.exit_code,
+    # The specs come from the command line (a file name may not be UTF-8) and a problem may quote a
+    # recipe key: printable() keeps them encodable and one line, as validate prints them.
+    spec = None if review.old_spec is None else printable(review.old_spec)
+    out = {"old": spec, "new": printable(review.new_spec), "exit_code": review.exit_code,
            "verdict": review.verdict, "valid": "new" not in review.problems,
-           "problems": {side: [{"file": p.file, "line": p.line, "col": p.col, "field": p.field,
-                                "message": p.message} for p in problems]
+           "problems": {side: [{"file": printable(p.file), "line": p.line, "col": p.col,
+                                "field": printable(p.field), "message": printable(p.message)}
+                               for p in problems]
                         for side, problems in review.problems.items()}}
     if c is not None:
         out["fingerprint"] = {"old": c.old_fingerprint, "new": c.new_fingerprint, "changed": c.data_changed}

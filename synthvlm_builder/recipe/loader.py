@@ -18,6 +18,7 @@ from . import config as C
 from .checks import default_source_name, semantic_problems
 from .paths import resolve_paths
 from .schema import fill_defaults, schema, schema_problems
+from .strings import string_problems
 from .yamlsafe import YamlProblem, dotted, parse
 
 # The paper's caption filters (SynthVLM appendix, Table 1), as Data-Juicer defines them.
@@ -80,6 +81,8 @@ def load_recipe_text(text: str, file: str | os.PathLike = "<recipe>", base: Path
     except YamlProblem as p:
         raise RecipeError([Problem(file, p.line, p.col, dotted(p.path), p.message)]) from None
     problems = schema_problems(doc, file)
+    reported = {(p.line, p.col, p.field) for p in problems}  # an unknown key with a line break: said once
+    problems += [p for p in string_problems(doc, file) if (p.line, p.col, p.field) not in reported]
     data = fill_defaults(copy.deepcopy(doc.data), schema())
     if not problems:
         problems = semantic_problems(data, doc, file, base)

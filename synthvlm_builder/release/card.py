@@ -14,6 +14,7 @@ from datasets.info import DatasetInfosDict
 from ..models.ref import HUB, ModelRef
 from ..recipe import Recipe
 from ..stages.rows import field_list, scores
+from ..text import md_code, md_fence, md_text
 from .dataset import CITATION
 from ..layout import HISTOGRAM, SAMPLES
 
@@ -21,6 +22,11 @@ TEMPLATE = Path(__file__).with_name("card_template.md")
 CLIP_UNITS = {"cosine": "the raw cosine similarity of the image and caption embeddings (the paper's units)",
               "clipscore": "CLIPScore as Hessel et al. define it, 2.5 * max(cosine, 0) (the units of the authors'"
                            " follow-up code)"}
+
+
+def span(value) -> str:
+    """A recipe value as inline code in the card's prose (text.md_code: nothing in it can close the span)."""
+    return md_code(value, table=False)
 
 
 def size_category(n: int) -> str:
@@ -64,7 +70,8 @@ def generator_license(model: str) -> tuple[str, str]:
         if ref.kind == HUB and ref.name.startswith(prefix):
             return license_id, note
     where = f"https://huggingface.co/{ref.name}" if ref.kind == HUB else "its model card"
-    return "unknown", f"not known to synthvlm-builder: check the licence of `{model}` at {where} before use"
+    return "unknown", (f"not known to synthvlm-builder: check the licence of {span(model)} at {md_text(where)}"
+                       " before use")
 
 
 def source_datasets(recipe: Recipe) -> list[str]:
@@ -100,11 +107,11 @@ def funnel_table(caption_funnel: dict, selection_funnel: dict) -> str:
     lines = ["| stage | dropped | remaining |", "|---|---:|---:|"]
     read = sum(s["read"] for s in caption_funnel["sources"])
     for s in caption_funnel["sources"]:
-        lines.append(f"| captions read from `{s['name']}` ({s['type']}) | | {s['read']:,} |")
+        lines.append(f"| captions read from {md_code(s['name'])} ({md_text(s['type'])}) | | {s['read']:,} |")
     remaining = read
     for f in caption_funnel["filters"]:
         remaining -= f["dropped"]
-        lines.append(f"| caption filter `{f['name']}` | {f['dropped']:,} | {remaining:,} |")
+        lines.append(f"| caption filter {md_code(f['name'])} | {f['dropped']:,} | {remaining:,} |")
     for s in selection_funnel["steps"]:
         lines.append(f"| {s['step']} | {s.get('dropped', 0):,} | {s['kept']:,} |")
     return "\n".join(lines)
@@ -120,33 +127,38 @@ def model_lines(recipe: Recipe, lock: dict) -> list[str]:
     """The models, with the revision each resolved to when the lock knows it."""
     gen, clip = lock["models"]["generate"], lock["models"]["clip"]
     pinned = gen.get("resolved_commit") or gen.get("revision")
-    extra = (f", revision `{pinned}`" if pinned else ", revision not pinned (the Hub's main at build time)"
+    extra = (f", revision {span(pinned)}" if pinned else ", revision not pinned (the Hub's main at build time)"
              if ModelRef.parse(recipe.generate.model).kind == HUB else "")
     if gen.get("builtin_version"):
-        extra = f", built-in version `{gen['builtin_version']}`"
+        extra = f", built-in version {span(gen['builtin_version'])}"
     if gen.get("weights_sha256"):
         extra = f", weights shipped with synthvlm-builder (sha256 `{gen['weights_sha256'][:16]}`)"
     if gen.get("model_index_sha256"):
         extra = f", local folder (model_index.json sha256 `{gen['model_index_sha256'][:16]}`)"
-    variant = f", variant `{recipe.generate.variant}`" if recipe.generate.variant else ""
-    pretrained = f" with pretrained `{clip['pretrained']}`" if clip.get("pretrained") else ""
-    return [f"- **Generator:** `{recipe.generate.model}`{extra}{variant}, {recipe.generate.dtype}",
-            f"- **Scorer:** open_clip `{clip['model']}`{pretrained}, text prefix `{clip.get('prefix', '')}`"]
+    variant = f", variant {span(recipe.generate.variant)}" if recipe.generate.variant else ""
+    pretrained = f" with pretrained {span(clip['pretrained'])}" if clip.get("pretrained") else ""
+    return [f"- **Generator:** {span(recipe.generate.model)}{extra}{variant}, {recipe.generate.dtype}",
+            f"- **Scorer:** open_clip {span(clip['model'])}{pretrained}, text prefix {span(clip.get('prefix', ''))}"]
 
 
 def render(recipe: Recipe, fingerprint: str, info: datasets.DatasetInfo, rows: int, caption_funnel: dict,
            selection_funnel: dict, selected: dict, lock: dict) -> DatasetCard:
     """The card from card_template.md; `selected` maps each score column to the selected rows' values;
-    `lock` is recipe.lock.json's content (the models as resolved)."""
+    `lock` is recipe.lock.json's content (the models as resolved). Every recipe-derived string goes
+    into the Markdown escaped (text.py): a recipe's description is its author's text, and the card is
+    the dataset's front page; its metadata header is YAML written by huggingface_hub."""
     g, s = recipe.generate, recipe.score
     repo_id = recipe.publish.repo_id
     gen_license, gen_note = generator_license(g.model)
     context = {
         "model_lines": model_lines(recipe, lock), "generator_license": gen_license,
-        "generator_note": gen_note, "dataset_license": recipe.license,
-        "name": recipe.name, "version": recipe.version, "description": recipe.description,
-        "model": g.model, "model_revision": f" (revision `{g.revision}`)" if g.revision else "",
-        "clip_model": s.clip.model, "clip_units": CLIP_UNITS[s.clip.units], "ssim_weight": s.ssim.weight, "ssim_size": s.ssim.size,
+        "generator_note": gen_note, "dataset_license": span(recipe.license),
+        "name": md_text(recipe.name), "version": md_text(recipe.version),
+        # line by line, so paragraphs stay; runs of blanks (tabs, an indent) as one space, never a code block
+        "description": "\n".join(md_text(" ".join(line.split())) for line in recipe.description.splitlines()),
+        "model": span(g.model), "model_revision": f" (revision {span(g.revision)})" if g.revision else "",
+        "clip_model": md_text(s.clip.model), "clip_units": CLIP_UNITS[s.clip.units], "ssim_weight": s.ssim.weight,
+        "ssim_size": s.ssim.size,
         "rows": f"{rows:,}", "width": g.resolution[0], "height": g.resolution[1],
         "image_format": recipe.format.image_format.upper(), "steps": g.steps, "guidance": g.guidance_scale,
         "dtype": g.dtype, "per_caption": g.images_per_caption, "fingerprint": fingerprint,
@@ -154,7 +166,8 @@ def render(recipe: Recipe, fingerprint: str, info: datasets.DatasetInfo, rows: i
         "load_revision": f', revision="v{recipe.version}"' if repo_id else "",
         "fields": field_list(recipe), "funnel": funnel_table(caption_funnel, selection_funnel),
         "score_lines": [_stats_line(name, selected[name]) for name in scores(recipe)],
-        "histogram": HISTOGRAM, "samples": SAMPLES, "recipe_text": recipe.text.rstrip(), "citation": CITATION,
+        "histogram": HISTOGRAM, "samples": SAMPLES, "citation": CITATION,
+        "recipe": md_fence(recipe.text.rstrip(), "yaml"),  # verbatim, in a fence no line of it can close
     }
     return DatasetCard.from_template(card_data(recipe, info, rows), template_path=str(TEMPLATE), **context)
 
