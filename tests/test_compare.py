@@ -114,7 +114,7 @@ def test_bad_input_is_one_line(builds, tmp_path):
 
 
 # --------------------------------------------------------------------------- fixed rows: golden, safety
-NASTY = ("<img src=x onerror=alert(1)> **bold** [link](https://example.com) `tick` | pipe\n# heading",
+NASTY = ("<img src=x onerror=alert(1)> **bold** [link](https://example.com) ~~s~~ `tick` | pipe\n# heading",
          "# A caption that is a heading <script>alert(1)</script>")
 
 
@@ -163,14 +163,14 @@ def test_markdown_golden_and_byte_stable(fixed):
 def test_markdown_renders_no_data_as_markup(fixed):
     from markdown_it import MarkdownIt
     md = compare(fixed, "old", "new", "--output", "a").stdout
-    tokens = MarkdownIt("commonmark").enable("table").parse(md)
+    tokens = MarkdownIt("commonmark").enable(["table", "strikethrough"]).parse(md)
     assert not [t for t in tokens if t.type in ("html_block", "html_inline")]
     children = [c for t in tokens if t.children for c in t.children]
-    assert not [c for c in children if c.type in ("html_inline", "link_open", "image", "em_open")]
+    assert not [c for c in children if c.type in ("html_inline", "link_open", "image", "em_open", "s_open")]
     assert [c.type for c in children].count("strong_open") == 1  # the verdict's, and none from the data
     headings = [tokens[i + 1].content for i, t in enumerate(tokens) if t.type == "heading_open"]
     assert headings == ["Data comparison: `old` → `new`", "Rows", "Scores", "Funnel", "Captions", "Most changed rows"]
-    rendered = MarkdownIt("commonmark").enable("table").render(md)
+    rendered = MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(md)
     assert "&lt;img src=x onerror=alert(1)&gt;" in rendered and "<img" not in rendered and "<script" not in rendered
     # every table row has its table's number of cells: no pipe from the data split a cell
     for block in re.findall(r"(?:^\|.*\|\n)+", md, re.M):
@@ -229,3 +229,7 @@ def test_release_side_and_changes_since_in_the_next_card(builds, hub, hub_env, t
     assert "| added (ids only in new) | 4 |" in section and "| changed image (same id) | 2 |" in section
     assert "### Scores" in section and "### Funnel" in section and "Most changed rows" not in section
     assert card.index("## Changes since v0.1.0") < card.index("## Models")
+    # the same build published to a repository without an earlier release: the stale section goes
+    cli("publish", new, "--repo-id", "tester/elsewhere", env=hub_env)
+    assert "Changes since" not in hub.read_file("tester/elsewhere", "README.md", "v0.2.0").decode()
+    assert "synthvlm:section changes-since" not in (new / "README.md").read_text()

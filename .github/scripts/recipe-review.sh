@@ -97,19 +97,12 @@ cleanup() {
 trap cleanup EXIT
 
 compare_data() {  # the data comparison of recipe $1 (its review exited $2), as Markdown on stdout
-  local f=$1 reviewed=$2 name code
-  if [[ $captions == 0 || $reviewed == 2 ]]; then
-    echo "### Data comparison: \`$f\`"
-    echo
-    if [[ $captions == 0 ]]; then echo "Not run: REVIEW_COMPARE_CAPTIONS=0."; else echo "Not run: a recipe does not load."; fi
-    echo
-    return
-  fi
+  local f=$1 reviewed=$2 name code why fence absent
+  absent="### Data comparison: $(md_code "$f")"$'\n\n'
+  if [[ $captions == 0 ]]; then printf '%sNot run: REVIEW_COMPARE_CAPTIONS=0.\n\n' "$absent"; return; fi
+  if [[ $reviewed == 2 ]]; then printf '%sNot run: a recipe does not load.\n\n' "$absent"; return; fi
   if [[ ! -d $base_tree ]] && ! git worktree add --detach "$base_tree" "$base" >/dev/null 2>&1; then
-    echo "### Data comparison: \`$f\`"
-    echo
-    echo "Not run: cannot check out the base in a worktree."
-    echo
+    printf '%sNot run: cannot check out the base in a worktree.\n\n' "$absent"
     return
   fi
   name=$(basename "${f%.*}")
@@ -117,25 +110,23 @@ compare_data() {  # the data comparison of recipe $1 (its review exited $2), as 
     --output "review-pages/$name" > .review/compare.md 2> .review/compare.err
   code=$?
   case "$code" in
-    0|3|4)
+    0|3|4)  # its verdict is review's (the same content identities): the review above counts it
       cat .review/compare.md
       echo
-      echo "The images side by side: \`review-pages/$name/index.html\` (in CI: the run's \`review-pages\` artifact)."
+      echo "The images side by side: $(md_code "review-pages/$name/index.html") (in CI: the run's" \
+           "\`review-pages\` artifact)."
       echo ;;
     *)
-      echo "### Data comparison: \`$f\`"
-      echo
       if [[ $code == 2 ]]; then
-        echo "Not run: the data comparison runs offline, on built-in models and files in the repository only."
+        printf '%sNot run: the data comparison runs offline, on built-in models and files in the repository only:\n\n' \
+          "$absent"
       else
-        echo "Failed (exit $code)."
+        printf '%sFailed (exit %s):\n\n' "$absent" "$code"
         worse 1
       fi
-      echo
-      echo '```text'
-      grep -v '^wrote ' .review/compare.err | tail -n 1
-      echo '```'
-      echo ;;
+      why=$(grep -v '^wrote ' .review/compare.err | tail -n 1)
+      fence=$(fence_for "$why")
+      printf '%stext\n%s\n%s\n\n' "$fence" "$why" "$fence" ;;
   esac
 }
 

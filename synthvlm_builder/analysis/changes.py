@@ -46,18 +46,21 @@ def section(build_dir: Path, repo_id: str, version: str, tag: str) -> str:
 
 
 def changes_since(build_dir: Path, repo_id: str, version: str, tags: list[str]) -> bool:
-    """Adds the section to the card when there is an earlier release; True when it did."""
+    """Sets the card's section to what changed since the earlier release, and removes one an earlier publish
+    left when there is none to compare with (another repository, or the comparison failed). True when set."""
     from ..release.card import set_section
 
-    tag = earlier_tag(tags, version)
-    if tag is None:
-        return False
-    try:
-        text = section(build_dir, repo_id, version, tag)
-    except (InputError, BuildError) as e:
-        say(f"note: the card does not say what changed since {tag}: {e}")
-        return False
+    tag, text = earlier_tag(tags, version), None
+    if tag is not None:
+        try:
+            text = section(build_dir, repo_id, version, tag)
+        except (InputError, BuildError) as e:
+            say(f"note: the card does not say what changed since {tag}: {e}")
     card = Path(build_dir) / layout.CARD
-    atomic_write(card, set_section(card.read_text(encoding="utf-8"), SECTION, text))
-    say(f"the card says what changed since {tag}")
-    return True
+    before = card.read_text(encoding="utf-8")
+    after = set_section(before, SECTION, text)
+    if after != before:
+        atomic_write(card, after)
+    if text is not None:
+        say(f"the card says what changed since {tag}")
+    return text is not None

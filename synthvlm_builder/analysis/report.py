@@ -35,7 +35,7 @@ def _count(x: int | None) -> str:
 def _ids(label: str, ids: list) -> list[str]:
     if not ids:
         return []
-    shown = ", ".join(md_code(i) for i in ids[:LISTED])
+    shown = ", ".join(md_code(i, table=False) for i in ids[:LISTED])
     more = f" and {len(ids) - LISTED:,} more" if len(ids) > LISTED else ""
     return [f"- {label}: {shown}{more}"]
 
@@ -44,13 +44,14 @@ def to_markdown(cmp: Comparison, level: int = 3, title: str | None = None, card:
     """The comparison; `card`: as a release card's section (no exit code, no rows grid: its images are
     not in the card)."""
     h, old, new = "#" * level, cmp.old, cmp.new
-    code = cmp.exit_code
-    lines = [f"{h} {title or 'Data comparison: ' + md_code(old.spec) + ' → ' + md_code(new.spec)}", ""]
-    fp = (f"fingerprint {md_code(old.fingerprint[:12])} → {md_code(new.fingerprint[:12])}"
-          if old.fingerprint != new.fingerprint else f"fingerprint {md_code(new.fingerprint[:12])}")
-    exit_code = "" if card else f" (exit {code})"
-    lines += [f"**{ICON[code]} {cmp.verdict}**{exit_code}: {md_code(old.name)} {md_code(old.version)} →"
-              f" {md_code(new.name)} {md_code(new.version)}, {fp}.", ""]
+    def code(value) -> str:  # outside tables
+        return md_code(value, table=False)
+    lines = [f"{h} {title or 'Data comparison: ' + code(old.spec) + ' → ' + code(new.spec)}", ""]
+    fp = (f"fingerprint {code(old.fingerprint[:12])} → {code(new.fingerprint[:12])}"
+          if old.fingerprint != new.fingerprint else f"fingerprint {code(new.fingerprint[:12])}")
+    exit_code = "" if card else f" (exit {cmp.exit_code})"
+    lines += [f"**{ICON[cmp.exit_code]} {cmp.verdict}**{exit_code}: {code(old.name)} {code(old.version)} →"
+              f" {code(new.name)} {code(new.version)}, {fp}.", ""]
     lines += [f"{h}# Rows", "", "| rows | count |", "|---|---:|",
               f"| old | {len(old.rows):,} |", f"| new | {len(new.rows):,} |",
               f"| added (ids only in new) | {len(cmp.added):,} |", f"| removed (ids only in old) | {len(cmp.removed):,} |",
@@ -116,7 +117,7 @@ def _captions(cmp: Comparison, h: str) -> list[str]:
     lines += ["", f"Concepts: {cmp.concepts_note}.", ""]  # the module's own words (stats.concepts)
     for side, s in (("old", a), ("new", b)):
         if s.missing:
-            lines += [f"- not mentioned by {side}: {', '.join(md_code(c) for c in s.missing[:LISTED])}"
+            lines += [f"- not mentioned by {side}: {', '.join(md_code(c, table=False) for c in s.missing[:LISTED])}"
                       + (f" and {len(s.missing) - LISTED} more" if len(s.missing) > LISTED else "")]
     return lines + ([""] if a.missing or b.missing else [])
 

@@ -177,15 +177,18 @@ def render(recipe: Recipe, fingerprint: str, info: datasets.DatasetInfo, rows: i
 SECTIONS_ANCHOR = "<!-- synthvlm:sections -->"
 
 
-def set_section(card: str, key: str, markdown: str) -> str:
-    """`card` with `markdown` as its section `key`, replacing an earlier one; a card without the anchor
-    (made before it existed) gets the section before its "## Models" heading, or at its end."""
+def set_section(card: str, key: str, markdown: str | None) -> str:
+    """`card` with `markdown` as its section `key`, replacing an earlier one (None: without it); a card without
+    the anchor (made before it existed) gets the section before its "## Models" heading, or at its end."""
     begin, end = f"<!-- synthvlm:section {key} -->", f"<!-- /synthvlm:section {key} -->"
-    block = f"{begin}\n{markdown.strip()}\n{end}\n"
+    block = "" if markdown is None else f"{begin}\n{markdown.strip()}\n{end}\n"
     start = card.find(begin)
     stop = card.find(end, start) if start >= 0 else -1
     if stop >= 0:
-        return card[:start] + block + card[stop + len(end):].removeprefix("\n")
+        rest = card[stop + len(end):].removeprefix("\n")
+        return card[:start] + block + (rest.removeprefix("\n") if not block else rest)
+    if not block:
+        return card
     for anchor in (SECTIONS_ANCHOR, "## Models\n"):
         if anchor in card:
             return card.replace(anchor, f"{block}\n{anchor}", 1)
