@@ -107,6 +107,13 @@ def test_bad_input_is_one_line(builds, tmp_path):
     ):
         proc = compare(builds, *args)
         assert proc.returncode == 2 and proc.stderr.startswith(start) and proc.stderr.count("\n") == 1, proc.stderr
+    tampered = shutil.copytree(builds / "old", tmp_path / "tampered", ignore=shutil.ignore_patterns(".synthvlm"))
+    stats = json.loads((tampered / "stats.json").read_text())
+    stats["selection"]["steps"][0]["kept"] = "many"
+    (tampered / "stats.json").write_text(json.dumps(stats))
+    proc = compare(builds, "old", tampered)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith(f"error: NEW: {tampered}: recipe.lock.json or stats.json is not a synthvlm build's")
     (tmp_path / "index.html").write_text("<html>mine</html>")
     proc = compare(builds, "old", "new", "--output", tmp_path)
     assert proc.returncode == 2 and "is not a compare page" in proc.stderr
@@ -233,3 +240,21 @@ def test_release_side_and_changes_since_in_the_next_card(builds, hub, hub_env, t
     cli("publish", new, "--repo-id", "tester/elsewhere", env=hub_env)
     assert "Changes since" not in hub.read_file("tester/elsewhere", "README.md", "v0.2.0").decode()
     assert "synthvlm:section changes-since" not in (new / "README.md").read_text()
+
+
+def test_statistics_agree_with_scipy_and_are_seeded():
+    import numpy as np
+    from scipy import stats as scipy_stats
+
+    from synthvlm_builder.analysis import stats
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(0.0, 1.0, 300), rng.normal(0.3, 1.0, 200)
+    assert stats.ks_statistic(a, b) == pytest.approx(scipy_stats.ks_2samp(a, b).statistic, abs=1e-12)
+    shift = stats.mean_shift(a, b)
+    assert shift.delta == pytest.approx(b.mean() - a.mean()) and shift.low < shift.delta < shift.high
+    # the percentile interval's width is about 2 * 1.96 standard errors of a difference of means
+    se = np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
+    assert shift.high - shift.low == pytest.approx(2 * 1.96 * se, rel=0.15)
+    assert stats.mean_shift(a, b) == shift  # seeded: the same numbers every time
+    assert stats.mean_shift(a, a).delta == 0 and stats.ks_statistic(a, a) == 0
+    assert stats.ks_statistic([0, 1], [2, 3]) == 1

@@ -76,10 +76,23 @@ def test_same_seeds_and_threads_give_the_same_numbers(pairs, tmp_path):
 
 
 def test_held_out_set_given_explicitly(pairs, tmp_path):
-    real, shuffled = pairs
+    real, _ = pairs
     _, r = evaluate(real, "--eval", real, "--seeds", "1", "--steps", "3", "--batch-size", "16", "--threads", "1")
     assert r["eval"] == {"spec": str(real), "pairs": 160, "groups": r["eval"]["groups"], "oracle": False}
     assert "attribute_all" not in r["mean"]
+    # any image-caption pairs: open_clip's own tokenizer, images of any size resized to --image-size
+    import io
+
+    from PIL import Image
+    images = []
+    for i in range(12):
+        out = io.BytesIO()
+        Image.new("RGB", (48 + 8 * i, 40), (20 * i, 100, 200 - 10 * i)).save(out, format="JPEG")
+        images.append(out.getvalue())
+    photos = write_pairs(tmp_path / "photos", images, [f"A dog on a beach, photo {i}." for i in range(12)])
+    _, r = evaluate(photos, "--eval", photos, "--seeds", "1", "--steps", "2", "--batch-size", "4", "--threads", "1")
+    assert r["config"]["tokenizer"] == "open_clip CLIP BPE" and r["dataset"]["shapes_world"] is False
+    assert r["eval"]["pairs"] == r["eval"]["groups"] == 12 and 0 <= r["mean"]["i2t_r1"] <= 1
 
 
 def test_card_section_on_a_build(quickstart, tmp_path):

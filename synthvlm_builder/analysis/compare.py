@@ -23,7 +23,7 @@ import numpy as np
 
 from ..execution.report import semver_key
 from . import stats
-from .sides import Row, Side
+from .sides import SCORE_COLUMNS, Row, Side
 
 GRID = 8      # pairs shown by default
 POOL = 2000   # changed pairs whose images are decoded to rank them
@@ -109,6 +109,9 @@ def compare(old: Side, new: Side, grid: int = GRID) -> Comparison:
         scores=_scores(old, new), funnel=funnel_steps(old, new),
         captions=(stats.caption_stats(old_caps, chosen), stats.caption_stats(new_caps, chosen)),
         concepts_note=note, grid=most_changed(old, new, grid), notes=old.notes + new.notes)
+    if "recipe" in (old.kind, new.kind):
+        cmp.notes.append("a previewed recipe's rows are the candidates that pass its thresholds and per-caption rule;"
+                         " a build then keeps the top select.size of all its candidates")
     if not cmp.data_changed and (cmp.added or cmp.removed or different):
         cmp.notes.append("the content identities are equal but rows differ: the sides were made on other hardware,"
                          " thread counts or library versions, or are previews of different sizes")
@@ -121,20 +124,13 @@ def _captions(rows: list[Row]) -> list[str]:
 
 
 def _scores(old: Side, new: Side) -> list:
-    names = [n for n in stats_order(old.scores, new.scores)]
+    """(name, Shift) for each score column both sides have, (name, None) for one only a side has."""
     out = []
-    for name in names:
-        if name in old.scores and name in new.scores:
-            out.append((name, stats.mean_shift([r.scores[name] for r in old.rows],
-                                               [r.scores[name] for r in new.rows])))
-        else:
-            out.append((name, None))
+    for name in (n for n in SCORE_COLUMNS if n in old.scores or n in new.scores):
+        both = name in old.scores and name in new.scores
+        out.append((name, stats.mean_shift([r.scores[name] for r in old.rows], [r.scores[name] for r in new.rows])
+                    if both else None))
     return out
-
-
-def stats_order(a: tuple, b: tuple) -> list[str]:
-    from .sides import SCORE_COLUMNS
-    return [n for n in SCORE_COLUMNS if n in a or n in b]
 
 
 # --- funnel -------------------------------------------------------------------------------------------
@@ -175,9 +171,10 @@ def _merge(a: list[str], b: list[str]) -> list[str]:
 
 def funnel_steps(old: Side, new: Side) -> list[Step]:
     steps = []
-    for section, rows in (("captions", _caption_rows), ("selection", _selection_rows)):
-        a = {k: (label, c) for k, label, c in rows(old.caption_funnel if section == "captions" else old.selection_funnel)}
-        b = {k: (label, c) for k, label, c in rows(new.caption_funnel if section == "captions" else new.selection_funnel)}
+    for section, rows, funnel in (("captions", _caption_rows, "caption_funnel"),
+                                  ("selection", _selection_rows, "selection_funnel")):
+        a = {k: (label, c) for k, label, c in rows(getattr(old, funnel))}
+        b = {k: (label, c) for k, label, c in rows(getattr(new, funnel))}
         for key in _merge(list(a), list(b)):
             steps.append(Step(section, key, a[key][0] if key in a else None, b[key][0] if key in b else None,
                               a[key][1] if key in a else None, b[key][1] if key in b else None))

@@ -58,7 +58,8 @@ def load_pairs(spec: str, what: str) -> Pairs:
 def _from_folder(folder: Path, spec: str, what: str) -> Pairs:
     import hashlib
     import json
-    files = layout.data_files(folder) or sorted((folder / layout.DATA).glob("*.parquet")) or sorted(folder.glob("*.parquet"))
+    files = (layout.data_files(folder) or sorted((folder / layout.DATA).glob("*.parquet"))
+             or sorted(folder.glob("*.parquet")))
     if not files:
         raise InputError(what, f"{spec}: no Parquet files (expected {layout.DATA}/*.parquet or *.parquet)")
     images, captions = [], []
@@ -133,19 +134,46 @@ def evaluate(target: str, eval_spec: str | None = None, seeds=(0, 1, 2), cfg: Pr
     else:
         raise InputError("--eval", f"{target} is not shapes-world data: give a held-out set of image-caption pairs"
                                    " (--eval DIR_OR_REPO)")
-    torch.set_num_threads(threads or cpu_threads())
-    tokens = proxy.Tokens(train_set.shapes_world and held_out.shapes_world)
-    arch = proxy.model_cfg(cfg, tokens)
+    oracle = eval_spec is None and held_out.shapes_world  # the world's oracle judges its own renders
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads or cpu_threads())  # the result depends on it: recorded, restored after
+    try:
+        tokens = proxy.Tokens(train_set.shapes_world and held_out.shapes_world)
+        arch = proxy.model_cfg(cfg, tokens)
+        used = torch.get_num_threads()
+        runs, seconds, parameters = _runs(train_set, held_out, tokens, arch, cfg, seeds, device, oracle)
+    finally:
+        torch.set_num_threads(previous)
+    names = [k for k in runs[0] if k != "seed"]
+    values = {k: np.array([r[k] for r in runs], np.float64) for k in names}
+    return {
+        "proxy": "clip",
+        "dataset": {"spec": target, "pairs": len(train_set.captions), "shapes_world": train_set.shapes_world},
+        "eval": {"spec": held_out.spec, "pairs": len(held_out.captions), "groups": int(len(set(groups(held_out)))),
+                 "oracle": oracle},
+        "config": {**cfg.to_dict(), "tokenizer": tokens.name, "context_length": tokens.context,
+                   "parameters": parameters, "device": device, "threads": used, "seeds": list(seeds)},
+        "runs": runs,
+        "mean": {k: round(float(v.mean()), 4) for k, v in values.items()},
+        "std": {k: round(float(v.std(ddof=1)) if len(v) > 1 else 0.0, 4) for k, v in values.items()},
+        "seconds_per_run": seconds,
+    }
+
+
+def _runs(train_set: Pairs, held_out: Pairs, tokens, arch: dict, cfg: ProxyConfig, seeds, device: str,
+          oracle: bool) -> tuple[list, list, int]:
+    """One training and evaluation per seed: (their metrics, their seconds, the model's parameter count)."""
+    from . import proxy
     x, ids = proxy.image_tensor(train_set.images, cfg.image_size), tokens(train_set.captions)
     ex, eids = proxy.image_tensor(held_out.images, cfg.image_size), tokens(held_out.captions)
     eval_groups = groups(held_out)
-    world_oracle = not eval_spec and held_out.shapes_world
-    runs, seconds = [], []
+    runs, seconds, parameters = [], [], 0
     for seed in seeds:
         started = time.perf_counter()
         model = proxy.train(x, ids, cfg, arch, seed, device)
+        parameters = int(sum(p.numel() for p in model.parameters()))
         metrics, top = proxy.retrieval(*proxy.embed(model, ex, eids, device), eval_groups)
-        if world_oracle:
+        if oracle:
             from .worldeval import attribute_accuracy
             metrics.update({f"attribute_{k}": v for k, v in
                             attribute_accuracy(held_out.images, held_out.captions, top).items()})
@@ -153,21 +181,7 @@ def evaluate(target: str, eval_spec: str | None = None, seeds=(0, 1, 2), cfg: Pr
         runs.append({"seed": seed, **{k: round(v, 4) for k, v in metrics.items()}})
         say(f"seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k in METRICS)
             + f" ({seconds[-1]:.0f} s)")
-    names = [k for k in runs[0] if k != "seed"]
-    values = {k: np.array([r[k] for r in runs], np.float64) for k in names}
-    return {
-        "proxy": "clip",
-        "dataset": {"spec": target, "pairs": len(train_set.captions), "shapes_world": train_set.shapes_world},
-        "eval": {"spec": held_out.spec, "pairs": len(held_out.captions), "groups": int(len(set(eval_groups))),
-                 "oracle": world_oracle},
-        "config": {**cfg.to_dict(), "tokenizer": tokens.name, "context_length": tokens.context,
-                   "parameters": int(sum(p.numel() for p in model.parameters())), "device": device,
-                   "threads": torch.get_num_threads(), "seeds": list(seeds)},
-        "runs": runs,
-        "mean": {k: round(float(v.mean()), 4) for k, v in values.items()},
-        "std": {k: round(float(v.std(ddof=1)) if len(v) > 1 else 0.0, 4) for k, v in values.items()},
-        "seconds_per_run": seconds,
-    }
+    return runs, seconds, parameters
 
 
 def card_section(result: dict) -> str:

@@ -5,7 +5,8 @@ The architecture is the shapes-world CLIP's (models/shapes/nets.py `clip_model_c
 and a small text tower) with its sizes configurable (`ProxyConfig`); the training is the shapes CLIP's
 (models/shapes/train_clip.py: AdamW with decay on matrices only, linear warm-up then cosine decay to a tenth,
 symmetric InfoNCE, the logit scale clamped at 100) on the dataset's pairs alone: without its hard negatives
-(scenes rendered by the world, which would add ground truth the dataset does not hold) and its augmentations. Batches walk seeded permutations of the pairs.
+(scenes rendered by the world, which would add ground truth the dataset does not hold) and its augmentations.
+Batches walk seeded permutations of the pairs.
 
 torch and open_clip only (no scipy, no datasets), so the same code runs on a GPU machine for real-sized
 evaluations. Deterministic for a fixed seed and thread count on a CPU; on CUDA, with

@@ -54,7 +54,8 @@ def to_markdown(cmp: Comparison, level: int = 3, title: str | None = None, card:
               f" {code(new.name)} {code(new.version)}, {fp}.", ""]
     lines += [f"{h}# Rows", "", "| rows | count |", "|---|---:|",
               f"| old | {len(old.rows):,} |", f"| new | {len(new.rows):,} |",
-              f"| added (ids only in new) | {len(cmp.added):,} |", f"| removed (ids only in old) | {len(cmp.removed):,} |",
+              f"| added (ids only in new) | {len(cmp.added):,} |",
+              f"| removed (ids only in old) | {len(cmp.removed):,} |",
               f"| changed image (same id) | {len(cmp.changed):,} |",
               f"| changed caption (same id) | {len(cmp.recaptioned):,} |", f"| unchanged | {cmp.unchanged:,} |", ""]
     listed = _ids("added", cmp.added) + _ids("removed", cmp.removed) + _ids("changed image", cmp.changed) \
@@ -69,7 +70,8 @@ def to_markdown(cmp: Comparison, level: int = 3, title: str | None = None, card:
 
 
 def _scores(cmp: Comparison, h: str) -> list[str]:
-    lines = [f"{h}# Scores", "", "| score | old mean | new mean | shift | 95% CI of the shift | KS | rows old → new |",
+    lines = [f"{h}# Scores", "",
+             "| score | old mean | new mean | shift | 95% CI of the shift | KS | rows old → new |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for name, s in cmp.scores:
         if s is None:

@@ -104,14 +104,27 @@ def from_build(folder: Path, spec: str, kind: str, what: str) -> Side:
         recipe = lock["recipe"]
         name, version, fp = str(recipe["name"]), str(recipe["version"]), str(lock["fingerprint"])
         generator = str(recipe["generate"]["model"])
-        funnels = stats["captions"], stats["selection"]
-        if not all(isinstance(f, dict) for f in funnels):
-            raise TypeError("stats.json: captions and selection must be objects")
+        funnels = _funnel(stats["captions"], "sources", "read", "filters"), _funnel(stats["selection"], "steps", "kept")
     except (KeyError, TypeError) as e:
         raise InputError(what, f"{spec}: {layout.LOCK} or {layout.STATS} is not a synthvlm build's"
                                f" ({type(e).__name__}: {e})") from None
     rows, scores = read_rows(layout.data_files(folder), spec, what)
     return Side(spec, kind, name, version, fp, str(lock.get("identity") or fp), generator, rows, scores, *funnels)
+
+
+def _funnel(funnel, rows: str, count: str, more: str | None = None) -> dict:
+    """A funnel of stats.json, checked: lists of objects with their counts integers (TypeError otherwise)."""
+    def checked(items, number: str, name: str) -> None:
+        if not isinstance(items, list) or not all(
+                isinstance(x, dict) and isinstance(x.get(name), str) and isinstance(x.get(number), int)
+                and isinstance(x.get("dropped", 0), int) for x in items):
+            raise TypeError(f"its {name} rows are not objects with an integer {number}")
+    if not isinstance(funnel, dict):
+        raise TypeError("a funnel is not an object")
+    checked(funnel.get(rows), count, "name" if rows == "sources" else "step")
+    if more is not None:
+        checked(funnel.get(more), "dropped", "name")
+    return funnel
 
 
 def _json(path: Path, spec: str, what: str) -> dict:
@@ -183,8 +196,7 @@ def from_recipe(spec: str, what: str, n_captions: int, device: str | None, offli
     rows = [Row(c["id"], c["caption_id"], c["caption"], c["image"], hashlib.sha256(c["image"]).hexdigest(),
                 dict(c["scores"])) for c in candidates if c["kept"]]
     steps = selection.funnel["steps"][:-1]  # the global top-N cut needs the whole build: not previewed
-    note = (f"{spec}: the first {len(captions)} curated captions, previewed (the candidates that pass the"
-            " thresholds and the per-caption rule; a build keeps its top `select.size` of all of them)")
+    note = f"{spec}: a recipe, its first {len(captions)} curated captions previewed"
     return Side(spec, "recipe", recipe.name, recipe.version, fp, identity, recipe.generate.model, rows,
                 score_columns(recipe), funnel.to_dict(), {"steps": steps}, [note])
 
