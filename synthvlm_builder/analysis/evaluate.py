@@ -41,6 +41,7 @@ class Pairs:
     captions: list
     keys: list            # what names an image's content (equal keys: the same image)
     shapes_world: bool
+    truth: np.ndarray | None = None  # truth[i, j]: caption j describes image i (else: shared image or caption)
 
 
 def load_pairs(spec: str, what: str) -> Pairs:
@@ -98,9 +99,20 @@ def all_world_captions(captions: list[str]) -> bool:
 
 
 def world_pairs(n: int) -> Pairs:
-    from .worldeval import SEED, held_out_set
-    images, captions, keys = held_out_set(n)
-    return Pairs(f"shapes-world renders of {n} held-out scenes (seed {SEED})", images, captions, keys, True)
+    from .worldeval import SEED, held_out_set, truth
+    images, captions, scenes = held_out_set(n)
+    return Pairs(f"shapes-world renders of {n} held-out scenes (seed {SEED})", images, captions,
+                 [s.key() for s in scenes], True, truth(captions, scenes))
+
+
+def relevant(pairs: Pairs) -> np.ndarray:
+    """relevant[i, j]: retrieving caption j for image i (or image i for caption j) is right: the world's truth
+    where it is known (a caption that names no positions describes several renders), else pairs that share
+    an image or a caption (`groups`)."""
+    if pairs.truth is not None:
+        return pairs.truth
+    g = groups(pairs)
+    return g[:, None] == g[None, :]
 
 
 def groups(pairs: Pairs) -> np.ndarray:
@@ -166,13 +178,13 @@ def _runs(train_set: Pairs, held_out: Pairs, tokens, arch: dict, cfg: ProxyConfi
     from . import proxy
     x, ids = proxy.image_tensor(train_set.images, cfg.image_size), tokens(train_set.captions)
     ex, eids = proxy.image_tensor(held_out.images, cfg.image_size), tokens(held_out.captions)
-    eval_groups = groups(held_out)
+    eval_truth, train_groups = relevant(held_out), groups(train_set)
     runs, seconds, parameters = [], [], 0
     for seed in seeds:
         started = time.perf_counter()
-        model = proxy.train(x, ids, cfg, arch, seed, device)
+        model = proxy.train(x, ids, cfg, arch, seed, device, train_groups)
         parameters = int(sum(p.numel() for p in model.parameters()))
-        metrics, top = proxy.retrieval(*proxy.embed(model, ex, eids, device), eval_groups)
+        metrics, top = proxy.retrieval(*proxy.embed(model, ex, eids, device), eval_truth)
         if oracle:
             from .worldeval import attribute_accuracy
             metrics.update({f"attribute_{k}": v for k, v in

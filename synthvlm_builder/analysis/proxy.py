@@ -108,8 +108,12 @@ def _normalize(x, device):
     return (x - mean) / std
 
 
-def train(images, ids, cfg: ProxyConfig, arch: dict, seed: int, device: str = "cpu"):
-    """A fresh CLIP trained on (images uint8 NCHW, ids) for cfg.steps batches; returns it in eval mode."""
+def train(images, ids, cfg: ProxyConfig, arch: dict, seed: int, device: str = "cpu", groups=None):
+    """A fresh CLIP trained on (images uint8 NCHW, ids) for cfg.steps batches; returns it in eval mode.
+
+    `groups` (one id per pair; evaluate.groups: pairs that share a caption or an image) keeps pairs of one
+    group from being each other's negatives: two images of one caption are not a mismatch to push apart
+    (datasets repeat captions: the world's one-object scenes, best-of-k rows of one prompt)."""
     import open_clip
     import torch
     import torch.nn.functional as F
@@ -126,6 +130,7 @@ def train(images, ids, cfg: ProxyConfig, arch: dict, seed: int, device: str = "c
     n = len(images)
     batch = min(cfg.batch_size, n)
     labels = torch.arange(batch, device=device)
+    groups = torch.as_tensor(np.arange(n) if groups is None else np.asarray(groups))
     order, at = torch.randperm(n, generator=gen), 0
     model.train()
     for step in range(cfg.steps):
@@ -139,6 +144,9 @@ def train(images, ids, cfg: ProxyConfig, arch: dict, seed: int, device: str = "c
         img = F.normalize(model.encode_image(_normalize(images[idx], device)), dim=-1)
         txt = F.normalize(model.encode_text(ids[idx].to(device)), dim=-1)
         logits = model.logit_scale.exp() * img @ txt.T
+        g = groups[idx]
+        same = (g[:, None] == g[None, :]) & ~torch.eye(batch, dtype=torch.bool)  # not negatives
+        logits = logits.masked_fill(same.to(device), float("-inf"))
         loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -160,17 +168,18 @@ def embed(model, images, ids, device: str = "cpu", batch: int = 256):
     return torch.cat(img).float(), torch.cat(txt).float()
 
 
-def retrieval(img, txt, groups: np.ndarray, ks=(1, 5)) -> tuple[dict, np.ndarray]:
-    """Recall@k both ways among the held-out pairs; a hit is any item of the query's group (pairs with the
-    same image or the same caption are one group). Returns the metrics and each caption's top image."""
+def retrieval(img, txt, relevant: np.ndarray, ks=(1, 5)) -> tuple[dict, np.ndarray]:
+    """Recall@k both ways among the held-out pairs: the share of images whose k best captions hold a right
+    one, and of captions whose k best images do (relevant[i, j]: caption j is right for image i). Returns
+    the metrics and each caption's best image."""
     import torch
     sim = img @ txt.T  # sim[i, j]: image i, caption j
-    g = torch.from_numpy(np.asarray(groups))
+    right = torch.from_numpy(np.asarray(relevant, dtype=bool))
     out = {}
     k_max = min(max(ks), sim.shape[0])
     i2t = sim.topk(k_max, dim=1).indices          # per image, captions best first
     t2i = sim.T.topk(k_max, dim=1).indices        # per caption, images best first
-    for name, ranked in (("i2t", i2t), ("t2i", t2i)):
+    for name, ranked, hits in (("i2t", i2t, right), ("t2i", t2i, right.T)):
         for k in ks:
-            out[f"{name}_r{k}"] = float((g[ranked[:, :min(k, k_max)]] == g[:, None]).any(1).float().mean())
+            out[f"{name}_r{k}"] = float(hits.gather(1, ranked[:, :min(k, k_max)]).any(1).float().mean())
     return out, t2i[:, 0].numpy()
