@@ -1,8 +1,9 @@
 """`synthvlm-build compare`: two small builds with known differences, through the CLI.
 
-old: captions c000-c009 (v0.1.0); new: c002-c011 with c005's text edited (v0.2.0); both with one image per
+old: captions c000-c005 (v0.1.0); new: c002-c007 with c004's text edited (v0.2.0); both with one image per
 batch (so an unchanged caption gives the same bytes in both builds, whatever its neighbours) and every
-candidate kept. So: 4 rows added (c010, c011), 4 removed (c000, c001), 2 changed (c005's), 14 unchanged.
+candidate (two per caption) kept. So: 4 rows added (c006, c007), 4 removed (c000, c001), 2 changed (c004's),
+6 unchanged.
 
 The Markdown golden comes from copies of these builds whose data files are rewritten with fixed rows (solid
 images, fixed scores, and captions and ids written to break Markdown): their numbers are the same on every
@@ -26,7 +27,7 @@ from buildutil import CAPTIONS, ROOT, cli, read_rows, write_recipe
 from test_preview import PROBE, browse
 
 GOLDEN = ROOT / "tests" / "golden" / "compare.md"
-EDITED = "A green parrot on a wooden fence. Number 5."
+EDITED = "A green parrot on a wooden fence. Number 4."
 
 
 def _recipe(d: Path, version: str, ids: range, edited: dict) -> Path:
@@ -43,8 +44,8 @@ def _recipe(d: Path, version: str, ids: range, edited: dict) -> Path:
 @pytest.fixture(scope="module")
 def builds(tmp_path_factory):
     root = tmp_path_factory.mktemp("compare")
-    cli(_recipe(root / "r-old", "0.1.0", range(0, 10), {}), "--output", root / "old")
-    cli(_recipe(root / "r-new", "0.2.0", range(2, 12), {5: EDITED}), "--output", root / "new")
+    cli(_recipe(root / "r-old", "0.1.0", range(0, 6), {}), "--output", root / "old")
+    cli(_recipe(root / "r-new", "0.2.0", range(2, 8), {4: EDITED}), "--output", root / "new")
     return root
 
 
@@ -60,17 +61,16 @@ def test_known_differences(builds):
     report = json.loads(proc.stdout)
     assert report["verdict"] == "data changes; version bumped"
     rows = report["rows"]
-    assert rows["added"] == [f"caps:c01{c}-{k}" for c in (0, 1) for k in (0, 1)]
+    assert rows["added"] == [f"caps:c00{c}-{k}" for c in (6, 7) for k in (0, 1)]
     assert rows["removed"] == [f"caps:c00{c}-{k}" for c in (0, 1) for k in (0, 1)]
-    assert rows["changed"] == rows["recaptioned"] == ["caps:c005-0", "caps:c005-1"]
-    assert rows["unchanged"] == 14
+    assert rows["changed"] == rows["recaptioned"] == ["caps:c004-0", "caps:c004-1"]
+    assert rows["unchanged"] == 6
     assert set(report["scores"]) == {"clip_score", "ssim", "score"}  # the data's own score columns
     for s in report["scores"].values():
-        assert s["n_old"] == s["n_new"] == 20 and s["low"] <= s["delta"] <= s["high"] and 0 <= s["ks"] <= 1
+        assert s["n_old"] == s["n_new"] == 12 and s["low"] <= s["delta"] <= s["high"] and 0 <= s["ks"] <= 1
     # the grid: the two changed rows, the same caption id on both sides, old and new captions and images
     grid = report["most_changed"]
-    assert [(g["old"], g["new"]) for g in grid] == [("caps:c005-0", "caps:c005-0"), ("caps:c005-1", "caps:c005-1")] \
-        or [(g["old"], g["new"]) for g in grid] == [("caps:c005-1", "caps:c005-1"), ("caps:c005-0", "caps:c005-0")]
+    assert sorted((g["old"], g["new"]) for g in grid) == [("caps:c004-0", "caps:c004-0"), ("caps:c004-1", "caps:c004-1")]
     old_rows = {r["id"]: r for r in read_rows(builds / "old")}
     new_rows = {r["id"]: r for r in read_rows(builds / "new")}
     for g in grid:
@@ -78,7 +78,7 @@ def test_known_differences(builds):
         assert g["old_caption"] == old_rows[g["old"]]["caption"]
         assert g["new_scores"]["score"] == pytest.approx(new_rows[g["new"]]["score"])
     funnel = {f["step"]: f for f in report["funnel"]}
-    assert funnel["read"]["old_counts"]["left"] == funnel["read"]["new_counts"]["left"] == 10
+    assert funnel["read"]["old_counts"]["left"] == funnel["read"]["new_counts"]["left"] == 6
     # what was written beside the page: the same JSON, and the Markdown that is printed by default
     assert (builds / "out" / "compare.json").read_text() == proc.stdout
     md = compare(builds, "old", "new", "--output", "out").stdout
@@ -93,7 +93,7 @@ def test_exit_codes_are_diffs(builds):
     proc = compare(builds, "old", "old", "--output", "same", "--format", "json")
     report = json.loads(proc.stdout)
     assert proc.returncode == 0 and report["verdict"] == "same data"
-    assert report["rows"]["unchanged"] == 20 and report["most_changed"] == []
+    assert report["rows"]["unchanged"] == 12 and report["most_changed"] == []
     assert all(s["delta"] == 0 and s["ks"] == 0 for s in report["scores"].values())
 
 
@@ -223,7 +223,7 @@ def test_release_side_and_changes_since_in_the_next_card(builds, hub, hub_env, t
     assert proc.returncode == 3, proc.stderr
     report = json.loads(proc.stdout)
     assert report["old"]["kind"] == "release" and report["old"]["version"] == "0.1.0"
-    assert len(report["rows"]["added"]) == len(report["rows"]["removed"]) == 4 and report["rows"]["unchanged"] == 14
+    assert len(report["rows"]["added"]) == len(report["rows"]["removed"]) == 4 and report["rows"]["unchanged"] == 6
     proc = cli("compare", f"{repo}@v9.9.9", new, "--output", tmp_path / "page", env=hub_env, check=False)
     assert proc.returncode == 2 and proc.stderr.startswith("error: OLD: tester/tiny-build has no revision 'v9.9.9'")
 

@@ -15,7 +15,7 @@ import pytest
 
 from buildutil import cli
 
-TINY = ["--steps", "30", "--batch-size", "32", "--image-size", "24", "--eval-size", "60", "--threads", "1"]
+TINY = ["--steps", "30", "--batch-size", "16", "--image-size", "24", "--eval-size", "60", "--threads", "1"]
 METRICS = {"i2t_r1", "i2t_r5", "t2i_r1", "t2i_r5"}
 
 
@@ -58,9 +58,9 @@ def test_true_pairs_beat_shuffled_ones(pairs):
     assert a["eval"]["pairs"] == 60 and a["eval"]["oracle"] and a["eval"]["spec"].startswith("shapes-world renders")
     assert METRICS <= set(a["mean"]) and {"attribute_color", "attribute_all"} <= set(a["mean"])
     assert a["config"]["tokenizer"] == "shapes-world word-level" and a["config"]["threads"] == 1
-    # measured here: R@1 0.43 / 0.27 (image->text / text->image) against 0.03 / 0.07 shuffled, R@5 0.90 / 0.83
-    # against 0.08 / 0.12: margins of a half of that leave room for other machines
-    for k, margin in (("i2t_r1", 0.15), ("t2i_r1", 0.1), ("i2t_r5", 0.4), ("t2i_r5", 0.35)):
+    # measured here: R@1 0.25 / 0.27 (image->text / text->image) against 0.00 / 0.02 shuffled, R@5 0.65 / 0.57
+    # against 0.05 / 0.12: margins of about half of that leave room for other machines
+    for k, margin in (("i2t_r1", 0.1), ("t2i_r1", 0.1), ("i2t_r5", 0.25), ("t2i_r5", 0.2)):
         assert a["mean"][k] > b["mean"][k] + margin, (k, a["mean"], b["mean"])
     assert a["mean"]["attribute_all"] > b["mean"]["attribute_all"]
 

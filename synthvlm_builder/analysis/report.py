@@ -44,6 +44,7 @@ def to_markdown(cmp: Comparison, level: int = 3, title: str | None = None, card:
     """The comparison; `card`: as a release card's section (no exit code, no rows grid: its images are
     not in the card)."""
     h, old, new = "#" * level, cmp.old, cmp.new
+
     def code(value) -> str:  # outside tables
         return md_code(value, table=False)
     lines = [f"{h} {title or 'Data comparison: ' + code(old.spec) + ' → ' + code(new.spec)}", ""]
