@@ -97,6 +97,32 @@ def test_exit_codes_are_diffs(builds):
     assert all(s["delta"] == 0 and s["ks"] == 0 for s in report["scores"].values())
 
 
+@pytest.mark.slow  # four previews; the recipe review's own test runs recipe sides too
+def test_recipes_are_compared_on_their_first_captions(builds):
+    """Each recipe's first 3 curated captions through the real pipeline (as `preview` runs them)."""
+    proc = compare(builds, "r-old/r.yaml", "r-new/r.yaml", "--captions", "3", "--offline", "--output", "recipes",
+                   "--format", "json")
+    assert proc.returncode == 3, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["old"]["kind"] == report["new"]["kind"] == "recipe"
+    # the builds' identities: the same recipe and inputs are the same data, previewed or built
+    assert report["new"]["identity"] == json.loads((builds / "new" / "recipe.lock.json").read_text())["identity"]
+    rows = report["rows"]
+    assert rows["removed"] == [f"caps:c00{c}-{k}" for c in (0, 1) for k in (0, 1)]
+    assert rows["added"] == [f"caps:c00{c}-{k}" for c in (3, 4) for k in (0, 1)]
+    assert rows["unchanged"] == 2 and rows["changed"] == []  # c002, the one caption both previews share
+    read = next(f for f in report["funnel"] if f["step"] == "read")
+    assert read["old_counts"]["left"] == read["new_counts"]["left"] == 3  # read until 3 captions survived
+    assert any("a recipe, its first 3 curated captions previewed" in n for n in report["notes"])
+    # a recipe previewed is its build: the same identity (exit 0) and, for the captions previewed, the same bytes
+    proc = compare(builds, "new", "r-new/r.yaml", "--captions", "3", "--output", "recipes", "--format", "json")
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 0 and report["verdict"] == "same data"
+    assert report["rows"]["unchanged"] == 6 and report["rows"]["changed"] == report["rows"]["added"] == []
+    assert len(report["rows"]["removed"]) == 6  # c005-c007: not among the first 3 captions
+    assert any("the content identities are equal but rows differ" in n for n in report["notes"])
+
+
 def test_bad_input_is_one_line(builds, tmp_path):
     for args, start in (
             (["nowhere", "new"], "error: OLD: nowhere: not a build dir"),
@@ -114,6 +140,12 @@ def test_bad_input_is_one_line(builds, tmp_path):
     proc = compare(builds, "old", tampered)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert proc.stderr.startswith(f"error: NEW: {tampered}: recipe.lock.json or stats.json is not a synthvlm build's")
+    hub_model = builds / "r-new" / "hub.yaml"
+    hub_model.write_text((builds / "r-new" / "r.yaml").read_text().replace("builtin:tiny-sd", "my-org/my-sd"))
+    proc = compare(builds, "r-new/r.yaml", hub_model, "--offline")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith(f"error: NEW: {hub_model}: not compared offline: generate.model my-org/my-sd would"
+                                  " come over the network")
     (tmp_path / "index.html").write_text("<html>mine</html>")
     proc = compare(builds, "old", "new", "--output", tmp_path)
     assert proc.returncode == 2 and "is not a compare page" in proc.stderr

@@ -62,7 +62,7 @@ def to_markdown(cmp: Comparison, level: int = 3, title: str | None = None, card:
     listed = _ids("added", cmp.added) + _ids("removed", cmp.removed) + _ids("changed image", cmp.changed) \
         + _ids("changed caption", cmp.recaptioned)
     lines += listed + ([""] if listed else [])
-    lines += _scores(cmp, h) + _funnel(cmp, h) + _captions(cmp, h)
+    lines += _scores(cmp, h) + _funnel(cmp, h, changed_only=card) + _captions(cmp, h)
     if not card:
         lines += _grid(cmp, h)
     if cmp.notes:
@@ -94,18 +94,25 @@ def _rate(step: Step) -> str:
     return f"{_num(a, '.1%') if a is not None else '–'} → {_num(b, '.1%') if b is not None else '–'}"
 
 
-def _funnel(cmp: Comparison, h: str) -> list[str]:
-    lines = [f"{h}# Funnel", "", "| step | dropped old | dropped new | Δ dropped | left old | left new |"
-             " drop rate old → new |", "|---|---:|---:|---:|---:|---:|---:|"]
-    for s in cmp.funnel:
+def _funnel(cmp: Comparison, h: str, changed_only: bool = False) -> list[str]:
+    """The funnels side by side; `changed_only`: just the steps whose counts or names differ (the card's)."""
+    steps = [s for s in cmp.funnel if not changed_only or s.old != s.new or s.label_old != s.label_new]
+    lines = [f"{h}# Funnel", ""]
+    if not steps:
+        return lines + ["Every step of the funnel kept and dropped as many as before.", ""]
+    lines += ["| step | dropped old | dropped new | Δ dropped | left old | left new | drop rate old → new |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+    for s in steps:
         label = s.label_new if s.label_new == s.label_old or s.label_old is None else (
             s.label_old if s.label_new is None else f"{s.label_old} → {s.label_new}")
         da, db = (s.old or (None, None))[0], (s.new or (None, None))[0]
         delta = "" if da is None and db is None else f"{(db or 0) - (da or 0):+,}"
         lines.append(f"| {md_code(label)} | {_count(da)} | {_count(db)} | {delta} |"
                      f" {_count((s.old or (None, None))[1])} | {_count((s.new or (None, None))[1])} | {_rate(s)} |")
-    return lines + ["", "Caption steps first (each filter in order), then selection (thresholds, screens,"
-                        " near duplicates, best per caption, the top-N cut).", ""]
+    same = len(cmp.funnel) - len(steps)
+    return lines + ["", f"The steps that changed; the other {same} kept and dropped as many as before." if same else
+                    "Caption steps first (each filter in order), then selection (thresholds, screens, near duplicates,"
+                    " best per caption, the top-N cut).", ""]
 
 
 def _captions(cmp: Comparison, h: str) -> list[str]:
