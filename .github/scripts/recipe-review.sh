@@ -10,7 +10,7 @@
 # file), every recipe is reviewed, so the unpinned-source warnings show up next to that change.
 # Each changed recipe that has a base version is also compared by its data (`synthvlm-build compare`: the
 # first REVIEW_COMPARE_CAPTIONS curated captions of each side, default 8, through the real pipeline; 0 turns
-# it off) when both sides run offline (built-in models, files in the repository); the base side is read from
+# it off, and the comment says nothing of it) when both sides run offline (built-in models, files in the repository); the base side is read from
 # a worktree of BASE, so its caption files are BASE's. Each comparison's page (the images) goes to
 # review-pages/<recipe>/index.html. Otherwise the comment says why the data comparison is absent.
 # Exit status: 2 if a recipe is invalid, else 4 if data changed without a version bump, else 1 if a
@@ -99,7 +99,7 @@ trap cleanup EXIT
 compare_data() {  # the data comparison of recipe $1 (its review exited $2), as Markdown on stdout
   local f=$1 reviewed=$2 name code why fence absent
   absent="### Data comparison: $(md_code "$f")"$'\n\n'
-  if [[ $captions == 0 ]]; then printf '%sNot run: REVIEW_COMPARE_CAPTIONS=0.\n\n' "$absent"; return; fi
+  [[ $captions == 0 ]] && return  # turned off
   if [[ $reviewed == 2 ]]; then printf '%sNot run: a recipe does not load.\n\n' "$absent"; return; fi
   if [[ ! -d $base_tree ]] && ! git worktree add --detach "$base_tree" "$base" >/dev/null 2>&1; then
     printf '%sNot run: cannot check out the base in a worktree.\n\n' "$absent"
