@@ -124,7 +124,8 @@ ARGUMENTS = {
                  ("--proxy", {"choices": ("clip",), "default": "clip", "help": "the proxy model (default: clip)"}),
                  ("--eval", {"metavar": "DIR_OR_REPO", "help": "held-out image-caption pairs (default for"
                              " shapes-world data: the world's rendered held-out scenes)"}),
-                 ("--seeds", {"metavar": "N", "type": int, "default": 3, "help": "trainings, seeds 0..N-1 (default 3)"}),
+                 ("--seeds", {"metavar": "N", "type": int, "default": 3,
+                              "help": "trainings, seeds 0..N-1 (default 3)"}),
                  ("--steps", {"metavar": "N", "type": int, "default": 300, "help": "training steps (default 300)"}),
                  ("--batch-size", {"metavar": "B", "type": int, "default": 64, "help": "default 64"}),
                  ("--image-size", {"metavar": "PX", "type": int, "default": 32, "help": "default 32"}),
@@ -401,8 +402,9 @@ def cmd_compare(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    for flag, value, low in (("--seeds", args.seeds, 1), ("--steps", args.steps, 1), ("--batch-size", args.batch_size, 2),
-                             ("--image-size", args.image_size, 8), ("--eval-size", args.eval_size, 2)):
+    for flag, value, low in (("--seeds", args.seeds, 1), ("--steps", args.steps, 1),
+                             ("--batch-size", args.batch_size, 2), ("--image-size", args.image_size, 8),
+                             ("--eval-size", args.eval_size, 2)):
         if value < low:
             raise InputError(flag, f"must be at least {low}, got {value}")
     if args.threads is not None and args.threads < 1:
