@@ -29,10 +29,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from synthvlm_builder.curation.captions import build_filters, curate, iter_curate, write_jsonl  # noqa: E402
-from synthvlm_builder.recipe.config import (CaptionsConfig, FiltersConfig, MaxFilter, RangeFilter,  # noqa: E402
-                                     RepetitionFilter, SourceConfig)
-from synthvlm_builder.curation.textfilters import flagged_words_en  # noqa: E402
+from synthvlm_builder.curation.captions import build_steps, curate, iter_curate, write_jsonl  # noqa: E402
+from synthvlm_builder.curation.step import MaxFilter, RangeFilter, RepetitionFilter  # noqa: E402
+from synthvlm_builder.recipe.config import CaptionsConfig, SourceConfig  # noqa: E402
+from synthvlm_builder.recipe.typed import filters_section as FiltersConfig  # noqa: E402
+from synthvlm_builder.curation.textstats import flagged_words_en  # noqa: E402
 
 TARGET = 20_000
 LLAVA_RECORDS = 558_128
@@ -94,7 +95,7 @@ def throughput(n: int, tmp: Path) -> tuple[float, float, dict]:
     result = curate(cfg)
     end_to_end = n / (time.perf_counter() - t0)
 
-    filters = build_filters(PRESET)  # the same chain, without reading: what the filters cost alone
+    filters = build_steps(PRESET)  # the same chain, without reading: what the filters cost alone
     checks = [(f.stat, f.keep) for f in filters[:-1]]
     dedupe = filters[-1]
     t0 = time.perf_counter()

@@ -10,7 +10,7 @@ From the same held-out shapes-world captions (scenes no built-in model trained o
   (d) the rows of (a) with their captions shuffled among the images (a fixed permutation moving every one).
 
 Each is written as a dataset folder and evaluated as `synthvlm-build evaluate DIR --proxy clip` does
-(analysis/evaluate.py `evaluate`, 3 seeds; the held-out set is the world's rendered scenes). The pixel oracle
+(the API's `evaluate`, which the verb calls; 3 seeds; the held-out set is the world's rendered scenes). The pixel oracle
 also says which share of each dataset's pairs is right (image and caption agree in every attribute).
 
 Prints the four numbers (R@1 of both directions, (image->text + text->image) / 2 per seed, mean ± std over
@@ -25,7 +25,6 @@ from __future__ import annotations
 import _common  # noqa: F401  (offline environment, OMP policy, repo on sys.path)
 
 import argparse  # noqa: E402
-import dataclasses  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import time  # noqa: E402
@@ -102,7 +101,7 @@ def datasets(c: dict, recipe_path: Path, seed: int) -> dict:
     recipe = load_recipe(recipe_path)
     n = len(set(c["caption_id"]))
     cand = Candidates(id=c["id"].astype(str), caption_id=c["caption_id"].astype(str), scores={"score": c["score"]})
-    best = np.flatnonzero(select(cand, dataclasses.replace(recipe.select, per_caption="best", size=n)).mask)
+    best = np.flatnonzero(select(cand, recipe.select.replace(per_caption="best", size=n)).mask)
     by_caption: dict = {}
     for i, cid in enumerate(c["caption_id"]):
         by_caption.setdefault(cid, []).append(i)
@@ -168,8 +167,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--recipe", default=str(ROOT / "recipes" / "quickstart.yaml"),
                     help="models, sampling and scores (default: the quickstart's)")
     args = ap.parse_args(argv)
-    from synthvlm_builder.analysis.evaluate import evaluate
-    from synthvlm_builder.analysis.proxy import ProxyConfig
+    from synthvlm_builder.api import evaluate
     from synthvlm_builder.cli import main as cli
 
     _common.header("data_value")
@@ -183,7 +181,6 @@ def main(argv=None) -> dict:
         build_s = time.perf_counter() - t
         c = read_candidates(tmp / "build")
         picks = datasets(c, recipe, args.seed)
-        cfg = ProxyConfig(steps=args.steps, batch_size=args.batch_size)
         results, right = {}, {}
         for name, idx in picks.items():
             images, texts = list(c["image"][idx]), list(c["caption"][idx])
@@ -191,7 +188,8 @@ def main(argv=None) -> dict:
                 texts = shuffled(texts, args.seed)
             right[name] = oracle_right(images, texts)
             folder = write_dataset(tmp / f"dataset-{name}", images, texts)
-            results[name] = evaluate(str(folder), None, tuple(range(args.seeds)), cfg, args.eval_size)
+            results[name] = evaluate(folder, seeds=args.seeds, steps=args.steps, batch_size=args.batch_size,
+                                     eval_size=args.eval_size).data
             r, h = results[name], headline(results[name])
             print(f"({name}) {DATASETS[name]:<38} pairs right {right[name]:.3f}   R@1 {h['mean']:.3f} ± {h['std']:.3f}"
                   "   (" + ", ".join(f"{k} {r['mean'][k]:.3f} ± {r['std'][k]:.3f}" for k in

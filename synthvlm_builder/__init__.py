@@ -1,3 +1,21 @@
-"""synthvlm-builder: reproducible synthetic image-caption datasets (SynthVLM) as Hugging Face datasets."""
+"""synthvlm-builder: reproducible synthetic image-caption datasets (SynthVLM) as Hugging Face datasets.
+
+    from synthvlm_builder import Recipe, build
+    result = build(Recipe.from_yaml("recipes/quickstart.yaml"))
+    result.dataset                       # a datasets.Dataset
+
+The functions are in api.py (README "Python API"); nothing heavy (torch, diffusers) loads on import.
+"""
 
 __version__ = "0.1.0"
+
+from . import reporter
+from .api import build, captions, export, identity, iter_captions, plan, publish, verify
+from .errors import BuildError, InputError, Problem, RecipeError
+from .recipe.config import Recipe
+from .reporter import Recorder, Reporter
+from .results import BuildResult, CaptionsResult, PlanResult
+
+__all__ = ["BuildError", "BuildResult", "CaptionsResult", "InputError", "PlanResult", "Problem", "Recipe",
+           "RecipeError", "Recorder", "Reporter", "build", "captions", "export", "identity", "iter_captions", "plan",
+           "publish", "reporter", "verify"]

@@ -4,6 +4,12 @@ A file is written under a temp name beside its target, fsynced, renamed over the
 the directory is fsynced, so a crash or `kill -9` at any instant leaves the old file or the new
 one, never a mix. Temp names start with "." and contain TMP_MARK, so a later run can find and
 remove what a killed run left behind.
+
+A rename replaces whatever node is at the target, so the target is checked first (and again just
+before the rename): only a regular file (or, for a folder written whole, a folder) is ever replaced.
+A device, a FIFO or a socket is refused (`captions --output /dev/null` run as root would otherwise
+replace the real /dev/null), and so is a symbolic link: it is NOT followed on purpose, because a link
+planted in a build dir would then redirect a write outside it; the CLI names the file to give instead.
 """
 from __future__ import annotations
 
@@ -11,11 +17,17 @@ import contextlib
 import hashlib
 import os
 import shutil
+import stat
 import uuid
 from pathlib import Path
 from typing import IO, Iterator
 
+from .errors import UnsafeOutput
+
 TMP_MARK = ".tmp-"
+_KINDS = ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a folder"), (stat.S_ISLNK, "a symbolic link"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"))
 
 
 def temp_sibling(path: Path) -> Path:
@@ -52,11 +64,35 @@ def remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def node_kind(path: os.PathLike | str, follow: bool = False) -> str | None:
+    """What is at `path` ("a regular file", "a folder", "a FIFO (named pipe)", ...), None if nothing;
+    with `follow`, what a symbolic link points to."""
+    try:
+        mode = (os.stat if follow else os.lstat)(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return next((name for test, name in _KINDS if test(mode)), "an unknown kind of file")
+
+
+def check_replaceable(path: Path, folder: bool | None = None) -> None:
+    """UnsafeOutput unless a rename may replace what is at `path`: nothing, a regular file (`folder`
+    False), a folder (`folder` True), or either (`folder` None, before the caller has written)."""
+    what = node_kind(path)
+    allowed = {None: ("a regular file", "a folder"), False: ("a regular file",), True: ("a folder",)}[folder]
+    if what is not None and what not in allowed:
+        raise UnsafeOutput(path, f"is {what}; a write replaces its target whole, by a rename, and never"
+                           f" replaces {what}" + (" (write to standard output with -)" if folder is not True else ""))
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temp path for the caller (or any library) to write; on success it is fsynced and
-    renamed to `path`, on any error (KeyboardInterrupt included) it is removed."""
+    renamed to `path`, on any error (KeyboardInterrupt included) it is removed. What is at `path`
+    must be replaceable (check_replaceable), before any work and again before the rename."""
     path = Path(path)
+    if path.name in ("", ".", ".."):  # "." or "x/..": name the folder itself, so a sibling can be made
+        path = Path(os.path.abspath(path))
+    check_replaceable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_sibling(path)
     try:
@@ -66,6 +102,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
         else:
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
+        check_replaceable(path, folder=tmp.is_dir())
         os.replace(tmp, path)
         fsync_dir(path.parent)
     except BaseException:

@@ -1,9 +1,16 @@
-"""The files of a finished build (the Hub layout), named once for the build, export, publish and verify."""
+"""The files of a finished build (the Hub layout), named once for the build, export, publish and verify,
+and which of them a build owns: those its manifest (DIR/.synthvlm/manifest.json) lists, and only those.
+Publish and export read nothing else, so a `notes.env`, an export folder or a stray Parquet file put
+into the dir never reaches the Hub or a training set."""
 from __future__ import annotations
 
+import os
+import re
+import stat
 from pathlib import Path
 
 from .errors import InputError
+from .execution.state import WORK, StateError, confined, load
 
 CARD = "README.md"
 RECIPE = "recipe.yaml"
@@ -17,35 +24,105 @@ DATA = "data"
 # the manifest was introduced also install; outdir.py owns these when no manifest says otherwise.
 STANDARD_FILES = (CARD, RECIPE, LOCK, STATS, HISTOGRAM, SAMPLES)
 BUILD_FILES = STANDARD_FILES + (CAPTIONS,)
+DATA_FILE = re.compile(rf"{DATA}/train-[0-9]{{5}}-of-[0-9]{{5}}\.parquet")
+MANIFEST = f"{WORK}/manifest.json"
+JOURNAL = f"{WORK}/install.json"
+REBUILD = "rebuild it: rerun the build into this dir with --overwrite"
 
 
 def data_file(index: int, count: int) -> str:
     return f"{DATA}/train-{index:05d}-of-{count:05d}.parquet"
 
 
+def is_build_file(rel: str) -> bool:
+    """Whether `rel` is a name a build gives one of its files (the only names a manifest may list)."""
+    return rel in BUILD_FILES or DATA_FILE.fullmatch(rel) is not None
+
+
+def load_manifest(build_dir: Path) -> dict | None:
+    """The manifest of `build_dir`, None when there is none; StateError when it cannot be trusted: not
+    its schema, or a file that is not a build's name or that leads outside the dir."""
+    path = Path(build_dir) / MANIFEST
+    if not os.path.lexists(path):
+        return None
+    manifest = load(path, "manifest")
+    for i, rel in enumerate(manifest["files"]):
+        confined(build_dir, rel, path, f"files[{i}]")
+        if not is_build_file(rel):
+            raise StateError(path, f"files[{i}]: {rel[:160]!r} is not a file a build makes ({', '.join(BUILD_FILES)},"
+                             f" {DATA}/train-NNNNN-of-NNNNN.parquet)")
+    return manifest
+
+
+def release_files(build_dir: Path) -> list[str]:
+    """The files of the finished build in `build_dir` as its manifest lists them (relative paths), each
+    present as a regular file; bad input (exit 2) when there is no trustworthy manifest."""
+    build_dir = Path(build_dir)
+    try:
+        manifest = load_manifest(build_dir)
+    except StateError as e:
+        raise e.corrupt(REBUILD) from None
+    if manifest is None:
+        why = ("its work state has no manifest yet: a build in progress, failed or cut short; rerun the build"
+               " command to finish it" if (build_dir / WORK).is_dir() else
+               "publish and export read only the files a build lists there; build into the dir with synthvlm-build")
+        raise InputError("DIR", f"{build_dir} is not a finished synthvlm build (no {MANIFEST}): {why}")
+    if os.path.lexists(build_dir / JOURNAL):
+        raise InputError("DIR", f"{build_dir}: an install was cut short ({JOURNAL}); rerun the build command to"
+                         " complete it")
+    files = list(manifest["files"])
+    missing = [rel for rel in files if not _is_regular(build_dir / rel)]
+    if missing:
+        raise InputError("DIR", f"{build_dir}: {', '.join(missing[:5])}, listed in its manifest, is missing or not a"
+                         f" regular file: the build was changed after it finished; {REBUILD}")
+    if CARD not in files or LOCK not in files or not any(DATA_FILE.fullmatch(rel) for rel in files):
+        raise InputError("DIR", f"{build_dir} is not a finished synthvlm build (its manifest lists no {CARD},"
+                         f" {LOCK} or {DATA}/ file); {REBUILD}")
+    return files
+
+
+def release_data(build_dir: Path) -> list[Path]:
+    """The data files of the finished build in `build_dir` as its manifest lists them, in order (what
+    export reads); bad input when there is no trustworthy manifest."""
+    return [Path(build_dir) / rel for rel in sorted(release_files(build_dir)) if DATA_FILE.fullmatch(rel)]
+
+
 def data_files(build_dir: Path) -> list[Path]:
-    return sorted((Path(build_dir) / DATA).glob("train-*.parquet"))
+    """The data files of a build (the manifest's); a folder holding no build state at all (a release
+    downloaded from the Hub) is read as the Hub reads it: every data/train-*.parquet."""
+    build_dir = Path(build_dir)
+    if not os.path.lexists(build_dir / WORK):
+        return sorted((build_dir / DATA).glob("train-*.parquet"))
+    return release_data(build_dir)
 
 
 def is_finished(build_dir: Path) -> bool:
     """The card is installed last, so a dir with a card, a lock and data is a finished build."""
-    build_dir = Path(build_dir)
-    return (build_dir / CARD).is_file() and (build_dir / LOCK).is_file() and bool(data_files(build_dir))
+    try:
+        finished_build(build_dir)
+        return True
+    except InputError:
+        return False
 
 
 def finished_build(build_dir: Path) -> list[Path]:
     """The data files of a finished build, or a clear error."""
-    if not is_finished(build_dir):
+    build_dir = Path(build_dir)
+    files = data_files(build_dir)
+    if not ((build_dir / CARD).is_file() and (build_dir / LOCK).is_file() and files):
         raise InputError("DIR", f"{build_dir} is not a finished synthvlm build (expected {CARD},"
                          f" {LOCK} and {DATA}/train-*.parquet)")
-    return data_files(build_dir)
+    return files
 
 
 def upload_paths(build_dir: Path) -> list[str]:
-    """Every file of the build, as repo paths; hidden files and dirs (.synthvlm/ ...) stay local."""
-    out = []
-    for path in sorted(Path(build_dir).rglob("*")):
-        rel = path.relative_to(build_dir)
-        if path.is_file() and not any(part.startswith(".") for part in rel.parts):
-            out.append(rel.as_posix())
-    return out
+    """The files a release holds, as repo paths: those the build's manifest lists, nothing else (hidden
+    files, .synthvlm/, exports and notes put into the dir stay local)."""
+    return sorted(release_files(build_dir))
+
+
+def _is_regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False

@@ -26,7 +26,7 @@ import sys
 import typing
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Optional
 
 GROUP = "synthvlm_builder.plugins"
 
@@ -68,35 +68,39 @@ class Component:
     order: ClassVar[float] = 500.0            # place in its stage: cheaper (or earlier) first
     # Fields that change where or how it runs but never its output (kept out of the fingerprint).
     operational: ClassVar[tuple[str, ...]] = ()
-    # Components published before the registry existed keep the fingerprints of their recipes
-    # (tests/golden/fingerprints.json): their whole value with defaults counts, and a null when unused;
-    # `later` names the fields added to them since, which count only when set to something else.
-    legacy: ClassVar[bool] = False
+    # Components whose recipes were published before the registry keep their fingerprints
+    # (tests/golden/fingerprints.json): "null" ones count with their whole value, defaults included, and
+    # as a null when unused; "later" ones (added later) with their whole value, but only when used.
+    # Both read as null in the resolved recipe (the lock) when unused. `later` names fields added to
+    # them since, which count only when set to something else. Any other component (None: every plugin,
+    # every new built-in) counts only with what a recipe sets to something else than its default, so
+    # adding one never changes an existing recipe's fingerprint (execution/plan.py data_view).
+    legacy: ClassVar[Optional[str]] = None
     later: ClassVar[dict] = {}
+    # Keys it owns beside its own, in the mapping that holds it (max_tokens owns filters.truncate): name ->
+    # JSON Schema; they follow it in the schema and the resolved recipe.
+    siblings: ClassVar[dict] = {}
+    required: ClassVar[bool] = False          # every recipe sets it (score.clip)
     origin: ClassVar[Origin] = Origin("synthvlm_builder")  # set by the registry
+
+    @classmethod
+    def check(cls, c, value: Any, at: tuple, data: dict) -> None:
+        """Semantic checks JSON Schema cannot express, reported located (c: recipe/checks.py Collector);
+        `value` is its recipe value (defaults filled), `at` its path, `data` the whole recipe."""
+
+    @classmethod
+    def models(cls, value: Any, at: tuple) -> list:
+        """The models it loads (models/uses.py ModelUse), read from its plain recipe value: they are
+        checked, resolved against the recipe file, preflighted, digested into the content identity and
+        named in the lock and the card."""
+        return []
 
     @classmethod
     def config(cls, value: Any) -> Any:
         """The typed form of a validated (defaults filled) recipe value."""
-        return build_dataclass(cls.Config, value) if cls.Config is not None and value is not None else value
-
-    @classmethod
-    def fingerprint_value(cls, value: Any) -> Any:
-        """What the value adds to the data fingerprint: only what the recipe sets (fields at their
-        default, and operational fields, leave it unchanged), so adding a component or a field never
-        changes an existing recipe's fingerprint. Legacy components: see `legacy`."""
-        if not isinstance(value, dict):
+        if cls.Config is None or value is None or isinstance(value, cls.Config):
             return value
-        defaults = {k: s.get("default") for k, s in (cls.schema.get("properties") or {}).items()}
-        out = {}
-        for key, item in value.items():
-            if key in cls.operational:
-                continue
-            if cls.legacy and key not in cls.later:
-                out[key] = item
-            elif item != (cls.later.get(key) if cls.legacy else defaults.get(key)):
-                out[key] = item
-        return out
+        return build_dataclass(cls.Config, value)
 
 
 # --- typed configs ---------------------------------------------------------------------------------
@@ -202,7 +206,7 @@ def _plugin_components(failures: list[str], plugins: dict[str, str]) -> list[tup
 
 
 @lru_cache(maxsize=4)
-def _registry(path_key: tuple[str, ...]) -> Registry:
+def _registry(path_key: tuple[str, ...], plugins_too: bool = True) -> Registry:
     failures: list[str] = []
     plugins: dict[str, str] = {}
     found: dict[str, dict[str, type]] = {kind: {} for kind in KINDS}
@@ -210,7 +214,7 @@ def _registry(path_key: tuple[str, ...]) -> Registry:
         for module in _builtin_modules(package):
             for cls in components_in(module):
                 found[cls.kind][cls.name] = cls
-    for cls, origin in _plugin_components(failures, plugins):
+    for cls, origin in _plugin_components(failures, plugins) if plugins_too else ():
         if cls.name in found[cls.kind]:
             owner = found[cls.kind][cls.name].origin.describe()
             failures.append(f"plugin {origin.distribution}: {cls.kind.replace('_', ' ')} {cls.name!r} is already"
@@ -222,7 +226,18 @@ def _registry(path_key: tuple[str, ...]) -> Registry:
     return Registry(ordered, dict(sorted(plugins.items())), tuple(failures))
 
 
+def builtin_registry() -> Registry:
+    """The components synthvlm-builder ships, whatever plugins are installed (schemas/recipe.schema.json)."""
+    return _registry((), plugins_too=False)
+
+
 def registry() -> Registry:
     """The components installed now. Distributions are found on sys.path, so a change of sys.path (a
     plugin installed into a scratch dir at run time, in tests) gives a fresh registry."""
     return _registry(tuple(sys.path))
+
+
+def refresh() -> None:
+    """Find the components again (a plugin installed into this process's sys.path since it started)."""
+    _registry.cache_clear()
+    importlib.invalidate_caches()

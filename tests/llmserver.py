@@ -7,6 +7,10 @@ gets those failures, in order, on its first requests, then normal answers.
 
     faults = {"A red bicycle": ["429", "500", "timeout", "malformed", "garbage"]}
 
+`models_reply` makes GET /v1/models answer 200 with something other than OpenAI's model list, as
+a web UI or proxy at base_url would: "html" (a page), "badjson" (truncated JSON), "shape" ({"data":
+"x"}), "noid" (models without ids); or any bytes given.
+
 Run it by hand for the shipped recipe (recipes/curation_tiny.yaml):
 
     python tests/llmserver.py --port 8011
@@ -19,7 +23,17 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from synthvlm_builder.recipe.config import JUDGE_PROMPT as DEFAULT_TEMPLATE
+from synthvlm_builder.curation.steps.llm_judge import JUDGE_PROMPT as DEFAULT_TEMPLATE
+
+
+# GET /v1/models replies that are not an OpenAI model list: (content type, body).
+MODELS_REPLIES = {
+    "html": ("text/html; charset=utf-8", b"<!DOCTYPE html><html><head><title>Open WebUI</title></head>"
+                                         b"<body>\x1b]0;pwned\x07" + b"<div>" * 40 + b"</body></html>"),
+    "badjson": ("application/json", b'{"object": "list", "data": [{"id": "tiny-ju'),
+    "shape": ("application/json", b'{"data": "x"}'),
+    "noid": ("application/json", b'{"object": "list", "data": [{"name": "tiny-judge"}]}'),
+}
 
 
 def rule(caption: str) -> str:
@@ -28,8 +42,10 @@ def rule(caption: str) -> str:
 
 class LlmServer:
     def __init__(self, model: str = "tiny-judge", template: str = DEFAULT_TEMPLATE, faults: dict | None = None,
-                 delay: float = 0.0, timeout_sleep: float = 2.0, api_key: str | None = None, port: int = 0):
+                 delay: float = 0.0, timeout_sleep: float = 2.0, api_key: str | None = None, port: int = 0,
+                 models_reply: str | bytes | None = None):
         self.model, self.template, self.delay, self.timeout_sleep = model, template, delay, timeout_sleep
+        self.models_reply = models_reply
         self.api_key = api_key
         self.faults = {k: list(v) for k, v in (faults or {}).items()}
         self.lock = threading.Lock()
@@ -40,7 +56,7 @@ class LlmServer:
         self.errors: list[str] = []
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
     @property
     def base_url(self) -> str:
@@ -90,6 +106,10 @@ class LlmServer:
                 if self._authorized():
                     with server.lock:
                         server.model_lists += 1
+                    odd = MODELS_REPLIES.get(server.models_reply, server.models_reply)
+                    if odd is not None:
+                        return self._send(200, odd[1] if isinstance(odd, tuple) else odd,
+                                          odd[0] if isinstance(odd, tuple) else "text/html")
                     self._send(200, {"object": "list", "data": [{"id": server.model, "object": "model",
                                                                   "owned_by": "test"}]})
 

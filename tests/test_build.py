@@ -195,7 +195,7 @@ def test_local_pipeline_dir_and_open_clip_local_dir(tmp_path):
     lock = json.loads((tmp_path / "out/recipe.lock.json").read_text())
     assert lock["models"]["generate"]["model"] == "models/my-sdxl"
     assert lock["models"]["clip"]["model"] == "local-dir:models/my-clip"
-    assert len(lock["models"]["generate"]["model_index_sha256"]) == 64
+    assert lock["models"]["generate"]["weights"] == lock["inputs"]["generate.model"]  # every file of the folder
     # The same weights under the builtin name score identically: the folder really was loaded.
     builtin = write_recipe(tmp_path / "b", n_captions=4, model="./models/my-sdxl", clip="builtin:tiny-clip", size=4)
     shutil.copytree(tmp_path / "r" / "models", tmp_path / "b" / "models")

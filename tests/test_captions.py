@@ -9,11 +9,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from synthvlm_builder.curation.sources import read_source
+from synthvlm_builder.curation.reading import read_source
 from synthvlm_builder.curation.captions import (Funnel, curate, format_funnel, iter_curate, parse_caption_line,
                                                 write_jsonl)
-from synthvlm_builder.recipe.config import (CaptionsConfig, Caption, FiltersConfig, MaxFilter, RangeFilter,
-                                     RepetitionFilter, SourceConfig)
+from synthvlm_builder.curation.step import MaxFilter, RangeFilter, RepetitionFilter
+from synthvlm_builder.recipe.config import CaptionsConfig, Caption, SourceConfig
+from synthvlm_builder.recipe.typed import filters_section as FiltersConfig
 from synthvlm_builder.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,7 +122,7 @@ def test_unreadable_json_says_where(tmp_path):
     assert next(stream).text == "ok"
     with pytest.raises(InputError) as e:
         next(stream)
-    assert e.value.field == "captions.sources[0].path" and "bad.jsonl:2:" in e.value.message
+    assert e.value.field == "captions.sources[0].path" and "bad.jsonl:2:" in e.value.location
 
     (tmp_path / "bad.json").write_text('[{"id": "1", "conversations": [}', encoding="utf-8")
     with pytest.raises(InputError) as e:

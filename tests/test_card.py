@@ -34,8 +34,8 @@ def test_card_metadata_as_the_hub_documents_it(quickstart):
     assert meta["size_categories"] == ["n<1K"] and meta["license"] == "cc-by-4.0"
     assert validate_card_metadata(card, "dataset")[0] == []
     assert "(https://arxiv.org/abs/2407.20756)" in card  # the Hub turns it into an arxiv: tag
-    digest = json.loads((out / "recipe.lock.json").read_text())["models"]["generate"]["weights_sha256"]
-    assert f"- **Generator:** `builtin:shapes-sd`, weights shipped with synthvlm-builder (sha256 `{digest[:16]}`), float32" in card
+    digest = json.loads((out / "recipe.lock.json").read_text())["models"]["generate"]["weights"]
+    assert f"- **Generator:** `builtin:shapes-sd`, weights shipped with synthvlm-builder `{digest}`, float32" in card
     assert "- **Scorer:** open_clip `builtin:shapes-clip`" in card
     assert "whose licence is\n`apache-2.0`." in card
 
@@ -55,6 +55,10 @@ def test_generator_licences_and_hub_sources():
     assert lines[0] == ("- **Generator:** `stabilityai/stable-diffusion-xl-base-1.0`, revision"
                         " `462165984030d82259a11f4367a4eed129e94a7b`, variant `fp16`, float16")
     assert lines[1].startswith("- **Scorer:** open_clip `ViT-B-32` with pretrained `openai`")
+    lock["models"]["generate"]["weights"] = "commit:" + paper.generate.revision  # what a build locks now
+    assert cardlib.model_lines(paper, lock)[0] == (
+        "- **Generator:** `stabilityai/stable-diffusion-xl-base-1.0`, commit `462165984030d82259a11f4367a4eed129e94a7b`"
+        " (a commit pins every file of the repository), variant `fp16`, float16")
     sd3 = load_recipe(ROOT / "recipes" / "sd3_medium.yaml")
     text = (ROOT / "synthvlm_builder" / "release" / "card_template.md").read_text()
     assert "{{ generator_note }}" in text and cardlib.generator_license(sd3.generate.model)[0] == "other"
@@ -127,6 +131,6 @@ def test_small_selections_do_not_repeat_rows(tmp_path, quickstart, n):
     out, _ = quickstart
     rows = sorted(read_rows(out), key=lambda r: -r["score"])[:n]
     best, worst = rows[: -(-n // 2)], rows[-(-n // 2):]
-    cardplots.sample_grid(tmp_path / "g.png", best, worst, n)
+    cardplots.sample_grid(tmp_path / "g.png", best, worst, n, ("clip_score", "ssim", "score"))
     im = Image.open(tmp_path / "g.png")
     assert im.height == 40 + -(-len(best) // cardplots.PER_SIDE_COLS) * cardplots.CELL_H

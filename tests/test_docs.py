@@ -2,7 +2,7 @@
 import re
 from pathlib import Path
 
-from synthvlm_builder.recipe.docs import END, START, readme_section
+from synthvlm_builder.recipe.docs import END, START, readme_section, schema_text
 from synthvlm_builder.recipe.schema import schema
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -15,12 +15,16 @@ def test_readme_recipe_reference_matches_schema():
         "README drifted from the schema: run `python -m synthvlm_builder.recipe.docs --write README.md`"
 
 
+def test_schema_file_is_the_generated_schema():
+    """schemas/recipe.schema.json is what the core's schema and the built-in components' fragments make."""
+    assert (ROOT / "schemas" / "recipe.schema.json").read_text() == schema_text(), \
+        "schemas/recipe.schema.json drifted: run `python -m synthvlm_builder.recipe.docs --write README.md`"
+
+
 def test_every_schema_field_has_a_description():
     def walk(node, path):
         for key, sub in node.get("properties", {}).items():
             sub_resolved = sub
-            if "$ref" in sub:
-                sub_resolved = {**schema()["$defs"][sub["$ref"].split("/")[-1]], **sub}
             assert sub_resolved.get("description"), f"{path}{key} has no description"
             walk(sub_resolved, f"{path}{key}.")
             if isinstance(sub_resolved.get("items"), dict):

@@ -54,7 +54,8 @@ def test_a_family_builds_end_to_end(saved, tmp_path):
     rows = read_rows(tmp_path / "out")
     assert len(rows) == 2 and {(r["width"], r["height"]) for r in rows} == {(64, 64)}
     lock = json.loads((tmp_path / "out" / "recipe.lock.json").read_text())
-    assert lock["models"]["generate"]["model"] == "pixart_sigma" and len(lock["models"]["generate"]["model_index_sha256"]) == 64
+    assert lock["models"]["generate"]["model"] == "pixart_sigma"
+    assert lock["models"]["generate"]["weights"] == lock["inputs"]["generate.model"]
 
 
 def test_flux_refuses_a_negative_prompt_at_the_field(saved):

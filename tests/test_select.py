@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from synthvlm_builder.recipe.config import SelectConfig
+from synthvlm_builder.recipe.typed import select_section as SelectConfig
 from synthvlm_builder.errors import BuildError
 from synthvlm_builder.stages.select import Candidates, select
 

@@ -14,8 +14,9 @@ from PIL import Image
 from buildutil import cli
 from curationkit import BROKEN, LLAVA_ROWS, MISSING, png, write_llava_source
 from synthvlm_builder.curation.captions import curate
-from synthvlm_builder.recipe.config import (CaptionsConfig, FiltersConfig, SourceClipConfig, SourceConfig,
-                                            SourceImageConfig, SourceItmConfig)
+from synthvlm_builder.curation.steps.source_image import SourceClipConfig, SourceImageConfig, SourceItmConfig
+from synthvlm_builder.recipe.config import CaptionsConfig, SourceConfig
+from synthvlm_builder.recipe.typed import filters_section as FiltersConfig
 
 CLIP_MIN, ITM_MIN = -0.2, 0.5
 

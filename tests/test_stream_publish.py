@@ -80,7 +80,7 @@ def test_push_checks_the_destination_before_building(hub, env, recipe, tmp_path)
     before = (hub.commits(REPO), hub.refs(REPO))
     proc = cli(recipe, "--output", tmp_path / "o3", "--push", env=env, check=False)
     assert proc.returncode == 2 and "v0.1.0 is already published" in proc.stderr and "bump `version`" in proc.stderr
-    assert "generating" not in proc.stderr and not list((tmp_path / "o3").rglob("shard-*.parquet"))
+    assert "generating:" not in proc.stderr and not list((tmp_path / "o3").rglob("shard-*.parquet"))
     assert (hub.commits(REPO), hub.refs(REPO)) == before
 
 

@@ -5,9 +5,14 @@ caption when min <= stat <= max (closed, like Data-Juicer).
 """
 import pytest
 
-from synthvlm_builder.curation.textfilters import (SPECIAL_CHARACTERS, AlnumRatioFilter, CharRepetitionFilter, DedupFilter,
-                                          FlaggedWordsFilter, SpecialCharRatioFilter, WordCountFilter,
-                                          WordRepetitionFilter, dj_words, flagged_words_en, normalize_caption)
+from synthvlm_builder.curation.steps.alnum_ratio import AlnumRatioFilter
+from synthvlm_builder.curation.steps.char_repetition import CharRepetitionFilter
+from synthvlm_builder.curation.steps.dedupe import DedupFilter
+from synthvlm_builder.curation.steps.flagged_words import FlaggedWordsFilter
+from synthvlm_builder.curation.steps.special_char_ratio import SpecialCharRatioFilter
+from synthvlm_builder.curation.steps.word_repetition import WordRepetitionFilter
+from synthvlm_builder.curation.steps.words import WordCountFilter
+from synthvlm_builder.curation.textstats import SPECIAL_CHARACTERS, dj_words, flagged_words_en, normalize_caption
 
 
 def test_alnum_ratio_at_the_paper_threshold():

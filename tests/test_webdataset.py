@@ -88,7 +88,7 @@ def test_keys_are_unique_and_safe():
     (["--webdataset", "{t}/o", "--shard-bytes", "lots"], "--shard-bytes", "not a positive byte count"),
     (["--webdataset", "{t}/o", "--shard-size", "5", "--shard-bytes", "1GB"], "--shard-size", "not both"),
     (["--llava", "{t}/o", "--shard-size", "5"], "--shard-size", "--webdataset only"),
-    ([], "--webdataset", "give one of --llava OUT or --webdataset OUT"),
+    ([], "--llava", "give one of --llava OUT or --webdataset OUT"),
     (["--webdataset", "{t}/full"], "--webdataset", "is not empty"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(exported, tmp_path, args, flag, message):

@@ -2,27 +2,22 @@
 version tag adds a "Changes since vY" section to the card (vY: the highest version tag below vX), the
 `compare` summary of the release at vY (its files downloaded) and this build.
 
-release/publish.py calls `changes_since` just before it commits a new release (cli.py hands it over:
+release/publish.py calls `changes_since` just before it commits a new release (api.py hands it over:
 release/ does not import this package). The section goes into the build dir's card, between markers
 (release/card.py `set_section`), so a rerun replaces it and the local card says what the published one
 says. A comparison that cannot be made (the earlier release unreadable or unreachable) is reported on
-stderr and leaves the card as it is: it never stops a release.
+the reporter and leaves the card as it is: it never stops a release.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-from .. import layout
+from .. import layout, reporter
 from ..atomic import atomic_write
 from ..errors import BuildError, InputError
 from ..execution.report import SEMVER, semver_key
 
 SECTION = "changes-since"
-
-
-def say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def earlier_tag(tags: list[str], version: str) -> str | None:
@@ -55,12 +50,12 @@ def changes_since(build_dir: Path, repo_id: str, version: str, tags: list[str]) 
         try:
             text = section(build_dir, repo_id, version, tag)
         except (InputError, BuildError) as e:
-            say(f"note: the card does not say what changed since {tag}: {e}")
+            reporter.note(f"the card does not say what changed since {tag}: {e}")
     card = Path(build_dir) / layout.CARD
     before = card.read_text(encoding="utf-8")
     after = set_section(before, SECTION, text)
     if after != before:
         atomic_write(card, after)
     if text is not None:
-        say(f"the card says what changed since {tag}")
+        reporter.info(f"the card says what changed since {tag}")
     return text is not None

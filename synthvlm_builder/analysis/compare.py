@@ -18,12 +18,13 @@ import io
 import math
 import re
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
 from ..execution.report import semver_key
 from . import stats
-from .sides import SCORE_COLUMNS, Row, Side
+from .sides import Row, Side
 
 GRID = 8      # pairs shown by default
 POOL = 2000   # changed pairs whose images are decoded to rank them
@@ -73,6 +74,7 @@ class Comparison:
     concepts_note: str
     grid: list            # Pair, most changed first
     notes: list = field(default_factory=list)
+    page: Path | None = None  # the HTML page, once written (report.write)
 
     @property
     def data_changed(self) -> bool:
@@ -93,6 +95,17 @@ class Comparison:
     def verdict(self) -> str:
         return {0: "same data", 3: "data changes; version bumped",
                 4: "data changes but version NOT bumped"}[self.exit_code]
+
+    def markdown(self) -> str:
+        """Byte-stable Markdown for a pull-request comment (report.py)."""
+        from .report import to_markdown
+        return to_markdown(self)
+
+    def to_json(self) -> dict:
+        from .report import to_json
+        return to_json(self)
+
+    summary = markdown  # what the CLI prints
 
 
 def compare(old: Side, new: Side, grid: int = GRID) -> Comparison:
@@ -126,7 +139,7 @@ def _captions(rows: list[Row]) -> list[str]:
 def _scores(old: Side, new: Side) -> list:
     """(name, Shift) for each score column both sides have, (name, None) for one only a side has."""
     out = []
-    for name in (n for n in SCORE_COLUMNS if n in old.scores or n in new.scores):
+    for name in dict.fromkeys(old.scores + new.scores):  # both sides' columns, in their schema order
         both = name in old.scores and name in new.scores
         out.append((name, stats.mean_shift([r.scores[name] for r in old.rows], [r.scores[name] for r in new.rows])
                     if both else None))

@@ -12,7 +12,6 @@ retrieves is right, attribute by attribute.
 """
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from .. import layout
+from .. import layout, reporter
 from ..errors import InputError
 from .proxy import ProxyConfig
 
@@ -30,8 +29,29 @@ LABELS = {"i2t_r1": "image → text R@1", "i2t_r5": "image → text R@5", "t2i_r
 SECTION = "proxy-evaluation"
 
 
-def say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+@dataclass
+class Evaluation:
+    """What `evaluate` measured: `data` is the JSON (config, runs, mean, std); `card` the card it was added to."""
+    data: dict
+    card: Path | None = None
+
+    @property
+    def mean(self) -> dict:
+        return self.data["mean"]
+
+    @property
+    def std(self) -> dict:
+        return self.data["std"]
+
+    def to_json(self) -> dict:
+        return self.data
+
+    def summary(self) -> str:
+        import json
+        return json.dumps(self.data, indent=2)
+
+    def card_section(self) -> str:
+        return card_section(self.data)
 
 
 @dataclass
@@ -133,7 +153,7 @@ def groups(pairs: Pairs) -> np.ndarray:
 
 
 def evaluate(target: str, eval_spec: str | None = None, seeds=(0, 1, 2), cfg: ProxyConfig = ProxyConfig(),
-             eval_size: int = 300, device: str = "cpu", threads: int | None = None) -> dict:
+             eval_size: int = 300, device: str = "cpu", threads: int | None = None) -> Evaluation:
     import torch
 
     from ..execution.worker import cpu_threads
@@ -158,7 +178,7 @@ def evaluate(target: str, eval_spec: str | None = None, seeds=(0, 1, 2), cfg: Pr
         torch.set_num_threads(previous)
     names = [k for k in runs[0] if k != "seed"]
     values = {k: np.array([r[k] for r in runs], np.float64) for k in names}
-    return {
+    return Evaluation({
         "proxy": "clip",
         "dataset": {"spec": target, "pairs": len(train_set.captions), "shapes_world": train_set.shapes_world},
         "eval": {"spec": held_out.spec, "pairs": len(held_out.captions), "groups": int(len(set(groups(held_out)))),
@@ -169,7 +189,7 @@ def evaluate(target: str, eval_spec: str | None = None, seeds=(0, 1, 2), cfg: Pr
         "mean": {k: round(float(v.mean()), 4) for k, v in values.items()},
         "std": {k: round(float(v.std(ddof=1)) if len(v) > 1 else 0.0, 4) for k, v in values.items()},
         "seconds_per_run": seconds,
-    }
+    })
 
 
 def _runs(train_set: Pairs, held_out: Pairs, tokens, arch: dict, cfg: ProxyConfig, seeds, device: str,
@@ -191,7 +211,7 @@ def _runs(train_set: Pairs, held_out: Pairs, tokens, arch: dict, cfg: ProxyConfi
                             attribute_accuracy(held_out.images, held_out.captions, top).items()})
         seconds.append(round(time.perf_counter() - started, 1))
         runs.append({"seed": seed, **{k: round(v, 4) for k, v in metrics.items()}})
-        say(f"seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k in METRICS)
+        reporter.info(f"seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k in METRICS)
             + f" ({seconds[-1]:.0f} s)")
     return runs, seconds, parameters
 
@@ -220,9 +240,9 @@ def check_card(target: str) -> Path:
     return Path(target)
 
 
-def add_to_card(build_dir: Path, result: dict) -> Path:
+def add_to_card(build_dir: Path, result: Evaluation) -> Path:
     from ..atomic import atomic_write
     from ..release.card import set_section
     card = Path(build_dir) / layout.CARD
-    atomic_write(card, set_section(card.read_text(encoding="utf-8"), SECTION, card_section(result)))
+    atomic_write(card, set_section(card.read_text(encoding="utf-8"), SECTION, result.card_section()))
     return card

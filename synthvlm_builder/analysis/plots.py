@@ -11,7 +11,7 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..release.cardplots import DOCS, INK, MUTED, font
+from ..release.cardplots import INK, MUTED, font
 
 OLD, NEW = (222, 120, 30), (40, 100, 200)
 WIDTH, HEIGHT, LEFT, RIGHT, TOP, BOTTOM = 760, 260, 64, 20, 54, 40
@@ -24,8 +24,8 @@ def _legend(draw: ImageDraw.ImageDraw, x: int, colour, label: str, fnt) -> int:
     return x + 30 + int(fnt.getlength(label))
 
 
-def overlaid_histogram(name: str, old, new) -> bytes:
-    """The PNG (bytes) of `name`'s values on both sides."""
+def overlaid_histogram(name: str, old, new, doc: str = "") -> bytes:
+    """The PNG (bytes) of `name`'s values on both sides; `doc` says what the column is."""
     a = np.asarray(old, np.float64)
     b = np.asarray(new, np.float64)
     a, b = a[np.isfinite(a)], b[np.isfinite(b)]
@@ -41,7 +41,7 @@ def overlaid_histogram(name: str, old, new) -> bytes:
     small, normal = font(12), font(14)
     text = ImageDraw.Draw(im)
     text.text((LEFT, 6), name, fill=INK, font=font(15))
-    text.text((LEFT + normal.getlength(name) + 14, 8), DOCS.get(name, ""), fill=MUTED, font=small)
+    text.text((LEFT + normal.getlength(name) + 14, 8), doc, fill=MUTED, font=small)
     x = _legend(text, LEFT, OLD, f"old ({len(a):,} rows, mean {a.mean():.4f})" if len(a) else "old (none)", normal)
     _legend(text, x, NEW, f"new ({len(b):,} rows, mean {b.mean():.4f})" if len(b) else "new (none)", normal)
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM

@@ -196,8 +196,10 @@ def render_page(cmp: Comparison) -> str:
     import jinja2
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE.parent)), autoescape=True,
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    docs = {**cmp.old.docs, **cmp.new.docs}
     figures = [(name, _uri(plots.overlaid_histogram(name, [r.scores[name] for r in cmp.old.rows if name in r.scores],
-                                                    [r.scores[name] for r in cmp.new.rows if name in r.scores])))
+                                                    [r.scores[name] for r in cmp.new.rows if name in r.scores],
+                                                    docs.get(name, ""))))
                for name, _ in cmp.scores]
     pairs = [{"pair": p, "old_src": _uri(p.old.image), "new_src": _uri(p.new.image)} for p in cmp.grid]
     return env.get_template(TEMPLATE.name).render(
@@ -213,10 +215,18 @@ def check_output(out: Path) -> None:
         raise InputError("--output", f"{page} exists and is not a compare page; choose another folder")
 
 
-def write(cmp: Comparison, out: Path, markdown: str, as_json: str) -> Path:
+def json_text(cmp: Comparison) -> str:
+    import json
+    return json.dumps(to_json(cmp), indent=2, ensure_ascii=False) + "\n"
+
+
+def write(cmp: Comparison, out: Path) -> Path:
     """DIR/index.html (the page), DIR/compare.md, DIR/compare.json; returns the page."""
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / MARKDOWN, markdown)
-    atomic_write(out / JSON_FILE, as_json)
+    try:  # checked before any work (destination.py), but the place may have changed since
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError("--output", f"cannot make {out}: {e.strerror or e}") from None
+    atomic_write(out / MARKDOWN, to_markdown(cmp))
+    atomic_write(out / JSON_FILE, json_text(cmp))
     atomic_write(out / PAGE, render_page(cmp))
     return out / PAGE

@@ -6,8 +6,10 @@
                              `preview` runs them (execution/preview.py), rows = the candidates that pass
                              the thresholds and the per-caption rule (the global top-N cut needs the whole build)
 
-Score columns come from the data (the columns of the row schema, stages/rows.py, that the data files hold)
-or, for a recipe, from the recipe (`rows.scores`), so a new score shows up here by itself.
+Score columns come from the recipe (stages/rows.py `scores`: the core's and every score and screen component's)
+and, for builds and releases, the data files: the lock's recipe's score columns that the files hold, or, when
+that recipe cannot be read here (a plugin not installed), the files' floating-point columns that are not the
+core's. A new score shows up here by itself.
 """
 from __future__ import annotations
 
@@ -20,9 +22,9 @@ import pyarrow.parquet as pq
 
 from .. import layout
 from ..errors import BuildError, InputError
-from ..stages.rows import COLUMNS
+from ..stages import rows as row_schema
 
-SCORE_COLUMNS = tuple(c.name for c in COLUMNS if c.score)
+CORE = tuple(c.name for c in row_schema.HEAD + row_schema.TAIL)
 RELEASE = re.compile(r"^(?P<repo>[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*)(?:@(?P<rev>[^\s@]+))?$")
 RECIPE_SUFFIXES = (".yaml", ".yml")
 SHAPES_GENERATOR = "builtin:shapes-sd"  # its data are shapes-world scenes (models/shapes/world.py)
@@ -52,6 +54,7 @@ class Side:
     caption_funnel: dict  # curation/captions.py Funnel.to_dict()
     selection_funnel: dict  # stages/select.py Selection.funnel
     notes: list = field(default_factory=list)
+    docs: dict = field(default_factory=dict)  # score column -> what it is (its Column.doc), when known
 
     @property
     def shapes_world(self) -> bool:
@@ -108,8 +111,21 @@ def from_build(folder: Path, spec: str, kind: str, what: str) -> Side:
     except (KeyError, TypeError) as e:
         raise InputError(what, f"{spec}: {layout.LOCK} or {layout.STATS} is not a synthvlm build's"
                                f" ({type(e).__name__}: {e})") from None
-    rows, scores = read_rows(layout.data_files(folder), spec, what)
-    return Side(spec, kind, name, version, fp, str(lock.get("identity") or fp), generator, rows, scores, *funnels)
+    files = layout.data_files(folder)
+    scores, docs = score_columns(lock["recipe"], _schema(files[0], spec, what))
+    return Side(spec, kind, name, version, fp, str(lock.get("identity") or fp), generator,
+                read_rows(files, scores, spec, what), scores, *funnels, docs=docs)
+
+
+def score_columns(recipe: dict, schema) -> tuple[tuple, dict]:
+    """(score columns, their docs) of data files with the Arrow `schema`, made by the (lock's) `recipe`."""
+    import pyarrow as pa
+    from ..recipe import recipe_from_dict
+    try:
+        columns = [c for c in row_schema.columns(recipe_from_dict(recipe, Path.cwd())) if c.score]
+    except Exception:  # noqa: BLE001  a recipe this installation cannot read: the data say what they hold
+        return tuple(f.name for f in schema if f.name not in CORE and pa.types.is_floating(f.type)), {}
+    return tuple(c.name for c in columns if c.name in schema.names), {c.name: c.doc for c in columns}
 
 
 def _funnel(funnel, rows: str, count: str, more: str | None = None) -> dict:
@@ -138,14 +154,20 @@ def _json(path: Path, spec: str, what: str) -> dict:
     return data
 
 
-def read_rows(files: list[Path], spec: str, what: str) -> tuple[list[Row], tuple]:
-    """The rows of data files (id, caption, image, score columns), in file order."""
+def _schema(file: Path, spec: str, what: str):
+    try:
+        schema = pq.read_schema(file)
+    except Exception as e:  # a broken or foreign file: name it, as bad input
+        raise InputError(what, f"{spec}: cannot read {file.name} as a synthvlm data file ({type(e).__name__}: {e})"
+                         ) from None
+    return schema
+
+
+def read_rows(files: list[Path], scores: tuple, spec: str, what: str) -> list[Row]:
+    """The rows of data files (id, caption, image, the `scores` columns), in file order."""
     rows: list[Row] = []
-    scores: tuple = ()
     for f in files:
         try:
-            schema = pq.read_schema(f)
-            scores = tuple(n for n in SCORE_COLUMNS if n in schema.names)
             table = pq.read_table(f, columns=["id", "caption", "image", *scores])
         except Exception as e:  # a broken or foreign file: name it, as bad input
             raise InputError(what, f"{spec}: cannot read {f.name} as a synthvlm data file"
@@ -158,7 +180,7 @@ def read_rows(files: list[Path], spec: str, what: str) -> tuple[list[Row], tuple
                 raise InputError(what, f"{spec}: {f.name} row {i} has no id or no image bytes")
             rows.append(Row(rid, caption_id(rid), str(cols["caption"][i] or ""), data,
                             hashlib.sha256(data).hexdigest(), {n: _float(cols[n][i]) for n in scores}))
-    return rows, scores
+    return rows
 
 
 def _float(value) -> float:
@@ -174,7 +196,6 @@ def from_recipe(spec: str, what: str, n_captions: int, device: str | None, offli
     from ..execution.preview import first_captions, run_candidates
     from ..execution.runner import check_device, preflight
     from ..recipe import load_recipe_any
-    from ..stages.rows import scores as score_columns
 
     recipe = load_recipe_any(spec)
     if offline:
@@ -197,8 +218,10 @@ def from_recipe(spec: str, what: str, n_captions: int, device: str | None, offli
                 dict(c["scores"])) for c in candidates if c["kept"]]
     steps = selection.funnel["steps"][:-1]  # the global top-N cut needs the whole build: not previewed
     note = f"{spec}: a recipe, its first {len(captions)} curated captions previewed"
+    columns = [c for c in row_schema.columns(recipe) if c.score]
     return Side(spec, "recipe", recipe.name, recipe.version, fp, identity, recipe.generate.model, rows,
-                score_columns(recipe), funnel.to_dict(), {"steps": steps}, [note])
+                tuple(c.name for c in columns), funnel.to_dict(), {"steps": steps}, [note],
+                {c.name: c.doc for c in columns})
 
 
 def network_fields(recipe) -> list[str]:

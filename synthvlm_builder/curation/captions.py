@@ -11,7 +11,6 @@ sets up every model step) before it returns, so a broken source fails before wor
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,12 +18,11 @@ from typing import Iterable, Iterator, Optional
 
 from ..atomic import atomic_open
 from ..errors import BuildError, InputError
-from ..recipe.config import Caption, CaptionsConfig, FiltersConfig
-from .sources import read_source, source_field
-from .steps import FilterCount, require
-from .textfilters import (AlnumRatioFilter, CharRepetitionFilter, DedupFilter, FlaggedWordsFilter, NonEmptyFilter,
-                          ReservedTokensFilter,
-                          SpecialCharRatioFilter, TokenLimitFilter, WordCountFilter, WordRepetitionFilter)
+from ..recipe.config import Caption, CaptionsConfig
+from ..registry import registry
+from ..text import printable
+from .reading import read_source, source_field
+from .step import CaptionStep, FilterCount, NonEmptyFilter, ReservedTokensFilter, StepEnv, require
 
 
 # --- the funnel and the pipeline -----------------------------------------------------------------
@@ -53,111 +51,40 @@ class Curation:
     funnel: dict              # Funnel.to_dict(): JSON-serialisable
 
 
-def build_filters(cfg: FiltersConfig, tokenizer=None, reserved: tuple[str, ...] = ()) -> list:
-    """The text filters in application order: empty captions and reserved tokens of the output format
-    (always), then the configured ones (max_tokens and dedupe last)."""
-    out: list = [NonEmptyFilter()]
-    if reserved:
-        out.append(ReservedTokensFilter(reserved))
-    if cfg.alnum_ratio:
-        out.append(AlnumRatioFilter(cfg.alnum_ratio.min, cfg.alnum_ratio.max))
-    if cfg.special_char_ratio:
-        out.append(SpecialCharRatioFilter(cfg.special_char_ratio.min, cfg.special_char_ratio.max))
-    if cfg.char_repetition:
-        out.append(CharRepetitionFilter(cfg.char_repetition.rep_len, cfg.char_repetition.max))
-    seg = cfg.segmentation
-    if seg != "whitespace" and (cfg.word_repetition or cfg.flagged_words or cfg.words):
-        require((seg,), "zh", f"captions.filters.segmentation: {seg}")
-    if cfg.word_repetition:
-        out.append(WordRepetitionFilter(cfg.word_repetition.rep_len, cfg.word_repetition.max, segmentation=seg))
-    if cfg.flagged_words:
-        out.append(FlaggedWordsFilter(cfg.flagged_words.max, segmentation=seg))
-    if cfg.words:
-        out.append(WordCountFilter(cfg.words.min, cfg.words.max, segmentation=seg))
-    if cfg.max_tokens is not None:
-        if tokenizer is None:
-            raise ValueError("captions.filters.max_tokens needs a tokenizer (models.caption_tokenizer)")
-        out.append(TokenLimitFilter(tokenizer, cfg.max_tokens))
-    if cfg.dedupe != "none":
-        out.append(DedupFilter(cfg.dedupe))
-    return out
+def caption_steps(filters) -> list[tuple[type, object]]:
+    """(step class, its config) of every caption step the recipe's filters turn on, in the order they
+    run: the registry's (cheapest first)."""
+    return [(cls, filters[cls.name]) for cls in registry().all("caption_step")
+            if cls.name in filters and cls.enabled(filters[cls.name])]
 
 
-def _bounds(low, high) -> str:
-    if low is not None and high is not None:
-        return f"{low:g} to {high:g}"
-    return f">= {low:g}" if low is not None else f"<= {high:g}"
-
-
-def funnel_rows(cfg: FiltersConfig, reserved: tuple[str, ...] = (), drops_duplicate_ids: bool = False
+def funnel_rows(filters, reserved: tuple[str, ...] = (), drops_duplicate_ids: bool = False
                 ) -> list[tuple[str, str]]:
     """(funnel row, what it keeps) in the order a run reports them, from the recipe alone (for `plan`:
     nothing is loaded). A test checks the names against a real run's funnel."""
-    seg = f", {cfg.segmentation} words" if cfg.segmentation != "whitespace" else ""
     rows = [("duplicate_ids", "the first row of each id")] if drops_duplicate_ids else []
     rows.append(("empty", "captions with text"))
     if reserved:
         rows.append(("reserved_tokens", f"none of {', '.join(reserved)}"))
-    for name in ("alnum_ratio", "special_char_ratio"):
-        if getattr(cfg, name):
-            rows.append((name, _bounds(getattr(cfg, name).min, getattr(cfg, name).max)))
-    for name in ("char_repetition", "word_repetition"):
-        if getattr(cfg, name):
-            r = getattr(cfg, name)
-            rows.append((name, f"<= {r.max:g} (rep_len {r.rep_len}{seg if name == 'word_repetition' else ''})"))
-    if cfg.flagged_words:
-        rows.append(("flagged_words", f"<= {cfg.flagged_words.max:g}{seg}"))
-    if cfg.words:
-        rows.append(("words", _bounds(cfg.words.min, cfg.words.max) + seg))
-    if cfg.max_tokens is not None:
-        rows.append(("max_tokens", f"<= {cfg.max_tokens}" + (" (longer ones truncated)" if cfg.truncate else "")))
-    if cfg.dedupe != "none":
-        rows.append(("dedupe", f"the first of each {cfg.dedupe} text"))
-    if cfg.perplexity:
-        rows.append(("perplexity", f"<= {cfg.perplexity.max:g} (KenLM {cfg.perplexity.model})"))
-    images = cfg.source_image
-    if images:
-        rows.append(("source_image_missing", "captions whose original image can be read"))
-    if images and images.clip:
-        rows.append(("source_image_clip", f"cosine {_bounds(images.clip.min, images.clip.max)} ({images.clip.model}"
-                     + (f", {images.clip.pretrained})" if images.clip.pretrained else ")")))
-    if images and images.itm:
-        rows.append(("source_image_itm", f"BLIP ITM {_bounds(images.itm.min, images.itm.max)} ({images.itm.model})"))
-    if cfg.llm_judge:
-        rows.append(("llm_judge", f"{cfg.llm_judge.yes!r} from {cfg.llm_judge.model} at {cfg.llm_judge.base_url}"))
+    for cls, cfg in caption_steps(filters):
+        rows += cls.funnel(cfg, filters)
     return rows
 
 
-def model_steps(cfg: FiltersConfig, device="cpu", cache_dir=None) -> list:
-    """The model steps in application order, cheapest first. Each checks its packages and models
-    now, and loads a model only at its first cache miss."""
-    out: list = []
-    if cfg.perplexity:
-        from .perplexity import PerplexityStep
-        out.append(PerplexityStep(cfg.perplexity, cache_dir))
-    if cfg.source_image:
-        from .source_images import SourceImageStep
-        out.append(SourceImageStep(cfg.source_image, device, cache_dir))
-    if cfg.llm_judge:
-        from .llm_judge import LlmJudgeStep
-        out.append(LlmJudgeStep(cfg.llm_judge, cache_dir))
-    return out
+def _segmentation(filters) -> None:
+    seg = filters.segmentation
+    words = {"word_repetition", "flagged_words", "words"}
+    if seg != "whitespace" and any(cls.name in words for cls, _ in caption_steps(filters)):
+        require((seg,), "zh", f"captions.filters.segmentation: {seg}")
 
 
-def preflight(cfg: FiltersConfig) -> None:
+def preflight(filters) -> None:
     """What a build checks before it touches its output dir: the optional packages, every model
     step's models (here, cached or on the Hub) and the LLM endpoint; BuildError (exit 1) if not."""
-    if cfg.segmentation != "whitespace":
-        require((cfg.segmentation,), "zh", f"captions.filters.segmentation: {cfg.segmentation}")
-    if cfg.perplexity:
-        from .perplexity import check_available
-        check_available(cfg.perplexity)
-    if cfg.source_image:
-        from .source_images import check_available
-        check_available(cfg.source_image)
-    if cfg.llm_judge:
-        from .llm_judge import check_endpoint
-        check_endpoint(cfg.llm_judge)
+    if filters.segmentation != "whitespace":
+        require((filters.segmentation,), "zh", f"captions.filters.segmentation: {filters.segmentation}")
+    for cls, cfg in caption_steps(filters):
+        cls.preflight(cfg, filters)
 
 
 def recipe_tokenizer(recipe):
@@ -172,74 +99,84 @@ def recipe_tokenizer(recipe):
         raise BuildError(str(e)) from None
 
 
+def build_steps(filters, tokenizer=None, reserved: tuple[str, ...] = (), device="cpu", cache_dir=None,
+                funnel: Optional[Funnel] = None) -> list[CaptionStep]:
+    """The caption steps a recipe's filters set up, in the order they run: the empty and reserved-token
+    checks every build runs, then the recipe's (caption_steps). `tokenizer`: the caption tokenizer
+    max_tokens counts with, or a function loading it."""
+    _segmentation(filters)
+    load = tokenizer if callable(tokenizer) or tokenizer is None else (lambda: tokenizer)
+    env = StepEnv(filters, load, device, cache_dir, funnel)
+    steps: list[CaptionStep] = [NonEmptyFilter()] + ([ReservedTokensFilter(reserved)] if reserved else [])
+    return steps + [cls.from_config(value, env) for cls, value in caption_steps(filters)]
+
+
 def iter_curate(cfg: CaptionsConfig, tokenizer=None, funnel: Optional[Funnel] = None,
-                reserved: tuple[str, ...] = (), device="cpu", cache_dir=None) -> Iterator[Caption]:
+                reserved: tuple[str, ...] = (), device="cpu", cache_dir=None,
+                expected: Optional[dict[int, str]] = None) -> Iterator[Caption]:
     """Survivors, streamed; `funnel` (if given) is filled in as they go.  Every source is
     opened and checked before this returns, so input errors come before any output.
+    `tokenizer`: the caption tokenizer max_tokens counts with (or a function loading it).
     `reserved`: tokens of the output format a caption must not contain (counted, dropped).
     `device`: where source-image models run; `cache_dir`: the model steps' caches (default
-    $SYNTHVLM_CACHE/curation)."""
+    $SYNTHVLM_CACHE/curation). `expected`: source index -> the digest its file had when the build
+    took its content identity; a file source whose bytes differ raises InputError once read (so a
+    consumer that writes the survivors atomically keeps none of them)."""
     funnel = funnel if funnel is not None else Funnel()
     names = [s.name for s in cfg.sources]
     for i, name in enumerate(names):
         if name in names[:i]:
             raise InputError(source_field(i, "name"), f"duplicate source name {name!r}")
-    filters = build_filters(cfg.filters, tokenizer, reserved)
+    steps = build_steps(cfg.filters, tokenizer, reserved, device, cache_dir, funnel)
     funnel.sources = [{"name": s.name, "type": s.type, "read": 0} for s in cfg.sources]
-    funnel.filters = [FilterCount(f.name) for f in filters]
+    funnel.filters = []
     if any(s.duplicate_ids == "drop" for s in cfg.sources):  # counted first: they never reach a filter
         duplicates = FilterCount("duplicate_ids")
-        funnel.filters.insert(0, duplicates)
-    text_counts = list(funnel.filters[len(funnel.filters) - len(filters):])
+        funnel.filters.append(duplicates)
     readers = []
     for i, src in enumerate(cfg.sources):
         def dropped(caption: Caption, stats=funnel.sources[i]) -> None:
             stats["read"] += 1
             duplicates.drop(caption)
-        readers.append(read_source(src, i, dropped))
-    if cfg.filters.max_tokens is not None and cfg.filters.truncate:
-        funnel.truncated = 0
-    survivors = _run(readers, filters, text_counts, funnel, cfg.filters.truncate)
-    for step in model_steps(cfg.filters, device, cache_dir):
+        readers.append(read_source(src, i, dropped, (expected or {}).get(i)))
+    survivors = _read(readers, funnel)
+    fused: list[CaptionStep] = []
+    for step in steps:
         funnel.filters.extend(step.counts.values())
+        if type(step).is_text_filter():  # decided on the text alone: run together in one loop
+            fused.append(step)
+            continue
+        if fused:
+            survivors, fused = _text_filters(survivors, fused), []
         survivors = step.run(survivors)
+    if fused:
+        survivors = _text_filters(survivors, fused)
     return _count_kept(survivors, funnel)
+
+
+def _read(readers, funnel: Funnel) -> Iterator[Caption]:
+    for stats, rows in zip(funnel.sources, readers):
+        for cap in rows:
+            stats["read"] += 1
+            yield cap
+
+
+def _text_filters(captions: Iterator[Caption], steps: list[CaptionStep]) -> Iterator[Caption]:
+    """Consecutive text filters in one loop: a caption stops at the first that drops it."""
+    checks = [(step.stat, step.keep, next(iter(step.counts.values()))) for step in steps]
+    for cap in captions:
+        for stat, keep, count in checks:
+            if not keep(stat(cap.text)):
+                count.drop(cap)
+                break
+        else:
+            yield cap
 
 
 def _count_kept(captions: Iterator[Caption], funnel: Funnel) -> Iterator[Caption]:
     for caption in captions:
         funnel.kept += 1
         yield caption
-
-
-def _run(readers, filters, counts, funnel: Funnel, truncate: bool) -> Iterator[Caption]:
-    text_checks, token_limit, dedupe = [], None, None
-    for f, count in zip(filters, counts):
-        if isinstance(f, TokenLimitFilter):
-            token_limit, limit_count = f, count
-        elif isinstance(f, DedupFilter):
-            dedupe, dedupe_count = f, count
-        else:
-            text_checks.append((f.stat, f.keep, count))
-    for stats, rows in zip(funnel.sources, readers):
-        for cap in rows:
-            stats["read"] += 1
-            for stat, keep, count in text_checks:
-                if not keep(stat(cap.text)):
-                    count.drop(cap)
-                    break
-            else:  # passed the text filters
-                if token_limit is not None and not token_limit.keep(token_limit.stat(cap.text)):
-                    if not truncate:
-                        limit_count.drop(cap)
-                        continue
-                    cap = dataclasses.replace(cap, text=token_limit.truncate(cap.text))
-                    funnel.truncated += 1
-                # after truncation: two captions that now read the same make the same image prompt
-                if dedupe is not None and dedupe.is_duplicate(cap.text):
-                    dedupe_count.drop(cap)
-                    continue
-                yield cap
 
 
 def curate(cfg: CaptionsConfig, tokenizer=None, **options) -> Curation:
@@ -278,18 +215,19 @@ def _short(text: str, width: int = 72) -> str:
 
 
 def format_funnel(funnel: dict) -> str:
-    """The funnel as the CLI prints it."""
+    """The funnel as the CLI prints it; names, ids, texts and reasons come from the recipe and the data,
+    so they are shown escaped (text.py: printable)."""
     lines = ["sources:"]
     for s in funnel["sources"]:
-        lines.append(f"  {s['name']} ({s['type']}): {s['read']:,} read")
+        lines.append(f"  {printable(s['name'])} ({printable(s['type'])}): {s['read']:,} read")
     lines.append("filters:")
     for f in funnel["filters"]:
         extra = f" ({funnel['truncated']:,} truncated)" if f["name"] == "max_tokens" and "truncated" in funnel else ""
         if "computed" in f:
             extra += f" ({f['computed']:,} computed, {f['cached']:,} cached)"
         lines.append(f"  {f['name']}: {f['dropped']:,} dropped{extra}")
-        lines += [f"      {e['id']}  {_short(e['text'])}" + (f"  ({e['why']})" if "why" in e else "")
-                  for e in f["examples"]]
+        lines += [f"      {printable(e['id'])}  {printable(_short(e['text']))}"
+                  + (f"  ({printable(e['why'])})" if "why" in e else "") for e in f["examples"]]
     if not funnel["filters"]:
         lines.append("  (none)")
     lines.append(f"kept: {funnel['kept']:,} of {funnel['read']:,}")

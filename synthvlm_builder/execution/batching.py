@@ -8,20 +8,18 @@ Out-of-memory can be injected for tests (stages/generate.py: SYNTHVLM_TEST_OOM_A
 from __future__ import annotations
 
 import json
-import sys
+import os
 import time
 
 import torch
 
+from .. import reporter
 from ..atomic import atomic_write
 from ..errors import BuildError
+from .state import StateError, load
 
 CANDIDATES = (1, 2, 4, 8)
 TIE = 0.02  # a larger batch must be at least 2% faster (images/s) to be preferred
-
-
-def say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def is_oom(e: BaseException) -> bool:
@@ -66,7 +64,18 @@ class BatchSize:
     def __init__(self, work_root, recipe_value):
         self.path = work_root / "batch.json"
         self.recipe_value = recipe_value
-        self.state = json.loads(self.path.read_text()) if self.path.exists() else None
+        self.state = self._read()
+
+    def _read(self) -> dict | None:
+        """The recorded choice (state.py "batch"); a damaged record is corrupt state, not a guess: the
+        shards already made used it."""
+        if not os.path.lexists(self.path):
+            return None
+        try:
+            return load(self.path, "batch")
+        except StateError as e:
+            raise e.corrupt("delete it to choose the batch size again (each finished shard's marker keeps the"
+                            " size it was made with)", "generate.batch_size") from None
 
     @property
     def value(self) -> int | None:
@@ -85,7 +94,7 @@ class BatchSize:
         size, table = measure(worker, items)
         rates = ", ".join(f"{r['batch_size']}: " + ("out of memory" if r.get("oom") else
                                                    f"{r['images_per_second']:.2f} img/s") for r in table)
-        say(f"generate.batch_size auto: {rates} -> batch {size}")
+        reporter.info(f"generate.batch_size auto: {rates} -> batch {size}")
         self.record(size, "auto", measured=table, device=str(worker.device))
         return size
 
@@ -95,5 +104,6 @@ class BatchSize:
             raise BuildError(f"out of memory with a batch of 1 ({reason}); use a smaller resolution or model,"
                              " or a device with more memory")
         self.record(size // 2, "out of memory", error=reason[:200])
-        say(f"out of memory with a batch of {size}: generating the rest of the build in batches of {size // 2}")
+        reporter.info(f"out of memory with a batch of {size}: generating the rest of the build in batches of"
+                      f" {size // 2}")
         return size // 2

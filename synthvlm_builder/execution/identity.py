@@ -12,25 +12,31 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from ..atomic import sha256_file
 from ..errors import InputError
-from ..models.digests import COMMIT, clip_digest, model_digest, path_digest
+from ..models.digests import COMMIT, path_digest
 from ..models.ref import ModelRef
 from ..recipe import Recipe
-from ..recipe.paths import FILE_TYPES
+from ..recipe.paths import file_type
 from .plan import canonical_json
 
 
+def source_input(index: int) -> str:
+    """The key of caption source `index` in the input digests (and the lock's `inputs`)."""
+    return f"captions.sources[{index}]"
+
+
 def source_digest(recipe: Recipe, index: int) -> str:
-    from ..curation.sources import local_file, source_field
+    """A file source's "sha256:HEX" (the caption stage verifies the bytes it curates against it: read
+    once, see curation/sourcefile.py), an hf_dataset's folder digest or Hub commit."""
+    from ..curation.sourcefile import pin_mismatch
+    from ..curation.reading import open_source, source_field
 
     src = recipe.captions.sources[index]
-    if src.type in FILE_TYPES:
-        path = local_file(src, index)  # an hf:// file is fetched (or found in the cache) at its revision
-        digest = sha256_file(path)
+    if file_type(src.type):
+        with open_source(src, index) as f:  # an hf:// file is fetched (or found in the cache) at its revision
+            digest = f.digest()
         if src.sha256 and src.sha256 != digest:
-            raise InputError(source_field(index, "sha256"), f"{path} has sha256 {digest}, the recipe pins"
-                             f" {src.sha256}: the file changed; restore it or update the pin (and the version)")
+            raise pin_mismatch(f.path, digest, src.sha256, source_field(index, "sha256"))
         return "sha256:" + digest
     ref = ModelRef.parse(src.path)
     if ref.is_local:
@@ -51,45 +57,26 @@ def _hub_commit(repo_id: str, revision: str | None, repo_type: str, field: str) 
 
 
 def input_digests(recipe: Recipe) -> dict[str, str]:
-    """Recipe field -> digest of what it points at."""
-    digests = {f"captions.sources[{i}]": source_digest(recipe, i) for i in range(len(recipe.captions.sources))}
-    digests.update(curation_digests(recipe))
-    digests["generate.model"] = model_digest(recipe.generate.model, recipe.generate.revision)
-    digests["score.clip"] = clip_digest(recipe.score.clip.model, recipe.score.clip.pretrained)
-    a = recipe.score.aesthetic
-    if a is not None:
-        digests["score.aesthetic.model"] = model_digest(a.model, a.revision, index_file=a.file)
-        digests["score.aesthetic.clip"] = clip_digest(a.clip.model, a.clip.pretrained)
-    for name in ("nsfw", "watermark"):
-        s = getattr(recipe.screen, name)
-        if s is not None:
-            digests[f"screen.{name}"] = model_digest(s.model, s.revision, index_file="config.json")
-    return digests
-
-
-def curation_digests(recipe: Recipe) -> dict[str, str]:
-    """The caption stage's inputs beyond the caption files: source image folders and model files."""
-    from ..curation.sources import check_images
+    """Recipe field -> digest of what it points at: every caption source and its image folder, and
+    every model a component names (recipe/components.py model_uses, digested as models/uses.py says)."""
+    from ..curation.reading import check_images
     from ..errors import BuildError
-    from ..models.files import ModelFile
     from ..models.preflight import ModelUnavailable
-    out = {}
+    from ..models.uses import digest
+    from ..recipe import recipe_to_dict
+    from ..recipe.components import model_uses
+    digests = {source_input(i): source_digest(recipe, i) for i in range(len(recipe.captions.sources))}
     for i, src in enumerate(recipe.captions.sources):
         if src.images:
             check_images(src, i)
-            out[f"captions.sources[{i}].images"] = path_digest(Path(src.images))
-    f = recipe.captions.filters
-    for key in ("model", "tokenizer") if f.perplexity else ():
-        try:
-            out[f"captions.filters.perplexity.{key}"] = ModelFile.parse(getattr(f.perplexity, key)).digest()
-        except ModelUnavailable as e:
-            raise BuildError(f"captions.filters.perplexity.{key}: {e}") from None
-    images = f.source_image
-    if images and images.clip:
-        out["captions.filters.source_image.clip"] = clip_digest(images.clip.model, images.clip.pretrained)
-    if images and images.itm:
-        out["captions.filters.source_image.itm"] = model_digest(images.itm.model, images.itm.revision, "config.json")
-    return out
+            digests[f"captions.sources[{i}].images"] = path_digest(Path(src.images))
+    for use in model_uses(recipe_to_dict(recipe)):
+        if use.digest is not None:
+            try:
+                digests[use.digest] = digest(use)
+            except ModelUnavailable as e:
+                raise BuildError(f"{use.field}: {e}") from None
+    return digests
 
 
 def content_identity(fingerprint: str, digests: dict[str, str]) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -20,24 +21,6 @@ from ..recipe.paths import portable_paths
 #    reserved tokens are dropped; source ids must be unique (duplicate_ids); image file names carry a hash;
 #    CLIP and SSIM score the decoded published image bytes, not the pixels before encoding.
 DATA_FORMAT = 2
-
-# Fields that never change the data: where it goes, how it runs, how it is named.
-NON_DATA_FIELDS = (
-    "name", "version", "description", "license", "output", "publish", "execution",
-    "generate.batch_size", "generate.compile",
-    # where and how the judge is asked; its model, prompt and yes-word decide the answers
-    "captions.filters.llm_judge.base_url", "captions.filters.llm_judge.api_key_env",
-    "captions.filters.llm_judge.max_concurrency", "captions.filters.llm_judge.timeout",
-    "captions.filters.llm_judge.retries",
-)
-
-# Fields added after recipes were published, left out of the fingerprint while at their default, so
-# a recipe that does not use them keeps the fingerprint (and the published tag) it had.
-LATER_FIELDS = {
-    "captions.sources[].images": None, "captions.sources[].image_column": None,
-    "captions.filters.segmentation": "whitespace", "captions.filters.perplexity": None,
-    "captions.filters.source_image": None, "captions.filters.llm_judge": None, "score.clip.units": "cosine",
-}
 
 # Rough encoded bytes per pixel, for the output-size estimate only.
 BYTES_PER_PIXEL = {"jpeg": 0.35, "webp": 0.25, "png": 1.8}
@@ -58,8 +41,20 @@ def gpu_hours(denoiser_evals: int, resolution) -> float:
 
 
 def is_data_field(dotted_path: str) -> bool:
-    return not any(dotted_path == f or dotted_path.startswith(f + ".") or dotted_path.startswith(f + "[")
-                   for f in NON_DATA_FIELDS)
+    """Whether a recipe field (e.g. `captions.filters.llm_judge.timeout`) can change the data: the schema
+    marks those that never do (x-data: false) where they are declared (core.schema.json, or a
+    component's `operational` fields)."""
+    from ..recipe.schema import schema
+    node = schema()
+    for part in re.findall(r"[^.\[\]]+", dotted_path):
+        if node.get("x-data") is False:
+            return False
+        if part.isdigit():
+            continue
+        node = (node.get("properties") or {}).get(part) or (node.get("items") or {}).get("properties", {}).get(part)
+        if node is None:
+            return True
+    return node.get("x-data") is not False
 
 
 def portable_dict(recipe: Recipe) -> dict:
@@ -71,31 +66,39 @@ def portable_dict(recipe: Recipe) -> dict:
 
 
 def data_view(recipe: Recipe) -> dict:
-    """Exactly the fields that change the data."""
+    """Exactly the fields that change the data, as the schema marks them (recipe/schema.py): no field
+    the schema says changes no data (x-data: false); a field added after its recipes were published
+    (x-later), and any field of a component that came after the registry (x-new), only when set to
+    something else than its default; the name and version of every plugin whose components it uses."""
+    from ..recipe.components import plugins_used
+    from ..recipe.schema import schema
     data = portable_dict(recipe)
-    for field in NON_DATA_FIELDS:
-        for parent, key in _slots(data, field):
-            parent.pop(key, None)
-    for field, default in LATER_FIELDS.items():
-        for parent, key in _slots(data, field):
-            if parent.get(key, default) == default:
-                parent.pop(key, None)
-    data["data_format"] = DATA_FORMAT
-    return data
+    view = _view(data, schema(), new=False)
+    plugins = plugins_used(data)
+    if plugins:
+        view["plugins"] = plugins
+    view["data_format"] = DATA_FORMAT
+    return view
 
 
-def _slots(data: dict, field: str):
-    """(mapping, key) pairs a dotted field names in plain recipe data ('[]' walks a list)."""
-    parents = [data]
-    *path, last = field.split(".")
-    for part in path:
-        name, many = (part[:-2], True) if part.endswith("[]") else (part, False)
-        nxt = []
-        for parent in parents:
-            value = parent.get(name) if isinstance(parent, dict) else None
-            nxt += (value if many else [value]) if value is not None else []
-        parents = [p for p in nxt if isinstance(p, dict)]
-    return [(parent, last) for parent in parents]
+def _view(value, node: dict, new: bool):
+    if isinstance(value, dict) and "properties" in node:
+        new = new or bool(node.get("x-new"))
+        out = {}
+        for key, item in value.items():
+            sub = node["properties"].get(key)
+            if sub is None:  # a plugin source's own key, or an older lock's: it counts
+                out[key] = item
+                continue
+            if sub.get("x-data") is False:
+                continue
+            if (new or sub.get("x-later")) and item == sub.get("default"):
+                continue
+            out[key] = _view(item, sub, new or bool(sub.get("x-new")))
+        return out
+    if isinstance(value, list) and isinstance(node.get("items"), dict):
+        return [_view(v, node["items"], new) for v in value]
+    return value
 
 
 def canonical_json(obj) -> str:
@@ -150,7 +153,16 @@ class Plan:
                          "candidate_bytes": self.candidate_bytes,
                          "gpu_hours": self.gpu_hours, "reference": REFERENCE},
             "curation": [{"row": name, "keeps": rule} for name, rule in self.curation],
+            "components": _components(recipe),
         }
+
+
+def _components(recipe: Recipe) -> list[dict]:
+    """Every component the recipe uses, with where it comes from (a plugin: its package and version)."""
+    from ..recipe.components import recipe_components
+    return [{"kind": cls.kind, "name": cls.name, "from": cls.origin.distribution or "synthvlm-builder",
+             **({"version": cls.origin.version} if cls.origin.distribution else {})}
+            for cls in recipe_components(recipe)]
 
 
 def curation_rows(recipe: Recipe) -> tuple[tuple[str, str], ...]:

@@ -8,7 +8,6 @@ inlines every image as a data: URI: no file beside it, no network, no script.
 from __future__ import annotations
 
 import base64
-import dataclasses
 from itertools import islice
 from pathlib import Path
 
@@ -37,7 +36,10 @@ def preview(recipe: Recipe, n_captions: int, out: Path, device: str | None = Non
     captions = first_captions(recipe, n_captions, funnel)
     candidates, selection = run_candidates(recipe, captions, device or recipe.execution.device)
     html = render(recipe, funnel.to_dict(), len(captions), candidates, selection)
-    page.parent.mkdir(parents=True, exist_ok=True)
+    try:  # checked before any work (destination.py), but the place may have changed since
+        page.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError("--output", f"cannot make {page.parent}: {e.strerror or e}") from None
     atomic_write(page, html)
     return page
 
@@ -67,13 +69,14 @@ def run_candidates(recipe: Recipe, captions, device: str) -> tuple[list[dict], o
     """Generate and score every candidate of `captions` in build batches, then select over them (the
     candidates as dicts: id, caption_id, caption, seed, image bytes, `src` data URI, scores, kept, reason)."""
     from ..stages.rows import scores as score_columns
+    from ..stages.rows import selection_columns
     from ..stages.select import Candidates, select
     from .worker import ShardWorker, batches, shard_items
 
     worker = ShardWorker(recipe, device)
     fmt, names = recipe.format, score_columns(recipe)
     rows: list[dict] = []
-    extra: dict = {"phash": [], "clip_embedding": []}
+    extra: dict = {name: [] for name in selection_columns(recipe) if name not in names + ("id", "caption_id")}
     size = recipe.generate.batch_size if isinstance(recipe.generate.batch_size, int) else 1  # auto: not measured here
     for batch in batches(shard_items(recipe, captions), size):
         published = worker.publish(worker.generate(batch))
@@ -86,14 +89,12 @@ def run_candidates(recipe: Recipe, captions, device: str) -> tuple[list[dict], o
                          "seed": item.seed, "image": published.encoded[i],
                          "src": f"data:{MIME[fmt.image_format]};base64,{data}",
                          "scores": {name: float(scores[name][i]) for name in names}})
-    embedding = (np.stack([np.frombuffer(b, np.float16) for b in extra["clip_embedding"]]).astype(np.float32)
-                 if extra["clip_embedding"] else None)
     cand = Candidates(id=np.array([r["id"] for r in rows]), caption_id=np.array([r["caption_id"] for r in rows]),
                       scores={name: np.array([r["scores"][name] for r in rows], np.float32) for name in names},
-                      phash=np.array(extra["phash"]) if extra["phash"] else None, clip_embedding=embedding)
+                      columns={name: np.array(values, dtype=object) for name, values in extra.items()})
     # The thresholds and best-per-caption decide per candidate and per caption, exactly as in a build; the
     # global top-`size` cut depends on the whole build, so the preview keeps every candidate that passes.
-    selection = select(cand, dataclasses.replace(recipe.select, size=len(rows), allow_fewer=True), recipe.screen)
+    selection = select(cand, recipe.select.replace(size=len(rows), allow_fewer=True), recipe.screen)
     for row, reason in zip(rows, selection.reasons):
         row["kept"], row["reason"] = not reason, reason
     return rows, selection

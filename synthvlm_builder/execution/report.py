@@ -4,8 +4,9 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
-from ..recipe import Recipe
+from ..recipe import Recipe, recipe_to_dict
 from ..text import printable
 from .plan import REFERENCE_TEXT, Plan, fingerprint, is_data_field, portable_dict
 
@@ -67,31 +68,73 @@ def format_plan(recipe: Recipe, plan: Plan) -> str:
         f"gpu-hours    {hours(plan.gpu_hours)} (reference: {REFERENCE_TEXT})",
         f"output       ~{human_bytes(plan.output_bytes)} dataset, ~{human_bytes(plan.candidate_bytes)} candidates",
     ]
+    from ..recipe.components import plugins_used, recipe_components
+    from ..stages.rows import scores
+    lines.append(f"columns      {', '.join(scores(recipe))} (scores), selected by "
+                 + (", ".join(f"{k} {v}" for k, v in recipe.select.items() if k[:4] in ("min_", "max_") and v is not None)
+                    or "score alone"))
+    plugins = plugins_used(recipe_to_dict(recipe))
+    for dist, version in plugins.items():
+        used = [f"{cls.kind.replace('_', ' ')} {cls.name}" for cls in recipe_components(recipe)
+                if cls.origin.distribution == dist]
+        lines.append(f"plugin       {dist} {version}: {', '.join(used)}")
     lines.append("curation     in this order, each a row of the funnel (`synthvlm-build captions` runs it):")
     lines += [f"  {name:<22} keeps {rule}" for name, rule in plan.curation]
     if plan.captions is None:
         lines.append("note         set captions.sources[].limit (or run `synthvlm-build captions`) for counts")
     for field, digest in local_source_digests(recipe).items():
-        lines.append(f"content      {field}: {digest}")
+        pins = " (a commit pins every file of the repository)" if digest.startswith("commit:") else ""
+        lines.append(f"content      {field}: {digest}{pins}")
     return "\n".join(printable(line) for line in lines)  # model ids and paths are the recipe's text
 
 
 def local_source_digests(recipe: Recipe) -> dict[str, str]:
-    """The content digest of each local caption file (what the build's content identity reads)."""
-    from ..recipe.paths import FILE_TYPES
+    """The content digest of each input `plan` can name without fetching or building anything, by the
+    build's content identity's keys and definitions (identity.py, models/digests.py; the lock holds the
+    same): local caption files, and model weights: a local or shipped model by the sha256 over every
+    file's path and sha256, a local file by its sha256, a Hub model pinned at a commit by that commit,
+    an open_clip release by its tag. A random-weight builtin (built on first use) and an unpinned Hub
+    model are left out: the build names them."""
+    from ..recipe.paths import file_type
     from .identity import source_digest
-    return {f"captions.sources[{i}]": source_digest(recipe, i) for i, s in enumerate(recipe.captions.sources)
-            if s.type in FILE_TYPES and not s.path.startswith("hf://")}
+    out = {f"captions.sources[{i}]": source_digest(recipe, i) for i, s in enumerate(recipe.captions.sources)
+           if file_type(s.type) and not s.path.startswith("hf://")}
+    return {**out, **model_digests(recipe)}
+
+
+def model_digests(recipe: Recipe) -> dict[str, str]:
+    """The digests of the models the lock names (models/uses.py), those that can be had from disk."""
+    from ..models.uses import digest
+    from ..recipe import recipe_to_dict
+    from ..recipe.components import model_uses
+    return {use.digest: digest(use) for use in model_uses(recipe_to_dict(recipe))
+            if use.lock is not None and use.digest is not None
+            and _nameable(use.model, use.pretrained if use.kind == "clip" else use.revision, use.kind == "clip")}
+
+
+def _nameable(model: str, pin: str | None, clip: bool) -> bool:
+    """Whether a model's digest can be had from what is on disk, with nothing built or fetched."""
+    from ..models.builtin import SHIPPED
+    from ..models.digests import COMMIT
+    from ..models.ref import BUILTIN, HUB, LOCAL, ModelRef, pretrained_is_file
+    ref = ModelRef.parse(model, clip=clip)
+    if ref.kind == BUILTIN:
+        return ref.name in SHIPPED
+    if ref.kind == LOCAL:
+        return ref.path().exists()
+    if ref.kind == HUB:  # `pin`: a pipeline's revision (an hf-hub: CLIP has none)
+        return not clip and bool(pin and COMMIT.match(pin))
+    return not (pin and pretrained_is_file(pin)) or Path(pin).is_file()  # an open_clip tag or checkpoint
 
 
 def unpinned_sources(old: Recipe, new: Recipe) -> list[str]:
     """Notes for local caption files whose path did not change and that no sha256 pins: their content
     can change the data without changing the recipe, so a diff of recipes cannot see it."""
-    from ..recipe.paths import FILE_TYPES
+    from ..recipe.paths import file_type
     old_paths = {s.path for s in old.captions.sources}
     notes = []
     for i, src in enumerate(new.captions.sources):
-        if src.type in FILE_TYPES and not src.path.startswith("hf://") and src.path in old_paths and not src.sha256:
+        if file_type(src.type) and not src.path.startswith("hf://") and src.path in old_paths and not src.sha256:
             notes.append(f"note: captions.sources[{i}] is a local file with no sha256 pin: its content can change"
                          " the data without changing the recipe or its fingerprint (the build notices, by content"
                          f" identity; this diff cannot); pin it with captions.sources[{i}].sha256")

@@ -8,22 +8,18 @@ replaced only by a complete new one, and only the files it made are removed.
 """
 from __future__ import annotations
 
-import dataclasses
-import importlib.util
-import json
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
+from .. import reporter
 from ..errors import BuildError, InputError
 from ..recipe import Recipe
 from .identity import build_key, content_identity, input_digests
 from .outdir import Contents, OutputDir
 from .plan import fingerprint as recipe_fingerprint
 from .plan import shard_ranges
+from .preflight import preflight
 from .workdir import WorkDir
 
 
@@ -58,10 +54,7 @@ class BuildResult:
     rows: int
     fingerprint: str
     stats: dict
-
-
-def say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    action: str = "built"  # or "exists": the dir already held this build, nothing was done
 
 
 def build(recipe: Recipe, output_dir: Path | None = None, executor: str | None = None,
@@ -81,10 +74,10 @@ def build(recipe: Recipe, output_dir: Path | None = None, executor: str | None =
     target.lock()  # from here on this run owns the dir; nothing in it has changed yet
     failed, ctx = True, None
     try:
-        if target.finish_install():
-            say(f"completed the install an earlier run left unfinished in {target.out}")
+        if target.finish_install(discard_corrupt=overwrite):
+            reporter.info(f"completed the install an earlier run left unfinished in {target.out}")
         _admit(target, target.contents(overwrite), identity, inputs, key, recipe, overwrite)
-        work = WorkDir(target.build_root(key))
+        work = WorkDir(target.build_root(key), target.field)
         ctx = BuildContext(recipe, fp, identity, inputs, target, work, executor or recipe.execution.executor,
                            device_name)
         done = _already_built(ctx)
@@ -132,6 +125,15 @@ def _admit(target: OutputDir, here: Contents, identity: str, inputs: dict, key: 
                                                     else "")
             raise InputError(target.field, f"{target.out} holds files no synthvlm build made ({shown});"
                              " --overwrite replaces only what a build made: move them away first")
+    from ..layout import BUILD_FILES
+    blocked = target.in_the_way(list(BUILD_FILES))
+    if blocked:  # the install would have to replace them: refused now rather than after the work
+        raise InputError(target.field, f"{target.out} holds {', '.join(blocked)}, which no synthvlm build made and a"
+                         " build would replace; move it away first")
+    if overwrite:  # work state that cannot be read (corrupt state) is discarded, as the refusal without it said
+        from ..atomic import remove
+        for k in [k for k, state in here.builds.items() if state.get("corrupt")]:
+            remove(target.build_root(k))
 
 
 def _describe_other(here: Contents, others: dict, identity: str, inputs: dict, recipe: Recipe) -> str:
@@ -154,14 +156,22 @@ def _describe_other(here: Contents, others: dict, identity: str, inputs: dict, r
 
 
 def _already_built(ctx: BuildContext) -> BuildResult | None:
+    """The installed build when it is this one, intact; None to build (or assemble) it again."""
     from ..layout import RECIPE, STATS, is_finished
+    from ..text import printable
+    from .state import StateError, load
     out, here = ctx.out, ctx.target.contents(overwrite=True)  # _admit refused a corrupt record already
-    if (here.installed and here.installed.get("identity") == ctx.identity and is_finished(out)
-            and (out / RECIPE).read_text() == ctx.recipe.text):
-        stats = json.loads((out / STATS).read_text())
-        say(f"{out} already holds this build (identity {ctx.identity[:12]}); nothing to do")
-        return BuildResult(out, stats["rows"], ctx.fingerprint, stats)
-    return None
+    if not (here.installed and here.installed.get("identity") == ctx.identity and is_finished(out)):
+        return None
+    try:
+        if (out / RECIPE).read_text() != ctx.recipe.text:
+            return None
+        stats = load(out / STATS, "stats")
+    except (OSError, UnicodeError, StateError) as e:
+        reporter.note(f"{printable(e)}; assembling this build's files again")
+        return None
+    reporter.info(f"{out} already holds this build (identity {ctx.identity[:12]}); nothing to do")
+    return BuildResult(out, stats["rows"], ctx.fingerprint, stats, action="exists")
 
 
 def _pending_shards(ctx: BuildContext) -> list[int]:
@@ -173,52 +183,25 @@ def _pending_shards(ctx: BuildContext) -> list[int]:
             work.log("shard_skipped", shard=i)
             continue
         if check.reason != "not finished":
-            say(f"shard {i}: {check.reason}; regenerating it")
+            reporter.info(f"shard {i}: {check.reason}; regenerating it")
             work.log("shard_invalid", shard=i, reason=check.reason)
         work.discard_shard(i)
         pending.append(i)
     if ctx.n_shards - len(pending):
-        say(f"resuming: {ctx.n_shards - len(pending)} of {ctx.n_shards} shards already done and verified")
+        reporter.info(f"resuming: {ctx.n_shards - len(pending)} of {ctx.n_shards} shards already done and verified")
     return pending
 
 
 def run_shards(ctx: BuildContext, pending: list[int]) -> None:
+    """The pending shards, on the build's executor (execution/executors/)."""
+    from ..registry import registry
     from .batching import BatchSize
     recipe, work = ctx.recipe, ctx.work
     shards = shard_ranges(ctx.caption_meta["count"], recipe.execution.shard_size)
-    ipc = recipe.generate.images_per_caption
-    total = sum(shards[i][1] - shards[i][0] for i in pending) * ipc
+    total = sum(shards[i][1] - shards[i][0] for i in pending) * recipe.generate.images_per_caption
     sizes = BatchSize(work.root, recipe.generate.batch_size)
-    if ctx.executor == "ray":
-        if sizes.value is None:
-            raise InputError("generate.batch_size", "auto is measured by the local executor (Ray actors would"
-                             " each choose their own); start the build locally, or set a number")
-        from .ray_executor import run_ray
-        with tqdm(total=total, unit="img", desc="generating", dynamic_ncols=True) as bar:
-            run_ray(dataclasses.replace(recipe, generate=dataclasses.replace(recipe.generate, batch_size=sizes.value)),
-                    work, shards, pending, ctx.device, bar)
-        return
-    from .worker import ShardWorker, shard_items
-    worker = ShardWorker(recipe, ctx.device)
-    worker.batch_size = sizes.resolve(worker, shard_items(recipe, work.captions.shard(pending[0]))[:8])
-    with tqdm(total=total, unit="img", desc="generating", dynamic_ncols=True) as bar:
-        for i in pending:
-            marker = _run_shard(worker, work, sizes, i, bar)
-            work.log("shard_done", shard=i, rows=marker["rows"], seconds=marker["seconds"])
-
-
-def _run_shard(worker, work: WorkDir, sizes, index: int, bar) -> dict:
-    """One shard; on out-of-memory the batch is halved for the rest of the build and the shard redone
-    (its partial file is already gone, atomic_path; finished shards are not touched)."""
-    from .batching import is_oom
-    while True:
-        try:
-            return worker.run(index, work.captions.shard(index), work, on_images=bar.update)
-        except Exception as e:
-            if not is_oom(e):
-                raise
-            worker.batch_size = sizes.halve(f"{type(e).__name__}: {e}")
-            work.log("oom_backoff", shard=index, batch_size=worker.batch_size)
+    executor = registry().get("executor", ctx.executor)
+    executor.run(ctx, pending, sizes, lambda: reporter.progress(total=total, unit="img", desc="generating"))
 
 
 def check_device(spec: str, field_name: str) -> None:
@@ -230,76 +213,33 @@ def check_device(spec: str, field_name: str) -> None:
         raise InputError(field_name, str(e)) from None
 
 
-def preflight(recipe: Recipe) -> None:
-    """Fail before any work when a model can't be had (offline, not cached, wrong id), or takes
-    no recipe field that is set (validate checks local models; a Hub model is checked here)."""
-    from ..curation.captions import preflight as curation_preflight
-    from ..models.families import model_index, refused_fields
-    from ..models.preflight import ModelUnavailable, check_clip_available, check_pipeline_available
-    g = recipe.generate
-    try:
-        check_pipeline_available(g.model, g.revision)
-        check_clip_available(recipe.score.clip.model, recipe.score.clip.pretrained)
-        _preflight_screens(recipe)
-    except ModelUnavailable as e:
-        raise BuildError(str(e)) from None
-    curation_preflight(recipe.captions.filters)  # the caption stage's models and LLM endpoint
-    index = model_index(g.model, g.revision)
-    for name, message in refused_fields(index, {"negative_prompt": g.negative_prompt, "scheduler": g.scheduler}) \
-            if index else ():
-        raise InputError(f"generate.{name}", message)
-
-
-def _preflight_screens(recipe: Recipe) -> None:
-    """A screen that is declared but cannot be had stops the build here, before any image."""
-    from ..models.preflight import check_clip_available, check_file_model_available, check_folder_model_available
-    from ..models.screens import classifier_labels
-    near = recipe.screen.near_duplicates
-    if near is not None:
-        needed = (["imagehash"] if near.phash_distance is not None else []) + ["faiss", "scipy"]
-        missing = [m for m in needed if importlib.util.find_spec(m) is None]
-        if missing:
-            raise BuildError(f"screen.near_duplicates needs {', '.join(missing)}: pip install"
-                             " 'synthvlm-builder[screen]'")
-    a = recipe.score.aesthetic
-    if a is not None:
-        check_file_model_available(a.model, a.file, a.revision, "the aesthetic head (score.aesthetic.model)")
-        check_clip_available(a.clip.model, a.clip.pretrained)
-    for name in ("nsfw", "watermark"):
-        s = getattr(recipe.screen, name)
-        if s is None:
-            continue
-        check_folder_model_available(s.model, s.revision, f"the {name} classifier (screen.{name}.model)")
-        labels = classifier_labels(s.model, s.revision)
-        if labels is not None:
-            from ..stages.screen import label_index
-            try:
-                label_index(labels, s.label)
-            except ValueError:
-                raise InputError(f"screen.{name}.label", f"{s.label!r} is not a label of {s.model}; its labels:"
-                                 f" {', '.join(labels.values())}") from None
-
-
-def curate_recipe(recipe: Recipe, funnel, device: str | None = None):
+def curate_recipe(recipe: Recipe, funnel, device: str | None = None, inputs: dict | None = None):
     """The recipe's caption stage, streamed (the `captions` verb and the build run this one); its
-    source-image models run on `device` (default: execution.device)."""
+    source-image models run on `device` (default: execution.device). With `inputs` (the content
+    identity's digests), each caption file must still hold the bytes digested there."""
     from ..curation.captions import iter_curate, recipe_tokenizer
     from ..stages.format import RESERVED_TOKENS
+    from .identity import source_input
+    expected = {i: inputs[source_input(i)] for i in range(len(recipe.captions.sources))} if inputs else None
     return iter_curate(recipe.captions, tokenizer=recipe_tokenizer(recipe), funnel=funnel,
-                       reserved=RESERVED_TOKENS[recipe.format.style], device=device or recipe.execution.device)
+                       reserved=RESERVED_TOKENS[recipe.format.style], device=device or recipe.execution.device,
+                       expected=expected)
 
 
 def _captions(ctx: BuildContext) -> dict:
     """Curate once per content identity, streaming to the build's work folder; a resumed build reuses
     the stored captions, so every shard keeps exactly the captions it started with. An empty result
-    is an error and is not kept: after the inputs are fixed, the next run curates again."""
+    is an error and is not kept: after the inputs are fixed, the next run curates again. So is a
+    caption file that no longer holds the bytes the content identity digested: the check comes when
+    its reader ends, before the store's atomic write completes, so none of its captions are kept."""
     meta = ctx.work.captions.meta()
     if meta is None:
         from ..curation.captions import Funnel
         funnel = Funnel()
-        with tqdm(curate_recipe(ctx.recipe, funnel, ctx.device), desc="captions", unit="caption", dynamic_ncols=True) as bar:
+        survivors = curate_recipe(ctx.recipe, funnel, ctx.device, inputs=ctx.inputs)
+        with reporter.progress(survivors, desc="captions", unit="caption") as bar:
             meta = ctx.work.captions.write(bar, funnel.to_dict, ctx.recipe.execution.shard_size)
-        say(f"captions: {meta['count']:,} kept of {meta['funnel']['read']:,} read")
+        reporter.info(f"captions: {meta['count']:,} kept of {meta['funnel']['read']:,} read")
     if not meta["count"]:
         ctx.work.captions.discard()
         raise BuildError("no caption survived the caption filters; see `synthvlm-build captions` for the funnel")

@@ -3,25 +3,32 @@
 Every file lands by write-temp, fsync, rename; a shard counts as finished only
 when its completion marker (row count + sha256 of the file) exists and matches.
 A `kill -9` at any instant therefore leaves either a finished shard or nothing
-that will ever be used.
+that will ever be used. Everything read back is checked first (state.py): a completion
+marker or caption index that does not hold up means "make that again", never a traceback.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import reporter
 from ..atomic import atomic_open, atomic_path, atomic_write, is_temp, remove, sha256_file
 from ..curation.captions import caption_line, parse_caption_line
 from ..recipe.config import Caption
+from ..text import printable
+from .state import STAGES, StateError, load  # noqa: F401  (STAGES: the worker's per-stage timings)
 
-WORK = ".synthvlm"  # the build's work state, inside the output dir; never published
-
-# Per-stage seconds each shard's completion marker records ("score": every score of the batch).
-STAGES = ("generate", "encode", "score", "write")
+# What a build writes in its work folder before any shard is finished, by path relative to it (with
+# batching.py's batch.json and release/stream.py's uploads.json and uploading/ links): what a failed
+# first run removes again (outdir.py).
+OWN_FILES = re.compile(r"(state\.json|captions\.jsonl|captions\.json|events\.jsonl|batch\.json|uploads\.json"
+                       r"|shards/shard-[0-9]{5}\.(parquet|done\.json)|uploading/[0-9]{5}-part-[0-9]{5}\.parquet)")
 
 
 @dataclass
@@ -33,21 +40,44 @@ class ShardCheck:
 class WorkDir:
     """One build's work state: DIR/.synthvlm/builds/KEY/ (see outdir.py for the dir around it)."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, field: str = "DIR"):
         self.root = Path(root)
         self.shards = self.root / "shards"
-        self.captions = CaptionStore(self.root)
+        self.captions = CaptionStore(self.root, field)
+        self.field = field  # where errors about the output dir point: --output or output.dir
 
     def prepare(self, state: dict) -> bool:
         """Create the folder (writing its state) or take it up again; True when it already existed.
-        Partial writes a killed run left behind are removed."""
-        existed = (self.root / "state.json").exists()
+        Partial writes a killed run left behind are removed; a state.json that is not valid is written
+        anew (a run killed before writing it; the shards and captions here are each checked on their own)."""
+        try:
+            existed = bool(load(self.root / "state.json", "build"))
+        except StateError:
+            existed = False
+        if self.shards.is_symlink():  # shards are written here, never through a link to elsewhere
+            self.shards.unlink()
         self.shards.mkdir(parents=True, exist_ok=True)
         if not existed:
             atomic_write(self.root / "state.json", json.dumps(state, indent=1) + "\n")
         for stray in [p for p in self.root.rglob(".*") if is_temp(p)]:
             remove(stray)
+        self.captions.shard_size = state.get("shard_size")
         return existed
+
+    def remove_own_files(self) -> None:
+        """Remove what a build writes here (OWN_FILES, and temp files), then each folder left empty;
+        anything else, and the folders holding it, stay."""
+        if self.root.is_symlink() or not self.root.is_dir():
+            return
+        for path in sorted(self.root.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+            rel = path.relative_to(self.root).as_posix()
+            if path.is_dir() and not path.is_symlink():
+                if not any(path.iterdir()):
+                    path.rmdir()
+            elif OWN_FILES.fullmatch(rel) or is_temp(path):
+                path.unlink(missing_ok=True)
+        if not any(self.root.iterdir()):
+            self.root.rmdir()
 
     # --- shards ------------------------------------------------------------------------
     def shard_path(self, index: int) -> Path:
@@ -73,13 +103,13 @@ class WorkDir:
 
     def check_shard(self, index: int) -> ShardCheck:
         marker_file, shard_file = self.marker_path(index), self.shard_path(index)
-        if not marker_file.exists():
-            return ShardCheck(False, "not finished" if not shard_file.exists() else "no completion marker")
+        if not os.path.lexists(marker_file):
+            return ShardCheck(False, "not finished" if not os.path.lexists(shard_file) else "no completion marker")
         try:
-            marker = json.loads(marker_file.read_text())
-        except (OSError, ValueError):
-            return ShardCheck(False, "unreadable completion marker")
-        if not shard_file.exists():
+            marker = self._load_marker(index)
+        except StateError as e:
+            return ShardCheck(False, f"invalid completion marker ({printable(e.problem)})")
+        if shard_file.is_symlink() or not shard_file.is_file():
             return ShardCheck(False, "shard file missing")
         if shard_file.stat().st_size != marker["bytes"]:
             return ShardCheck(False, f"size {shard_file.stat().st_size} != {marker['bytes']} (truncated?)")
@@ -92,7 +122,18 @@ class WorkDir:
         self.shard_path(index).unlink(missing_ok=True)
 
     def marker(self, index: int) -> dict:
-        return json.loads(self.marker_path(index).read_text())
+        """The completion marker of a shard this run found (or made) finished."""
+        try:
+            return self._load_marker(index)
+        except StateError as e:
+            raise e.corrupt("rerun the same command: the shard is checked and made again", self.field) from None
+
+    def _load_marker(self, index: int) -> dict:
+        path = self.marker_path(index)
+        marker = load(path, "marker")
+        if marker["shard"] != index:
+            raise StateError(path, f"shard: {marker['shard']} (the marker of another shard)")
+        return marker
 
     def read_columns(self, n_shards: int, columns, schema):
         """Some columns of every candidate, in plan order (selection reads scores: no images)."""
@@ -116,18 +157,46 @@ class CaptionStore:
     shard starts, so a shard's captions are read with one seek: memory stays flat however
     many captions a build has, and a resumed build reuses exactly the captions it started with."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, field: str = "DIR"):
         self.path = root / "captions.jsonl"
         self.meta_path = root / "captions.json"
+        self.shard_size: int | None = None  # the build's (WorkDir.prepare), when known
+        self.field = field
         self._meta = None
 
     def meta(self) -> dict | None:
-        """The stored captions' metadata, or None if there are none (or they do not verify)."""
-        if self._meta is None and self.meta_path.exists() and self.path.exists():
-            meta = json.loads(self.meta_path.read_text())
-            if sha256_file(self.path) == meta["sha256"]:
-                self._meta = meta
+        """The stored captions' metadata, or None if there are none (or they do not verify: then the
+        captions are curated again, as when a run stopped before storing them)."""
+        if self._meta is None and os.path.lexists(self.meta_path):
+            try:
+                self._meta = self._verified(load(self.meta_path, "captions"))
+            except StateError as e:
+                reporter.note(f"stored captions not used: {printable(e)}")
         return self._meta
+
+    def _verified(self, meta: dict) -> dict:
+        """`meta` if it describes captions.jsonl exactly: its sha256, its line count, and each shard's
+        offset at the start of that shard's first line (a seek anywhere else would split a caption)."""
+        size = meta["shard_size"]
+        if self.shard_size is not None and size != self.shard_size:
+            raise StateError(self.meta_path, f"shard_size: {size}, but this build's shards hold {self.shard_size}")
+        digest, offsets, count, pos = hashlib.sha256(), [], 0, 0
+        try:
+            with open(self.path, "rb") as f:
+                for line in f:
+                    if count % size == 0:
+                        offsets.append(pos)
+                    digest.update(line)
+                    pos += len(line)
+                    count += 1
+        except OSError as e:
+            raise StateError(self.path, f"cannot be read ({e.strerror or e})") from None
+        if digest.hexdigest() != meta["sha256"]:
+            raise StateError(self.path, f"its sha256 is not the one {self.meta_path.name} records")
+        if count != meta["count"] or offsets != meta["shard_offsets"]:
+            raise StateError(self.meta_path, f"count and shard_offsets do not match {self.path.name}"
+                             f" ({count} lines, shards starting at bytes {offsets[:5]}...)")
+        return meta
 
     def write(self, captions, funnel, shard_size: int) -> dict:
         """Stream `captions` to disk (atomically); `funnel()` is read once they are exhausted."""
@@ -151,6 +220,9 @@ class CaptionStore:
 
     def shard(self, index: int) -> list[Caption]:
         meta = self.meta()
+        if meta is None or not 0 <= index < len(meta["shard_offsets"]):
+            raise StateError(self.meta_path, f"holds no shard {index} of the curated captions").corrupt(
+                "rerun the same command: the captions are curated again", self.field)
         offsets = meta["shard_offsets"]
         with open(self.path, "rb") as f:
             f.seek(offsets[index])

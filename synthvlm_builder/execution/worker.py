@@ -27,6 +27,7 @@ import torch
 import pyarrow.parquet as pq
 
 from ..recipe.config import Caption, Recipe
+from ..settings import setting
 from ..stages.format import decode_image, encode_image
 from ..stages.rows import candidate_schema
 from .plan import derive_seed, sample_id
@@ -88,8 +89,8 @@ class ShardWorker:
     def __init__(self, recipe: Recipe, device: str = "auto", *, pipe=None, clip_bundle=None):
         """`pipe` / `clip_bundle`: already-loaded models to use instead of the recipe's (the GPU
         benchmark builds random-weight SDXL-size models in memory); by default both are loaded."""
-        from ..models.loading import load_pipeline, resolve_device
-        from ..stages.generate import ImageGenerator
+        from ..models.loading import resolve_device
+        from ..registry import registry
         from ..stages.scoring import BatchScorer
 
         quiet_library_progress()
@@ -100,11 +101,7 @@ class ShardWorker:
             # CPU kernels round differently with different thread counts, and Ray gives its
             # workers one thread: pin the count so every executor computes the same bits.
             torch.set_num_threads(cpu_threads())
-        if pipe is None:
-            pipe = load_pipeline(g.model, revision=g.revision, dtype=g.dtype, scheduler=g.scheduler,
-                                 device=self.device, variant=g.variant, compile=g.compile)
-        self.generator = ImageGenerator(pipe, steps=g.steps, guidance_scale=g.guidance_scale,
-                                        resolution=g.resolution, negative_prompt=g.negative_prompt)
+        self.generator = registry().get("generator", g.backend).load(g, self.device, pipe)
         self.scorer = BatchScorer(recipe, self.device, clip_bundle)
         # The runner sets the measured size for `auto` (execution/batching.py) before the first shard.
         self.batch_size = g.batch_size if isinstance(g.batch_size, int) else 1
@@ -194,7 +191,7 @@ class ShardWorker:
 
 def _test_signal() -> tuple[int, int] | None:
     """SYNTHVLM_TEST_SIGNAL=SIG@N parsed as (signal number, shard index); see the module docstring."""
-    spec = os.environ.get("SYNTHVLM_TEST_SIGNAL")
+    spec = setting("SYNTHVLM_TEST_SIGNAL")
     if not spec:
         return None
     name, _, shard = spec.partition("@")

@@ -23,6 +23,8 @@ import shutil
 import uuid
 from pathlib import Path
 
+from ..settings import cache_dir
+
 PIPELINES = ("tiny-sd", "tiny-sdxl", "shapes-sd")
 CLIP_MODELS = ("tiny-clip", "shapes-clip")
 # Trained models shipped inside the package (committed safetensors), by name.
@@ -31,6 +33,10 @@ ITM_MODELS = ("tiny-blip-itm",)  # transformers BlipForImageTextRetrieval, for c
 
 # Bump when any config below changes, so a cache built from older configs is never reused.
 VERSION = "v1"
+# The random-weight builtins' text context (CLIP's 77 tokens, begin and end included) and the tokenizer
+# components of their pipelines: what validate knows of them without building them.
+TEXT_CONTEXT = 77
+TOKENIZERS = {"tiny-sd": ("tokenizer",), "tiny-sdxl": ("tokenizer", "tokenizer_2")}
 _SEED = 0
 CLIP_MODEL_NAME = "synthvlm-tiny-clip"  # open_clip registry name (= stem of the config JSON)
 CLIP_CONFIG_FILE = f"{CLIP_MODEL_NAME}.json"
@@ -41,14 +47,22 @@ CLIP_WEIGHTS_FILE = "open_clip_model.safetensors"  # open_clip's own name for sa
 _CLIP_CONFIG = {
     "embed_dim": 32,
     "vision_cfg": {"image_size": 224, "patch_size": 32, "width": 32, "layers": 2, "head_width": 16},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 4, "layers": 2},
+    "text_cfg": {"context_length": TEXT_CONTEXT, "vocab_size": 49408, "width": 32, "heads": 4, "layers": 2},
 }
 
 
 def cache_root() -> Path:
     """Where builtin models live: `$SYNTHVLM_CACHE`, else `~/.cache/synthvlm`."""
-    env = os.environ.get("SYNTHVLM_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "synthvlm"
+    return cache_dir()
+
+
+def clip_model_cfg(name: str) -> dict | None:
+    """A builtin CLIP's open_clip model config (embed_dim, text_cfg...), without building it."""
+    if name in SHIPPED and name in CLIP_MODELS:
+        from .preflight import read_json
+        cfg = read_json(builtin_dir(name) / "open_clip_config.json", f"builtin:{name}").get("model_cfg")
+        return cfg if isinstance(cfg, dict) else None
+    return json.loads(json.dumps(_CLIP_CONFIG)) if name in CLIP_MODELS else None  # a copy
 
 
 def builtin_dir(name: str) -> Path:
@@ -122,7 +136,8 @@ def clip_tokenizer(pad_token: str = "<|endoftext|>"):
     from transformers import CLIPTokenizer
 
     vocab, merges = _bpe_vocab_and_merges()
-    return CLIPTokenizer(vocab=dict(vocab), merges=list(merges), model_max_length=77, pad_token=pad_token)
+    return CLIPTokenizer(vocab=dict(vocab), merges=list(merges), model_max_length=TEXT_CONTEXT,
+                         pad_token=pad_token)
 
 
 def _text_encoder(with_projection: bool = False):
@@ -130,7 +145,7 @@ def _text_encoder(with_projection: bool = False):
 
     config = CLIPTextConfig(
         vocab_size=49408, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-        num_attention_heads=2, max_position_embeddings=77, projection_dim=16,
+        num_attention_heads=2, max_position_embeddings=TEXT_CONTEXT, projection_dim=16,
         hidden_act="quick_gelu", bos_token_id=49406, eos_token_id=49407, pad_token_id=49407,
     )
     return (CLIPTextModelWithProjection if with_projection else CLIPTextModel)(config)

@@ -5,14 +5,14 @@
     hf://edugp/kenlm@<revision>/wikipedia/en.sp.model
 
 Hub files are fetched with `hf_hub_download` into the Hugging Face cache, like every other model,
-and checked beforehand by the same preflight (`preflight._check_hub_file`): cached, or served.
+and checked beforehand by the same preflight (`preflight.check_hub_file`): cached, or served.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from .preflight import ModelUnavailable, _check_hub_file
+from .preflight import ModelUnavailable, check_hub_file
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class ModelFile:
             if not Path(self.text).is_file():
                 raise ModelUnavailable(f"model file not found: {self.text}")
             return
-        _check_hub_file(self.repo_id, [self.filename], self.revision,
+        check_hub_file(self.repo_id, [self.filename], self.revision,
                         "or point the recipe at a local copy of the file", label=self.text)
 
     def path(self) -> Path:

@@ -179,25 +179,32 @@ class ClipBundle:
     device: torch.device
 
 
+def open_clip_name(model: str, pretrained: str | None) -> tuple[str, str | None]:
+    """The (model name, pretrained) open_clip is given for a recipe's CLIP model: a builtin is a
+    `local-dir:` folder or a registered tiny config, a folder or Hub repo carries its own weights."""
+    import open_clip
+
+    ref = ModelRef.parse(model, clip=True)
+    if ref.kind == BUILTIN and ref.name in builtin.SHIPPED:
+        return f"local-dir:{builtin.builtin_dir(ref.name)}", None  # an open_clip model folder
+    if ref.kind == BUILTIN:
+        folder = builtin.builtin_dir(ref.name)
+        if builtin.CLIP_MODEL_NAME not in open_clip.list_models():
+            open_clip.add_model_config(folder / builtin.CLIP_CONFIG_FILE)
+        return builtin.CLIP_MODEL_NAME, str(folder / builtin.CLIP_WEIGHTS_FILE)
+    if ref.kind == LOCAL:
+        return f"local-dir:{ref.path()}", None
+    return model, None if ref.kind == HUB else pretrained  # open_clip reads its own hf-hub: prefix
+
+
 def load_clip(model: str, pretrained: str | None, device: str | torch.device = "cpu") -> ClipBundle:
     import open_clip
 
     check_clip_available(model, pretrained)
     device = resolve_device(device)
-    ref = ModelRef.parse(model, clip=True)
-    name = model  # open_clip reads its own local-dir: / hf-hub: prefixes
-    if ref.kind == BUILTIN and ref.name in builtin.SHIPPED:
-        name, pretrained = f"local-dir:{builtin.builtin_dir(ref.name)}", None  # an open_clip model folder
-    elif ref.kind == BUILTIN:
-        folder = builtin.builtin_dir(ref.name)
-        if builtin.CLIP_MODEL_NAME not in open_clip.list_models():
-            open_clip.add_model_config(folder / builtin.CLIP_CONFIG_FILE)
-        name, pretrained = builtin.CLIP_MODEL_NAME, str(folder / builtin.CLIP_WEIGHTS_FILE)
-    elif ref.kind == LOCAL:
-        name = f"local-dir:{ref.path()}"
+    name, weights = open_clip_name(model, pretrained)
     try:
-        clip, _, transform = open_clip.create_model_and_transforms(
-            name, pretrained=None if ref.kind in (LOCAL, HUB) else pretrained, device=device)
+        clip, _, transform = open_clip.create_model_and_transforms(name, pretrained=weights, device=device)
     except (OSError, RuntimeError) as e:  # open_clip wraps download failures in RuntimeError
         raise ModelUnavailable(f"cannot load CLIP model {model!r} (pretrained {pretrained!r}): {e}") from e
     clip.eval()

@@ -9,7 +9,7 @@
     ViT-B-32                 an open_clip architecture name (CLIP models; needs `pretrained`)
 
 Every module that needs to know what a model string means (checks, preflight, loading, plan,
-lock) asks `ModelRef.parse`, so they cannot disagree.
+lock) asks `ModelRef.parse`, so they cannot disagree; what names a model's content is digests.py's.
 """
 from __future__ import annotations
 
@@ -64,28 +64,3 @@ class ModelRef:
 def pretrained_is_file(value: str) -> bool:
     """Whether an open_clip `pretrained` value names a checkpoint file rather than a tag like openai."""
     return "/" in value or os.sep in value or value.startswith(("~", ".")) or value.endswith(CHECKPOINT_SUFFIXES)
-
-
-def lock_entry(model: str, revision: str | None = None) -> dict:
-    """What pins a pipeline's exact weights in the lock file: a shipped builtin's weights digest, the
-    random-weight builtins' version, a local folder's model_index.json hash, or the Hub commit a
-    revision resolved to in the local cache."""
-    import hashlib
-
-    ref = ModelRef.parse(model)
-    entry: dict = {"model": model, "revision": revision}
-    if ref.kind == BUILTIN:
-        from .builtin import SHIPPED, VERSION, builtin_dir
-        if ref.name in SHIPPED:  # trained weights in the package: named by their content
-            from .digests import tree_digest
-            entry["weights_sha256"] = tree_digest(builtin_dir(ref.name))
-        else:
-            entry["builtin_version"] = VERSION
-    elif ref.kind == LOCAL:
-        entry["model_index_sha256"] = hashlib.sha256((ref.path() / "model_index.json").read_bytes()).hexdigest()
-    else:
-        from huggingface_hub import try_to_load_from_cache
-        cached = try_to_load_from_cache(ref.name, "model_index.json", revision=revision)
-        if isinstance(cached, str) and "/snapshots/" in cached:
-            entry["resolved_commit"] = cached.split("/snapshots/")[1].split("/")[0]
-    return entry

@@ -1,23 +1,39 @@
 """Loading the image screens' models: the LAION aesthetic head (one weights file) and transformers
-image classifiers (NSFW, watermark), from a local path or the Hub, like every other model."""
+image classifiers (NSFW, watermark), from a local path or the Hub, like every other model; and what
+the preflight reads of them without loading them (the head's input size, the classifier's labels)."""
 from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
 
 import torch
 
-from .preflight import ModelUnavailable, check_file_model_available, check_folder_model_available
+from ..text import printable
+from .preflight import (BrokenModel, ModelUnavailable, check_file_model_available, check_folder_model_available,
+                        read_json)
 from .ref import LOCAL, ModelRef
+
+HEAD_INPUT = "layers.0.weight"  # the head's first Linear: (1024, input size), as LAION saves it
+
+
+def aesthetic_file(model: str, filename: str, revision: str | None, what: str = "the aesthetic head") -> Path:
+    """The aesthetic head's weights file on this machine (a Hub file is fetched into the HF cache)."""
+    check_file_model_available(model, filename, revision, what)
+    ref = ModelRef.parse(model)
+    if ref.kind == LOCAL:
+        return ref.path()
+    from huggingface_hub import hf_hub_download
+    try:
+        return Path(hf_hub_download(ref.name, filename, revision=revision))
+    except Exception as e:  # offline and not cached, transport errors: what loading would hit
+        raise ModelUnavailable(f"cannot download the aesthetic head {model!r}: {type(e).__name__}: {e}") from None
 
 
 def load_aesthetic_head(model: str, filename: str, revision: str | None, device: torch.device):
     from ..stages.screen import AestheticHead
 
-    check_file_model_available(model, filename, revision, "the aesthetic head")
-    ref = ModelRef.parse(model)
-    if ref.kind == LOCAL:
-        path = ref.path()
-    else:
-        from huggingface_hub import hf_hub_download
-        path = hf_hub_download(ref.name, filename, revision=revision)
+    path = aesthetic_file(model, filename, revision)
     try:
         if str(path).endswith(".safetensors"):
             from safetensors.torch import load_file
@@ -27,6 +43,41 @@ def load_aesthetic_head(model: str, filename: str, revision: str | None, device:
         return AestheticHead.from_state_dict(state).to(device)
     except (OSError, RuntimeError, KeyError) as e:
         raise ModelUnavailable(f"cannot load the aesthetic head {model!r}: {e}") from e
+
+
+def aesthetic_input_size(model: str, filename: str, revision: str | None, what: str = "the aesthetic head") -> int:
+    """The embedding size the head takes, read from its weights file without building the head: the
+    safetensors header, or the (small) state dict of a .pth/.pt. BrokenModel when it is neither."""
+    path = aesthetic_file(model, filename, revision, what)
+    what = f"the aesthetic head {printable(model)!r}"
+    try:
+        if path.name.endswith(".safetensors"):
+            shape = _safetensors_shapes(path).get(HEAD_INPUT)
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            value = state.get(HEAD_INPUT) if isinstance(state, dict) else None
+            shape = list(value.shape) if isinstance(value, torch.Tensor) else None
+    except BrokenModel:
+        raise
+    except Exception as e:  # a pickle that is not a state dict raises anything from EOFError to UnpicklingError
+        raise BrokenModel(f"{what}: {path} is not a weights file ({type(e).__name__}: {printable(e)})") from None
+    if not (isinstance(shape, list) and len(shape) == 2 and all(isinstance(n, int) for n in shape)):
+        raise BrokenModel(f"{what}: {path} has no 2-d {HEAD_INPUT}: it is not LAION's improved aesthetic"
+                          " predictor (an MLP on CLIP image embeddings)")
+    return shape[1]
+
+
+def _safetensors_shapes(path: Path) -> dict:
+    """Tensor name -> shape, from a safetensors file's header (8-byte little-endian length, then JSON)."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+        size = struct.unpack("<Q", head)[0] if len(head) == 8 else -1
+        if not 0 < size <= 100_000_000:  # the format caps its header at 100 MB
+            raise BrokenModel(f"{path} is not a safetensors file (no header)")
+        header = json.loads(f.read(size))
+    if not isinstance(header, dict):
+        raise BrokenModel(f"{path} is not a safetensors file (its header is not a mapping)")
+    return {k: v.get("shape") for k, v in header.items() if isinstance(v, dict)}
 
 
 def load_image_classifier(model: str, revision: str | None, label: str, device: torch.device):
@@ -46,10 +97,8 @@ def load_image_classifier(model: str, revision: str | None, label: str, device: 
 
 
 def classifier_labels(model: str, revision: str | None) -> dict | None:
-    """The id2label of an image classifier's config (None when its config is not at hand)."""
-    import json
-    from pathlib import Path
-
+    """The id2label of an image classifier's config (None when its config is not at hand);
+    BrokenModel when the config is not a JSON object or its id2label not a mapping of ids."""
     ref = ModelRef.parse(model)
     if ref.kind == LOCAL:
         path = ref.path() / "config.json"
@@ -59,4 +108,9 @@ def classifier_labels(model: str, revision: str | None) -> dict | None:
         path = Path(cached) if isinstance(cached, str) else None
     if path is None or not path.is_file():
         return None
-    return {int(k): str(v) for k, v in (json.loads(path.read_text()).get("id2label") or {}).items()}
+    labels = read_json(path, f"the config of the image classifier {printable(model)!r}").get("id2label") or {}
+    try:
+        return {int(k): str(v) for k, v in dict(labels).items()}
+    except (TypeError, ValueError):
+        raise BrokenModel(f"the image classifier {printable(model)!r}: {path}: id2label is not a mapping of"
+                          " class ids to labels") from None

@@ -2,11 +2,15 @@
 (first) text encoder sees, loaded without any model weights."""
 from __future__ import annotations
 
+import re
+from functools import cached_property
 from pathlib import Path
 
 from . import builtin
 from .preflight import ModelUnavailable, builtin_name, check_pipeline_available
 from .ref import BUILTIN, LOCAL, ModelRef
+
+_LAST_SPACE = re.compile(r".*\s", re.DOTALL)  # matched in a window: ends just after its last whitespace
 
 
 class CaptionTokenizer:
@@ -60,6 +64,49 @@ class CaptionTokenizer:
             keep -= 1
             out = cut(keep)
         return out
+
+    # --- bounded counting: a 30 MB caption must not be tokenized whole (GBs of offsets and ids) ----------
+    @cached_property
+    def _longest_token(self) -> int:
+        """The most characters one vocabulary entry holds (CLIP's: 32 bytes of its byte alphabet)."""
+        vocab = (self._backend or self._hf).get_vocab()
+        return max(map(len, vocab), default=1)
+
+    def _head(self, text: str, limit: int) -> tuple[int, int]:
+        """(end, tokens) for the shortest prefix text[:end] cut between whitespace-separated pieces whose
+        token count is above `limit`, or (len(text), count(text)) when the whole text is within it.
+
+        A text of up to P characters (P = 64 Ki, or 6 * _longest_token * (limit + 1) if larger) is
+        tokenized whole. A longer one is tokenized in pieces of at most P characters, each cut just
+        before a whitespace character in its second half, and the counts are summed (specials once)
+        until they pass `limit`. Tokens never span whitespace (the pre-tokenizers split there; CLIP's
+        drops it), so the sum is the whole text's count. A piece with no whitespace in its second half
+        is cut mid-word, but then that half alone, over P / 2 characters with no whitespace, holds
+        more than `limit` tokens (a token covers at most _longest_token characters, three times that
+        before NFC composition), as the whole text does: the decision is still exact. Memory stays
+        bounded by P, whatever the text's length (tests/test_edges_inputs.py decides long captions)."""
+        piece = max(1 << 16, 6 * self._longest_token * (limit + 1))
+        if len(text) <= piece:
+            return len(text), self.count(text)
+        total, pos = self._n_special, 0
+        while pos < len(text) and total <= limit:
+            end = min(pos + piece, len(text))
+            if end < len(text):
+                last_space = _LAST_SPACE.match(text, pos + piece // 2, end)
+                if last_space:
+                    end = last_space.end() - 1
+            total += self.count(text[pos:end]) - self._n_special
+            pos = end
+        return pos, total
+
+    def count_within(self, text: str, limit: int) -> int:
+        """count(text) when it is at most `limit`; otherwise some number above `limit`, found without
+        tokenizing far past it (see _head): what a max_tokens filter needs, in bounded memory."""
+        return self._head(text, limit)[1]
+
+    def truncate_long(self, text: str, max_tokens: int) -> str:
+        """truncate(text, max_tokens) for a text of any length: only its head is tokenized."""
+        return self.truncate(text[: self._head(text, max_tokens)[0]], max_tokens)
 
 
 def caption_tokenizer(model: str, revision: str | None = None) -> CaptionTokenizer:

@@ -1,26 +1,29 @@
-"""Semantic recipe checks that JSON Schema cannot express: paths that must exist
-(relative to the recipe file), known builtin names, fields a source type does not
-use, and sizes a recipe can never reach. Each problem is located in the YAML.
+"""Semantic recipe checks that JSON Schema cannot express: paths that must exist (relative to the
+recipe file), known builtin names, fields a source type does not use, thresholds on scores the recipe
+does not compute, and sizes a recipe can never reach. Each problem is located in the YAML.
 
-One function per recipe section, all reporting into one Collector.
+The core's sections are checked here; each component checks its own value (registry.py
+`Component.check`), with the helpers below for the references they name (`check_model_use`,
+`check_clip`, `check_model_file`). All report into one Collector.
 """
 from __future__ import annotations
 
 import os
 import re
 from pathlib import Path
+from typing import Callable
 
+from ..curation.sourcefile import not_a_file
 from ..errors import Problem
 from ..models.builtin import CLIP_MODELS as BUILTIN_CLIP
-from ..models.builtin import ITM_MODELS as BUILTIN_ITM
-from ..models.builtin import PIPELINES as BUILTIN_PIPELINES
 from ..models.ref import BUILTIN, HUB, LOCAL, ModelRef, pretrained_is_file
-from .paths import FILE_TYPES
+from ..registry import registry
+from .components import plain_enabled, threshold_owners
 from .yamlsafe import Document, dotted
 
 HF_URL = re.compile(r"^hf://datasets/[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*/.+$")
 HF_MODEL_FILE = re.compile(r"^hf://[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*(@[^/]+)?/.+$")
-TABLE_ONLY = ("column", "id_column", "config", "split")
+SOURCE_OPTIONS = ("column", "id_column", "config", "split", "images", "image_column")
 
 
 class Collector:
@@ -29,6 +32,7 @@ class Collector:
     def __init__(self, doc: Document, file: str, base: Path):
         self.doc, self.file, self.base = doc, file, base
         self.problems: list[Problem] = []
+        self.deferred: list[Callable[[], None]] = []
 
     def bad(self, path: tuple, message: str, key: bool = False) -> None:
         line, col = self.doc.locate(path, key=key)
@@ -37,39 +41,49 @@ class Collector:
     def local(self, path: str) -> Path:
         return self.base / os.path.expanduser(path)
 
+    def later(self, check: Callable[[], None]) -> None:
+        """A check that reads fields other checks look at: it runs after them (and sees their problems)."""
+        self.deferred.append(check)
+
 
 def semantic_problems(data: dict, doc: Document, file: str, base: Path) -> list[Problem]:
     c = Collector(doc, file, base)
-    check_sources(c, data["captions"]["sources"])
-    check_generate(c, data["generate"])
-    check_clip(c, data["score"]["clip"], ("score", "clip"))
-    check_screens(c, data)
-    check_model_filters(c, data["captions"].get("filters") or {}, data["captions"]["sources"])
+    check_sources(c, data)
+    for kind in ("generator", "score", "screen", "caption_step"):
+        for cls, value, at in plain_enabled(data, kind):
+            cls.check(c, value, at, data)
+    check_thresholds(c, data)
     check_format(c, data.get("format", {}))
     check_select(c, data["select"], data["captions"]["sources"], data["generate"])
+    for check in c.deferred:
+        check()
     return c.problems
 
 
-def check_sources(c: Collector, sources: list[dict]) -> None:
+def check_sources(c: Collector, data: dict) -> None:
     names: dict[str, int] = {}
-    for i, src in enumerate(sources):
+    reg = registry()
+    own_keys = {key for cls in reg.all("source") for key in (cls.schema or {}).get("properties", {})}
+    for i, src in enumerate(data["captions"]["sources"]):
         at = ("captions", "sources", i)
         kind, path = src["type"], src["path"]
-        unused = {"llava_json": TABLE_ONLY, "text": TABLE_ONLY, "hf_dataset": ()}.get(kind, ("config", "split"))
-        unused += ("images",) * (kind != "llava_json") + ("image_column",) * (kind != "hf_dataset")
-        for key in unused:
-            if at + (key,) in c.doc.key_positions:  # set by the author, not a default
+        cls = reg.get("source", kind)
+        uses = set(cls.options) | set((cls.schema or {}).get("properties", {}))
+        for key in (*SOURCE_OPTIONS, *sorted(own_keys)):
+            if key not in uses and at + (key,) in c.doc.key_positions:  # set by the author, not a default
                 c.bad(at + (key,), f"is not used by {kind} sources", key=True)
-        if kind in FILE_TYPES:
+        if cls.file:
             if path.startswith("hf://"):
                 if not HF_URL.match(path):
                     c.bad(at + ("path",), "hf:// paths must look like hf://datasets/<org>/<name>/<file>")
-            elif not c.local(path).is_file():
-                c.bad(at + ("path",), f"caption file not found: {c.local(path)}")
+            elif not_a_file(c.local(path)):  # missing, or a directory, FIFO, device: say which
+                c.bad(at + ("path",), not_a_file(c.local(path)) if os.path.lexists(c.local(path))
+                      else f"caption file not found: {c.local(path)}")
             elif "revision" in src:
                 c.bad(at + ("revision",), "revision applies to hf:// paths and hf_dataset sources only")
         elif ModelRef.parse(path, base=c.base).is_local and not c.local(path).exists():
             c.bad(at + ("path",), f"not a local dataset folder ({c.local(path)} does not exist) nor a Hub id org/name")
+        cls.check(c, src, at, data)
         name = src.get("name") or default_source_name(kind, path)
         if name in names:
             c.bad(at + ("name",) if "name" in src else at + ("path",),
@@ -86,17 +100,16 @@ def check_ref(c: Collector, ref: ModelRef, at: tuple, builtins: tuple, marker: s
         c.bad(at, f"{ref.path(c.base)} does not exist or has no {marker} (expected {expected})")
 
 
-def check_generate(c: Collector, gen: dict) -> None:
-    ref = ModelRef.parse(gen["model"], base=c.base)
-    check_ref(c, ref, ("generate", "model"), BUILTIN_PIPELINES, "model_index.json",
-              "a diffusers pipeline saved with save_pretrained, or a Hub id org/name")
-    if "revision" in gen and ref.kind != HUB:
-        c.bad(("generate", "revision"), "revision applies to Hub model ids only")
-    if ref.kind in (BUILTIN, LOCAL) and (gen.get("negative_prompt") or gen.get("scheduler")):
-        from ..models.families import model_index, refused_fields  # imports diffusers: only when needed
-        index = model_index(gen["model"], base=c.base)
-        for field, message in refused_fields(index, gen) if index else ():
-            c.bad(("generate", field), message)
+MARKERS = {"pipeline": "model_index.json", "folder": "config.json"}
+
+
+def check_model_use(c: Collector, use) -> None:
+    """A pipeline or model-folder reference (models/uses.py ModelUse): a known builtin or a local folder
+    holding its marker file; `revision` only for Hub ids."""
+    ref = ModelRef.parse(use.model, base=c.base)
+    check_ref(c, ref, use.at + (use.key,), use.builtins, MARKERS[use.kind], use.expected)
+    if "revision" in use.holder and ref.kind != HUB and use.kind == "folder":
+        c.bad(use.at + ("revision",), "revision applies to Hub model ids only")
 
 
 def check_clip(c: Collector, clip: dict, at: tuple) -> None:
@@ -114,53 +127,32 @@ def check_clip(c: Collector, clip: dict, at: tuple) -> None:
         c.bad(at + ("pretrained",), f"checkpoint file not found: {c.local(clip['pretrained'])}")
 
 
-def check_screens(c: Collector, data: dict) -> None:
-    """The aesthetic head and the image classifiers: local files and folders must be there."""
-    aesthetic = data["score"].get("aesthetic")
-    if aesthetic:
-        at = ("score", "aesthetic")
-        ref = ModelRef.parse(aesthetic["model"], base=c.base)
-        if ref.kind == LOCAL and not ref.path(c.base).is_file():
-            c.bad(at + ("model",), f"aesthetic head file not found: {ref.path(c.base)} (a .pth or .safetensors"
-                  " state dict, or a Hub repo id org/name)")
-        elif ref.kind == BUILTIN:
-            c.bad(at + ("model",), "no builtin aesthetic head; give a file or a Hub repo id")
-        check_clip(c, aesthetic["clip"], at + ("clip",))
-    for name in ("nsfw", "watermark"):
-        screen = (data.get("screen") or {}).get(name)
-        if not screen:
-            continue
-        check_ref(c, ModelRef.parse(screen["model"], base=c.base), ("screen", name, "model"), (), "config.json",
-                  "a transformers image classifier saved with save_pretrained, or a Hub id org/name")
-    if "min_aesthetic" in data["select"] and not aesthetic:
-        c.bad(("select", "min_aesthetic"), "needs score.aesthetic (the aesthetic predictor to score with)")
+def check_thresholds(c: Collector, data: dict) -> None:
+    """A select threshold needs the score (or screen) that computes its column."""
+    for name, cls in threshold_owners().items():
+        if data["select"].get(name) is not None and not (data.get(cls.kind) or {}).get(cls.name):
+            c.bad(("select", name), f"needs {cls.kind}.{cls.name} (the {cls.kind} that computes it)")
 
 
-def check_model_filters(c: Collector, filters: dict, sources: list[dict]) -> None:
-    """The model steps of the caption stage: their models can be found, their sources carry images."""
-    at = ("captions", "filters")
-    for key in ("model", "tokenizer") if filters.get("perplexity") else ():
-        check_model_file(c, filters["perplexity"][key], at + ("perplexity", key))
-    images = filters.get("source_image") or {}
-    for i, src in enumerate(sources if images else ()):
-        if not {"llava_json": src.get("images"), "hf_dataset": src.get("image_column")}.get(src["type"]):
-            c.bad(("captions", "sources", i), f"{dotted(at + ('source_image',))} needs each caption's original image:"
-                  " set images (llava_json) or image_column (hf_dataset) on every source")
-    for name, cfg in images.items():
-        if "min" not in cfg and "max" not in cfg:
-            c.bad(at + ("source_image", name), "set min, max or both: without a bound it keeps everything")
-    if "clip" in images:
-        check_clip(c, images["clip"], at + ("source_image", "clip"))
-    if "itm" in images:
-        itm, where = images["itm"], at + ("source_image", "itm")
-        ref = ModelRef.parse(itm["model"], base=c.base)
-        check_ref(c, ref, where + ("model",), BUILTIN_ITM, "config.json",
-                  "a BLIP model saved with save_pretrained, or a Hub id org/name")
-        if "revision" in itm and ref.kind != HUB:
-            c.bad(where + ("revision",), "revision applies to Hub model ids only")
-    judge = filters.get("llm_judge")
-    if judge and "{caption}" not in judge["prompt"]:
-        c.bad(at + ("llm_judge", "prompt"), "must contain {caption}, where each caption goes")
+def check_max_tokens(c: Collector, data: dict) -> None:
+    """max_tokens fits every text encoder that reads the caption, where their configs are at hand without
+    loading anything (builtins, local folders); the build's preflight checks Hub models and the rest."""
+    from .components import caption_readers
+    filters = data["captions"].get("filters") or {}
+    clips = caption_readers(data)
+    models = ("generate.model", *(field for field, _, _ in clips))
+    if filters.get("max_tokens") is None or any(p.field in models for p in c.problems):
+        return  # a model the other checks refused cannot be read
+    from ..models.context import caption_contexts
+    from ..models.preflight import BrokenModel
+    try:
+        worst = caption_contexts(data["generate"]["model"], data["generate"].get("revision"), clips, c.base
+                                 ).over(filters["max_tokens"])
+    except BrokenModel as e:
+        c.bad(tuple(e.field.split(".")), str(e))
+        return
+    if worst is not None:
+        c.bad(("captions", "filters", "max_tokens"), worst.refusal(filters["max_tokens"]))
 
 
 def check_model_file(c: Collector, value: str, at: tuple) -> None:

@@ -1,20 +1,78 @@
 """The typed, frozen form of a recipe.
 
-`recipe.py` turns YAML into these objects after schema validation, with the
-schema's defaults filled in, presets applied and relative paths resolved.
-Every stage reads these dataclasses; nothing downstream reads raw dicts.
-Field names mirror `schemas/recipe.schema.json` one to one (a test checks).
+recipe/loader.py turns YAML into these objects after schema validation, with the schema's defaults
+filled in, presets applied and relative paths resolved. Every stage reads these objects; nothing
+downstream reads raw dicts.
+
+The recipe's core fields are dataclasses here. Where components plug in (captions.filters, score,
+screen, select's thresholds, execution's executor options) a `Section` holds them: name -> the
+component's own typed config (declared in its module, registry.py), in the schema's order, read by
+attribute (`recipe.score.clip`, `recipe.captions.filters.max_tokens`); an installed component the
+recipe does not use reads as None.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Callable, Optional, Union
+
+# Field metadata: `omit_default` fields appear in the resolved recipe (the lock, `plan --json`, the
+# fingerprint) only when set to something else than their default: fields added after releases were
+# published, so that those releases' locks and fingerprints stay what they are (recipe/typed.py).
+NEW = {"omit_default": True}
+
+
+class Section(Mapping):
+    """A frozen mapping of a recipe section's keys to their typed values, read by attribute too.
+
+    `known(name)` says whether a name the recipe leaves out is still a valid one (an installed
+    component, or a threshold one offers): it then reads as None instead of raising AttributeError."""
+
+    __slots__ = ("_items", "_known", "kind")
+
+    def __init__(self, kind: str, items: Mapping | None = None, known: Optional[Callable[[str], bool]] = None):
+        object.__setattr__(self, "_items", dict(items or {}))
+        object.__setattr__(self, "_known", known)
+        object.__setattr__(self, "kind", kind)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._items[key]
+
+    def __iter__(self):
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getattr__(self, name: str) -> Any:
+        items = object.__getattribute__(self, "_items")
+        if name in items:
+            return items[name]
+        known = object.__getattribute__(self, "_known")
+        if not name.startswith("_") and known is not None and known(name):
+            return None
+        raise AttributeError(f"{object.__getattribute__(self, 'kind')} has no {name!r}")
+
+    def __setattr__(self, name, value):
+        raise AttributeError("a recipe section is frozen")
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Section) and self.kind == other.kind and self._items == other._items
+
+    def __hash__(self) -> int:
+        return hash((self.kind, repr(sorted(self._items.items(), key=lambda kv: kv[0]))))
+
+    def __repr__(self) -> str:
+        return f"Section({self.kind!r}, {self._items!r})"
+
+    def replace(self, **changes) -> "Section":
+        return Section(self.kind, {**self._items, **changes}, self._known)
 
 
 @dataclass(frozen=True)
 class SourceConfig:
-    type: str                    # llava_json | hf_dataset | jsonl | csv | parquet | text
+    type: str                    # a caption source's name (registry kind "source")
     path: str                    # absolute local path, hf:// URL, or (hf_dataset) a Hub dataset id
     name: str                    # unique per recipe; caption ids are "<name>:<row id>"
     limit: Optional[int] = None  # read at most this many captions from this source
@@ -25,95 +83,24 @@ class SourceConfig:
     revision: Optional[str] = None   # hf_dataset / hf:// revision
     sha256: Optional[str] = None     # local file sources: the pinned content digest
     duplicate_ids: str = "error"     # error | drop
-    images: Optional[str] = None     # llava_json: absolute folder that records' `image` paths are relative to
+    images: Optional[str] = None       # llava_json: the folder the records' `image` paths are relative to
     image_column: Optional[str] = None  # hf_dataset: the column holding each caption's original image
+    # A plugin source's own keys (its schema's properties): beside the shared ones in the resolved recipe.
+    options: Section = field(default=Section("source options"), metadata={"flatten": True})
+
+    def option(self, name: str, default: Any = None) -> Any:
+        return self.options.get(name, default)
 
 
-@dataclass(frozen=True)
-class RangeFilter:
-    min: Optional[float] = None
-    max: Optional[float] = None
-
-
-@dataclass(frozen=True)
-class RepetitionFilter:
-    rep_len: int
-    max: float
-
-
-@dataclass(frozen=True)
-class MaxFilter:
-    max: float
-
-
-@dataclass(frozen=True)
-class PerplexityConfig:
-    model: str                   # KenLM model (ARPA or binary): absolute local path or hf://org/name[@rev]/file
-    tokenizer: str               # SentencePiece model, same forms
-    max: float
-
-
-@dataclass(frozen=True)
-class SourceClipConfig:
-    model: str                   # as score.clip.model
-    pretrained: Optional[str] = None
-    min: Optional[float] = None
-    max: Optional[float] = None
-
-
-@dataclass(frozen=True)
-class SourceItmConfig:
-    model: str                   # a transformers BLIP image-text retrieval model: Hub id or local folder
-    revision: Optional[str] = None
-    min: Optional[float] = None
-    max: Optional[float] = None
-
-
-@dataclass(frozen=True)
-class SourceImageConfig:
-    clip: Optional[SourceClipConfig] = None
-    itm: Optional[SourceItmConfig] = None
-
-
-JUDGE_PROMPT = ("Here is a caption of an image:\n\n{caption}\n\nIs this caption highly descriptive of the image"
-                " it belongs to? Answer with Yes or No only.")
-
-
-@dataclass(frozen=True)
-class LlmJudgeConfig:
-    base_url: str                # an OpenAI-compatible endpoint, e.g. http://localhost:8000/v1
-    model: str
-    api_key_env: Optional[str] = None  # the NAME of the environment variable holding the key
-    prompt: str = JUDGE_PROMPT   # {caption} is replaced by the caption
-    yes: str = "Yes"
-    max_concurrency: int = 8
-    timeout: float = 60.0
-    retries: int = 5
-
-
-@dataclass(frozen=True)
-class FiltersConfig:
-    """Effective filter settings: the preset is already merged in."""
-    preset: str = "none"
-    segmentation: str = "whitespace"  # whitespace | jieba
-    alnum_ratio: Optional[RangeFilter] = None
-    special_char_ratio: Optional[RangeFilter] = None
-    char_repetition: Optional[RepetitionFilter] = None
-    word_repetition: Optional[RepetitionFilter] = None
-    flagged_words: Optional[MaxFilter] = None
-    words: Optional[RangeFilter] = None
-    max_tokens: Optional[int] = None
-    truncate: bool = False
-    dedupe: str = "exact"        # none | exact | normalized
-    perplexity: Optional[PerplexityConfig] = None
-    source_image: Optional[SourceImageConfig] = None
-    llm_judge: Optional[LlmJudgeConfig] = None
+def _no_filters() -> Section:
+    from .typed import filters_section
+    return filters_section()
 
 
 @dataclass(frozen=True)
 class CaptionsConfig:
     sources: tuple[SourceConfig, ...]
-    filters: FiltersConfig = FiltersConfig()
+    filters: Section = field(default_factory=_no_filters)  # preset, segmentation and the caption steps
 
 
 @dataclass(frozen=True)
@@ -130,73 +117,7 @@ class GenerateConfig:
     negative_prompt: str = ""
     scheduler: Optional[str] = None
     compile: bool = False
-
-
-@dataclass(frozen=True)
-class ClipConfig:
-    model: str
-    pretrained: Optional[str] = None
-    prefix: str = "A photo depicts "
-    units: str = "cosine"        # cosine | clipscore (2.5 * max(cos, 0))
-
-
-@dataclass(frozen=True)
-class SsimConfig:
-    size: int = 336
-    weight: float = 0.5
-
-
-@dataclass(frozen=True)
-class ClipModelConfig:
-    model: str
-    pretrained: Optional[str] = None
-
-
-@dataclass(frozen=True)
-class AestheticConfig:
-    model: str                   # the head: a local file or a Hub repo id holding `file`
-    clip: ClipModelConfig
-    file: str = "sac+logos+ava1-l14-linearMSE.pth"
-    revision: Optional[str] = None
-
-
-@dataclass(frozen=True)
-class ScoreConfig:
-    clip: ClipConfig
-    ssim: SsimConfig = SsimConfig()
-    aesthetic: Optional[AestheticConfig] = None
-
-
-@dataclass(frozen=True)
-class ClassifierScreen:
-    model: str                   # Hub id or absolute local folder
-    label: str
-    max: float = 0.5
-    revision: Optional[str] = None
-
-
-@dataclass(frozen=True)
-class NearDuplicates:
-    phash_distance: Optional[int] = None
-    clip_cosine: Optional[float] = None
-
-
-@dataclass(frozen=True)
-class ScreenConfig:
-    nsfw: Optional[ClassifierScreen] = None
-    watermark: Optional[ClassifierScreen] = None
-    near_duplicates: Optional[NearDuplicates] = None
-
-
-@dataclass(frozen=True)
-class SelectConfig:
-    size: int
-    per_caption: str = "best"    # best | all
-    min_clip_score: Optional[float] = None
-    min_ssim: Optional[float] = None
-    min_score: Optional[float] = None
-    min_aesthetic: Optional[float] = None
-    allow_fewer: bool = False
+    backend: str = field(default="diffusers", metadata=NEW)  # a generator backend (registry kind "generator")
 
 
 @dataclass(frozen=True)
@@ -219,36 +140,22 @@ class PublishConfig:
 
 
 @dataclass(frozen=True)
-class RayConfig:
-    address: Optional[str] = None
-    workers: int = 1
-    num_gpus_per_worker: Optional[float] = None
-
-
-@dataclass(frozen=True)
-class ExecutionConfig:
-    executor: str = "local"      # local | ray
-    shard_size: int = 1000
-    device: str = "auto"
-    ray: RayConfig = RayConfig()
-
-
-@dataclass(frozen=True)
 class Recipe:
     name: str
     version: str
     captions: CaptionsConfig
     generate: GenerateConfig
-    score: ScoreConfig
-    select: SelectConfig
+    score: Section                # the image scores (registry kind "score"): clip, ssim, ...
+    select: Section               # size, per_caption, the scores' thresholds, allow_fewer
     description: str = ""
     license: str = "other"
     seed: int = 0
-    screen: ScreenConfig = ScreenConfig()
+    screen: Section = Section("screen")      # the image screens (registry kind "screen")
     format: FormatConfig = FormatConfig()
     output: OutputConfig = OutputConfig()
     publish: PublishConfig = PublishConfig()
-    execution: ExecutionConfig = ExecutionConfig()
+    execution: Section = Section("execution")  # executor, shard_size, device and each executor's options
+    plugins: tuple[str, ...] = field(default=(), metadata=NEW)  # plugin distributions the recipe needs
     # Not recipe fields: where it came from (to locate errors and copy it verbatim),
     # and the folder its relative paths resolve against.
     path: Optional[Path] = None
@@ -258,6 +165,26 @@ class Recipe:
     @property
     def output_dir(self) -> Path:
         return Path(self.output.dir) if self.output.dir else Path("build") / f"{self.name}-v{self.version}"
+
+    # The Python API (README "Python API"); errors are RecipeError with every problem located.
+    @classmethod
+    def from_yaml(cls, path: Union[str, Path]) -> "Recipe":
+        """The recipe in a YAML file, validated as `synthvlm-build validate` does."""
+        from .loader import load_recipe
+        return load_recipe(path)
+
+    @classmethod
+    def from_dict(cls, data: dict, base_dir: Union[str, Path, None] = None) -> "Recipe":
+        """A recipe from plain data, validated exactly as a YAML file (recipe/plain.py); relative paths
+        resolve against `base_dir` (default: the current dir)."""
+        from .plain import recipe_from_data
+        return recipe_from_data(data, base_dir)
+
+    def as_builder(self, **options):
+        """This recipe as a `datasets.DatasetBuilder` (builder.py; `options`: cache_dir, build_dir,
+        executor, device, reporter). The API's one reference from the recipe up to the build."""
+        from ..builder import RecipeBuilder
+        return RecipeBuilder(self, **options)
 
 
 @dataclass(frozen=True)

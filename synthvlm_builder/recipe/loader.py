@@ -7,18 +7,18 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import os
 import re
-import typing
 from pathlib import Path
 
 from ..errors import Problem, RecipeError
 from . import config as C
 from .checks import default_source_name, semantic_problems
 from .paths import resolve_paths
+from .plugins import plugin_problems, unlisted_problems
 from .schema import fill_defaults, schema, schema_problems
 from .strings import string_problems
+from .typed import build_recipe, recipe_to_dict  # noqa: F401 (recipe_to_dict: this package's API)
 from .yamlsafe import YamlProblem, dotted, parse
 
 # The paper's caption filters (SynthVLM appendix, Table 1), as Data-Juicer defines them.
@@ -45,34 +45,6 @@ def apply_preset(filters: dict) -> dict:
     return merged
 
 
-# --- dataclass construction --------------------------------------------------------
-
-def _build(cls, value):
-    """Build frozen dataclass `cls` from validated plain data (tuples for lists)."""
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        if f.name in value:
-            kwargs[f.name] = _coerce(hints[f.name], value[f.name])
-    return cls(**kwargs)
-
-
-def _coerce(hint, value):
-    if value is None:
-        return None
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if typing.get_origin(hint) is typing.Union:
-        return _coerce(args[0], value)
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value)
-    if typing.get_origin(hint) is tuple:
-        inner = args[0] if args else object
-        return tuple(_coerce(inner, v) for v in value)
-    if hint is float:
-        return float(value)
-    return value
-
-
 def load_recipe_text(text: str, file: str | os.PathLike = "<recipe>", base: Path | None = None) -> C.Recipe:
     file = str(file)
     base = Path(base) if base is not None else (Path(file).resolve().parent if file != "<recipe>" else Path.cwd())
@@ -83,17 +55,17 @@ def load_recipe_text(text: str, file: str | os.PathLike = "<recipe>", base: Path
     problems = schema_problems(doc, file)
     reported = {(p.line, p.col, p.field) for p in problems}  # an unknown key with a line break: said once
     problems += [p for p in string_problems(doc, file) if (p.line, p.col, p.field) not in reported]
+    problems += plugin_problems(doc, file)
     data = fill_defaults(copy.deepcopy(doc.data), schema())
     if not problems:
-        problems = semantic_problems(data, doc, file, base)
+        problems = semantic_problems(data, doc, file, base) + unlisted_problems(data, doc, file)
     if problems:
         raise RecipeError(sorted(problems, key=lambda p: (p.line, p.col, p.field)))
     data["captions"]["filters"] = apply_preset(data["captions"].get("filters", {}))
     for src in data["captions"]["sources"]:
         src.setdefault("name", default_source_name(src["type"], src["path"]))
     resolve_paths(data, base)
-    data["generate"]["resolution"] = tuple(data["generate"]["resolution"])
-    recipe = _build(C.Recipe, data)
+    recipe = build_recipe(data)
     path = Path(file).resolve() if Path(file).is_file() else None
     return dataclasses.replace(recipe, path=path, base=base.resolve(), text=text)
 
@@ -105,8 +77,7 @@ def recipe_from_dict(data: dict, base: Path) -> C.Recipe:
     when `data` is not such a form."""
     data = copy.deepcopy(data)
     resolve_paths(data, base)
-    data["generate"]["resolution"] = tuple(data["generate"]["resolution"])
-    return dataclasses.replace(_build(C.Recipe, data), base=Path(base).resolve())
+    return dataclasses.replace(build_recipe(data), base=Path(base).resolve())
 
 
 def load_recipe(path: str | os.PathLike) -> C.Recipe:
@@ -140,14 +111,6 @@ def load_recipe_any(spec: str) -> C.Recipe:
                                    + (shown.stderr or top.stderr or b"").decode(errors="replace").strip())])
     base = Path(top.stdout.strip(), rel).parent
     return load_recipe_text(shown.stdout.decode("utf-8", errors="replace"), spec, base=base)
-
-
-def recipe_to_dict(recipe: C.Recipe) -> dict:
-    """The resolved recipe as plain JSON-able data (without path/text)."""
-    out = dataclasses.asdict(recipe)
-    for key in ("path", "base", "text"):
-        out.pop(key)
-    return json.loads(json.dumps(out))
 
 
 def locate(recipe: C.Recipe, field: str) -> tuple[str, int, int]:

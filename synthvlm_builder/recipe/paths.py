@@ -11,57 +11,45 @@ from pathlib import Path
 from typing import Iterator
 
 from ..models.ref import ModelRef, pretrained_is_file
+from ..registry import registry
+from .components import model_uses
 
-FILE_TYPES = ("llava_json", "jsonl", "csv", "parquet", "text")  # caption sources read from one file
+
+def file_type(source_type: str) -> bool:
+    """Whether a source of this type reads one file (curation/reading.py CaptionSource.file)."""
+    cls = registry().find("source", source_type)
+    return cls is not None and cls.file
 
 
 def source_is_local(src: dict, base: Path) -> bool:
-    """A file source's local path, or an hf_dataset given as a local dataset folder."""
-    if src["type"] in FILE_TYPES:
+    """A file source's local path, or a non-file source (hf_dataset) given as a local folder."""
+    if file_type(src["type"]):
         return not src["path"].startswith("hf://")
     return ModelRef.parse(src["path"], base=base).is_local
 
 
 def path_slots(data: dict, base: Path) -> Iterator[tuple[dict, str, str]]:
     """(mapping, key, prefix) for every local path in a plain recipe dict: mapping[key] is
-    prefix + path."""
+    prefix + path: local caption sources and their image folders, every model a component names
+    (recipe/components.py model_uses) and the output dir."""
     for src in data["captions"]["sources"]:
         if source_is_local(src, base):
             yield src, "path", ""
-    for mapping, clip in _models(data):
-        ref = ModelRef.parse(mapping["model"], clip=clip, base=base)
+    for use in model_uses(data):
+        if use.kind == "file":
+            if not use.model.startswith("hf://"):
+                yield use.holder, use.key, ""
+            continue
+        ref = ModelRef.parse(use.model, clip=use.kind == "clip", base=base)
         if ref.is_local:
-            yield mapping, "model", ref.scheme
-        if clip and mapping.get("pretrained") and pretrained_is_file(mapping["pretrained"]):
-            yield mapping, "pretrained", ""
+            yield use.holder, use.key, ref.scheme
+        if use.kind == "clip" and use.pretrained and pretrained_is_file(use.pretrained):
+            yield use.holder, "pretrained", ""
     for src in data["captions"]["sources"]:
         if src.get("images"):
             yield src, "images", ""
-    filters = data["captions"].get("filters") or {}
-    for key in ("model", "tokenizer") if filters.get("perplexity") else ():
-        if not filters["perplexity"][key].startswith("hf://"):
-            yield filters["perplexity"], key, ""
     if (data.get("output") or {}).get("dir"):
         yield data["output"], "dir", ""
-
-
-def _models(data: dict) -> Iterator[tuple[dict, bool]]:
-    """(mapping with a `model` key, whether it names an open_clip model) for every model field."""
-    yield data["generate"], False
-    yield data["score"]["clip"], True
-    aesthetic = data["score"].get("aesthetic")
-    if aesthetic:
-        yield aesthetic, False  # the head: a local file or a Hub repo id
-        yield aesthetic["clip"], True
-    for name in ("nsfw", "watermark"):
-        screen = (data.get("screen") or {}).get(name)
-        if screen:
-            yield screen, False
-    images = (data["captions"].get("filters") or {}).get("source_image") or {}
-    if images.get("clip"):
-        yield images["clip"], True
-    if images.get("itm"):
-        yield images["itm"], False
 
 
 def resolve_paths(data: dict, base: Path) -> None:

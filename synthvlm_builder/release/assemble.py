@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from ..atomic import fsync_tree
-from ..execution.workdir import STAGES
+from ..atomic import fsync_tree, remove
+from ..execution.state import STAGES, STAGING
 from ..stages import rows
 from ..stages.select import Candidates, Selection, format_selection, rank, select
 from . import card as cardlib
@@ -24,14 +23,14 @@ N_SAMPLES = cardplots.PER_SIDE_COLS * cardplots.PER_SIDE_ROWS  # best rows shown
 
 
 def assemble(ctx) -> tuple[int, dict]:
-    """`ctx` is the runner's BuildContext. Returns (rows, stats)."""
+    """`ctx` is the runner's BuildContext. Returns (rows, stats); `summary` says what was built."""
     recipe, work = ctx.recipe, ctx.work
     cand = read_candidates(work, ctx.n_shards, recipe)
     selection = select(cand, recipe.select, recipe.screen)
     shard_files = [work.shard_path(i) for i in range(ctx.n_shards)]
 
-    staging = work.root / "final"
-    shutil.rmtree(staging, ignore_errors=True)
+    staging = work.root / STAGING
+    remove(staging)  # what a killed run left (a link is unlinked, never followed)
     staging.mkdir()
     largest = max(work.marker(i).get("max_image_bytes", 0) for i in range(ctx.n_shards))
     uploader = getattr(ctx, "uploader", None)  # --push: each data file goes to the Hub as soon as it is final
@@ -39,9 +38,10 @@ def assemble(ctx) -> tuple[int, dict]:
                             max_image_bytes=largest, on_file=uploader.submit if uploader else None)
     stats = build_stats(ctx, selection)
     picked = {name: cand.scores[name][selection.mask] for name in rows.scores(recipe)}
-    cardplots.plot_histograms(staging / layout.HISTOGRAM, cand.scores, picked)
+    cardplots.plot_histograms(staging / layout.HISTOGRAM, cand.scores, picked,
+                              {c.name: c.doc for c in rows.columns(recipe)})
     best, worst = _best_and_worst(ctx, cand, selection, shard_files)
-    cardplots.sample_grid(staging / layout.SAMPLES, best, worst, len(selection.ids))
+    cardplots.sample_grid(staging / layout.SAMPLES, best, worst, len(selection.ids), rows.scores(recipe))
     lock = build_lock(ctx)
     card = cardlib.render(recipe, ctx.fingerprint, info, len(selection.ids), ctx.caption_meta["funnel"],
                           selection.funnel, picked, lock)
@@ -57,7 +57,6 @@ def assemble(ctx) -> tuple[int, dict]:
     ctx.target.install(staging, files, {"identity": ctx.identity, "fingerprint": ctx.fingerprint,
                                         "inputs": ctx.inputs})
     work.log("built", rows=len(selection.ids))
-    print(summary(ctx.out, stats, selection.funnel), file=sys.stderr, flush=True)
     return len(selection.ids), stats
 
 
@@ -65,13 +64,10 @@ def read_candidates(work, n_shards: int, recipe) -> Candidates:
     """The selection columns of every candidate, in plan order."""
     table = work.read_columns(n_shards, rows.selection_columns(recipe), rows.candidate_schema(recipe))
     cols = {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
-    embedding = None
-    if "clip_embedding" in cols:
-        embedding = np.stack([np.frombuffer(b, dtype=np.float16) for b in cols["clip_embedding"]]).astype(np.float32) \
-            if len(cols["clip_embedding"]) else np.zeros((0, 1), np.float32)
+    scores = rows.scores(recipe)
     return Candidates(id=cols["id"].astype(str), caption_id=cols["caption_id"].astype(str),
-                      scores={name: cols[name] for name in rows.scores(recipe)},
-                      phash=cols["phash"].astype(str) if "phash" in cols else None, clip_embedding=embedding)
+                      scores={name: cols[name] for name in scores},
+                      columns={name: cols[name] for name in cols if name not in scores + ("id", "caption_id")})
 
 
 def _best_and_worst(ctx, cand: Candidates, selection: Selection, shard_files: list[Path]
@@ -102,7 +98,9 @@ def build_stats(ctx, selection: Selection) -> dict:
                        "this_run_generation_wall_seconds": round(ctx.generation_seconds, 3)}}
 
 
-def summary(out: Path, stats: dict, selection_funnel: dict) -> str:
+def summary(out: Path, stats: dict, selection_funnel: dict | None = None) -> str:
+    """What the CLI prints after a build (the selection funnel is stats.json's own by default)."""
+    selection_funnel = stats["selection"] if selection_funnel is None else selection_funnel
     t = stats["timing"]
     per_stage = ", ".join(f"{k} {v:.1f}s" for k, v in t["stage_seconds"].items())
     return "\n".join([

@@ -11,7 +11,9 @@ import numpy as np
 from huggingface_hub import DatasetCard, DatasetCardData
 from datasets.info import DatasetInfosDict
 
-from ..models.ref import HUB, ModelRef
+from ..models.builtin import SHIPPED
+from ..models.digests import COMMIT
+from ..models.ref import BUILTIN, HUB, ModelRef
 from ..recipe import Recipe
 from ..stages.rows import field_list, scores
 from ..text import md_code, md_fence, md_text
@@ -124,21 +126,74 @@ def _stats_line(name: str, values: np.ndarray) -> str:
 
 
 def model_lines(recipe: Recipe, lock: dict) -> list[str]:
-    """The models, with the revision each resolved to when the lock knows it."""
-    gen, clip = lock["models"]["generate"], lock["models"]["clip"]
-    pinned = gen.get("resolved_commit") or gen.get("revision")
-    extra = (f", revision {span(pinned)}" if pinned else ", revision not pinned (the Hub's main at build time)"
-             if ModelRef.parse(recipe.generate.model).kind == HUB else "")
-    if gen.get("builtin_version"):
-        extra = f", built-in version {span(gen['builtin_version'])}"
-    if gen.get("weights_sha256"):
-        extra = f", weights shipped with synthvlm-builder (sha256 `{gen['weights_sha256'][:16]}`)"
-    if gen.get("model_index_sha256"):
-        extra = f", local folder (model_index.json sha256 `{gen['model_index_sha256'][:16]}`)"
-    variant = f", variant {span(recipe.generate.variant)}" if recipe.generate.variant else ""
+    """The models, each with the weights the build used (the lock's `weights`: see release/lock.py),
+    then how long a caption every text encoder reads whole."""
+    models, g = lock["models"], recipe.generate
+    gen, clip = models["generate"], models["clip"]
+    variant = f", variant {span(g.variant)}" if g.variant else ""
     pretrained = f" with pretrained {span(clip['pretrained'])}" if clip.get("pretrained") else ""
-    return [f"- **Generator:** {span(recipe.generate.model)}{extra}{variant}, {recipe.generate.dtype}",
-            f"- **Scorer:** open_clip {span(clip['model'])}{pretrained}, text prefix {span(clip.get('prefix', ''))}"]
+    lines = [f"- **Generator:** {span(gen['model'])}{weights(gen['model'], gen)}{variant}, {g.dtype}",
+             f"- **Scorer:** open_clip {span(clip['model'])}{pretrained}{weights(clip['model'], clip, True)}, "
+             + (f"text prefix {span(clip['prefix'])}" if clip.get("prefix") else "no text prefix")]
+    a = models.get("aesthetic")
+    if a:
+        lines.append(f"- **Aesthetic head:** {span(a['model'])}{weights(a['model'], a)} on open_clip"
+                     f" {span(a['clip']['model'])}{weights(a['clip']['model'], a['clip'], True)}")
+    titles = {"nsfw": "NSFW screen", "watermark": "Watermark screen"}
+    for name, entry in models.items():  # every other model a component names (models/uses.py)
+        if name in ("generate", "clip", "aesthetic") or not isinstance(entry, dict) or "model" not in entry:
+            continue
+        title = titles.get(name, name.replace("_", " ").capitalize())
+        lines.append(f"- **{md_text(title)}:** {span(entry['model'])}{weights(entry['model'], entry)}")
+    for dist, version in (lock.get("plugins") or {}).items():
+        lines.append(f"- **Plugin:** {span(dist)} {span(version)}")
+    return lines + [caption_length_line(recipe)]
+
+
+def weights(model: str, entry: dict, clip: bool = False) -> str:
+    """How the card names a model's weights: the digest the lock records (a build before the lock
+    named every model's `weights` wrote other keys: those are shown as they are)."""
+    digest = entry.get("weights")
+    if not digest:
+        pinned = entry.get("resolved_commit") or entry.get("revision")
+        legacy = entry.get("weights_sha256") or entry.get("model_index_sha256")
+        return f", revision {span(pinned)}" if pinned else f", sha256 {span(legacy)}" if legacy else ""
+    if digest.startswith("tag:"):
+        return ""  # an open_clip release: its `pretrained` tag names fixed weights
+    if digest.startswith("commit:"):
+        commit = digest[len("commit:"):]
+        return (f", commit {span(commit)} (a commit pins every file of the repository)" if COMMIT.match(commit)
+                else f", revision {span(commit)}, not pinned to a commit (the Hub's at build time)")
+    ref = ModelRef.parse(model, clip=clip)
+    where = ("weights shipped with synthvlm-builder" if ref.name in SHIPPED else "random weights built by"
+             " synthvlm-builder") if ref.kind == BUILTIN else "weights"
+    return f", {where} {span(digest)}"
+
+
+def caption_length_line(recipe: Recipe) -> str:
+    """Whether every text encoder read each caption whole (execution/preflight.py refuses a max_tokens
+    above a context; without one, longer captions were cut to fit when generating and scoring)."""
+    from ..execution.preflight import recipe_contexts
+    contexts, limit = recipe_contexts(recipe), recipe.captions.filters.max_tokens
+    worst = contexts.tightest()
+    encoder = f"{span(worst.model)}'s {worst.part}" if worst else ""
+    unchecked = f" (not checked against {md_text(', '.join(contexts.unchecked))})" if contexts.unchecked else ""
+    if limit is not None:
+        cut = contexts.prefix_cut(limit)
+        if cut is not None:
+            return (f"- **Caption length:** at most {limit} tokens (`captions.filters.max_tokens`), within every"
+                    f" context{unchecked}; {span(cut.model)}'s {cut.prefix}-token text prefix leaves room for"
+                    f" {cut.room}, so a longer caption was scored on its first {cut.room} tokens (as the SynthVLM"
+                    " authors' code scores it) and its image generated from the whole caption")
+        within = f", within the {worst.tokens}-token context of {encoder}" if worst else ""
+        whole = ": every text encoder read each caption whole" if not unchecked else ""
+        return f"- **Caption length:** at most {limit} tokens (`captions.filters.max_tokens`){within}{unchecked}{whole}"
+    if worst is None:
+        return f"- **Caption length:** not limited (`captions.filters.max_tokens` unset){unchecked}"
+    prefix = f" less its {worst.prefix}-token prefix" if worst.prefix else ""
+    return (f"- **Caption length:** not limited (`captions.filters.max_tokens` unset): a caption of more than"
+            f" {worst.room} tokens (the {worst.tokens}-token context of {encoder}{prefix}) was cut to fit when its"
+            " image was generated and scored; the `caption` column holds it whole")
 
 
 def render(recipe: Recipe, fingerprint: str, info: datasets.DatasetInfo, rows: int, caption_funnel: dict,

@@ -13,10 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ..stages.rows import COLUMNS
 
 GREY, BLUE, RED, INK, MUTED = (190, 190, 190), (59, 117, 175), (200, 60, 50), (20, 20, 20), (95, 95, 95)
-DOCS = {c.name: c.doc for c in COLUMNS}
 PER_SIDE_COLS, PER_SIDE_ROWS = 2, 4
 CELL, PAD, CAPTION_LINES, LINE_H = 220, 10, 3, 17
 CELL_H = CELL + 20 + LINE_H * CAPTION_LINES + 34  # image, caption lines, two score lines
@@ -30,10 +28,10 @@ def _ticks(lo: float, hi: float) -> list[float]:
     return [lo + f * (hi - lo) for f in (0.0, 0.25, 0.5, 0.75, 1.0)]
 
 
-def plot_histograms(path: Path, all_scores: dict, selected: dict, bins: int = 40) -> None:
+def plot_histograms(path: Path, all_scores: dict, selected: dict, docs: dict, bins: int = 40) -> None:
     """One panel per score column (the keys of `selected`, rows.scores order): every candidate in grey,
     the selected rows in blue over them, and on the selection score the cut-off (the lowest selected
-    value) in red."""
+    value) in red. `docs`: column name -> what it is (stages/rows.py Column.doc)."""
     names = list(selected)
     width, panel_h, left, right, top = 760, 210, 64, 20, 48
     small, normal = font(12), font(14)
@@ -50,7 +48,7 @@ def plot_histograms(path: Path, all_scores: dict, selected: dict, bins: int = 40
         y0 = top + p * panel_h
         plot_top, plot_h, plot_w = y0 + 26, panel_h - 70, width - left - right
         draw.text((left, y0 + 4), name, fill=INK, font=font(15))
-        draw.text((left + normal.getlength(name) + 14, y0 + 6), DOCS[name], fill=MUTED, font=small)
+        draw.text((left + normal.getlength(name) + 14, y0 + 6), docs.get(name, ""), fill=MUTED, font=small)
         lo, hi = (float(values.min()), float(values.max())) if len(values) else (0.0, 1.0)
         hi = hi if hi > lo else lo + 1e-3
         edges = np.linspace(lo, hi, bins + 1)
@@ -108,7 +106,7 @@ def wrap(text: str, fnt, width: float, max_lines: int) -> list[str]:
     return lines
 
 
-def _cell(row: dict, rank: int, total: int) -> Image.Image:
+def _cell(row: dict, rank: int, total: int, scores: tuple) -> Image.Image:
     cap_font, score_font, rank_font = font(13), font(12), font(12)
     inner = CELL - 2 * PAD
     lines = wrap(row["caption"], cap_font, inner, CAPTION_LINES)
@@ -129,15 +127,16 @@ def _cell(row: dict, rank: int, total: int) -> Image.Image:
         draw.text((PAD, y), line, fill=INK, font=cap_font)
         y += LINE_H
     y = PAD + inner + 6 + LINE_H * CAPTION_LINES + 4
-    scores = [col.name for col in COLUMNS if col.score and col.name in row]
+    scores = [name for name in scores if name in row]
     main, rest = "score", [n for n in scores if n != "score"]  # the selection score, then the others
     draw.text((PAD, y), f"{main} {row[main]:.3f}", fill=BLUE, font=score_font)
     draw.text((PAD, y + 15), "  ".join(f"{n} {row[n]:.3f}" for n in rest), fill=MUTED, font=score_font)
     return im
 
 
-def sample_grid(path: Path, best: list[dict], worst: list[dict], total: int) -> None:
-    """`best`: the top selected rows, best first; `worst`: the lowest selected rows, worst last."""
+def sample_grid(path: Path, best: list[dict], worst: list[dict], total: int, scores: tuple) -> None:
+    """`best`: the top selected rows, best first; `worst`: the lowest selected rows, worst last; `scores`:
+    the score columns shown under each (stages/rows.py scores)."""
     per_side = PER_SIDE_COLS * PER_SIDE_ROWS
     best, worst = best[:per_side], worst[-per_side:]
     rows = max(1, -(-max(len(best), len(worst)) // PER_SIDE_COLS))
@@ -154,6 +153,6 @@ def sample_grid(path: Path, best: list[dict], worst: list[dict], total: int) -> 
     for side, (items, first_rank) in enumerate(((best, 1), (worst, total - len(worst) + 1))):
         for i, row in enumerate(items):
             x = side * (side_w + gap) + (i % PER_SIDE_COLS) * CELL
-            im.paste(_cell(row, first_rank + i, total), (x, header + (i // PER_SIDE_COLS) * cell_h))
+            im.paste(_cell(row, first_rank + i, total, scores), (x, header + (i // PER_SIDE_COLS) * cell_h))
     im.save(path, format="PNG")
 

@@ -22,6 +22,7 @@ from ..atomic import atomic_path
 from ..recipe import Recipe
 from ..stages.rows import dataset_row, features
 from ..layout import DATA, data_file
+from ..settings import setting
 
 CITATION = """@inproceedings{liu2025synthvlm,
   title={SynthVLM: Towards High-Quality and Efficient Synthesis of Image-Caption Datasets for Vision-Language Models},
@@ -57,7 +58,7 @@ def selected_rows(shard_files: list[Path], selected: set[str], recipe: Recipe) -
 
 
 def max_file_bytes() -> int:
-    return int(os.environ.get("SYNTHVLM_MAX_DATA_FILE_BYTES", MAX_FILE_BYTES))
+    return setting("SYNTHVLM_MAX_DATA_FILE_BYTES", MAX_FILE_BYTES)
 
 
 def dataset_info(recipe: Recipe, rows: int, num_bytes: int, download_size: int) -> datasets.DatasetInfo:

@@ -7,6 +7,7 @@ takes `--data_path OUT/synthvlm.json --image_folder OUT` as is.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -14,9 +15,23 @@ import pyarrow.parquet as pq
 from ..atomic import atomic_path
 from ..errors import InputError
 from ..stages.format import image_filename
-from ..layout import finished_build
+from ..layout import release_data
 
 PER_FOLDER = 1000  # images per subfolder: file systems slow down on huge flat dirs
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What an export wrote: `count` rows (samples), the files a trainer is pointed at (`paths`), and
+    the line the CLI prints."""
+    format: str
+    out: Path
+    count: int
+    paths: tuple[Path, ...]
+    summary: str
+
+    def __str__(self) -> str:
+        return self.summary
 
 
 def format_of(stored_name: str) -> str:
@@ -45,8 +60,8 @@ def check_new_folder(out: Path, flag: str) -> None:
         raise InputError(flag, f"{out} exists and is not empty; choose a new folder")
 
 
-def export_llava(build_dir: Path, out: Path) -> int:
-    files = finished_build(build_dir)
+def export_llava(build_dir: Path, out: Path) -> ExportResult:
+    files = release_data(build_dir)  # only what the build's manifest lists: nothing else in the dir is read
     check_new_folder(out, "--llava")
     records, n = [], 0
     with atomic_path(out) as tmp:  # renamed over `out` if that is an empty folder
@@ -59,6 +74,6 @@ def export_llava(build_dir: Path, out: Path) -> int:
             records.append({"id": row["id"], "image": rel, "conversations": row["conversations"]})
             n += 1
         (tmp / "synthvlm.json").write_text(json.dumps(records, ensure_ascii=False, indent=1) + "\n")
-    print(f"exported {n:,} rows -> {out}/synthvlm.json (train with --data_path {out}/synthvlm.json"
-          f" --image_folder {out})")
-    return n
+    return ExportResult("llava", out, n, (out / "synthvlm.json", out / "images"),
+                        f"exported {n:,} rows -> {out}/synthvlm.json (train with --data_path {out}/synthvlm.json"
+                        f" --image_folder {out})")

@@ -5,8 +5,8 @@
       yes, other identity     -> InputError (exit 2), nothing written
       no -> a commit on main carrying this release's marker?  (landed, tag lost)
               yes -> tag it
-              no  -> ONE create_commit (every file but hidden ones such as .synthvlm/,
-                     deleting data/ files the build no longer has), then tag it
+              no  -> ONE create_commit (the files the build's manifest lists, nothing else in
+                     the dir; deleting data/ files the build no longer has), then tag it
 
 Same data means the same identity (the recipe fingerprint joined with its input files' digests,
 recorded in recipe.lock.json). The commit description ends with the trailer
@@ -21,14 +21,14 @@ did not land. The token comes from huggingface_hub's usual sources and is never 
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+from .. import reporter
 from ..errors import BuildError, InputError
 from . import staged
-from ..layout import LOCK, finished_build, upload_paths
+from ..layout import LOCK, REBUILD, load_manifest, release_files, upload_paths
 from .lock import read_lock
 from .retry import describe, is_transient, retry, transport_errors
 
@@ -45,9 +45,18 @@ class PublishResult:
     fingerprint: str
     action: str  # "published" | "tagged" (commit had landed earlier) | "exists" (nothing to do)
 
+    @property
+    def repo(self) -> str:
+        return self.repo_id
 
-def say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    def summary(self) -> str:
+        """What `synthvlm-build publish` prints: what happened, where, and how to load it."""
+        head = (f"{self.tag} is already published (fingerprint {self.fingerprint[:12]}): nothing to do"
+                if self.action == "exists" else
+                f"published {self.repo_id} {self.tag} (fingerprint {self.fingerprint[:12]})")
+        return (f"{head}\n  repo:   {self.url}\n  commit: {self.commit}\n  tag:    {self.tag}\nload it with:\n"
+                f"  from datasets import load_dataset; ds = load_dataset({self.repo_id!r}, revision={self.tag!r},"
+                " split='train')")
 
 
 def release_marker(name: str, version: str, fingerprint: str) -> str:
@@ -56,12 +65,13 @@ def release_marker(name: str, version: str, fingerprint: str) -> str:
 
 def publish(build_dir: Path, repo_id: Optional[str] = None, changes: Optional[Callable] = None) -> PublishResult:
     """`changes(build_dir, repo_id, version, tags)`, when given, runs just before a new release is committed,
-    with the repository's tags: cli.py passes analysis/changes.py's, which adds "Changes since vY" to the card."""
+    with the repository's tags: api.py passes analysis/changes.py's, which adds "Changes since vY" to the card."""
     build_dir = Path(build_dir)
-    finished_build(build_dir)
+    release_files(build_dir)  # exit 2 unless a trustworthy manifest lists a finished build: only its files are sent
     lock = read_lock(build_dir)
     recipe, fp = lock["recipe"], lock["fingerprint"]
     identity = lock.get("identity") or fp  # the recipe and what its input files contained
+    _check_lock_is_the_builds(build_dir, lock)
     settings = recipe.get("publish") or {}
     field = "--repo-id" if repo_id else "publish.repo_id"
     repo_id = repo_id or settings.get("repo_id")
@@ -72,6 +82,15 @@ def publish(build_dir: Path, repo_id: Optional[str] = None, changes: Optional[Ca
                         recipe["version"], fp, identity, changes)
     except (*transport_errors(), OSError) as e:  # HfHubHTTPError, transport errors, offline mode
         raise BuildError(explain(e, repo_id)) from e
+
+
+def _check_lock_is_the_builds(build_dir: Path, lock: dict) -> None:
+    """The lock names the build the manifest records (a lock copied in or edited would tag other data)."""
+    manifest = load_manifest(build_dir)
+    key = "identity" if lock.get("identity") is not None else "fingerprint"
+    if lock.get(key) != manifest[key]:
+        raise InputError("DIR", f"{build_dir / LOCK} records {key} {str(lock.get(key))[:12]}, but the build in the"
+                         f" dir is {manifest[key][:12]} (its manifest): the lock was changed; {REBUILD}")
 
 
 def check_destination(repo_id: Optional[str], field: str) -> None:
@@ -103,8 +122,8 @@ def _publish(api, build_dir: Path, repo_id: str, private: bool, name: str, versi
                                                             exist_ok=True)))
     info = retry("repo_info", lambda: api.repo_info(repo_id, repo_type="dataset"))
     if info.private is not None and bool(info.private) != private:
-        say(f"note: {repo_id} exists and is {'private' if info.private else 'public'}; the recipe asks for"
-            f" {'private' if private else 'public'}, the visibility is left as it is")
+        reporter.note(f"{repo_id} exists and is {'private' if info.private else 'public'}; the recipe asks for"
+                      f" {'private' if private else 'public'}, the visibility is left as it is")
     refs = retry("list_repo_refs", lambda: api.list_repo_refs(repo_id, repo_type="dataset"))
     tags = {t.name: t.target_commit for t in refs.tags}
     if tag in tags:
@@ -112,15 +131,12 @@ def _publish(api, build_dir: Path, repo_id: str, private: bool, name: str, versi
         if any(b.name == staged.branch_name(version) for b in refs.branches):  # main's update was cut short
             title, body = _message(name, version, fp, repo_id, release_marker(name, version, identity))
             staged.update_main(api, build_dir, repo_id, version, title, body, release_marker(name, version, identity))
-        result = PublishResult(repo_id, url, tag, tags[tag], fp, "exists")
-        print(f"{tag} is already published (fingerprint {fp[:12]}): nothing to do")
-        _report(result)
-        return result
+        return PublishResult(repo_id, url, tag, tags[tag], fp, "exists")
 
     marker = release_marker(name, version, identity)
     landed = _find_release(api, repo_id, marker)
     if landed:
-        say(f"found commit {landed[:12]} of this release on main (its tag was never created); tagging it")
+        reporter.info(f"found commit {landed[:12]} of this release on main (its tag was never created); tagging it")
         action = "tagged"
     else:
         head = next((b.target_commit for b in refs.branches if b.name == "main"), None)
@@ -138,17 +154,7 @@ def _publish(api, build_dir: Path, repo_id: str, private: bool, name: str, versi
     if is_staged:
         title, body = _message(name, version, fp, repo_id, marker)
         staged.update_main(api, build_dir, repo_id, version, title, body, marker)
-    result = PublishResult(repo_id, url, tag, landed, fp, action)
-    _report(result)
-    return result
-
-
-def _report(r: PublishResult) -> None:
-    if r.action != "exists":
-        print(f"published {r.repo_id} {r.tag} (fingerprint {r.fingerprint[:12]})")
-    print(f"  repo:   {r.url}\n  commit: {r.commit}\n  tag:    {r.tag}\nload it with:\n"
-          f"  from datasets import load_dataset; ds = load_dataset({r.repo_id!r}, revision={r.tag!r},"
-          " split='train')")
+    return PublishResult(repo_id, url, tag, landed, fp, action)
 
 
 def check_tagged(api, repo_id: str, tag: str, fp: str, identity: str) -> None:
@@ -194,7 +200,7 @@ def _commit(api, build_dir: Path, repo_id: str, name: str, version: str, fp: str
     remote = retry("list_repo_files", lambda: api.list_repo_files(repo_id, repo_type="dataset", revision=parent))
     stale = sorted(p for p in remote if p.startswith("data/") and p not in set(local))
     if stale:
-        say(f"removing {len(stale)} data file(s) of an earlier release from main: {', '.join(stale)}")
+        reporter.info(f"removing {len(stale)} data file(s) of an earlier release from main: {', '.join(stale)}")
     title, body = _message(name, version, fp, repo_id, marker)
 
     def attempt() -> str:  # fresh operations each time: the client marks them as it uploads
@@ -203,7 +209,7 @@ def _commit(api, build_dir: Path, repo_id: str, name: str, version: str, fp: str
         return api.create_commit(repo_id, ops, commit_message=title, commit_description=body,
                                  repo_type="dataset", revision="main", parent_commit=parent).oid
 
-    say(f"pushing {len(local)} files to {repo_id} in one commit")
+    reporter.info(f"pushing {len(local)} files to {repo_id} in one commit")
     try:
         return retry("create_commit", attempt, landed=lambda: _find_release(api, repo_id, marker))
     except ValueError as e:  # the client checks the card with /api/validate-yaml before any upload

@@ -7,11 +7,12 @@ is returned as the result, so an operation is never sent twice.
 """
 from __future__ import annotations
 
-import os
-import sys
 from typing import Callable, Optional
 
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from .. import reporter
+from ..settings import setting
 
 RETRY_STATUSES = (408, 429, 500, 502, 503, 504)
 RETRIES = 5        # retries after the first attempt; SYNTHVLM_PUBLISH_RETRIES overrides
@@ -59,8 +60,8 @@ class _Landed(Exception):
 
 def retry(what: str, call: Callable, landed: Optional[Callable] = None):
     """call() until it succeeds or fails for good (a non-transient error, or retries used up)."""
-    retries = int(os.environ.get("SYNTHVLM_PUBLISH_RETRIES", RETRIES))
-    wait = float(os.environ.get("SYNTHVLM_PUBLISH_RETRY_WAIT", BASE_WAIT))
+    retries = setting("SYNTHVLM_PUBLISH_RETRIES", RETRIES)
+    wait = setting("SYNTHVLM_PUBLISH_RETRY_WAIT", BASE_WAIT)
 
     def attempt():
         try:
@@ -74,13 +75,13 @@ def retry(what: str, call: Callable, landed: Optional[Callable] = None):
                         raise
                     done = None
                 if done is not None:
-                    _say(f"{what}: {describe(e)}; it had taken effect nonetheless")
+                    reporter.info(f"{what}: {describe(e)}; it had taken effect nonetheless")
                     raise _Landed(done) from e
             raise
 
     def before_sleep(state: RetryCallState) -> None:
-        _say(f"{what}: {describe(state.outcome.exception())}; retry {state.attempt_number}/{retries} in"
-             f" {state.next_action.sleep:g}s")
+        reporter.info(f"{what}: {describe(state.outcome.exception())}; retry {state.attempt_number}/{retries} in"
+                      f" {state.next_action.sleep:g}s")
 
     try:
         return Retrying(stop=stop_after_attempt(retries + 1), wait=wait_exponential(multiplier=wait, max=MAX_WAIT),
@@ -88,6 +89,3 @@ def retry(what: str, call: Callable, landed: Optional[Callable] = None):
     except _Landed as answer:
         return answer.value
 
-
-def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)

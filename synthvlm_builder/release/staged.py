@@ -17,12 +17,12 @@ failure at any step continues from what the Hub holds.
 from __future__ import annotations
 
 import hashlib
-import os
-import sys
 from pathlib import Path
 from typing import Optional
 
+from .. import reporter
 from ..layout import CARD, LOCK, upload_paths
+from ..settings import setting
 from .retry import retry
 
 FILES_PER_COMMIT = 100  # the Hub's recommendation; SYNTHVLM_PUBLISH_FILES_PER_COMMIT overrides it
@@ -30,7 +30,7 @@ LAST = (LOCK, CARD)     # what makes the branch a release: in its final commit, 
 
 
 def files_per_commit() -> int:
-    return max(1, int(os.environ.get("SYNTHVLM_PUBLISH_FILES_PER_COMMIT", FILES_PER_COMMIT)))
+    return setting("SYNTHVLM_PUBLISH_FILES_PER_COMMIT", FILES_PER_COMMIT)
 
 
 def branch_name(version: str) -> str:
@@ -40,10 +40,6 @@ def branch_name(version: str) -> str:
 def part_marker(marker: str) -> str:
     """The trailer of the branch's intermediate commits: which release they belong to."""
     return marker.replace("Synthvlm-Release:", "Synthvlm-Release-Part:", 1)
-
-
-def say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def _same(remote, path: Path) -> bool:
@@ -80,7 +76,7 @@ def commit_on_branch(api, build_dir: Path, repo_id: str, version: str, title: st
                                                                        revision=branch))[0]
         ours = part_marker(marker) in (tip.message or "") or marker in (tip.message or "")
         if not ours:  # an unfinished release of other data under this version: never tagged, so it goes
-            say(f"{branch} holds an unfinished release of other data; starting it over")
+            reporter.info(f"{branch} holds an unfinished release of other data; starting it over")
             retry("delete_branch", lambda: api.delete_branch(repo_id, branch=branch, repo_type="dataset"))
             head = None
         elif marker in (tip.message or ""):
@@ -96,8 +92,8 @@ def commit_on_branch(api, build_dir: Path, repo_id: str, version: str, title: st
     final = [p for p in LAST if p in local]
     ops = [("add", p) for p in todo] + [("delete", p) for p in stale]
     n_parts = -(-max(0, len(ops) + len(final) - per) // per)  # commits before the final one
-    say(f"{len(local)} files, {len(ops) + len(final)} to commit: {n_parts + 1} commit(s) of at most {per} files on"
-        f" {branch}, then the tag, then main")
+    reporter.info(f"{len(local)} files, {len(ops) + len(final)} to commit: {n_parts + 1} commit(s) of at most {per}"
+                  f" files on {branch}, then the tag, then main")
     for k in range(n_parts):
         batch, ops = ops[:per], ops[per:]
         _commit(api, repo_id, branch, build_dir, batch, f"{title}: part {k + 1} of {n_parts + 1}",
@@ -137,11 +133,11 @@ def update_main(api, build_dir: Path, repo_id: str, version: str, title: str, bo
                                                           in (c.message or ""))), None)
         main_head = commits[0].commit_id
         if base != main_head:
-            say(f"main of {repo_id} moved since this release began (another push?); it is left as it is")
+            reporter.info(f"main of {repo_id} moved since this release began (another push?); it is left as it is")
         else:
             local = upload_paths(build_dir)
             stale = sorted(p for p in _files(api, repo_id, "main") if p.startswith("data/") and p not in set(local))
-            say(f"updating main to the release: {len(local)} files (already stored) in one commit")
+            reporter.info(f"updating main to the release: {len(local)} files (already stored) in one commit")
 
             def attempt() -> str:
                 ops = [CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(build_dir / p)) for p in local]

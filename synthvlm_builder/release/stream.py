@@ -17,21 +17,19 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+from .. import reporter
 from ..atomic import atomic_write, remove
 from ..errors import BuildError
+from ..execution.state import StateError, load
+from ..settings import setting
 from .publish import check_destination, check_tagged, explain
 from .retry import describe, retry, transport_errors
 
 UPLOADS = "uploads.json"
-
-
-def say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def open_stream(recipe, fingerprint: str, identity: str, work_root: Path) -> "StreamUploader | None":
@@ -47,7 +45,7 @@ def open_stream(recipe, fingerprint: str, identity: str, work_root: Path) -> "St
         refs = retry("list_repo_refs", lambda: api.list_repo_refs(repo_id, repo_type="dataset"))
         if any(t.name == tag for t in refs.tags):
             check_tagged(api, repo_id, tag, fingerprint, identity)  # other data under the tag: exit 2 now
-            say(f"{repo_id} {tag} already holds this build; nothing to upload")
+            reporter.info(f"{repo_id} {tag} already holds this build; nothing to upload")
             return None
     except (*transport_errors(), OSError) as e:
         raise BuildError(explain(e, repo_id)) from e
@@ -70,14 +68,16 @@ class StreamUploader:
         self._futures: list[Future] = []
         self._signal_at = _test_signal()
         if self.uploaded:
-            say(f"uploads: {len(self.uploaded)} data file(s) of this build are already in {repo_id}")
+            reporter.info(f"uploads: {len(self.uploaded)} data file(s) of this build are already in {repo_id}")
 
     def _read(self) -> dict:
+        """What the record says is uploaded already; nothing when it cannot be trusted (state.py
+        "uploads"): sending a file again costs time, never data."""
         try:
-            data = json.loads(self.record.read_text())
-            return dict(data["files"]) if data.get("repo_id") == self.repo_id else {}
-        except (OSError, ValueError, KeyError, TypeError):
+            data = load(self.record, "uploads")
+        except StateError:  # none yet, or damaged
             return {}
+        return dict(data["files"]) if data["repo_id"] == self.repo_id else {}
 
     def submit(self, index: int, path: Path) -> None:
         """Called by the writer as each data file is closed. A hard link keeps the bytes reachable
@@ -106,7 +106,7 @@ class StreamUploader:
                 os.kill(os.getpid(), self._signal_at[0])
         except Exception as e:  # the final publish sends what is missing, and reports for good
             self.failed += 1
-            say(f"upload of data file {index} failed ({describe(e)}); the publish at the end will send it")
+            reporter.info(f"upload of data file {index} failed ({describe(e)}); the publish at the end will send it")
         finally:
             link.unlink(missing_ok=True)
 
@@ -115,8 +115,8 @@ class StreamUploader:
         for future in self._futures:
             future.result()
         self._pool.shutdown(wait=True)
-        say(f"uploads: {self.sent} data file(s) sent while building, {self.skipped} already there"
-            + (f", {self.failed} failed" if self.failed else ""))
+        reporter.info(f"uploads: {self.sent} data file(s) sent while building, {self.skipped} already there"
+                      + (f", {self.failed} failed" if self.failed else ""))
 
     def abandon(self) -> None:
         """The build failed: stop after the upload in progress (what finished stays recorded)."""
@@ -125,7 +125,7 @@ class StreamUploader:
 
 def _test_signal() -> tuple[int, int] | None:
     """SYNTHVLM_TEST_SIGNAL=SIG@upload:N parsed as (signal number, data file index)."""
-    name, _, where = os.environ.get("SYNTHVLM_TEST_SIGNAL", "").partition("@")
+    name, _, where = (setting("SYNTHVLM_TEST_SIGNAL") or "").partition("@")
     if not where.startswith("upload:"):
         return None
     return int(getattr(signal, f"SIG{name.upper()}")), int(where[len("upload:"):])

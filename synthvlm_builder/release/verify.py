@@ -3,7 +3,7 @@
     lock -> recipe (checked against the lock's fingerprint) -> the lock's models (exit 2 if unloadable)
     captions.jsonl (checked against the lock's digest) -> shards and batches exactly as the build formed
     them (execution/worker.py: shard_items, batches) -> each sampled row's WHOLE batch regenerated and
-    scored -> pixels and scores compared
+    scored -> pixels and scores compared -> a VerifyResult (release/verification.py)
 
 Pixels must be identical when the device type (and, on the CPU, the thread count) is the one the lock
 records; otherwise they may differ by 1/255 (README "Reproducibility"): at most one level per pixel for
@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import io
 import random
-import sys
 import time
-from dataclasses import dataclass, field
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -26,35 +25,20 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from PIL import Image
 
+from .. import reporter
 from ..atomic import sha256_file
 from ..errors import BuildError, InputError
 from ..stages.rows import scores as score_columns
 from .. import layout
 from .lock import read_lock
+from .verification import RowCheck, VerifyResult
 
 SCORE_TOLERANCE = 1e-4
 LOSSLESS = ("png",)
 
 
-@dataclass
-class RowCheck:
-    id: str
-    shard: int = -1
-    batch: int = -1
-    pixels: str = ""                                  # max (lossless) or mean (lossy) |difference| in levels
-    deltas: dict = field(default_factory=dict)        # score column -> |stored - regenerated|
-    problems: list = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-
-def say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def verify(target: str, revision: str | None = None, sample: int = 8, seed: int = 0, device: str | None = None) -> int:
+def verify(target: str, revision: str | None = None, sample: int = 8, seed: int = 0,
+           device: str | None = None) -> VerifyResult:
     started = time.perf_counter()
     build_dir, label = _fetch(target, revision)
     lock = read_lock(build_dir)
@@ -63,40 +47,37 @@ def verify(target: str, revision: str | None = None, sample: int = 8, seed: int 
     b = lock["build"]
     device = device or _default_device(b.get("device_types"))
     from ..execution.runner import check_device
+    from ..settings import check_cache
     check_device(device, "--device")
+    check_cache(written)
     recipe = _check_models(written, lock, lock_path)  # first: exit 2 when the rows cannot be regenerated here
     _check_fingerprint(written, lock, lock_path)
     captions = _captions(build_dir, lock)
     rows = _sample_rows(build_dir, sample, seed)
 
-    from ..execution.worker import ShardWorker
-    worker = ShardWorker(recipe, device)
-    here = worker.where()
-    exact = b.get("device_types") == [here["device_type"]] and (
-        here["device_type"] != "cpu" or b.get("cpu_threads") == [here["cpu_threads"]])
-    groups, checks = _locate_batches(recipe, lock, captions, rows)
-    print(f"verify {label}: {recipe.name} v{recipe.version}, fingerprint {lock['fingerprint'][:12]}")
-    print(f"built on {', '.join(b.get('device_types') or ['unknown'])}{_threads(b.get('cpu_threads'))},"
-          f" batch {b['batch_size']}, shards of {b['shard_size']} captions; regenerating on {here['device_type']}"
-          f"{_threads([here['cpu_threads']] if here['cpu_threads'] else [])}: pixels must be "
-          + ("identical" if exact else "within 1/255 (another device type or thread count)"))
-    print(f"sample: {len(rows)} row(s) (seed {seed}) in {len(groups)} batch(es)")
-    for (shard, _), (batch, members) in sorted(groups.items()):
-        published = worker.publish(worker.generate(batch))
-        scores = worker.scores(batch, published)
-        for pos, row in members:
-            _compare(checks[row["id"]], row, published.raw[pos],
-                     {k: float(scores[k][pos]) for k in score_columns(recipe)}, recipe, exact)
-    results = [checks[r["id"]] for r in rows]
-    print(_table(results))
-    bad = [c.id for c in results if not c.ok]
-    seconds = time.perf_counter() - started
-    if bad:
-        print(f"{len(bad)} of {len(results)} row(s) do NOT match: {', '.join(bad)} ({seconds:.1f} s)")
-        say(f"error: {label}: row(s) that do not regenerate from the lock: {', '.join(bad)}")
-        return 1
-    print(f"{len(results)} of {len(results)} row(s) match: verified ({seconds:.1f} s)")
-    return 0
+    groups, checks = _locate_batches(recipe, lock, lock_path, captions, rows)  # before loading a model
+    built = (f"built on {', '.join(b.get('device_types') or ['unknown'])}{_threads(b.get('cpu_threads'))},"
+             f" batch {b['batch_size']}, shards of {b['shard_size']} captions")
+    worker, exact, where = None, False, ""
+    if groups:  # no model is loaded when every sampled row already failed (its id names no candidate)
+        from ..execution.worker import ShardWorker
+        worker = ShardWorker(recipe, device)
+        here = worker.where()
+        exact = b.get("device_types") == [here["device_type"]] and (
+            here["device_type"] != "cpu" or b.get("cpu_threads") == [here["cpu_threads"]])
+        where = (f"regenerating on {here['device_type']}"
+                 f"{_threads([here['cpu_threads']] if here['cpu_threads'] else [])}: pixels must be "
+                 + ("identical" if exact else "within 1/255 (another device type or thread count)"))
+    with reporter.progress(total=len(groups), desc="regenerating", unit="batch") if groups else nullcontext() as bar:
+        for (shard, _), (batch, members) in sorted(groups.items()):
+            published = worker.publish(worker.generate(batch))
+            scores = worker.scores(batch, published)
+            for pos, row in members:
+                _compare(checks[row["id"]], row, published.raw[pos],
+                         {k: float(scores[k][pos]) for k in score_columns(recipe)}, recipe, exact)
+            bar.update(1)
+    return VerifyResult(label, recipe.name, recipe.version, lock["fingerprint"], built, where, seed, len(groups),
+                        [checks[r["id"]] for r in rows], time.perf_counter() - started)
 
 
 def _default_device(built_on) -> str:
@@ -147,9 +128,7 @@ def _fetch(target: str, revision: str | None) -> tuple[Path, str]:
 
 def _recipe(lock: dict, build_dir: Path):
     from ..recipe import recipe_from_dict
-    try:
-        if not all(isinstance(lock["build"][k], int) for k in ("batch_size", "shard_size")):
-            raise ValueError("build.batch_size and build.shard_size must be integers")
+    try:  # the lock's own fields were checked against its schema (lock.py: read_lock)
         return recipe_from_dict(lock["recipe"], Path.cwd())
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise InputError("recipe", f"the lock's recipe is not readable ({type(e).__name__}: {e})",
@@ -169,28 +148,29 @@ def _check_models(recipe, lock: dict, lock_path: Path):
     unless the exact weights the lock names can be loaded here."""
     import dataclasses
 
-    from ..execution.identity import COMMIT, clip_digest, model_digest
-    from ..models.preflight import ModelUnavailable, check_clip_available, check_pipeline_available
+    from ..models.digests import COMMIT
+    from ..models.preflight import ModelUnavailable
     from ..models.ref import HUB, ModelRef
+    from ..models.uses import check_available, digest
+    from ..recipe import recipe_to_dict
+    from ..recipe.components import model_uses
     inputs = lock.get("inputs") or {}
     recorded = str(inputs.get("generate.model", ""))
     if ModelRef.parse(recipe.generate.model).kind == HUB and COMMIT.match(recorded.removeprefix("commit:")):
         recipe = dataclasses.replace(recipe, generate=dataclasses.replace(
             recipe.generate, revision=recorded.removeprefix("commit:")))
-    g, clip = recipe.generate, recipe.score.clip
-    for fld, check, digest in (
-            ("generate.model", lambda: check_pipeline_available(g.model, g.revision),
-             lambda: model_digest(g.model, g.revision)),
-            ("score.clip", lambda: check_clip_available(clip.model, clip.pretrained),
-             lambda: clip_digest(clip.model, clip.pretrained))):
+    for use in model_uses(recipe_to_dict(recipe)):  # every model that makes or scores an image
+        if use.digest is None or use.at[:2] == ("captions", "filters"):
+            continue
         try:
-            check()
-            here = digest()
+            check_available(use)
+            here = digest(use)
         except (ModelUnavailable, OSError) as e:
-            raise InputError(fld, f"cannot load the model the lock names: {e}", location=str(lock_path)) from None
-        if inputs.get(fld) and inputs[fld] != here:
-            raise InputError(fld, f"the lock names weights {inputs[fld]}, but {here} would be loaded here;"
-                             " the rows cannot be regenerated with other weights", location=str(lock_path))
+            raise InputError(use.digest, f"cannot load the model the lock names: {e}",
+                             location=str(lock_path)) from None
+        if inputs.get(use.digest) and inputs[use.digest] != here:
+            raise InputError(use.digest, f"the lock names weights {inputs[use.digest]}, but {here} would be loaded"
+                             " here; the rows cannot be regenerated with other weights", location=str(lock_path))
     return recipe
 
 
@@ -202,24 +182,35 @@ def _captions(build_dir: Path, lock: dict) -> list:
                          " not publish its curated captions, which verify needs to rebuild the batches")
     if sha256_file(path) != lock["captions"]["sha256"]:
         raise BuildError(f"{path}: its sha256 is not the lock's captions.sha256: the curated captions were changed")
+    captions = []
     with open(path, "rb") as f:
-        return [parse_caption_line(line) for line in f]
+        for n, line in enumerate(f, 1):
+            try:
+                captions.append(parse_caption_line(line))
+            except (ValueError, KeyError, TypeError) as e:
+                raise InputError("DIR_OR_REPO", f"not a curated caption ({type(e).__name__}: {e}); the build is"
+                                 " damaged", location=f"{path}:{n}") from None
+    return captions
 
 
 def _sample_rows(build_dir: Path, n: int, seed: int) -> list[dict]:
     """A seeded sample of rows (plan order), images included; only the sampled rows are decoded."""
     files = layout.data_files(build_dir)
-    ids = [i for f in files for i in pq.read_table(f, columns=["id"]).column("id").to_pylist()]
-    chosen = sorted(random.Random(seed).sample(range(len(ids)), min(n, len(ids))))
-    wanted = pa.array([ids[i] for i in chosen], pa.string())
-    rows = []
-    for f in files:
-        for batch in pq.ParquetFile(f).iter_batches(batch_size=64):
-            rows += batch.filter(pc.is_in(batch.column("id"), value_set=wanted)).to_pylist()
+    try:
+        ids = [i for f in files for i in pq.read_table(f, columns=["id"]).column("id").to_pylist()]
+        chosen = sorted(random.Random(seed).sample(range(len(ids)), min(n, len(ids))))
+        wanted = pa.array([ids[i] for i in chosen], pa.string())
+        rows = []
+        for f in files:
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=64):
+                rows += batch.filter(pc.is_in(batch.column("id"), value_set=wanted)).to_pylist()
+    except (pa.ArrowException, OSError, KeyError) as e:
+        raise InputError("DIR_OR_REPO", f"a data file is not a readable Parquet file with an id column"
+                         f" ({type(e).__name__}: {e}); the build is damaged", location=str(build_dir)) from None
     return rows
 
 
-def _locate_batches(recipe, lock: dict, captions: list, rows: list[dict]) -> tuple[dict, dict]:
+def _locate_batches(recipe, lock: dict, lock_path: Path, captions: list, rows: list[dict]) -> tuple[dict, dict]:
     """(shard, batch) -> (the batch's items, [(position in batch, row)]), and a RowCheck per row. Batches
     are rebuilt from the stored captions exactly as the build formed them."""
     from ..execution.plan import derive_seed
@@ -232,7 +223,7 @@ def _locate_batches(recipe, lock: dict, captions: list, rows: list[dict]) -> tup
         check = checks[row["id"]] = RowCheck(row["id"])
         caption_id, _, k = row["id"].rpartition("-")
         ci = index.get(caption_id)
-        if ci is None or not k.isdigit() or int(k) >= recipe.generate.images_per_caption:
+        if ci is None or not (k.isascii() and k.isdigit()) or int(k) >= recipe.generate.images_per_caption:
             check.problems.append("id names no candidate of the curated captions")
             continue
         if row["caption"] != captions[ci].text:
@@ -241,6 +232,9 @@ def _locate_batches(recipe, lock: dict, captions: list, rows: list[dict]) -> tup
             check.problems.append("seed is not the recipe's")
         shard, first = divmod(ci, shard_size)
         per_shard = lock["build"].get("shard_batch_sizes")  # present when an OOM back-off changed it
+        if per_shard and shard >= len(per_shard):
+            raise InputError("build.shard_batch_sizes", f"lists {len(per_shard)} shard(s), but the curated captions"
+                             f" make at least {shard + 1} of {shard_size}", location=str(lock_path))
         bs = per_shard[shard] if per_shard else default_bs
         start = shard * shard_size
         items = shard_items(recipe, captions[start:start + shard_size])
@@ -278,32 +272,15 @@ def pixels_match(largest: float, mean: float, image_format: str, exact: bool) ->
 
 def _compare(check: RowCheck, row: dict, image: np.ndarray, scores: dict, recipe, exact: bool) -> None:
     fmt = recipe.format
-    largest, mean = pixel_difference(row["image"]["bytes"], image, fmt.image_format, fmt.quality)
-    lossless = fmt.image_format in LOSSLESS
-    check.pixels = f"{largest:g}" if lossless or exact else f"{mean:.3g}"
-    if not pixels_match(largest, mean, fmt.image_format, exact):
-        check.problems.append(f"pixels differ (max {largest:g}, mean {mean:.3g} levels)")
+    try:
+        largest, mean = pixel_difference(row["image"]["bytes"], image, fmt.image_format, fmt.quality)
+    except (OSError, ValueError, TypeError, KeyError) as e:  # PIL cannot decode what the row stores
+        check.problems.append(f"stored image does not decode ({type(e).__name__})")
+    else:
+        check.pixels = f"{largest:g}" if fmt.image_format in LOSSLESS or exact else f"{mean:.3g}"
+        if not pixels_match(largest, mean, fmt.image_format, exact):
+            check.problems.append(f"pixels differ (max {largest:g}, mean {mean:.3g} levels)")
     for name in scores:
         check.deltas[name] = abs(float(row[name]) - scores[name])
         if not check.deltas[name] <= SCORE_TOLERANCE:
             check.problems.append(f"{name} {row[name]:.6f} != {scores[name]:.6f}")
-
-
-def _table(results: list[RowCheck]) -> str:
-    width = max([len("id")] + [len(c.id) for c in results])
-    names = list(dict.fromkeys(name for c in results for name in c.deltas)) or ["clip_score", "ssim", "score"]
-    head = f"{'id':<{width}}  shard  batch  pixels  " + "".join(f"{name:<12}" for name in names) + "result"
-    lines = [head]
-    for c in results:
-        deltas = "".join(f"{_delta(c.deltas.get(name)):<12}" for name in names)
-        result = "ok" if c.ok else "MISMATCH: " + "; ".join(c.problems)
-        lines.append(f"{c.id:<{width}}  {_pos(c.shard):<5}  {_pos(c.batch):<5}  {c.pixels or '-':<6}  {deltas}{result}")
-    return "\n".join(lines)
-
-
-def _pos(n: int) -> str:
-    return "-" if n < 0 else str(n)
-
-
-def _delta(d) -> str:
-    return "-" if d is None else "0" if d == 0 else f"{d:.1e}"

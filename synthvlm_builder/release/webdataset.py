@@ -14,35 +14,17 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import tarfile
 from pathlib import Path
 
 from ..atomic import atomic_path, sha256_file
-from ..errors import InputError
 from ..stages.format import EXTENSIONS, sample_key
-from ..stages.rows import COLUMNS
-from .export import check_new_folder, format_of, read_rows
-from ..layout import finished_build
+from .export import ExportResult, check_new_folder, format_of, read_rows
+from ..layout import release_data
 
 INDEX = "index.json"
 DEFAULT_SHARD_BYTES = 1_000_000_000  # ~1 GB: the size WebDataset's authors recommend streaming in
 BLOCK = 512                            # tar writes every header and file in 512-byte blocks
-_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
-
-
-def parse_bytes(text: str, flag: str) -> int:
-    """'1000000', '500MB', '1GiB' -> bytes."""
-    m = re.fullmatch(r"\s*(\d+)\s*([kmgt]i?)?b?\s*", str(text), flags=re.IGNORECASE)
-    if not m or int(m.group(1)) < 1:
-        raise InputError(flag, f"{text!r} is not a positive byte count (e.g. 1000000000, 500MB or 1GiB)")
-    return int(m.group(1)) * _UNITS[(m.group(2) or "").lower()]
-
-
-def parse_count(text: str, flag: str) -> int:
-    if not str(text).strip().isdigit() or int(text) < 1:
-        raise InputError(flag, f"{text!r} is not a positive number of samples")
-    return int(text)
 
 
 def _member(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
@@ -108,15 +90,15 @@ class _Shards:
 
 
 def published_columns(files: list[Path]) -> list[str]:
-    """The build's dataset columns (which ones depend on its recipe), in stages/rows.py order."""
+    """The build's dataset columns (which ones depend on its recipe), in the order its data files hold
+    them (stages/rows.py's, which wrote them)."""
     import pyarrow.parquet as pq
-    present = set(pq.ParquetFile(files[0]).schema_arrow.names)
-    return [c.name for c in COLUMNS if c.published and c.name in present]
+    return list(pq.ParquetFile(files[0]).schema_arrow.names)
 
 
 def export_webdataset(build_dir: Path, out: Path, shard_size: int | None = None,
-                      shard_bytes: int | None = None) -> list[dict]:
-    files = finished_build(build_dir)
+                      shard_bytes: int | None = None) -> ExportResult:
+    files = release_data(build_dir)  # only what the build's manifest lists: nothing else in the dir is read
     check_new_folder(out, "--webdataset")
     if shard_size is None and shard_bytes is None:
         shard_bytes = DEFAULT_SHARD_BYTES
@@ -143,6 +125,6 @@ def export_webdataset(build_dir: Path, out: Path, shard_size: int | None = None,
                  "json_fields": json_columns}
         (tmp / INDEX).write_text(json.dumps(index, indent=1) + "\n")
     total = sum(s["bytes"] for s in shards.index)
-    print(f"exported {len(keys):,} samples in {len(shards.index)} shard(s), {total:,} bytes -> {out}/{index['url']}"
-          f" (index: {out}/{INDEX})")
-    return shards.index
+    return ExportResult("webdataset", out, len(keys), tuple(out / s["file"] for s in shards.index) + (out / INDEX,),
+                        f"exported {len(keys):,} samples in {len(shards.index)} shard(s), {total:,} bytes ->"
+                        f" {out}/{index['url']} (index: {out}/{INDEX})")

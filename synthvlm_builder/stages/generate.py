@@ -9,13 +9,13 @@ everything that can be decided once is decided in __init__.
 from __future__ import annotations
 
 import inspect
-import os
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from ..models.families import exact_options
+from ..settings import setting
 
 
 class ImageGenerator:
@@ -65,6 +65,6 @@ OOM_ENV = "SYNTHVLM_TEST_OOM_ABOVE"
 def check_injected_oom(n: int) -> None:
     """Fault injection (README "Reliability"): with SYNTHVLM_TEST_OOM_ABOVE=N, a batch of more than N
     images raises torch.OutOfMemoryError, as a GPU that holds only N would."""
-    limit = os.environ.get(OOM_ENV)
-    if limit and n > int(limit):
+    limit = setting(OOM_ENV)
+    if limit is not None and n > limit:
         raise torch.OutOfMemoryError(f"out of memory for a batch of {n} (injected: {OOM_ENV}={limit})")

@@ -5,13 +5,12 @@ fit in memory); the images stay in the shard files until the final write.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..errors import BuildError
-from ..recipe.config import ScreenConfig, SelectConfig
-from . import neardup
+from ..recipe.config import Section
 
 
 @dataclass
@@ -20,12 +19,17 @@ class Candidates:
     id: np.ndarray          # str
     caption_id: np.ndarray  # str
     scores: dict            # score column name -> float32 array
-    phash: np.ndarray | None = None            # 16-hex-digit strings, when near-duplicates use pHash
-    clip_embedding: np.ndarray | None = None   # (N, D) float32, when near-duplicates use CLIP
+    columns: dict = field(default_factory=dict)  # the other selection columns (a screen's, e.g. phash)
 
     @property
     def score(self) -> np.ndarray:
         return self.scores["score"]
+
+    def embeddings(self, name: str) -> np.ndarray:
+        """A binary column of float16 vectors (e.g. clip_embedding) as an (N, D) float32 array."""
+        values = self.columns[name]
+        return np.stack([np.frombuffer(b, dtype=np.float16) for b in values]).astype(np.float32) \
+            if len(values) else np.zeros((0, 1), np.float32)
 
     def __len__(self) -> int:
         return len(self.id)
@@ -44,15 +48,23 @@ def rank(ids: np.ndarray, score: np.ndarray) -> np.ndarray:
     return np.lexsort((ids, -score.astype(np.float64)))
 
 
-def rules(cfg: SelectConfig, screen: ScreenConfig) -> list[tuple[str, str, float]]:
-    """(column, ">=" or "<=", bound): the recipe's thresholds on scores and its screens' limits."""
-    out = [(name, ">=", getattr(cfg, f"min_{name}")) for name in ("clip_score", "ssim", "score", "aesthetic")
-           if getattr(cfg, f"min_{name}") is not None]
-    out += [(name, "<=", getattr(screen, name).max) for name in ("nsfw", "watermark") if getattr(screen, name)]
-    return out
+def rules(cfg: Section, screen: Section) -> list[tuple[str, str, str, float]]:
+    """(funnel step, column, ">=" or "<=", bound): the recipe's thresholds on scores (select.min_<column>,
+    select.max_<column>), then its screens' limits."""
+    from ..recipe.components import threshold_owners
+    out = [(f"{name} {'>=' if name.startswith('min_') else '<='} {cfg[name]}", name[4:],
+            ">=" if name.startswith("min_") else "<=", cfg[name]) for name in threshold_owners()
+           if cfg.get(name) is not None]
+    return out + [(f"{column} {op} {bound}", column, op, bound)
+                  for cls, value in _screens(screen) for column, op, bound in cls.limits(value)]
 
 
-def select(c: Candidates, cfg: SelectConfig, screen: ScreenConfig = ScreenConfig()) -> Selection:
+def _screens(screen: Section) -> list:
+    from ..registry import registry
+    return [(cls, screen[cls.name]) for cls in registry().all("screen") if screen.get(cls.name) is not None]
+
+
+def select(c: Candidates, cfg: Section, screen: Section = Section("screen")) -> Selection:
     keep = np.ones(len(c), dtype=bool)
     reasons = np.full(len(c), "", dtype=object)
     steps = [{"step": "candidates", "kept": int(keep.sum())}]
@@ -64,14 +76,13 @@ def select(c: Candidates, cfg: SelectConfig, screen: ScreenConfig = ScreenConfig
         reasons[before & ~keep] = name
         steps.append({"step": name, "dropped": int(before.sum()) - int(keep.sum()), "kept": int(keep.sum())})
 
-    for column, op, bound in rules(cfg, screen):
-        values = c.scores[column]
-        if op == ">=":  # NaN never passes either kind of bound
-            step(f"min_{column} >= {bound}", values >= bound)
-        else:
-            step(f"{column} <= {bound}", values <= bound)
-    if screen.near_duplicates is not None:
-        step(_near_dup_name(screen), _near_dup_keep(c, keep, screen))
+    for name, column, op, bound in rules(cfg, screen):
+        values = c.scores[column] if column in c.scores else c.columns[column]
+        step(name, values >= bound if op == ">=" else values <= bound)  # NaN never passes either bound
+    for cls, value in _screens(screen):
+        mask = cls.keep(value, c, keep)
+        if mask is not None:
+            step(cls.step_name(value), mask)
 
     if cfg.per_caption == "best":
         before = int(keep.sum())
@@ -102,27 +113,6 @@ def select(c: Candidates, cfg: SelectConfig, screen: ScreenConfig = ScreenConfig
                          "(set select.allow_fewer: true to accept fewer, or loosen the thresholds)\n"
                          + format_selection(funnel))
     return Selection(mask=mask, ids=[str(i) for i in c.id[mask]], funnel=funnel, reasons=reasons)
-
-
-def _near_dup_name(screen: ScreenConfig) -> str:
-    near = screen.near_duplicates
-    parts = ([f"pHash distance <= {near.phash_distance}"] if near.phash_distance is not None else []) + (
-        [f"CLIP cosine >= {near.clip_cosine}"] if near.clip_cosine is not None else [])
-    return "near duplicates (" + " or ".join(parts) + ")"
-
-
-def _near_dup_keep(c: Candidates, alive: np.ndarray, screen: ScreenConfig) -> np.ndarray:
-    """Among the candidates still in, keep one per near-duplicate group (the best scored)."""
-    near, idx = screen.near_duplicates, np.flatnonzero(alive)
-    pairs = []
-    if near.phash_distance is not None:
-        pairs.append(neardup.phash_pairs(neardup.phash_codes(c.phash[idx]), near.phash_distance))
-    if near.clip_cosine is not None:
-        pairs.append(neardup.embedding_pairs(c.clip_embedding[idx], near.clip_cosine))
-    kept, _ = neardup.keep_one_per_group(len(idx), np.concatenate(pairs), c.score[idx], c.id[idx])
-    mask = np.zeros(len(c), dtype=bool)
-    mask[idx[kept]] = True
-    return mask
 
 
 def format_selection(funnel: dict) -> str:

@@ -11,14 +11,23 @@ The paper keeps captions with perplexity <= 5500 under Data-Juicer's English Wik
 """
 from __future__ import annotations
 
-from ..errors import BuildError
-from ..models.files import ModelFile
-from ..models.preflight import ModelUnavailable
-from ..recipe.config import PerplexityConfig
-from .cache import StepCache, cache_key
-from .steps import BatchStep, in_range, require
+from dataclasses import dataclass
+
+from ...errors import BuildError
+from ...models.files import ModelFile
+from ...models.preflight import ModelUnavailable
+from ...models.uses import ModelUse
+from ..cache import StepCache, cache_key
+from ..step import CaptionStep, in_range, require
 
 FIELD = "captions.filters.perplexity"
+
+
+@dataclass(frozen=True)
+class PerplexityConfig:
+    model: str                   # KenLM model (ARPA or binary): absolute local path or hf://org/name[@rev]/file
+    tokenizer: str               # SentencePiece model, same forms
+    max: float
 
 
 class PerplexityModel:
@@ -66,9 +75,59 @@ def check_available(cfg: PerplexityConfig) -> None:
             raise BuildError(f"{FIELD}: {e}") from None
 
 
-class PerplexityStep(BatchStep):
+class PerplexityStep(CaptionStep):
+    name = "perplexity"
+    summary = "KenLM perplexity"
+    order = 100
+    legacy = "later"
+    Config = PerplexityConfig
+    schema = {'description': "Perplexity under a KenLM language model, as Data-Juicer's perplexity_filter: the "
+                             'caption is split into SentencePiece pieces, scored by KenLM (with sentence begin and '
+                             'end), and perplexity = 10^(-log10 score / (pieces + 1)), rounded to 0.1. Keep '
+                             'perplexity <= max. Needs `pip install -e ".[perplexity]"`.',
+              'type': 'object',
+              'additionalProperties': False,
+              'required': ['model', 'tokenizer', 'max'],
+              'properties': {'model': {'description': 'The KenLM model (ARPA text or KenLM binary): a local file '
+                                                      '(relative to the recipe file) or a Hub file '
+                                                      'hf://<org>/<name>[@<revision>]/<path>, e.g. '
+                                                      "hf://edugp/kenlm/wikipedia/en.arpa.bin (Data-Juicer's "
+                                                      'English Wikipedia model).',
+                                       'type': 'string',
+                                       'minLength': 1},
+                             'tokenizer': {'description': 'The SentencePiece model the language model was trained '
+                                                          'on, in the same forms, e.g. '
+                                                          'hf://edugp/kenlm/wikipedia/en.sp.model.',
+                                           'type': 'string',
+                                           'minLength': 1},
+                             'max': {'description': 'Largest perplexity kept (inclusive); the paper used 5500.',
+                                     'type': 'number',
+                                     'minimum': 0}}}
     rows = scored = ("perplexity",)
     batch_size = 64
+
+    @classmethod
+    def funnel(cls, cfg: PerplexityConfig, filters) -> list[tuple[str, str]]:
+        return [(cls.name, f"<= {cfg.max:g} (KenLM {cfg.model})")]
+
+    @classmethod
+    def models(cls, value: dict, at: tuple) -> list[ModelUse]:
+        return [ModelUse(value, at, "file", key, digest=f"{FIELD}.{key}", what=f"the perplexity {what}")
+                for key, what in (("model", "model"), ("tokenizer", "tokenizer"))]
+
+    @classmethod
+    def check(cls, c, value, at, data) -> None:
+        from ...recipe.checks import check_model_file
+        for key in ("model", "tokenizer"):
+            check_model_file(c, value[key], at + (key,))
+
+    @classmethod
+    def preflight(cls, cfg: PerplexityConfig, filters) -> None:
+        check_available(cfg)
+
+    @classmethod
+    def from_config(cls, cfg: PerplexityConfig, env) -> "PerplexityStep":
+        return cls(cfg, env.cache_dir)
 
     def __init__(self, cfg: PerplexityConfig, cache_dir=None):
         super().__init__()

@@ -8,16 +8,65 @@ cluster the output dir must be on storage every node can reach.
 """
 from __future__ import annotations
 
-from ..errors import BuildError
-from ..recipe import Recipe
-from .workdir import WorkDir
+import dataclasses
+from dataclasses import dataclass
+from typing import Optional
+
+from ...errors import BuildError, InputError
+from ...recipe import Recipe
+from ..executor import Executor
+from ..workdir import WorkDir
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    address: Optional[str] = None
+    workers: int = 1
+    num_gpus_per_worker: Optional[float] = None
+
+
+class RayExecutor(Executor):
+    name = "ray"
+    summary = "Ray Data actors; pip install 'synthvlm-builder[ray]'"
+    order = 20
+    legacy = "null"
+    Config = RayConfig
+    schema = {**{'description': 'Ray executor settings.',
+     'type': 'object',
+     'additionalProperties': False,
+     'properties': {'address': {'description': 'Ray cluster address (e.g. auto or ray://head:10001); default: '
+                                               'start a local Ray instance.',
+                                'type': 'string',
+                                'minLength': 1},
+                    'workers': {'description': 'Number of generation actors.',
+                                'type': 'integer',
+                                'minimum': 1,
+                                'maximum': 4096,
+                                'default': 1},
+                    'num_gpus_per_worker': {'description': 'GPUs per actor; default 1 when the cluster has '
+                                                           'GPUs, else 0.',
+                                            'type': 'number',
+                                            'minimum': 0,
+                                            'maximum': 16}}}, "default": {}}
+
+    @classmethod
+    def run(cls, ctx, pending: list[int], sizes, progress) -> None:
+        if sizes.value is None:
+            raise InputError("generate.batch_size", "auto is measured by the local executor (Ray actors would"
+                             " each choose their own); start the build locally, or set a number")
+        from ..plan import shard_ranges
+        recipe = ctx.recipe
+        recipe = dataclasses.replace(recipe, generate=dataclasses.replace(recipe.generate, batch_size=sizes.value))
+        with progress() as bar:
+            run_ray(recipe, ctx.work, shard_ranges(ctx.caption_meta["count"], recipe.execution.shard_size), pending,
+                    ctx.device, bar)
 
 
 class ShardActor:
     """One per Ray worker: loads the models once, then processes one shard per call."""
 
     def __init__(self, recipe: Recipe, work_dir: str, device: str):
-        from .worker import ShardWorker
+        from ..worker import ShardWorker
         self.worker = ShardWorker(recipe, device)
         self.work = WorkDir(work_dir)
 
