@@ -222,15 +222,16 @@ def compare(old: PathLike, new: PathLike, captions: int = 16, output: Optional[P
         _whole("--grid", grid, 0)
         from .analysis import report
         from .analysis.compare import compare as compare_sides
-        from .analysis.sides import load_side
+        from .analysis.sides import check_side, load_side
         out = None
         if output is not None:
             from .destination import FILE, FOLDER, check_output
             out = check_output(output, "--output", FOLDER)
             check_output(out / report.PAGE, "--output", FILE)
             report.check_output(out)
-        sides = [load_side(os.fspath(spec), what, captions, device, offline)
-                 for spec, what in ((old, "OLD"), (new, "NEW"))]
+        specs = [(os.fspath(old), "OLD"), (os.fspath(new), "NEW")]
+        checked = [check_side(spec, what, offline) for spec, what in specs]  # both before either runs
+        sides = [load_side(spec, what, c, captions, device) for (spec, what), c in zip(specs, checked)]
         result = compare_sides(*sides, grid)
         if out is not None:
             result.page = report.write(result, out)

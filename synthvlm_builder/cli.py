@@ -274,8 +274,8 @@ def cmd_compare(args) -> int:
 def cmd_evaluate(args) -> int:
     from . import api
     from .units import parse_int
-    numbers = {name: parse_int(getattr(args, name), f"--{name.replace('_', '-')}")
-               for name in ("seeds", "steps", "batch_size", "image_size", "eval_size")}
+    numbers = {name: parse_int(getattr(args, name), f"--{name.replace('_', '-')}", minimum=least)
+               for name, least in (("seeds", 1), ("steps", 1), ("batch_size", 2), ("image_size", 8), ("eval_size", 2))}
     threads = None if args.threads is None else parse_int(args.threads, "--threads", minimum=1)
     output = None
     if args.output:

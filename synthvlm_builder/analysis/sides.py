@@ -66,20 +66,39 @@ def caption_id(row_id: str) -> str:
     return row_id.rpartition("-")[0] or row_id
 
 
-def load_side(spec: str, what: str, n_captions: int = 16, device: str | None = None,
-              offline: bool = False) -> Side:
-    """`what` names the argument in errors (OLD, NEW)."""
+def check_side(spec: str, what: str, offline: bool = False):
+    """What a side is, checked cheaply (nothing generated or downloaded), so that a bad second side is
+    reported before the first one runs: a build dir (its Path), a recipe (its Recipe) or a release (its
+    ORG/NAME and revision). `what` names the argument in errors (OLD, NEW)."""
     path = Path(spec)
     if path.is_dir():
-        return from_build(path, spec, "build", what)
+        if not layout.is_finished(path):
+            raise InputError(what, f"{spec} is not a finished synthvlm build (expected {layout.CARD},"
+                                   f" {layout.LOCK} and {layout.DATA}/train-*.parquet)")
+        return path
     if path.is_file() or path.suffix in RECIPE_SUFFIXES or ":" in spec:
-        return from_recipe(spec, what, n_captions, device, offline)
+        from ..recipe import load_recipe_any
+        recipe = load_recipe_any(spec)
+        needs = network_fields(recipe) if offline else []
+        if needs:
+            raise InputError(what, f"{spec}: not compared offline: {'; '.join(needs)} would come over the network"
+                                   " (only built-in models and files on this disk are used with --offline)")
+        return recipe
     m = RELEASE.match(spec)
     if not m:
         raise InputError(what, f"{spec}: not a build dir, a recipe file or REV:PATH, nor a Hub release"
                                " ORG/NAME@vX.Y.Z")
-    folder = fetch_release(m["repo"], m["rev"], what, [layout.LOCK, layout.STATS, f"{layout.DATA}/*"])
-    return from_build(folder, spec, "release", what)
+    return m["repo"], m["rev"]
+
+
+def load_side(spec: str, what: str, checked, n_captions: int = 16, device: str | None = None) -> Side:
+    """The side `check_side` found (`checked`)."""
+    if isinstance(checked, Path):
+        return from_build(checked, spec, "build", what)
+    if isinstance(checked, tuple):
+        folder = fetch_release(*checked, what, [layout.LOCK, layout.STATS, f"{layout.DATA}/*"])
+        return from_build(folder, spec, "release", what)
+    return from_recipe(checked, spec, n_captions, device)
 
 
 def fetch_release(repo: str, revision: str | None, what: str, patterns: list[str]) -> Path:
@@ -189,20 +208,13 @@ def _float(value) -> float:
 
 # --- a recipe, previewed -----------------------------------------------------------------------------
 
-def from_recipe(spec: str, what: str, n_captions: int, device: str | None, offline: bool) -> Side:
+def from_recipe(recipe, spec: str, n_captions: int, device: str | None) -> Side:
     from ..curation.captions import Funnel
     from ..execution.identity import content_identity, input_digests
     from ..execution.plan import fingerprint
     from ..execution.preview import first_captions, run_candidates
     from ..execution.runner import check_device, preflight
-    from ..recipe import load_recipe_any
 
-    recipe = load_recipe_any(spec)
-    if offline:
-        needs = network_fields(recipe)
-        if needs:
-            raise InputError(what, f"{spec}: not compared offline: {'; '.join(needs)} would come over the network"
-                                   " (only built-in models and files on this disk are used with --offline)")
     device = device or recipe.execution.device
     try:
         check_device(device, "--device")
