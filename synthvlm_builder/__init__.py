@@ -10,12 +10,12 @@ The functions are in api.py (README "Python API"); nothing heavy (torch, diffuse
 __version__ = "0.1.0"
 
 from . import reporter
-from .api import build, captions, export, identity, iter_captions, plan, publish, verify
+from .api import build, captions, compare, evaluate, export, identity, iter_captions, plan, publish, verify
 from .errors import BuildError, InputError, Problem, RecipeError
 from .recipe.config import Recipe
 from .reporter import Recorder, Reporter
 from .results import BuildResult, CaptionsResult, PlanResult
 
 __all__ = ["BuildError", "BuildResult", "CaptionsResult", "InputError", "PlanResult", "Problem", "Recipe",
-           "RecipeError", "Recorder", "Reporter", "build", "captions", "export", "identity", "iter_captions", "plan",
-           "publish", "reporter", "verify"]
+           "RecipeError", "Recorder", "Reporter", "build", "captions", "compare", "evaluate", "export", "identity",
+           "iter_captions", "plan", "publish", "reporter", "verify"]
