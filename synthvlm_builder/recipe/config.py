@@ -69,6 +69,28 @@ class Section(Mapping):
     def replace(self, **changes) -> "Section":
         return Section(self.kind, {**self._items, **changes}, self._known)
 
+    def __reduce__(self):  # pickled whole (Ray sends recipes to its actors)
+        return Section, (self.kind, self._items, self._known)
+
+
+class ComponentNames:
+    """`known` for a Section of components: whether a name is an installed component of `kind`."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+
+    def __call__(self, name: str) -> bool:
+        from ..registry import registry
+        return registry().find(self.kind, name) is not None
+
+
+class ThresholdNames:
+    """`known` for select: whether a name is a threshold an installed score or screen offers."""
+
+    def __call__(self, name: str) -> bool:
+        from .components import threshold_owners
+        return name in threshold_owners()
+
 
 @dataclass(frozen=True)
 class SourceConfig:

@@ -91,7 +91,7 @@ def _section(value: dict, kind: str) -> C.Section:
     for key in value:  # a key the schema does not know (an older lock's): kept as it was
         if key not in items:
             items[key] = _plain(value[key])
-    return C.Section(dotted(SECTIONS[kind]), items, lambda name: reg.find(kind, name) is not None)
+    return C.Section(dotted(SECTIONS[kind]), items, C.ComponentNames(kind))
 
 
 def _select(value: dict) -> C.Section:
@@ -105,7 +105,7 @@ def _select(value: dict) -> C.Section:
         elif key in owners and owners[key].legacy:
             items[key] = None
     items.update({k: v for k, v in value.items() if k not in items})
-    return C.Section("select", items, lambda name: name in owners)
+    return C.Section("select", items, C.ThresholdNames())
 
 
 def _plain(value: Any) -> Any:
