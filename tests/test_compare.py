@@ -2,8 +2,8 @@
 
 old: captions c000-c005 (v0.1.0); new: c002-c007 with c004's text edited (v0.2.0); both with one image per
 batch (so an unchanged caption gives the same bytes in both builds, whatever its neighbours) and every
-candidate (two per caption) kept. So: 4 rows added (c006, c007), 4 removed (c000, c001), 2 changed (c004's),
-6 unchanged.
+candidate (one per caption) kept. So: 2 rows added (c006, c007), 2 removed (c000, c001), 1 changed (c004's),
+3 unchanged.
 
 The Markdown golden comes from copies of these builds whose data files are rewritten with fixed rows (solid
 images, fixed scores, and captions and ids written to break Markdown): their numbers are the same on every
@@ -31,9 +31,10 @@ EDITED = "A green parrot on a wooden fence. Number 4."
 
 
 def _recipe(d: Path, version: str, ids: range, edited: dict) -> Path:
-    path = write_recipe(d, batch_size=1, size=len(ids) * 2, shard_size=4)
+    path = write_recipe(d, batch_size=1, size=len(ids), shard_size=4)
     text = path.read_text().replace("version: 0.1.0", f"version: {version}")
-    path.write_text(text.replace(f"  size: {len(ids) * 2}\n", f"  size: {len(ids) * 2}\n  per_caption: all\n"))
+    text = text.replace("images_per_caption: 2", "images_per_caption: 1")
+    path.write_text(text.replace(f"  size: {len(ids)}\n", f"  size: {len(ids)}\n  per_caption: all\n"))
     with open(d / "caps.jsonl", "w") as f:
         for i in ids:
             text = edited.get(i, CAPTIONS[i % len(CAPTIONS)] + f" Number {i}.")
@@ -61,16 +62,15 @@ def test_known_differences(builds):
     report = json.loads(proc.stdout)
     assert report["verdict"] == "data changes; version bumped"
     rows = report["rows"]
-    assert rows["added"] == [f"caps:c00{c}-{k}" for c in (6, 7) for k in (0, 1)]
-    assert rows["removed"] == [f"caps:c00{c}-{k}" for c in (0, 1) for k in (0, 1)]
-    assert rows["changed"] == rows["recaptioned"] == ["caps:c004-0", "caps:c004-1"]
-    assert rows["unchanged"] == 6
+    assert rows["added"] == ["caps:c006-0", "caps:c007-0"] and rows["removed"] == ["caps:c000-0", "caps:c001-0"]
+    assert rows["changed"] == rows["recaptioned"] == ["caps:c004-0"]
+    assert rows["unchanged"] == 3
     assert set(report["scores"]) == {"clip_score", "ssim", "score"}  # the data's own score columns
     for s in report["scores"].values():
-        assert s["n_old"] == s["n_new"] == 12 and s["low"] <= s["delta"] <= s["high"] and 0 <= s["ks"] <= 1
+        assert s["n_old"] == s["n_new"] == 6 and s["low"] <= s["delta"] <= s["high"] and 0 <= s["ks"] <= 1
     # the grid: the two changed rows, the same caption id on both sides, old and new captions and images
     grid = report["most_changed"]
-    assert sorted((g["old"], g["new"]) for g in grid) == [("caps:c004-0",) * 2, ("caps:c004-1",) * 2]
+    assert [(g["old"], g["new"]) for g in grid] == [("caps:c004-0", "caps:c004-0")]
     old_rows = {r["id"]: r for r in read_rows(builds / "old")}
     new_rows = {r["id"]: r for r in read_rows(builds / "new")}
     for g in grid:
@@ -83,7 +83,7 @@ def test_known_differences(builds):
     assert (builds / "out" / "compare.json").read_text() == proc.stdout
     md = compare(builds, "old", "new", "--output", "out").stdout
     assert md == (builds / "out" / "compare.md").read_text()
-    assert "| added (ids only in new) | 4 |" in md and "| changed image (same id) | 2 |" in md
+    assert "| added (ids only in new) | 2 |" in md and "| changed image (same id) | 1 |" in md
 
 
 def test_exit_codes_are_diffs(builds):
@@ -93,7 +93,7 @@ def test_exit_codes_are_diffs(builds):
     proc = compare(builds, "old", "old", "--output", "same", "--format", "json")
     report = json.loads(proc.stdout)
     assert proc.returncode == 0 and report["verdict"] == "same data"
-    assert report["rows"]["unchanged"] == 12 and report["most_changed"] == []
+    assert report["rows"]["unchanged"] == 6 and report["most_changed"] == []
     assert all(s["delta"] == 0 and s["ks"] == 0 for s in report["scores"].values())
 
 
@@ -108,9 +108,8 @@ def test_recipes_are_compared_on_their_first_captions(builds):
     # the builds' identities: the same recipe and inputs are the same data, previewed or built
     assert report["new"]["identity"] == json.loads((builds / "new" / "recipe.lock.json").read_text())["identity"]
     rows = report["rows"]
-    assert rows["removed"] == [f"caps:c00{c}-{k}" for c in (0, 1) for k in (0, 1)]
-    assert rows["added"] == [f"caps:c00{c}-{k}" for c in (3, 4) for k in (0, 1)]
-    assert rows["unchanged"] == 2 and rows["changed"] == []  # c002, the one caption both previews share
+    assert rows["removed"] == ["caps:c000-0", "caps:c001-0"] and rows["added"] == ["caps:c003-0", "caps:c004-0"]
+    assert rows["unchanged"] == 1 and rows["changed"] == []  # c002, the one caption both previews share
     read = next(f for f in report["funnel"] if f["step"] == "read")
     assert read["old_counts"]["left"] == read["new_counts"]["left"] == 3  # read until 3 captions survived
     assert any("a recipe, its first 3 curated captions previewed" in n for n in report["notes"])
@@ -118,8 +117,8 @@ def test_recipes_are_compared_on_their_first_captions(builds):
     proc = compare(builds, "new", "r-new/r.yaml", "--captions", "3", "--output", "recipes", "--format", "json")
     report = json.loads(proc.stdout)
     assert proc.returncode == 0 and report["verdict"] == "same data"
-    assert report["rows"]["unchanged"] == 6 and report["rows"]["changed"] == report["rows"]["added"] == []
-    assert len(report["rows"]["removed"]) == 6  # c005-c007: not among the first 3 captions
+    assert report["rows"]["unchanged"] == 3 and report["rows"]["changed"] == report["rows"]["added"] == []
+    assert len(report["rows"]["removed"]) == 3  # c005-c007: not among the first 3 captions
     assert any("the content identities are equal but rows differ" in n for n in report["notes"])
 
 
@@ -235,9 +234,6 @@ def test_page_in_chromium_every_image_loads(fixed, tmp_path):
     assert found, dom[-2000:]
     probe = json.loads(html.unescape(found.group(1)))
     assert probe["images"] == probe["loaded"] == len(srcs) and min(probe["widths"]) > 0
-    shot = tmp_path / "compare.png"
-    browse(page, f"--screenshot={shot}", "--window-size=1200,2000")
-    assert shot.exists() and len(set(Image.open(shot).convert("RGB").get_flattened_data())) > 100  # not blank
 
 
 # --------------------------------------------------------------------------- Hub releases (slow)
@@ -256,7 +252,7 @@ def test_release_side_and_changes_since_in_the_next_card(builds, hub, hub_env, t
     assert proc.returncode == 3, proc.stderr
     report = json.loads(proc.stdout)
     assert report["old"]["kind"] == "release" and report["old"]["version"] == "0.1.0"
-    assert len(report["rows"]["added"]) == len(report["rows"]["removed"]) == 4 and report["rows"]["unchanged"] == 6
+    assert len(report["rows"]["added"]) == len(report["rows"]["removed"]) == 2 and report["rows"]["unchanged"] == 3
     proc = cli("compare", f"{repo}@v9.9.9", new, "--output", tmp_path / "page", env=hub_env, check=False)
     assert proc.returncode == 2 and proc.stderr.startswith("error: OLD: tester/tiny-build has no revision 'v9.9.9'")
 
@@ -266,7 +262,7 @@ def test_release_side_and_changes_since_in_the_next_card(builds, hub, hub_env, t
     assert card == (new / "README.md").read_text()  # the local card says what the published one says
     section = card[card.index("## Changes since v0.1.0"):card.index("<!-- /synthvlm:section changes-since -->")]
     assert "**✅ data changes; version bumped**:" in section and "`tester/tiny-build@v0.1.0`" not in section
-    assert "| added (ids only in new) | 4 |" in section and "| changed image (same id) | 2 |" in section
+    assert "| added (ids only in new) | 2 |" in section and "| changed image (same id) | 1 |" in section
     assert "### Scores" in section and "### Funnel" in section and "Most changed rows" not in section
     assert card.index("## Changes since v0.1.0") < card.index("## Models")
     # the same build published to a repository without an earlier release: the stale section goes
