@@ -56,9 +56,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="rounds (each runs every configuration once)")
     args = ap.parse_args()
 
-    from synthvlm_builder.stages.generate import ImageGenerator
+    from synthvlm_builder.models.clip import ClipScorer
+    from synthvlm_builder.models.generator import ImageGenerator
     from synthvlm_builder.models.loading import load_pipeline, resolve_device
-    from synthvlm_builder.stages.score import ClipScorer
     from synthvlm_builder.execution.worker import ShardWorker
 
     device = resolve_device(args.device)

@@ -111,8 +111,8 @@ def build_sdxl(device, dtype, tiny: bool):
 def scorer_seconds(worker, bundle, recipe, prompts, seeds, device, repeats: int = 3) -> tuple[float, float]:
     """Seconds per image of CLIPScore and of SSIM, both on the device on the device-resident images, as
     the worker runs them; and of JPEG encoding on the worker's CPU pool (third value)."""
+    from synthvlm_builder.models.clip import ClipScorer
     from synthvlm_builder.stages.format import encode_image
-    from synthvlm_builder.stages.score import ClipScorer
     from synthvlm_builder.stages.ssim import ssim_roundtrip
     pixels = worker.generator.generate_tensor(prompts, seeds)
     scorer = ClipScorer(bundle, prefix=recipe.score.clip.prefix, device=device)

@@ -33,8 +33,9 @@ from synthvlm_builder.models.loading import load_clip, load_pipeline  # noqa: E4
 from synthvlm_builder.models.shapes import world  # noqa: E402
 from synthvlm_builder.models.shapes.negatives import hard_negative  # noqa: E402
 from synthvlm_builder.recipe.loader import load_recipe  # noqa: E402
-from synthvlm_builder.stages.generate import ImageGenerator  # noqa: E402
-from synthvlm_builder.stages.score import ClipScorer, combined_score, ssim_roundtrip  # noqa: E402
+from synthvlm_builder.models.clip import ClipScorer  # noqa: E402
+from synthvlm_builder.models.generator import ImageGenerator  # noqa: E402
+from synthvlm_builder.stages.score import combined_score, ssim_roundtrip  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 N_NEGATIVES = 7  # retrieval among 8 captions: the true one and 7 near misses

@@ -68,8 +68,9 @@ def main() -> None:
 
     from synthvlm_builder.models.loading import load_pipeline, resolve_device
     from synthvlm_builder.stages.format import decode_image, encode_image
-    from synthvlm_builder.stages.generate import ImageGenerator
-    from synthvlm_builder.stages.score import ClipScorer, ssim_roundtrip
+    from synthvlm_builder.models.clip import ClipScorer
+    from synthvlm_builder.models.generator import ImageGenerator
+    from synthvlm_builder.stages.score import ssim_roundtrip
     from synthvlm_builder.stages.ssim import ssim_on
     from synthvlm_builder.stages.ssim import ssim_roundtrip as ssim_batched
 

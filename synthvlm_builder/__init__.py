@@ -7,15 +7,15 @@
 The functions are in api.py (README "Python API"); nothing heavy (torch, diffusers) loads on import.
 """
 
-__version__ = "0.1.0"
-
 from . import reporter
 from .api import build, captions, compare, evaluate, export, identity, iter_captions, plan, publish, verify
 from .errors import BuildError, InputError, Problem, RecipeError
 from .recipe.config import Recipe
 from .reporter import Recorder, Reporter
 from .results import BuildResult, CaptionsResult, PlanResult
+from .version import __version__
 
 __all__ = ["BuildError", "BuildResult", "CaptionsResult", "InputError", "PlanResult", "Problem", "Recipe",
-           "RecipeError", "Recorder", "Reporter", "build", "captions", "compare", "evaluate", "export", "identity",
+           "RecipeError", "Recorder", "Reporter", "__version__", "build", "captions", "compare", "evaluate",
+           "export", "identity",
            "iter_captions", "plan", "publish", "reporter", "verify"]

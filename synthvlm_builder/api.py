@@ -12,12 +12,13 @@ The CLI (cli.py) calls these functions and prints what they return.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Optional, Union
 
-from .errors import InputError, Problem
+from .errors import InputError
 from .recipe.config import Caption, Recipe
 from .reporter import Reporter, use
 from .results import BuildResult, CaptionsResult, PlanResult
@@ -25,6 +26,7 @@ from .results import BuildResult, CaptionsResult, PlanResult
 if TYPE_CHECKING:
     from .analysis.compare import Comparison
     from .analysis.evaluate import Evaluation
+    from .builder import RecipeBuilder
     from .release.export import ExportResult
     from .release.publish import PublishResult
     from .release.verification import VerifyResult
@@ -45,10 +47,9 @@ def _call(recipe: Optional[Recipe], reporter: Optional[Reporter], check: bool = 
                 check_environment()
             yield
         except InputError as e:
-            if recipe is not None and not e.problems and not e.location and e.field[:1].islower():
-                from .recipe import locate
-                file, line, col = locate(recipe, e.field)
-                e.problems = [Problem(file, line, col, e.field, e.message)]
+            if recipe is not None:
+                from .recipe import locate_error
+                locate_error(e, recipe)
             raise
 
 
@@ -69,18 +70,17 @@ def build(recipe: RecipeLike, output_dir: Optional[PathLike] = None, executor: O
     recipe = _recipe(recipe)
     with _call(recipe, reporter):
         from .destination import FOLDER, check_output
-        from .settings import check_cache
+        from .execution.preflight import check_cache
         out = Path(output_dir) if output_dir is not None else None
         check_output(out or recipe.output_dir, "--output" if out else "output.dir", FOLDER)
         check_cache(recipe)
         from .execution.runner import build as run_build
         done = run_build(recipe, output_dir=out, executor=executor, device=device, overwrite=overwrite, push=push)
-        published = None
         if push:
             from .analysis.changes import changes_since
             from .release.publish import publish as publish_dir
-            published = publish_dir(done.output_dir, changes=changes_since)
-    return BuildResult(Path(done.output_dir), done.rows, done.fingerprint, done.stats, done.action, published)
+            done = dataclasses.replace(done, published=publish_dir(done.path, changes=changes_since))
+    return done
 
 
 def identity(recipe: RecipeLike, *, reporter: Optional[Reporter] = None) -> str:
@@ -100,8 +100,8 @@ def iter_captions(recipe: RecipeLike, device: Optional[str] = None, *,
     recipe = _recipe(recipe)
     with _call(recipe, reporter):
         from .curation.captions import Funnel
-        from .execution.runner import curate_recipe
-        from .settings import check_cache
+        from .execution.curate import curate_recipe
+        from .execution.preflight import check_cache
         check_cache(recipe, captions_only=True)
         funnel = Funnel()
         survivors = curate_recipe(recipe, funnel, device)
@@ -172,8 +172,7 @@ def plan(recipe: RecipeLike, measure: bool = False, device: Optional[str] = None
         measured = None
         if measure:
             from .execution.measure import estimate, measure as measure_steps
-            from .execution.runner import check_device, preflight
-            from .settings import check_cache
+            from .execution.preflight import check_cache, check_device, preflight
             check_device(device or recipe.execution.device, "--device" if device else "execution.device")
             check_cache(recipe)
             preflight(recipe)
@@ -265,6 +264,16 @@ def evaluate(target: PathLike, eval: Optional[PathLike] = None, seeds: int = 3, 
         if build_dir is not None:
             result.card = add_to_card(build_dir, result)
         return result
+
+
+def as_builder(recipe: Recipe, **options) -> "RecipeBuilder":
+    """This recipe as a `datasets.DatasetBuilder` (builder.py; `options`: cache_dir, build_dir, executor,
+    device, reporter): `download_and_prepare()` runs or resumes the build, `as_dataset()` reads its rows."""
+    from .builder import RecipeBuilder
+    return RecipeBuilder(recipe, **options)
+
+
+Recipe.as_builder = as_builder  # `recipe.as_builder()` (README); recipe/config.py says why it is attached here
 
 
 # Export formats and the options each takes (the CLI's --FORMAT OUT and option flags).

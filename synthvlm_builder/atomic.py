@@ -10,6 +10,9 @@ before the rename): only a regular file (or, for a folder written whole, a folde
 A device, a FIFO or a socket is refused (`captions --output /dev/null` run as root would otherwise
 replace the real /dev/null), and so is a symbolic link: it is NOT followed on purpose, because a link
 planted in a build dir would then redirect a write outside it; the CLI names the file to give instead.
+
+What is at a path is named here too: `node_kind` for a place a verb writes, `not_a_file` for an input
+file that cannot be read (a recipe's caption file: validate and the caption stage say the same).
 """
 from __future__ import annotations
 
@@ -28,6 +31,9 @@ TMP_MARK = ".tmp-"
 _KINDS = ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a folder"), (stat.S_ISLNK, "a symbolic link"),
           (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
           (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"))
+# What an input file that cannot be read is, in not_a_file's messages (their wording is older than node_kind's)
+_INPUT_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
+                (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
 
 def temp_sibling(path: Path) -> Path:
@@ -72,6 +78,26 @@ def node_kind(path: os.PathLike | str, follow: bool = False) -> str | None:
     except (FileNotFoundError, NotADirectoryError):
         return None
     return next((name for test, name in _KINDS if test(mode)), "an unknown kind of file")
+
+
+def not_a_file(path: Path) -> str | None:
+    """Why `path` cannot be read as a caption file ("... is a directory, not a file"), or None for a
+    regular file (a symbolic link is followed). Never opens it."""
+    path = Path(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            return f"{path} is a symbolic link to {os.readlink(path)}, which does not exist"
+        return f"no such file: {path}"
+    except OSError as e:  # a path through a file, a loop of links, no permission on a folder
+        return f"cannot use {path}: {e.strerror or e}"
+    if stat.S_ISREG(st.st_mode):
+        return None
+    what = next((name for test, name in _INPUT_KINDS if test(st.st_mode)), "not a regular file")
+    if os.path.islink(path):
+        return f"{path} is a symbolic link to {os.path.realpath(path)}, {what}, not a regular file"
+    return f"{path} is {what}, not a regular file"
 
 
 def check_replaceable(path: Path, folder: bool | None = None) -> None:

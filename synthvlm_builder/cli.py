@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     except (RecipeError, InputError, BuildError) as e:
         if debug:
             traceback.print_exc()
-        print(error_line(e, getattr(args, "recipe", None)), file=sys.stderr)
+        print(error_line(_located(e, getattr(args, "recipe", None))), file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume", file=sys.stderr)
@@ -64,6 +64,18 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(fault[1], file=sys.stderr)
         return fault[0]
+
+
+def _located(e: Exception, recipe_file: str | None) -> Exception:
+    """An InputError about a field of the recipe file the verb read, located in that file (when the
+    recipe changed since it was read and no longer loads, the field alone still says where)."""
+    if recipe_file and isinstance(e, InputError) and e.unlocated:
+        from .recipe import load_recipe, locate_error
+        try:
+            locate_error(e, load_recipe(recipe_file))
+        except RecipeError:
+            pass
+    return e
 
 
 def _unknown_command(argv: list[str]) -> str | None:
@@ -145,8 +157,8 @@ def cmd_review(args) -> int:
 
 def cmd_preview(args) -> int:
     from .destination import FILE, FOLDER, check_output
+    from .execution.preflight import check_cache
     from .recipe import load_recipe
-    from .settings import check_cache
     from .units import parse_int
     recipe = load_recipe(args.recipe)
     n = parse_int(args.captions, "--captions", minimum=1)

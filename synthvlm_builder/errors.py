@@ -59,9 +59,14 @@ class InputError(Exception):
         self.message = message
         self.location = location  # "FILE:LINE" in an input file the problem is in, when known
         # The problem located in its recipe (FILE:LINE:COL) once an API call that read the recipe knows
-        # where `field` is (api.py); the CLI prints it as it prints a RecipeError's.
+        # where `field` is (recipe/loader.py locate_error); the CLI prints it as it prints a RecipeError's.
         self.problems: list[Problem] = []
         super().__init__(f"{location or field}: {message}")
+
+    @property
+    def unlocated(self) -> bool:
+        """About a recipe field, and not yet located (a flag, a variable or DIR is not a recipe field)."""
+        return not self.problems and not self.location and (self.field or "")[:1].islower()
 
 
 class UnsafeOutput(InputError):
@@ -85,9 +90,9 @@ class BuildError(Exception):
         self.problems: list[Problem] = []
 
 
-def error_line(e: RecipeError | InputError | BuildError, recipe_file=None) -> str:
-    """How the CLI reports one of the types above: located in an input file, at a flag or variable, or
-    (with `recipe_file`, the recipe the verb read) at a recipe field."""
+def error_line(e: RecipeError | InputError | BuildError) -> str:
+    """How the CLI reports one of the types above: located in an input file, at a recipe field (once
+    located there: recipe/loader.py locate_error), or at a flag or variable."""
     if isinstance(e, RecipeError):
         return str(e)
     if not isinstance(e, InputError):
@@ -98,13 +103,6 @@ def error_line(e: RecipeError | InputError | BuildError, recipe_file=None) -> st
         return "\n".join(str(p) for p in e.problems)
     if not e.field:
         return printable(f"error: {e.message}")
-    if recipe_file and e.field[:1].islower():  # a recipe field path (flags, variables, DIR are not)
-        from .recipe import load_recipe, locate
-        try:
-            file, line, col = locate(load_recipe(recipe_file), e.field)
-            return printable(f"{file}:{line}:{col}: {e.field}: {e.message}")
-        except RecipeError:  # the recipe changed since it was read: the field alone still says where
-            pass
     return printable(f"error: {e.field}: {e.message}")
 
 

@@ -1,7 +1,9 @@
-"""The files of a finished build (the Hub layout), named once for the build, export, publish and verify,
-and which of them a build owns: those its manifest (DIR/.synthvlm/manifest.json) lists, and only those.
-Publish and export read nothing else, so a `notes.env`, an export folder or a stray Parquet file put
-into the dir never reaches the Hub or a training set."""
+"""Every file name of a build dir, in one place: the files of a finished build (the Hub layout), named
+once for the build, export, publish and verify, and the build's own work state under DIR/.synthvlm/
+(state.py has each state file's schema); and which files a build owns: those its manifest
+(DIR/.synthvlm/manifest.json) lists, and only those. Publish and export read nothing else, so a
+`notes.env`, an export folder or a stray Parquet file put into the dir never reaches the Hub or a
+training set."""
 from __future__ import annotations
 
 import os
@@ -10,7 +12,7 @@ import stat
 from pathlib import Path
 
 from .errors import InputError
-from .execution.state import WORK, StateError, confined, load
+from .state import StateError, confined, load
 
 CARD = "README.md"
 RECIPE = "recipe.yaml"
@@ -25,13 +27,49 @@ DATA = "data"
 STANDARD_FILES = (CARD, RECIPE, LOCK, STATS, HISTOGRAM, SAMPLES)
 BUILD_FILES = STANDARD_FILES + (CAPTIONS,)
 DATA_FILE = re.compile(rf"{DATA}/train-[0-9]{{5}}-of-[0-9]{{5}}\.parquet")
-MANIFEST = f"{WORK}/manifest.json"
-JOURNAL = f"{WORK}/install.json"
 REBUILD = "rebuild it: rerun the build into this dir with --overwrite"
+
+# The build's own state, in DIR/WORK: never published, never one of the files above.
+WORK = ".synthvlm"
+MANIFEST = f"{WORK}/manifest.json"  # the files the installed build owns, and its identity
+JOURNAL = f"{WORK}/install.json"    # present only while a finished build is swapped in (execution/outdir.py)
+DIR_LOCK = f"{WORK}/lock"           # held (flock) by the one build running in the dir
+BUILDS = f"{WORK}/builds"           # BUILDS/KEY/: one build's work folder (execution/workdir.py)
+# In a build's work folder, relative to it:
+STATE = "state.json"                # the build's identity
+CURATED = CAPTIONS                  # the curated captions, installed as they are
+CURATED_INDEX = "captions.json"     # their count and digest, and where each shard's captions start
+EVENTS = "events.jsonl"             # what each run did, one JSON per line
+BATCH = "batch.json"                # the batch size generation uses (execution/batching.py)
+UPLOADS = "uploads.json"            # what --push has sent already (release/stream.py)
+UPLOADING = "uploading"             # links to the data files being uploaded (release/stream.py)
+SHARDS = "shards"                   # the candidate shards and their completion markers
+STAGING = "final"                   # a finished build's files before the swap (release/assemble.py)
+# What a build writes in its work folder before any shard is finished: what a failed first run removes again
+WORK_FILES = re.compile("|".join([*(re.escape(name) for name in (STATE, CURATED, CURATED_INDEX, EVENTS, BATCH,
+                                                                   UPLOADS)),
+                                  rf"{SHARDS}/shard-[0-9]{{5}}\.(parquet|done\.json)",
+                                  rf"{UPLOADING}/[0-9]{{5}}-part-[0-9]{{5}}\.parquet"]))
+# The work state an older synthvlm-builder kept directly in DIR/WORK (dropped once a build is installed)
+LEGACY_WORK = (STATE, SHARDS, CURATED, CURATED_INDEX, EVENTS, "hf-cache", STAGING)
 
 
 def data_file(index: int, count: int) -> str:
     return f"{DATA}/train-{index:05d}-of-{count:05d}.parquet"
+
+
+def data_part(index: int) -> str:
+    """A data file as it is written into STAGING, before the files are counted (release/dataset.py)."""
+    return f"part-{index:05d}.parquet"
+
+
+def shard_file(index: int) -> str:
+    return f"{SHARDS}/shard-{index:05d}.parquet"
+
+
+def marker_file(index: int) -> str:
+    """The completion marker of shard `index`: it counts as finished only when this matches it."""
+    return f"{SHARDS}/shard-{index:05d}.done.json"
 
 
 def is_build_file(rel: str) -> bool:

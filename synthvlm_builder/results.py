@@ -1,6 +1,7 @@
-"""What the API's build, captions and plan return (api.py); verify, publish and export return the
-objects their release/ modules make (VerifyResult, PublishResult, ExportResult). Each has the data as
-attributes and `summary()`, the text the CLI prints for it."""
+"""What the API's build, captions and plan return (api.py; the build's is execution/runner.py's own
+result); verify, publish and export return the objects their release/ modules make (VerifyResult,
+PublishResult, ExportResult). Each has the data as attributes and `summary()`, the text the CLI prints
+for it."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -6,13 +6,12 @@
 `SYNTHVLM_PUBLISH_RETRIES=five` is exit 2 (`error: SYNTHVLM_X: ...`) at once, not after the whole
 generation. An empty value means unset. Defaults stay beside the code that uses them.
 
-The cache folder (`$SYNTHVLM_CACHE`, else `~/.cache/synthvlm`) is checked by `check_cache` only where a
-recipe needs it (a built-on-first-use builtin model, a model step of the caption stage): a cache that is
-a file, or a HOME that cannot hold it, is exit 2 before any work.
+The cache folder is `cache_dir()`: `$SYNTHVLM_CACHE`, else `~/.cache/synthvlm`. Whether a recipe needs it
+(a built-on-first-use builtin model, a model step of the caption stage) and can have it is checked before
+any work by execution/preflight.py `check_cache`.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 from dataclasses import dataclass
@@ -52,8 +51,8 @@ class Variable:
 VARIABLES = {v.name: v for v in (
     Variable(CACHE, _path, "folder of built-in models and the caption stage's caches"),
     Variable("SYNTHVLM_MAX_DATA_FILE_BYTES", parse_bytes, "bytes per data file (release/dataset.py)"),
-    Variable("SYNTHVLM_PUBLISH_RETRIES", parse_int, "retries of a transient Hub error (release/retry.py)"),
-    Variable("SYNTHVLM_PUBLISH_RETRY_WAIT", parse_seconds, "first backoff wait, seconds (release/retry.py)"),
+    Variable("SYNTHVLM_PUBLISH_RETRIES", parse_int, "retries of a transient Hub error (retry.py)"),
+    Variable("SYNTHVLM_PUBLISH_RETRY_WAIT", parse_seconds, "first backoff wait, seconds (retry.py)"),
     Variable("SYNTHVLM_PUBLISH_FILES_PER_COMMIT",
              lambda text, name: parse_int(text, name, minimum=1), "files per Hub commit (release/staged.py)"),
     Variable("SYNTHVLM_LLM_RETRY_WAIT", parse_seconds, "first backoff wait of the LLM judge, seconds"),
@@ -90,54 +89,3 @@ def cache_dir() -> Path:
     except RuntimeError:  # no HOME and no user database entry (a bare container)
         raise InputError("HOME", f"is not set, and the cache defaults to ~/.cache/synthvlm; set HOME, or {CACHE}"
                          " to a writable folder") from None
-
-
-def check_cache(recipe, captions_only: bool = False) -> None:
-    """Exit 2 before any work when `recipe` (with `captions_only`, its caption stage) needs the cache
-    and it cannot be made or written."""
-    if not needs_cache(recipe, captions_only):
-        return
-    from .destination import FOLDER, check_output
-    folder = cache_dir()
-    if setting(CACHE):
-        check_output(folder, CACHE, FOLDER)
-        return
-    home = Path.home()
-    if not home.is_dir():
-        raise InputError("HOME", f"{home} is {'not a folder' if home.exists() else 'missing'}, and the cache"
-                         f" defaults to {folder}; set HOME, or {CACHE} to a writable folder")
-    try:
-        check_output(folder, CACHE, FOLDER)
-    except InputError as e:
-        raise InputError("HOME", f"the cache defaults to {folder} (under HOME), which cannot be used: {e.message};"
-                         f" set {CACHE} to a writable folder") from None
-
-
-def needs_cache(recipe, captions_only: bool = False) -> bool:
-    """A model step of the caption stage (its values are cached), or (unless `captions_only`) a builtin
-    model built on first use."""
-    from .models.builtin import SHIPPED
-    from .registry import registry
-    filters = recipe.captions.filters
-    if any(cls.scored and filters.get(cls.name) is not None for cls in registry().all("caption_step")):
-        return True  # a model step: its values are cached
-    if captions_only:
-        return False
-    return any(text.startswith("builtin:") and text.removeprefix("builtin:") not in SHIPPED
-               for text in _strings(recipe))
-
-
-def _strings(value):
-    """Every string in a recipe (frozen dataclasses, tuples, dicts)."""
-    if isinstance(value, str):
-        yield value
-    elif dataclasses.is_dataclass(value):
-        for f in dataclasses.fields(value):
-            if f.name != "text":  # the recipe's own YAML: its comments would count
-                yield from _strings(getattr(value, f.name))
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _strings(item)
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            yield from _strings(item)

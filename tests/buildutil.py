@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from synthvlm_builder import layout
+
 ROOT = Path(__file__).resolve().parents[1]
 
 CAPTIONS = [
@@ -113,14 +115,14 @@ def read_rows(build_dir: Path, columns=None) -> list[dict]:
 
 def work_root(build_dir: Path) -> Path:
     """The work folder of the one build in `build_dir` (DIR/.synthvlm/builds/KEY)."""
-    roots = sorted((build_dir / ".synthvlm" / "builds").glob("*"))
+    roots = sorted((build_dir / layout.BUILDS).glob("*"))
     assert len(roots) == 1, roots
     return roots[0]
 
 
 def read_candidates(build_dir: Path) -> list[dict]:
     rows = []
-    for f in sorted((work_root(build_dir) / "shards").glob("shard-*.parquet")):
+    for f in sorted((work_root(build_dir) / layout.SHARDS).glob("shard-*.parquet")):
         rows += pq.read_table(f).to_pylist()
     return rows
 
@@ -128,7 +130,7 @@ def read_candidates(build_dir: Path) -> list[dict]:
 def _scorer(build_dir: Path):
     """The build's CLIP scorer, as its lock records it (model, pretrained, prefix)."""
     from synthvlm_builder.models.loading import load_clip
-    from synthvlm_builder.stages.score import ClipScorer
+    from synthvlm_builder.models.clip import ClipScorer
 
     clip = json.loads((build_dir / "recipe.lock.json").read_text())["recipe"]["score"]["clip"]
     return ClipScorer(load_clip(clip["model"], clip.get("pretrained"), "cpu"), prefix=clip["prefix"], device="cpu")

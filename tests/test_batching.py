@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from buildutil import cli, read_rows, work_root, write_recipe
+from synthvlm_builder import layout
 
 
 def recipe_with(d, batch_size, **kw):
@@ -35,16 +36,16 @@ def test_out_of_memory_halves_the_batch_and_keeps_finished_shards(tmp_path, refe
     env = {**os.environ, "SYNTHVLM_TEST_SIGNAL": "KILL@1"}  # shard 0 finished at batch 4, then killed
     subprocess.run([sys.executable, "-m", "synthvlm_builder", str(recipe), "--output", str(out)], env=env,
                    capture_output=True, timeout=600)
-    marker0 = (work_root(out) / "shards" / "shard-00000.done.json").read_text()
+    marker0 = (work_root(out) / layout.marker_file(0)).read_text()
     monkeypatch.setenv("SYNTHVLM_TEST_OOM_ABOVE", "2")  # now the device holds only 2 images
     proc = cli(recipe, "--output", out)
     assert "out of memory with a batch of 4: generating the rest of the build in batches of 2" in proc.stderr
-    assert (work_root(out) / "shards" / "shard-00000.done.json").read_text() == marker0, "finished shard kept"
-    events = [json.loads(ln) for ln in (work_root(out) / "events.jsonl").read_text().splitlines()]
+    assert (work_root(out) / layout.marker_file(0)).read_text() == marker0, "finished shard kept"
+    events = [json.loads(ln) for ln in (work_root(out) / layout.EVENTS).read_text().splitlines()]
     assert [e["batch_size"] for e in events if e["event"] == "oom_backoff"] == [2]
     lock = json.loads((out / "recipe.lock.json").read_text())
     assert lock["build"]["batch_size"] == 4 and lock["build"]["shard_batch_sizes"] == [4, 2, 2]
-    state = json.loads((work_root(out) / "batch.json").read_text())
+    state = json.loads((work_root(out) / layout.BATCH).read_text())
     assert state["batch_size"] == 2 and state["history"][-1]["how"] == "out of memory"
     rows = {r["id"]: r for r in read_rows(out)}
     for rid, row in rows.items():  # each shard is exactly what its own batch size makes
@@ -68,7 +69,7 @@ def test_auto_measures_once_and_records_its_choice(tmp_path, monkeypatch):
     assert "1: " in line and "2: " in line and "4: " in line and "8: out of memory" in line
     chosen = int(line.rsplit("-> batch ", 1)[1])
     assert chosen in (1, 2, 4)
-    state = json.loads((work_root(out) / "batch.json").read_text())
+    state = json.loads((work_root(out) / layout.BATCH).read_text())
     assert state["batch_size"] == chosen and [m["batch_size"] for m in state["history"][0]["measured"]] == [1, 2, 4, 8]
     lock = json.loads((out / "recipe.lock.json").read_text())
     assert lock["build"]["batch_size"] == chosen and lock["build"]["batch_size_chosen_by"] == "auto"

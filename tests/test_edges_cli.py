@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from buildutil import cli, write_recipe
+from synthvlm_builder import layout
 
 UNSAFE = ("\x1b", "\x07", "\x9b", "\r", "\u202e", "\x00")  # ESC, BEL, CSI, CR, a bidi override, NUL
 
@@ -28,7 +29,7 @@ def one_line_error(proc, code: int, start: str) -> str:
 
 
 def copy_build(src, dst):
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(".synthvlm"))
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(layout.WORK))
     return dst
 
 

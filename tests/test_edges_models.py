@@ -199,7 +199,7 @@ def test_an_aesthetic_head_that_does_not_fit_its_clip(tmp_path, ext):
     import torch
     from safetensors.torch import save_file
 
-    from synthvlm_builder.stages.screen import AestheticHead
+    from synthvlm_builder.models.screens import AestheticHead
     head = {k: v.contiguous() for k, v in AestheticHead(16).state_dict().items()}  # tiny-clip embeds in 32
     recipe = write_recipe(tmp_path / "r", n_captions=4, size=4)
     save_file(head, tmp_path / "r" / "head.safetensors") if ext == "safetensors" else \

@@ -15,8 +15,8 @@ import pytest
 
 from buildutil import ROOT, cli, cli_process, read_rows, work_root, write_recipe
 from llmserver import LlmServer
-
-WORK = ".synthvlm"
+from synthvlm_builder.layout import (BATCH, BUILDS, CURATED_INDEX, DIR_LOCK, JOURNAL, MANIFEST, STAGING, STATE, WORK,
+                                     marker_file)
 
 
 def snapshot(folder: Path) -> dict:
@@ -26,7 +26,7 @@ def snapshot(folder: Path) -> dict:
 
 
 def manifest(out: Path) -> dict:
-    return json.loads((out / WORK / "manifest.json").read_text())
+    return json.loads((out / MANIFEST).read_text())
 
 
 def rows(out: Path) -> list[str]:
@@ -90,7 +90,7 @@ def plant(out: Path, files) -> None:
     if files is not None:
         victim = str(out.parent / "victim" / "victim.txt")
         data["files"] = [victim if f == "VICTIM" else f for f in files] if isinstance(files, list) else files
-    (out / WORK / "manifest.json").write_text(json.dumps(data))
+    (out / MANIFEST).write_text(json.dumps(data))
 
 
 def test_a_planted_or_damaged_manifest_is_corrupt_state(build):
@@ -98,7 +98,7 @@ def test_a_planted_or_damaged_manifest_is_corrupt_state(build):
     before = snapshot(out)
     for files, why in BAD_MANIFESTS + NOT_JSON:
         if isinstance(files, str):
-            (out / WORK / "manifest.json").write_text(files)
+            (out / MANIFEST).write_text(files)
         else:
             plant(out, files)
         assert_corrupt(cli(recipe, "--output", out, check=False), "manifest.json", why, "--overwrite")
@@ -138,8 +138,8 @@ def test_a_manifest_leading_outside_through_a_symlink_is_corrupt_state(build):
 def test_work_state_that_is_a_link_or_damaged_is_corrupt_state(build):
     recipe, out = build
     key = work_root(out)
-    state = json.loads((key / "state.json").read_text())
-    (key / "state.json").write_text(json.dumps({**state, "shard_size": "2"}))
+    state = json.loads((key / STATE).read_text())
+    (key / STATE).write_text(json.dumps({**state, "shard_size": "2"}))
     before = snapshot(out)
     assert_corrupt(cli(recipe, "--output", out, check=False), "state.json", "shard_size: '2' is not of type",
                    "--overwrite")
@@ -147,11 +147,11 @@ def test_work_state_that_is_a_link_or_damaged_is_corrupt_state(build):
     proc = cli(recipe, "--output", out, "--overwrite")  # that build's work state goes; the dataset stands
     assert "nothing to do" in proc.stderr and not key.exists() and snapshot(out) == before
     assert "nothing to do" in cli(recipe, "--output", out).stderr
-    (out / WORK / "lock").unlink()
-    (out / WORK / "lock").symlink_to(out.parent / "victim" / "new.txt")
+    (out / DIR_LOCK).unlink()
+    (out / DIR_LOCK).symlink_to(out.parent / "victim" / "new.txt")
     assert_corrupt(cli(recipe, "--output", out, check=False), "lock", "cannot be opened")
     assert not (out.parent / "victim" / "new.txt").exists()
-    (out / WORK / "lock").unlink()
+    (out / DIR_LOCK).unlink()
     shutil.move(out / WORK, out.parent / "elsewhere")
     (out / WORK).symlink_to(out.parent / "elsewhere", target_is_directory=True)
     assert_corrupt(cli(recipe, "--output", out, check=False), WORK, "symbolic link")
@@ -177,10 +177,10 @@ BAD_JOURNALS = [  # (changes to the journal the build would write, what the mess
 def test_an_install_journal_pointing_outside_changes_nothing(build):
     recipe, out = build
     victim = out.parent / "victim"
-    state = json.loads((work_root(out) / "state.json").read_text())
-    staging = f"{WORK}/builds/{work_root(out).name}/final"
+    state = json.loads((work_root(out) / STATE).read_text())
+    staging = f"{BUILDS}/{work_root(out).name}/{STAGING}"
     (out / staging).mkdir()
-    (out / WORK / "builds" / "0123456789abcdef" / "final").mkdir(parents=True)
+    (out / BUILDS / "0123456789abcdef" / STAGING).mkdir(parents=True)
     data0 = next(f for f in manifest(out)["files"] if f.startswith("data/"))
     before = snapshot(out)
     for changes, why in BAD_JOURNALS:
@@ -188,14 +188,14 @@ def test_an_install_journal_pointing_outside_changes_nothing(build):
                    "build": {"identity": state["identity"], "fingerprint": state["fingerprint"]}, **changes}
         journal = {k: str(victim) if v == "VICTIM" else [data0] if v == ["DATA0"] else v
                    for k, v in journal.items() if v is not None}
-        (out / WORK / "install.json").write_text(json.dumps(journal))
+        (out / JOURNAL).write_text(json.dumps(journal))
         name = "state.json" if "state.json" in why else "install.json"
         assert_corrupt(cli(recipe, "--output", out, check=False), name, why, "--overwrite")
         assert snapshot(out) == before and (victim / "victim.txt").read_text() == "keep me"
     proc = cli("publish", out, "--repo-id", "org/name", check=False)
     assert proc.returncode == 2 and "an install was cut short" in proc.stderr
     proc = cli(recipe, "--output", out, "--overwrite")  # the journal is dropped; the build stands as it was
-    assert "dropped the corrupt install journal" in proc.stderr and not (out / WORK / "install.json").exists()
+    assert "dropped the corrupt install journal" in proc.stderr and not (out / JOURNAL).exists()
     assert snapshot(out) == before and (victim / "victim.txt").read_text() == "keep me"
 
 
@@ -205,13 +205,12 @@ def damage_markers_and_captions(out: Path) -> dict:
     """Shard 0's marker claims to be shard 1's, shard 1's size is text, the caption index seeks mid-line;
     the card goes, so the next run checks every shard. Returns the caption index as it was."""
     key = work_root(out)
-    shards = key / "shards"
-    m0 = json.loads((shards / "shard-00000.done.json").read_text())
-    (shards / "shard-00000.done.json").write_text(json.dumps({**m0, "shard": 1}))
-    m1 = json.loads((shards / "shard-00001.done.json").read_text())
-    (shards / "shard-00001.done.json").write_text(json.dumps({**m1, "bytes": str(m1["bytes"])}))
-    meta = json.loads((key / "captions.json").read_text())
-    (key / "captions.json").write_text(json.dumps({**meta, "shard_offsets": [0, 5]}))
+    m0 = json.loads((key / marker_file(0)).read_text())
+    (key / marker_file(0)).write_text(json.dumps({**m0, "shard": 1}))
+    m1 = json.loads((key / marker_file(1)).read_text())
+    (key / marker_file(1)).write_text(json.dumps({**m1, "bytes": str(m1["bytes"])}))
+    meta = json.loads((key / CURATED_INDEX).read_text())
+    (key / CURATED_INDEX).write_text(json.dumps({**meta, "shard_offsets": [0, 5]}))
     (out / "README.md").unlink()
     return meta
 
@@ -219,12 +218,12 @@ def damage_markers_and_captions(out: Path) -> dict:
 def test_damaged_markers_and_caption_index_are_redone_and_a_damaged_batch_record_is_corrupt_state(build):
     recipe, out = build
     meta = damage_markers_and_captions(out)
-    (work_root(out) / "batch.json").write_text(json.dumps({"batch_size": 0}))
+    (work_root(out) / BATCH).write_text(json.dumps({"batch_size": 0}))
     proc = cli(recipe, "--output", out, check=False)
     assert "stored captions not used" in proc.stderr and "count and shard_offsets do not match" in proc.stderr
     assert "shard 0: invalid completion marker (shard: 1 (the marker of another shard)); regenerating" in proc.stderr
     assert "shard 1: invalid completion marker (bytes: '" in proc.stderr
-    assert json.loads((work_root(out) / "captions.json").read_text()) == meta  # curated again, the same
+    assert json.loads((work_root(out) / CURATED_INDEX).read_text()) == meta  # curated again, the same
     assert_corrupt(proc, "batch.json", "batch_size: 0 is less than the minimum of 1", "delete it",
                    "generate.batch_size: corrupt state")
 
@@ -303,7 +302,7 @@ def test_publish_and_export_refuse_a_dir_without_a_manifest(build, tmp_path):
     _, out = build
     plain = tmp_path / "plain"
     shutil.copytree(out, plain, ignore=shutil.ignore_patterns(WORK))
-    (out / WORK / "manifest.json").unlink()
+    (out / MANIFEST).unlink()
     for target, what in ((out, "a build in progress, failed or cut short"), (plain, "build into the dir")):
         for verb in (["export", target, "--llava", tmp_path / "x"], ["export", target, "--webdataset", tmp_path / "x"],
                      ["publish", target, "--repo-id", "org/name"]):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from synthvlm_builder.models import loading as models
-from synthvlm_builder.stages.generate import ImageGenerator
+from synthvlm_builder.models.generator import ImageGenerator
 
 PROMPTS = ["a red cube on a table", "a dog in the snow", "two apples", "a city at night"]
 SEEDS = [11, 22, 33, 44]

@@ -12,12 +12,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from buildutil import ROOT, cli, read_rows, work_root, write_recipe
+from synthvlm_builder import layout
 
 
 def snapshot(out: Path) -> dict:
     """Every file of a build dir but its work state, with its bytes."""
     return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*"))
-            if p.is_file() and ".synthvlm" not in p.parts}
+            if p.is_file() and layout.WORK not in p.parts}
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +100,7 @@ def test_interrupted_overwrite_leaves_the_old_build_and_resumes(build_copy):
     done = cli(other, "--output", out, "--overwrite")
     assert "resuming: 1 of 2 shards" in done.stderr
     assert json.loads((out / "recipe.lock.json").read_text())["recipe"]["seed"] == 8
-    assert len(list((out / ".synthvlm" / "builds").iterdir())) == 1, "the old build's work state is gone"
+    assert len(list((out / layout.BUILDS).iterdir())) == 1, "the old build's work state is gone"
 
 
 def test_overwrite_never_removes_what_the_build_did_not_make(build_copy):
@@ -119,7 +120,7 @@ def test_overwrite_never_removes_what_the_build_did_not_make(build_copy):
         (out / name).unlink()
     (out / "mydata").rmdir()
     cli(other_recipe(recipe), "--output", out, "--overwrite")
-    files = json.loads((out / ".synthvlm" / "manifest.json").read_text())["files"]
+    files = json.loads((out / layout.MANIFEST).read_text())["files"]
     assert sorted(snapshot(out)) == sorted(files)
 
 
@@ -278,12 +279,12 @@ def test_paths_of_the_wrong_kind_are_clear_errors(old_build, tmp_path):
 def test_corrupt_state_says_how_to_recover(build_copy):
     recipe, out = build_copy
     before = snapshot(out)
-    (out / ".synthvlm" / "manifest.json").write_text("{not json")
+    (out / layout.MANIFEST).write_text("{not json")
     proc = cli(recipe, "--output", out, check=False)
     assert proc.returncode == 2 and "manifest.json is corrupt" in proc.stderr and "--overwrite" in proc.stderr
     assert snapshot(out) == before
     cli(recipe, "--output", out, "--overwrite")
-    assert loads(out) == 3 and json.loads((out / ".synthvlm" / "manifest.json").read_text())["files"]
+    assert loads(out) == 3 and json.loads((out / layout.MANIFEST).read_text())["files"]
 
 
 def test_export_of_a_corrupt_parquet_is_a_clear_error(build_copy, tmp_path):

@@ -18,6 +18,7 @@ import torch
 
 from synthvlm_builder.models import builtin, loading as models
 from synthvlm_builder.models.tokenizer import caption_tokenizer
+from synthvlm_builder.settings import cache_dir
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +41,7 @@ def test_builtin_pipelines_load_through_diffusion_pipeline():
     for name in _BUILT_PIPELINES:
         folder = builtin.builtin_dir(name)
         # Versioned: builtin/<v>/<library versions>/<name>.
-        assert folder.parent.parent.parent == builtin.cache_root() / "builtin"
+        assert folder.parent.parent.parent == cache_dir() / "builtin"
         assert "diffusers" in folder.parent.name and "torch" in folder.parent.name
         pipe = DiffusionPipeline.from_pretrained(folder)
         assert type(pipe).__name__ == expected[name]
@@ -48,7 +49,7 @@ def test_builtin_pipelines_load_through_diffusion_pipeline():
         assert len(pipe.tokenizer) == pipe.text_encoder.config.vocab_size == 49408
         assert pipe.unet.config.block_out_channels == [8, 16]
         assert len(pipe.vae.config.block_out_channels) == 4  # 8x latents, like real SD
-    assert os.path.realpath(builtin.cache_root()) != os.path.realpath(Path.home() / ".cache" / "synthvlm")
+    assert os.path.realpath(cache_dir()) != os.path.realpath(Path.home() / ".cache" / "synthvlm")
 
 
 def test_builtin_rebuild_in_fresh_cache_is_identical(tmp_path, monkeypatch):

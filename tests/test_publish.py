@@ -20,6 +20,7 @@ import pytest
 from buildutil import ROOT, cli, read_rows, write_recipe
 from conftest import HUB_TOKEN
 from hubserver import HubServer
+from synthvlm_builder import layout
 
 # Every test here runs the CLI in fresh processes against the loopback Hub (5-30 s each): part of the
 # `-m slow` run (.ci/run runs both).
@@ -126,7 +127,7 @@ def test_publish_then_load_the_tag_with_plain_datasets(hub, env, builds):
     assert f"Synthvlm-Release: synthvlm-quickstart v0.1.0 {identity}" in release["message"]
     assert hub.refs(REPO) == {"branches": {"main": release["id"]}, "tags": {"v0.1.0": release["id"]}}
     # one commit with every file of the dir, the work dir left out; binaries through LFS
-    local = sorted(p.relative_to(a).as_posix() for p in a.rglob("*") if p.is_file() and ".synthvlm" not in p.parts)
+    local = sorted(p.relative_to(a).as_posix() for p in a.rglob("*") if p.is_file() and layout.WORK not in p.parts)
     assert sorted(set(release["files"]) - {".gitattributes"}) == local
     assert all(release["files"][p]["lfs"] for p in local if p.endswith((".parquet", ".png")))
     assert len(hub.requests(r"/commit/main$", "POST")) == 1
@@ -152,10 +153,10 @@ def _split_in_two(build_dir: Path) -> None:
     pq.write_table(table.slice(0, half), build_dir / "data" / "train-00000-of-00002.parquet")
     pq.write_table(table.slice(half), build_dir / "data" / "train-00001-of-00002.parquet")
     only.unlink()
-    manifest = json.loads((build_dir / ".synthvlm" / "manifest.json").read_text())
+    manifest = json.loads((build_dir / layout.MANIFEST).read_text())
     manifest["files"] = [f for f in manifest["files"] if f != f"data/{only.name}"] + [
         "data/train-00000-of-00002.parquet", "data/train-00001-of-00002.parquet"]
-    (build_dir / ".synthvlm" / "manifest.json").write_text(json.dumps(manifest))
+    (build_dir / layout.MANIFEST).write_text(json.dumps(manifest))
 
 
 def test_new_version_keeps_old_tag_and_main_is_newest(hub, env, builds, tmp_path):

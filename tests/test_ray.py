@@ -5,6 +5,7 @@ import os
 import pytest
 
 from buildutil import cli, read_candidates, read_rows, work_root, write_recipe
+from synthvlm_builder import layout
 from test_resume import events, shard_recipe, start_and_kill
 
 pytest.importorskip("ray.data", reason="the ray extra is not installed")
@@ -53,7 +54,7 @@ def test_local_build_killed_then_resumed_on_ray(tmp_path, ray_env):
     out = tmp_path / "out"
     start_and_kill(recipe, out, at=2)
     finished = {0, 1}
-    assert sorted(p.name for p in (work_root(out) / "shards").glob("*.done.json")) == [
+    assert sorted(p.name for p in (work_root(out) / layout.SHARDS).glob("*.done.json")) == [
         "shard-00000.done.json", "shard-00001.done.json"]
     n = len(events(out))
     cli(recipe, "--output", out, "--executor", "ray", env=ray_env)

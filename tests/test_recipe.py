@@ -1,5 +1,6 @@
 """The recipe language: every bad input gets one located message, exit 2, nothing written."""
 import dataclasses
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -60,6 +61,20 @@ def test_base_recipe_is_valid(workdir, capsys):
     code, out, err = run(["validate", "r.yaml"], capsys)
     assert code == 0, err
     assert "r.yaml: ok" in out
+
+
+@pytest.mark.parametrize("name", ["quickstart", "screened", "synthvlm_paper"])
+def test_recipe_pickles(name):
+    """The Ray executor ships the recipe to its actors by pickle: every section comes back equal, and still
+    reads each component and threshold, set or not (an unset one as None)."""
+    recipe = load_recipe(Path(__file__).resolve().parents[1] / "recipes" / f"{name}.yaml")
+    again = pickle.loads(pickle.dumps(recipe))
+    assert again == recipe
+    for section, names in (("score", ("clip", "ssim", "aesthetic")),
+                           ("screen", ("nsfw", "watermark", "near_duplicates")),
+                           ("select", ("min_clip_score", "min_aesthetic", "min_score"))):
+        for key in names:
+            assert getattr(getattr(again, section), key) == getattr(getattr(recipe, section), key), (section, key)
 
 
 BAD = [

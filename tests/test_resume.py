@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from buildutil import cli, read_rows, work_root, write_recipe
+from synthvlm_builder import layout
 
 N_SHARDS = 6
 
@@ -26,8 +27,8 @@ def shard_recipe(d: Path, **kw) -> Path:
 
 
 def events(out: Path) -> list[dict]:
-    roots = list((out / ".synthvlm" / "builds").glob("*"))
-    path = work_root(out) / "events.jsonl" if roots else out / "missing"
+    roots = list((out / layout.BUILDS).glob("*"))
+    path = work_root(out) / layout.EVENTS if roots else out / "missing"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
@@ -60,11 +61,11 @@ def test_kill_9_then_resume_gives_identical_dataset_without_redoing_shards(tmp_p
     out = tmp_path / "out"
     killed = start_and_kill(recipe, out, at=2)
     assert killed.returncode == -signal.SIGKILL
-    shards = work_root(out) / "shards"
+    shards = work_root(out) / layout.SHARDS
     assert sorted(p.name for p in shards.glob("*.done.json")) == ["shard-00000.done.json", "shard-00001.done.json"]
     assert list(shards.glob(".shard-00002.parquet.tmp-*")), "shard 2 was being written when the kill came"
     assert not (out / "README.md").exists()
-    markers_before = {i: (shards / f"shard-{i:05d}.done.json").read_text() for i in (0, 1)}
+    markers_before = {i: (work_root(out) / layout.marker_file(i)).read_text() for i in (0, 1)}
     first_run = len(events(out))
 
     proc = cli(recipe, "--output", out)
@@ -73,7 +74,7 @@ def test_kill_9_then_resume_gives_identical_dataset_without_redoing_shards(tmp_p
     assert {e["shard"] for e in rerun if e["event"] == "shard_skipped"} == {0, 1}
     assert {e["shard"] for e in rerun if e["event"] == "shard_done"} == {2, 3, 4, 5}
     for i, text in markers_before.items():
-        assert (shards / f"shard-{i:05d}.done.json").read_text() == text
+        assert (work_root(out) / layout.marker_file(i)).read_text() == text
     assert not [p for p in shards.iterdir() if ".tmp-" in p.name], "the killed run's partial file was left behind"
     assert read_rows(out) == read_rows(clean[1])  # ids, image bytes, scores, seeds
 
@@ -85,7 +86,7 @@ def test_ctrl_c_exits_130_and_a_rerun_resumes(tmp_path, clean):
     proc = start_and_kill(recipe, out, at=1, sig="INT")
     assert proc.returncode == 130
     assert "interrupted; rerun the same command to resume" in proc.stderr and "Traceback" not in proc.stderr
-    shards = work_root(out) / "shards"
+    shards = work_root(out) / layout.SHARDS
     assert [p.name for p in shards.glob("*.done.json")] == ["shard-00000.done.json"]
     assert not [p for p in shards.iterdir() if ".tmp-" in p.name], "an interrupted shard leaves no temp file"
     assert "resuming: 1 of 6 shards" in cli(recipe, "--output", out).stderr
@@ -94,7 +95,7 @@ def test_ctrl_c_exits_130_and_a_rerun_resumes(tmp_path, clean):
 
 def test_truncated_shard_is_detected_and_regenerated(copy_of_clean, clean):
     recipe, out = copy_of_clean
-    shard = work_root(out) / "shards/shard-00002.parquet"
+    shard = work_root(out) / layout.shard_file(2)
     shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
     (out / "README.md").unlink()  # as if the run died before writing the dataset
     n = len(events(out))
@@ -108,7 +109,7 @@ def test_truncated_shard_is_detected_and_regenerated(copy_of_clean, clean):
 
 def test_corrupt_shard_same_size_is_detected(copy_of_clean, clean):
     recipe, out = copy_of_clean
-    shard = work_root(out) / "shards/shard-00001.parquet"
+    shard = work_root(out) / layout.shard_file(1)
     data = bytearray(shard.read_bytes())
     data[len(data) // 2] ^= 0xFF
     shard.write_bytes(bytes(data))

@@ -7,7 +7,8 @@ from PIL import Image
 from skimage.metrics import structural_similarity
 
 from synthvlm_builder.models import loading as models
-from synthvlm_builder.stages.score import ClipScorer, combined_score, ssim_roundtrip
+from synthvlm_builder.models.clip import ClipScorer
+from synthvlm_builder.stages.score import combined_score, ssim_roundtrip
 
 PREFIX = "A photo depicts "
 CAPTIONS = ["a red cube on a table", "a dog in the snow", "two green apples"]
@@ -57,7 +58,7 @@ def test_batched_preprocess_reproduces_open_clip_transform(scorer, bundle, shape
 
 @pytest.mark.parametrize("mode", ["bicubic", "bilinear"])
 def test_float_resize_path_used_on_gpus_matches_pil(mode):
-    from synthvlm_builder.stages.score import _resize_like_pil
+    from synthvlm_builder.models.clip import _resize_like_pil
 
     images = _images(2, 200, 320)
     resample = Image.BICUBIC if mode == "bicubic" else Image.BILINEAR

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from buildutil import cli, read_rows, work_root, write_recipe
+from synthvlm_builder import layout
 
 NSFW_MAX, WM_MAX, COSINE = 0.55, 0.55, 0.995
 
@@ -29,7 +30,7 @@ def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("screens") / "r"
     save_classifier(root / "models" / "nsfw", ["normal", "nsfw"])
     save_classifier(root / "models" / "wm", ["no_watermark", "watermark"])
-    from synthvlm_builder.stages.screen import AestheticHead
+    from synthvlm_builder.models.screens import AestheticHead
     torch.manual_seed(0)
     torch.save(AestheticHead(32).state_dict(), root / "models" / "aesthetic.pth")  # as LAION saves its head
     return root
@@ -66,7 +67,7 @@ def screened(models, tmp_path_factory):
 
 def candidates(out):
     rows = []
-    for i, f in enumerate(sorted((work_root(out) / "shards").glob("shard-*.parquet"))):
+    for i, f in enumerate(sorted((work_root(out) / layout.SHARDS).glob("shard-*.parquet"))):
         for r in pq.read_table(f).to_pylist():
             rows.append({**r, "shard": i})
     return rows
@@ -94,7 +95,7 @@ def test_every_screen_has_a_column_a_funnel_row_and_holds(screened):
 
 def test_no_near_duplicates_survive_and_groups_span_shards(screened, tmp_path):
     from synthvlm_builder.models.loading import load_clip
-    from synthvlm_builder.stages.score import ClipScorer
+    from synthvlm_builder.models.clip import ClipScorer
 
     out, _ = screened
     scorer = ClipScorer(load_clip("builtin:tiny-clip", None, "cpu"))
@@ -118,8 +119,8 @@ def test_stored_scores_are_what_the_models_say_of_the_published_images(screened,
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
     from synthvlm_builder.models.loading import load_clip
-    from synthvlm_builder.stages.score import ClipScorer
-    from synthvlm_builder.stages.screen import AestheticHead
+    from synthvlm_builder.models.clip import ClipScorer
+    from synthvlm_builder.models.screens import AestheticHead
 
     out, _ = screened
     rows = read_rows(out)
@@ -171,7 +172,7 @@ def test_a_label_the_classifier_lacks_is_refused_at_the_field(models, tmp_path):
 
 def test_phash_finds_re_encoded_and_resized_copies_whatever_the_order():
     from synthvlm_builder.stages import neardup
-    from synthvlm_builder.stages.screen import phashes
+    from synthvlm_builder.stages.neardup import phashes
 
     rng = np.random.default_rng(0)
     bases = []

@@ -13,8 +13,8 @@ from synthvlm_builder.models import builtin
 from synthvlm_builder.models.loading import load_clip, load_pipeline
 from synthvlm_builder.models.shapes import world
 from synthvlm_builder.models.tokenizer import caption_tokenizer
-from synthvlm_builder.stages.generate import ImageGenerator
-from synthvlm_builder.stages.score import ClipScorer
+from synthvlm_builder.models.clip import ClipScorer
+from synthvlm_builder.models.generator import ImageGenerator
 
 
 @pytest.fixture(scope="module")

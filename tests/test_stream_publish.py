@@ -9,6 +9,7 @@ from collections import Counter
 import pytest
 
 from buildutil import cli, work_root, write_recipe
+from synthvlm_builder import layout
 from synthvlm_builder.atomic import sha256_file
 from test_publish import load_remote, local_rows, releases
 
@@ -41,7 +42,7 @@ def test_streamed_push_survives_a_kill_and_sends_each_file_once(hub, env, recipe
     # files 0..2 were uploaded (and recorded) while the build ran; nothing is committed or tagged yet
     first = lfs_puts(hub)
     assert len(first) == len(set(first)) == 3
-    record = json.loads((work_root(out) / "uploads.json").read_text())
+    record = json.loads((work_root(out) / layout.UPLOADS).read_text())
     assert record["repo_id"] == REPO and sorted(record["files"]) == sorted(first)
     assert releases(hub, REPO) == [] and hub.refs(REPO)["tags"] == {}
     assert not (out / "README.md").exists()
@@ -55,7 +56,7 @@ def test_streamed_push_survives_a_kill_and_sends_each_file_once(hub, env, recipe
     assert set(puts) >= {sha256_file(f) for f in data}          # every data file went through LFS ...
     assert [oid for oid, n in puts.items() if n > 1] == []       # ... exactly once, across the kill
     assert {sha256_file(f) for f in data} == set(first) | set(json.loads(
-        (work_root(out) / "uploads.json").read_text())["files"])
+        (work_root(out) / layout.UPLOADS).read_text())["files"])
     # the data files were all uploaded before the one commit
     log = [(m, p) for m, p, _ in hub.log]
     commit_at = log.index(("POST", f"/api/datasets/{REPO}/commit/main"))
@@ -98,7 +99,7 @@ def test_a_release_of_many_files_goes_through_a_branch_and_never_shows_half(hub,
     hub.fail_next(rf"/commit/{branch}$", 500, count=6, method="POST", skip=1)
     failed = cli(recipe, "--output", out, "--push", env=env, check=False)
     assert failed.returncode == 1 and "nothing was tagged" in failed.stderr, failed.stderr
-    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and ".synthvlm" not in p.parts)
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and layout.WORK not in p.parts)
     assert len(files) == 13  # 6 data files + card, lock, recipe, stats, curated captions, two pictures
     assert hub.refs(REPO)["tags"] == {} and len(hub.commits(REPO)) == 1, "main untouched"
     (part, base) = hub.commits(REPO, revision=branch)

@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from buildutil import cli, read_rows
+from synthvlm_builder import layout
 from synthvlm_builder.release.verify import pixel_difference, pixels_match
 from synthvlm_builder.stages.format import encode_image
 
@@ -21,7 +22,7 @@ REPO = "synthvlm/synthvlm-quickstart"  # the quickstart recipe's publish.repo_id
 
 
 def copy_build(src, dst):
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(".synthvlm"))  # verify never reads the work state
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(layout.WORK))  # verify never reads the work state
     return dst
 
 

@@ -213,7 +213,7 @@ def from_recipe(recipe, spec: str, n_captions: int, device: str | None) -> Side:
     from ..execution.identity import content_identity, input_digests
     from ..execution.plan import fingerprint
     from ..execution.preview import first_captions, run_candidates
-    from ..execution.runner import check_device, preflight
+    from ..execution.preflight import check_device, preflight
 
     device = device or recipe.execution.device
     try:

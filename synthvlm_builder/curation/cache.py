@@ -19,7 +19,7 @@ import sqlite3
 from pathlib import Path
 from typing import Iterable
 
-from ..models.builtin import cache_root
+from ..settings import cache_dir
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
 
@@ -38,7 +38,7 @@ class StepCache:
     """Values of one step, by key; JSON-encoded (floats round-trip exactly)."""
 
     def __init__(self, step: str, folder: Path | None = None):
-        folder = Path(folder) if folder is not None else cache_root() / "curation"
+        folder = Path(folder) if folder is not None else cache_dir() / "curation"
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / f"{step}.sqlite"
         self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)

@@ -29,11 +29,13 @@ from itertools import chain, islice
 from pathlib import Path
 from typing import Callable, ClassVar, Iterator, Optional
 
+from ..atomic import not_a_file
 from ..errors import InputError
+from ..hub import is_hf_url, parse_hf_url
 from ..recipe.config import Caption, SourceConfig
 from ..registry import Component, registry
 from ..text import printable
-from .sourcefile import SourceFile, check_digest, not_a_file
+from .sourcefile import SourceFile, check_digest
 
 Row = tuple[object, str, int, object]  # (row id, caption text, position, original image)
 OPTIONS = ("column", "id_column", "config", "split", "images", "image_column")  # keys some sources read
@@ -75,7 +77,8 @@ def caption_text(value, src: SourceConfig, index: int, where: str) -> str:
 
 def missing_column(src: SourceConfig, index: int, name: str, columns, where: str) -> InputError:
     key = "column" if name == src.column else "image_column" if name == src.image_column else "id_column"
-    return InputError(source_field(index, key), f"{where}: no column {name!r} (columns: {', '.join(map(str, columns))})")
+    return InputError(source_field(index, key),
+                      f"{where}: no column {name!r} (columns: {', '.join(map(str, columns))})")
 
 MAX_ID_CHARS = 1000  # a caption id names its samples' ids and seeds: it must stay bounded in length
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -83,31 +86,32 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 # --- where a file source's bytes are -------------------------------------------------------------
 
-def _resolve_hf_uri(src: SourceConfig, index: int) -> Path:
-    from huggingface_hub import hf_hub_download, parse_hf_uri
-    from huggingface_hub.errors import (EntryNotFoundError, HfUriError, LocalEntryNotFoundError,
-                                        RepositoryNotFoundError, RevisionNotFoundError)
+def _resolve_hf_url(src: SourceConfig, index: int) -> Path:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError,
+                                        RevisionNotFoundError)
     try:
-        uri = parse_hf_uri(src.path)
-    except HfUriError as e:
+        url = parse_hf_url(src.path)
+    except ValueError as e:
         raise InputError(source_field(index, "path"), str(e)) from None
-    if not uri.path_in_repo:
+    if not url.path:
         raise InputError(source_field(index, "path"), f"{src.path} names a repository, not a file "
                          "(expected hf://datasets/<org>/<name>/<file>)")
-    if uri.revision and src.revision and uri.revision != src.revision:
-        raise InputError(source_field(index, "revision"), f"{src.revision!r} contradicts the @{uri.revision} in path")
-    revision = uri.revision or src.revision
+    if url.revision and src.revision and url.revision != src.revision:
+        raise InputError(source_field(index, "revision"), f"{src.revision!r} contradicts the @{url.revision} in path")
+    revision = url.revision or src.revision
     try:
-        return Path(hf_hub_download(uri.id, uri.path_in_repo, repo_type=uri.type, revision=revision))
+        return Path(hf_hub_download(url.repo_id, url.path, repo_type=url.repo_type, revision=revision))
     except RevisionNotFoundError:
-        raise InputError(source_field(index, "revision"), f"{uri.id} has no revision {revision!r}") from None
+        raise InputError(source_field(index, "revision"), f"{url.repo_id} has no revision {revision!r}") from None
     except RepositoryNotFoundError:
-        raise InputError(source_field(index, "path"), f"{uri.type} repository {uri.id} not found (or not accessible)") from None
+        raise InputError(source_field(index, "path"), f"{url.repo_type} repository {url.repo_id} not found"
+                         " (or not accessible)") from None
     except LocalEntryNotFoundError:  # before EntryNotFoundError: it is a subclass
         raise InputError(source_field(index, "path"), f"cannot download {src.path}: the Hub is unreachable or "
                          "HF_HUB_OFFLINE is set, and the file is not in the local cache") from None
     except EntryNotFoundError:
-        raise InputError(source_field(index, "path"), f"{uri.id} has no file {uri.path_in_repo!r}") from None
+        raise InputError(source_field(index, "path"), f"{url.repo_id} has no file {url.path!r}") from None
     except Exception as e:  # transport errors (httpx2), HTTP errors, cache I/O: all stop this source
         raise InputError(source_field(index, "path"), f"cannot download {src.path}: {type(e).__name__}: {e}") from None
 
@@ -122,7 +126,7 @@ def check_images(src: SourceConfig, index: int) -> None:
 def local_file(src: SourceConfig, index: int) -> Path:
     """The regular file a file source reads (an hf:// file fetched, or found in the cache, first);
     anything else at the path is named for what it is, without opening it."""
-    path = _resolve_hf_uri(src, index) if src.path.startswith("hf://") else Path(src.path)
+    path = _resolve_hf_url(src, index) if is_hf_url(src.path) else Path(src.path)
     why = not_a_file(path)
     if why:
         raise InputError(source_field(index, "path"), why)
@@ -157,7 +161,7 @@ def read_source(src: SourceConfig, index: int, on_duplicate: Callable[[Caption],
     `expected`: the file's digest ("sha256:HEX") taken before; once the rows are exhausted the bytes
     read must match it (and the recipe's sha256 pin), else InputError (see the module docstring)."""
     cls = source_class(src, index)
-    if src.path.startswith("hf://") and not cls.file:
+    if is_hf_url(src.path) and not cls.file:
         raise InputError(source_field(index, "path"), "hf:// paths are for file sources ("
                          + ", ".join(c.name for c in registry().all("source") if c.file) + ")")
     check_images(src, index)
@@ -222,7 +226,8 @@ def _check_row(rid, text: str, src: SourceConfig, index: int, pos: int) -> None:
                          f" {MAX_ID_CHARS:,} characters", location=where)
     bad = None if text.isascii() else _SURROGATE.search(text)
     if bad:
-        raise InputError(source_field(index, "column" if "column" in registry().get("source", src.type).options else "path"),
+        key = "column" if "column" in registry().get("source", src.type).options else "path"
+        raise InputError(source_field(index, key),
                          f"the caption holds a lone surrogate {printable(bad.group())} at character"
                          f" {bad.start() + 1:,}, which is not a character", location=where)
 

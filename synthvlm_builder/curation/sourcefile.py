@@ -4,7 +4,7 @@ The build digests each caption file for its content identity before it takes the
 and curates it afterwards. Editors and sync tools replace files by rename, so the file read for the
 curation may not be the one digested: `SourceFile` hashes the bytes the reader actually consumes
 (reading on to the end when a `limit` stops the reader early) and `check_digest` compares them with
-the digest taken before, refusing on a change (execution/runner.py `_captions`).
+the digest taken before, refusing on a change (execution/curate.py `curate_build`).
 
 Only regular files are opened. A directory, a named pipe (opening one blocks until a writer comes), a
 device such as /dev/zero (endless) or a socket is named for what it is, from `os.stat`, before any
@@ -24,35 +24,12 @@ import stat
 from pathlib import Path
 from typing import Iterator
 
+from ..atomic import not_a_file
 from ..errors import InputError
 
 BOM = codecs.BOM_UTF8
 BLOCK = 1 << 20
 _LINE_ENDS = re.compile(rb"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
-
-_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
-          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
-
-
-def not_a_file(path: Path) -> str | None:
-    """Why `path` cannot be read as a caption file ("... is a directory, not a file"), or None for a
-    regular file (a symbolic link is followed). Never opens it."""
-    path = Path(path)
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        if os.path.islink(path):
-            return f"{path} is a symbolic link to {os.readlink(path)}, which does not exist"
-        return f"no such file: {path}"
-    except OSError as e:  # a path through a file, a loop of links, no permission on a folder
-        return f"cannot use {path}: {e.strerror or e}"
-    if stat.S_ISREG(st.st_mode):
-        return None
-    what = next((name for test, name in _KINDS if test(st.st_mode)), "not a regular file")
-    if os.path.islink(path):
-        return f"{path} is a symbolic link to {os.path.realpath(path)}, {what}, not a regular file"
-    return f"{path} is {what}, not a regular file"
-
 
 class _Hashing(io.RawIOBase):
     """A raw reader that hashes every byte passing through it, in order."""

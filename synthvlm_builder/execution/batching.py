@@ -3,7 +3,7 @@ halved on an out-of-memory error. It is part of bit-identity (batched matmuls ro
 the choice is recorded in the build's work folder (batch.json: a resumed build reuses it) and each
 shard's completion marker records the size it was made with (verify regenerates with it).
 
-Out-of-memory can be injected for tests (stages/generate.py: SYNTHVLM_TEST_OOM_ABOVE).
+Out-of-memory can be injected for tests (models/generator.py: SYNTHVLM_TEST_OOM_ABOVE).
 """
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ import torch
 from .. import reporter
 from ..atomic import atomic_write
 from ..errors import BuildError
-from .state import StateError, load
+from ..layout import BATCH
+from ..state import StateError, load
 
 CANDIDATES = (1, 2, 4, 8)
 TIE = 0.02  # a larger batch must be at least 2% faster (images/s) to be preferred
@@ -62,7 +63,7 @@ class BatchSize:
     """The build's current batch size, kept in DIR/.synthvlm/builds/KEY/batch.json."""
 
     def __init__(self, work_root, recipe_value):
-        self.path = work_root / "batch.json"
+        self.path = work_root / BATCH
         self.recipe_value = recipe_value
         self.state = self._read()
 

@@ -8,7 +8,12 @@ An executor declares its `name` (execution.executor), the schema of its options 
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..registry import Component
+
+if TYPE_CHECKING:  # validate and plan scan the executors: they need not load a build's machinery
+    from .context import BuildContext
 
 
 class Executor(Component):
@@ -16,8 +21,8 @@ class Executor(Component):
     schema = None
 
     @classmethod
-    def run(cls, ctx, pending: list[int], sizes, progress) -> None:
-        """Run the shards `pending` of the build `ctx` (execution/runner.py BuildContext); `sizes` is the
+    def run(cls, ctx: BuildContext, pending: list[int], sizes, progress) -> None:
+        """Run the shards `pending` of the build `ctx` (execution/context.py); `sizes` is the
         build's batch size (execution/batching.py BatchSize); `progress()` opens the progress bar of the
         images to generate (a context manager with `update(n)`), once the models are loaded."""
         raise NotImplementedError

@@ -15,8 +15,8 @@ from ..recipe import Recipe
 def measure(recipe: Recipe, device: str | None = None, captions: tuple[str, ...] = ()) -> dict:
     import torch
 
+    from ..models.generator import ImageGenerator
     from ..models.loading import load_pipeline, resolve_device
-    from ..stages.generate import ImageGenerator
 
     g = recipe.generate
     dev = resolve_device(device or recipe.execution.device)
@@ -59,5 +59,5 @@ def format_measured(m: dict, candidates: int | None) -> str:
             f" {m['seconds_per_image']:.3f} s per image")
     if m["generation_seconds"] is None:
         return head + "\nestimate     unknown number of candidates (set captions.sources[].limit)"
-    return head + (f"\nestimate     {candidates:,} images x {m['seconds_per_image']:.3f} s = {m['device_hours']:,.2f} device-hours"
-                   f" of generation on this device")
+    return head + (f"\nestimate     {candidates:,} images x {m['seconds_per_image']:.3f} s ="
+                   f" {m['device_hours']:,.2f} device-hours of generation on this device")

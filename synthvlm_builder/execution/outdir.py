@@ -1,4 +1,5 @@
-"""The output dir: who may use it, what the build owns in it, and swapping a finished build in.
+"""The output dir: who may use it, what the build owns in it, and swapping a finished build in (the
+names are layout.py's):
 
     DIR/                        the dataset files (layout.py), listed in the manifest
     DIR/.synthvlm/lock          held (flock) by the one build running here
@@ -24,12 +25,12 @@ from pathlib import Path
 from .. import reporter
 from ..atomic import atomic_write, fsync_dir, remove
 from ..errors import InputError
+from ..layout import (BUILD_FILES, BUILDS, CARD, DATA, DATA_FILE, DIR_LOCK, JOURNAL, LEGACY_WORK, LOCK, MANIFEST,
+                      SHARDS, STAGING, STANDARD_FILES, STATE, WORK, is_build_file, load_manifest)
+from ..state import CorruptState, StateError, confined, load
 from ..text import printable
-from ..layout import BUILD_FILES, CARD, DATA, DATA_FILE, LOCK, STANDARD_FILES, is_build_file, load_manifest
-from .state import STAGING, WORK, CorruptState, StateError, confined, load
 from .workdir import WorkDir
 
-LEGACY = ("state.json", "shards", "captions.jsonl", "captions.json", "events.jsonl", "hf-cache", "final")
 START_OVER = "nothing was changed; rerun with --overwrite to"
 KEY = re.compile(r"[0-9a-f]{16}")
 
@@ -47,6 +48,7 @@ class OutputDir:
     def __init__(self, path: Path, field_name: str = "output.dir"):
         self.out = Path(path)
         self.root = self.out / WORK
+        self.builds = self.out / BUILDS
         self.field = field_name  # where errors about the dir point: --output or output.dir
         self._lock = None
         self.created = False
@@ -73,10 +75,11 @@ class OutputDir:
             self._made.append(folder)
             folder = folder.parent
         self.root.mkdir(parents=True, exist_ok=True)
+        lock_file = self.out / DIR_LOCK
         try:  # never through a link: the lock file is ours
-            fd = os.open(self.root / "lock", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644)
+            fd = os.open(lock_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644)
         except OSError as e:
-            raise CorruptState(self.root / "lock", f"cannot be opened ({e.strerror})", f"remove {self.root / 'lock'}",
+            raise CorruptState(lock_file, f"cannot be opened ({e.strerror})", f"remove {lock_file}",
                                self.field) from None
         handle = os.fdopen(fd, "a")
         try:
@@ -92,11 +95,11 @@ class OutputDir:
         made there (its work state, then the folders if empty), never anything else: a file someone put
         into the dir meanwhile stays, and so does the dir around it."""
         if failed and self.created and not self._worth_keeping():
-            for folder in sorted((self.root / "builds").glob("*")):
+            for folder in sorted(self.builds.glob("*")):
                 if not folder.is_symlink() and KEY.fullmatch(folder.name):
                     WorkDir(folder).remove_own_files()
-            (self.root / "lock").unlink(missing_ok=True)
-            for folder in [self.root / "builds", self.root, *self._made]:
+            (self.out / DIR_LOCK).unlink(missing_ok=True)
+            for folder in [self.builds, self.root, *self._made]:
                 try:
                     folder.rmdir()
                 except OSError:  # not empty (or gone): what is left is not ours to remove
@@ -106,8 +109,8 @@ class OutputDir:
             self._lock = None
 
     def _worth_keeping(self) -> bool:
-        return (os.path.lexists(self.root / "manifest.json") or os.path.lexists(self.root / "install.json")
-                or any((self.root / "builds").glob("*/shards/*.done.json")))
+        return (os.path.lexists(self.out / MANIFEST) or os.path.lexists(self.out / JOURNAL)
+                or any(self.builds.glob(f"*/{SHARDS}/*.done.json")))
 
     # --- what is here -----------------------------------------------------------------------------
     def contents(self, overwrite: bool = False) -> Contents:
@@ -115,22 +118,22 @@ class OutputDir:
         as another build (to be replaced), and a corrupt manifest as an older build's layout (only files
         with a build's own names count as owned)."""
         manifest = self.manifest(tolerate=overwrite)
-        builds, folders = {}, self.root / "builds"
+        builds, folders = {}, self.builds
         if os.path.lexists(folders) and (folders.is_symlink() or not folders.is_dir()):
             raise CorruptState(folders, "not a folder (a symbolic link or a file)", f"remove {folders}", self.field)
         for folder in sorted(folders.glob("*")):
             try:
                 if folder.is_symlink() or not folder.is_dir() or not KEY.fullmatch(folder.name):
                     raise StateError(folder, "not a build's work folder (a link, a file or another name)")
-                if os.path.lexists(folder / "state.json"):  # none yet: a run killed as it began this build
-                    builds[folder.name] = load(folder / "state.json", "build")
+                if os.path.lexists(folder / STATE):  # none yet: a run killed as it began this build
+                    builds[folder.name] = load(folder / STATE, "build")
             except StateError as e:
                 if not overwrite:
                     raise e.corrupt(f"{START_OVER} discard that build's work state, or delete {folder}",
                                     self.field) from None
                 builds[folder.name] = {"corrupt": True}
-        corrupt = manifest is None and os.path.lexists(self.root / "manifest.json")
-        legacy = manifest is None and ((self.root / "state.json").exists() or corrupt)
+        corrupt = manifest is None and os.path.lexists(self.out / MANIFEST)
+        legacy = manifest is None and ((self.root / STATE).exists() or corrupt)
         return Contents(manifest, builds, legacy, self._foreign(set(self.owned_files(overwrite))))
 
     def manifest(self, tolerate: bool = False) -> dict | None:
@@ -166,7 +169,7 @@ class OutputDir:
 
     # --- one build's work state ----------------------------------------------------------------------
     def build_root(self, key: str) -> Path:
-        return self.root / "builds" / key
+        return self.builds / key
 
     # --- swapping a finished build in ------------------------------------------------------------------
     def install(self, staging: Path, files: list[str], build: dict) -> None:
@@ -178,7 +181,7 @@ class OutputDir:
         if blocked:
             raise InputError(self.field, f"{self.out} holds {', '.join(blocked[:10])}, which no synthvlm build made and"
                              " this build would replace; move it away and rerun the same command (the build resumes)")
-        atomic_write(self.root / "install.json", json.dumps({
+        atomic_write(self.out / JOURNAL, json.dumps({
             "staging": Path(staging).relative_to(self.out).as_posix(), "files": files, "build": build}))
         self.finish_install()
 
@@ -198,13 +201,13 @@ class OutputDir:
     def finish_install(self, discard_corrupt: bool = False) -> bool:
         """Complete an install the journal records (idempotent); False when there is none. A journal that
         cannot be trusted changes nothing: exit 2, or with `discard_corrupt` (--overwrite) it is dropped."""
-        journal = self.root / "install.json"
+        journal = self.out / JOURNAL
         if not os.path.lexists(journal):
             return False
         try:
             job = load(journal, "install")
             staging, new = self._staging(job["staging"], journal), list(job["files"])
-            built = load(staging.parent / "state.json", "build")["identity"]
+            built = load(staging.parent / STATE, "build")["identity"]
             if job["build"]["identity"] != built:
                 raise StateError(journal, f"build.identity: {job['build']['identity'][:64]!r} is not the identity of"
                                  f" the build staged in {job['staging']} ({built[:12]}...)")
@@ -225,8 +228,8 @@ class OutputDir:
             journal.unlink()
             return False
         old = self.owned_files(tolerate=True)
-        (self.out / "README.md").unlink(missing_ok=True)  # not a finished build while files move
-        for rel in sorted(new, key=lambda r: r == "README.md"):  # the card last
+        (self.out / CARD).unlink(missing_ok=True)  # not a finished build while files move
+        for rel in sorted(new, key=lambda r: r == CARD):  # the card last
             src = staging / rel
             if os.path.lexists(src):
                 (self.out / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -239,7 +242,7 @@ class OutputDir:
                 path.rmdir()
         fsync_dir(self.out)
         manifest = {"files": new, **job["build"]}
-        atomic_write(self.root / "manifest.json", json.dumps(manifest, indent=1) + "\n")
+        atomic_write(self.out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
         journal.unlink()
         remove(staging)  # after the journal: a journal never names a staging folder that is half gone
         return True
@@ -248,9 +251,10 @@ class OutputDir:
         """The journal's staging folder: DIR/.synthvlm/builds/KEY/final, a real folder (or gone, once every
         file is installed), nothing else."""
         parts = rel.split("/")
-        if len(parts) != 4 or parts[:2] != [WORK, "builds"] or not KEY.fullmatch(parts[2]) or parts[3] != STAGING:
+        if (len(parts) != 4 or "/".join(parts[:2]) != BUILDS or not KEY.fullmatch(parts[2])
+                or parts[3] != STAGING):
             raise StateError(journal, f"staging: {rel[:160]!r} is not a build's staging folder"
-                             f" ({WORK}/builds/KEY/{STAGING}, relative to the dir)")
+                             f" ({BUILDS}/KEY/{STAGING}, relative to the dir)")
         staging = confined(self.out, rel, journal, "staging")
         if os.path.lexists(staging) and (staging.is_symlink() or not staging.is_dir()):
             raise StateError(journal, f"staging: {rel} is not a folder")
@@ -261,10 +265,10 @@ class OutputDir:
         manifest = self.manifest(tolerate)
         if manifest:
             return list(manifest["files"])
-        if (self.root / "state.json").exists() or os.path.lexists(self.root / "manifest.json"):
+        if (self.root / STATE).exists() or os.path.lexists(self.out / MANIFEST):
             # an older build's layout, or a manifest that cannot be trusted: only files with a build's own
             # names, as regular files in real folders of the dir, count as the build's
-            standard = BUILD_FILES if os.path.lexists(self.root / "manifest.json") else STANDARD_FILES
+            standard = BUILD_FILES if os.path.lexists(self.out / MANIFEST) else STANDARD_FILES
             names = [n for n in standard if _regular(self.out / n)]
             data = self.out / DATA
             if data.is_dir() and not data.is_symlink():
@@ -275,10 +279,10 @@ class OutputDir:
 
     def drop_other_builds(self, keep: str) -> None:
         """After an install: the work state of every other build (and of a legacy one) goes."""
-        for folder in (self.root / "builds").glob("*"):
+        for folder in self.builds.glob("*"):
             if folder.name != keep:
                 remove(folder)
-        for name in LEGACY:
+        for name in LEGACY_WORK:
             remove(self.root / name)
 
 

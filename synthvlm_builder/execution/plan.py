@@ -31,7 +31,8 @@ BYTES_PER_PIXEL = {"jpeg": 0.35, "webp": 0.25, "png": 1.8}
 REFERENCE = {"gpu": "A100 80GB SXM", "model": "SDXL base 1.0", "pixels": 1024 * 1024,
              "denoiser_evals_per_second": 19.48}
 REFERENCE_TEXT = (f"one {REFERENCE['gpu']} running {REFERENCE['model']} at 1024x1024 (fp16, torch.compile):"
-                  f" {REFERENCE['denoiser_evals_per_second']} denoiser evaluations/s; other sizes scaled by pixel count")
+                  f" {REFERENCE['denoiser_evals_per_second']} denoiser evaluations/s; other sizes scaled by pixel"
+                  " count")
 
 
 def gpu_hours(denoiser_evals: int, resolution) -> float:

@@ -4,15 +4,21 @@ the output dir is touched, any caption is curated or any image generated (README
 A model the recipe points at that is incomplete or unreadable (models/preflight.py BrokenModel) is
 bad input at its field (exit 2); one that cannot be had now (offline, not cached, gated) is a runtime
 failure (exit 1). What a model is called in the lock, card and plan is decided elsewhere
-(models/digests.py); here only whether the build can work.
+(models/digests.py); here only whether the build can work. So are the device (`check_device`) and the
+cache folder (`check_cache`, settings.py `cache_dir`), where the recipe needs one.
 """
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
 
+from ..destination import FOLDER, check_output
 from ..errors import InputError
+from ..models.builtin import SHIPPED
 from ..models.preflight import reported_at as at
-from ..reporter import note
 from ..recipe import Recipe
+from ..reporter import note
+from ..settings import CACHE, cache_dir, setting
 
 
 def preflight(recipe: Recipe) -> None:
@@ -66,3 +72,60 @@ def caption_length(recipe: Recipe) -> None:
         note("captions.filters.max_tokens could not be checked against " + ", ".join(contexts.unchecked)
              + ": its config is not at hand")
 
+
+def check_device(spec: str, field_name: str) -> None:
+    """An unusable device is bad input, found before anything is loaded or written."""
+    from ..models.loading import resolve_device
+    try:
+        resolve_device(spec)
+    except ValueError as e:
+        raise InputError(field_name, str(e)) from None
+
+
+def check_cache(recipe: Recipe, captions_only: bool = False) -> None:
+    """Exit 2 before any work when `recipe` (with `captions_only`, its caption stage) needs the cache
+    and it cannot be made or written."""
+    if not needs_cache(recipe, captions_only):
+        return
+    folder = cache_dir()
+    if setting(CACHE):
+        check_output(folder, CACHE, FOLDER)
+        return
+    home = Path.home()
+    if not home.is_dir():
+        raise InputError("HOME", f"{home} is {'not a folder' if home.exists() else 'missing'}, and the cache"
+                         f" defaults to {folder}; set HOME, or {CACHE} to a writable folder")
+    try:
+        check_output(folder, CACHE, FOLDER)
+    except InputError as e:
+        raise InputError("HOME", f"the cache defaults to {folder} (under HOME), which cannot be used: {e.message};"
+                         f" set {CACHE} to a writable folder") from None
+
+
+def needs_cache(recipe: Recipe, captions_only: bool = False) -> bool:
+    """A model step of the caption stage (its values are cached), or (unless `captions_only`) a builtin
+    model built on first use."""
+    from ..registry import registry
+    filters = recipe.captions.filters
+    if any(cls.scored and filters.get(cls.name) is not None for cls in registry().all("caption_step")):
+        return True  # a model step: its values are cached
+    if captions_only:
+        return False
+    return any(text.startswith("builtin:") and text.removeprefix("builtin:") not in SHIPPED
+               for text in _strings(recipe))
+
+
+def _strings(value):
+    """Every string in a recipe (frozen dataclasses, tuples, dicts)."""
+    if isinstance(value, str):
+        yield value
+    elif dataclasses.is_dataclass(value):
+        for f in dataclasses.fields(value):
+            if f.name != "text":  # the recipe's own YAML: its comments would count
+                yield from _strings(getattr(value, f.name))
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _strings(item)

@@ -1,6 +1,6 @@
 """`preview`: the recipe's real pipeline on its first N curated captions, as one self-contained page.
 
-Curation is the build's (runner.curate_recipe), stopped once N captions survived; generation and
+Curation is the build's (curate.py curate_recipe), stopped once N captions survived; generation and
 scoring are the build's ShardWorker, its batches formed the same way (worker.batches); selection is
 stages/select.py with the recipe's thresholds and best-per-caption rule. The page (preview.html.j2)
 inlines every image as a data: URI: no file beside it, no network, no script.
@@ -26,7 +26,7 @@ MIME = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
 
 def preview(recipe: Recipe, n_captions: int, out: Path, device: str | None = None) -> Path:
     from ..curation.captions import Funnel
-    from .runner import check_device, preflight
+    from .preflight import check_device, preflight
 
     page = Path(out) / PAGE
     _check_output(Path(out), page)
@@ -46,7 +46,7 @@ def preview(recipe: Recipe, n_captions: int, out: Path, device: str | None = Non
 
 def first_captions(recipe: Recipe, n_captions: int, funnel) -> list:
     """The recipe's first `n_captions` curated captions; `funnel` counts what was read to get them."""
-    from .runner import curate_recipe
+    from .curate import curate_recipe
 
     survivors = curate_recipe(recipe, funnel)
     try:

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..hub import is_hf_url
 from ..recipe import Recipe, recipe_to_dict
 from ..text import printable
 from .plan import REFERENCE_TEXT, Plan, fingerprint, is_data_field, portable_dict
@@ -48,7 +49,8 @@ def hours(h) -> str:
 
 def format_plan(recipe: Recipe, plan: Plan) -> str:
     g = recipe.generate
-    count_note = "" if plan.captions is None else (" (exact)" if plan.captions_exact else " (upper bound: source limits)")
+    count_note = ("" if plan.captions is None else " (exact)" if plan.captions_exact
+                  else " (upper bound: source limits)")
     lines = [
         f"recipe       {recipe.name} v{recipe.version}",
         f"fingerprint  {plan.fingerprint}",
@@ -57,7 +59,8 @@ def format_plan(recipe: Recipe, plan: Plan) -> str:
         f"{g.dtype}, batch {g.batch_size}, {g.images_per_caption} per caption",
         f"scoring      CLIP {recipe.score.clip.model}" + (f" ({recipe.score.clip.pretrained})"
                                                           if recipe.score.clip.pretrained else "")
-        + f" + {recipe.score.ssim.weight} * SSIM@{recipe.score.ssim.size}; clip_score in {recipe.score.clip.units} units",
+        + f" + {recipe.score.ssim.weight} * SSIM@{recipe.score.ssim.size};"
+        f" clip_score in {recipe.score.clip.units} units",
         f"captions     {num(plan.captions)}{count_note}",
         f"candidates   {num(plan.candidates)}",
         f"rows         {num(plan.rows)} (select.size {recipe.select.size:,}, per_caption {recipe.select.per_caption})",
@@ -70,9 +73,9 @@ def format_plan(recipe: Recipe, plan: Plan) -> str:
     ]
     from ..recipe.components import plugins_used, recipe_components
     from ..stages.rows import scores
+    thresholds = [f"{k} {v}" for k, v in recipe.select.items() if k[:4] in ("min_", "max_") and v is not None]
     lines.append(f"columns      {', '.join(scores(recipe))} (scores), selected by "
-                 + (", ".join(f"{k} {v}" for k, v in recipe.select.items() if k[:4] in ("min_", "max_") and v is not None)
-                    or "score alone"))
+                 + (", ".join(thresholds) or "score alone"))
     plugins = plugins_used(recipe_to_dict(recipe))
     for dist, version in plugins.items():
         used = [f"{cls.kind.replace('_', ' ')} {cls.name}" for cls in recipe_components(recipe)
@@ -98,7 +101,7 @@ def local_source_digests(recipe: Recipe) -> dict[str, str]:
     from ..recipe.paths import file_type
     from .identity import source_digest
     out = {f"captions.sources[{i}]": source_digest(recipe, i) for i, s in enumerate(recipe.captions.sources)
-           if file_type(s.type) and not s.path.startswith("hf://")}
+           if file_type(s.type) and not is_hf_url(s.path)}
     return {**out, **model_digests(recipe)}
 
 
@@ -134,7 +137,7 @@ def unpinned_sources(old: Recipe, new: Recipe) -> list[str]:
     old_paths = {s.path for s in old.captions.sources}
     notes = []
     for i, src in enumerate(new.captions.sources):
-        if file_type(src.type) and not src.path.startswith("hf://") and src.path in old_paths and not src.sha256:
+        if file_type(src.type) and not is_hf_url(src.path) and src.path in old_paths and not src.sha256:
             notes.append(f"note: captions.sources[{i}] is a local file with no sha256 pin: its content can change"
                          " the data without changing the recipe or its fingerprint (the build notices, by content"
                          f" identity; this diff cannot); pin it with captions.sources[{i}].sha256")

@@ -9,52 +9,22 @@ replaced only by a complete new one, and only the files it made are removed.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import reporter
-from ..errors import BuildError, InputError
+from ..errors import InputError
+from ..layout import BUILD_FILES, RECIPE, SHARDS, STATS, is_finished
 from ..recipe import Recipe
+from ..results import BuildResult
+from ..state import StateError, load
+from .context import BuildContext
+from .curate import curate_build
 from .identity import build_key, content_identity, input_digests
 from .outdir import Contents, OutputDir
 from .plan import fingerprint as recipe_fingerprint
 from .plan import shard_ranges
-from .preflight import preflight
+from .preflight import check_device, preflight
 from .workdir import WorkDir
-
-
-@dataclass
-class BuildContext:
-    """What every step of one build needs to know."""
-    recipe: Recipe
-    fingerprint: str
-    identity: str
-    inputs: dict
-    target: OutputDir
-    work: WorkDir
-    executor: str
-    device: str
-    caption_meta: dict | None = None
-    generation_seconds: float = 0.0
-    notes: list = field(default_factory=list)
-    uploader: object = None  # release/stream.py's StreamUploader when --push streams the data files
-
-    @property
-    def out(self) -> Path:
-        return self.target.out
-
-    @property
-    def n_shards(self) -> int:
-        return len(shard_ranges(self.caption_meta["count"], self.recipe.execution.shard_size))
-
-
-@dataclass
-class BuildResult:
-    output_dir: Path
-    rows: int
-    fingerprint: str
-    stats: dict
-    action: str = "built"  # or "exists": the dir already held this build, nothing was done
 
 
 def build(recipe: Recipe, output_dir: Path | None = None, executor: str | None = None,
@@ -72,7 +42,7 @@ def build(recipe: Recipe, output_dir: Path | None = None, executor: str | None =
     key = build_key(identity, recipe.execution.shard_size)
     target.check_usable()
     target.lock()  # from here on this run owns the dir; nothing in it has changed yet
-    failed, ctx = True, None
+    failed, uploader = True, None
     try:
         if target.finish_install(discard_corrupt=overwrite):
             reporter.info(f"completed the install an earlier run left unfinished in {target.out}")
@@ -86,24 +56,24 @@ def build(recipe: Recipe, output_dir: Path | None = None, executor: str | None =
             return done
         if push:
             from ..release.stream import open_stream
-            ctx.uploader = open_stream(recipe, fp, identity, work.root)
+            uploader = open_stream(recipe, fp, identity, work.root)
         resumed = work.prepare({"fingerprint": fp, "identity": identity, "inputs": inputs,
                                 "shard_size": recipe.execution.shard_size})
         work.log("start", mode="resume" if resumed else "new", executor=ctx.executor, identity=identity)
-        ctx.caption_meta = _captions(ctx)
+        ctx.caption_meta = curate_build(ctx)
         pending = _pending_shards(ctx)
         t0 = time.perf_counter()
         if pending:
             run_shards(ctx, pending)
         ctx.generation_seconds = time.perf_counter() - t0
         from ..release.assemble import assemble
-        rows, stats = assemble(ctx)
+        rows, stats = assemble(ctx, uploader)
         target.drop_other_builds(keep=key)
         failed = False
         return BuildResult(ctx.out, rows, fp, stats)
     finally:
-        if failed and ctx is not None and ctx.uploader:
-            ctx.uploader.abandon()
+        if failed and uploader is not None:
+            uploader.abandon()
         target.release(failed=failed)
 
 
@@ -113,7 +83,7 @@ def _admit(target: OutputDir, here: Contents, identity: str, inputs: dict, key: 
     files no build made: replacing the build must never remove them."""
     installed = here.installed["identity"] if here.installed else None
     others = {k: s for k, s in here.builds.items() if k != key}
-    valuable = [k for k in others if any((target.build_root(k) / "shards").glob("*.done.json"))]
+    valuable = [k for k in others if any((target.build_root(k) / SHARDS).glob("*.done.json"))]
     if here.legacy or (installed and installed != identity) or valuable:
         if not overwrite:
             what = _describe_other(here, others, identity, inputs, recipe)
@@ -125,7 +95,6 @@ def _admit(target: OutputDir, here: Contents, identity: str, inputs: dict, key: 
                                                     else "")
             raise InputError(target.field, f"{target.out} holds files no synthvlm build made ({shown});"
                              " --overwrite replaces only what a build made: move them away first")
-    from ..layout import BUILD_FILES
     blocked = target.in_the_way(list(BUILD_FILES))
     if blocked:  # the install would have to replace them: refused now rather than after the work
         raise InputError(target.field, f"{target.out} holds {', '.join(blocked)}, which no synthvlm build made and a"
@@ -157,9 +126,7 @@ def _describe_other(here: Contents, others: dict, identity: str, inputs: dict, r
 
 def _already_built(ctx: BuildContext) -> BuildResult | None:
     """The installed build when it is this one, intact; None to build (or assemble) it again."""
-    from ..layout import RECIPE, STATS, is_finished
     from ..text import printable
-    from .state import StateError, load
     out, here = ctx.out, ctx.target.contents(overwrite=True)  # _admit refused a corrupt record already
     if not (here.installed and here.installed.get("identity") == ctx.identity and is_finished(out)):
         return None
@@ -202,45 +169,3 @@ def run_shards(ctx: BuildContext, pending: list[int]) -> None:
     sizes = BatchSize(work.root, recipe.generate.batch_size)
     executor = registry().get("executor", ctx.executor)
     executor.run(ctx, pending, sizes, lambda: reporter.progress(total=total, unit="img", desc="generating"))
-
-
-def check_device(spec: str, field_name: str) -> None:
-    """An unusable device is bad input, found before anything is loaded or written."""
-    from ..models.loading import resolve_device
-    try:
-        resolve_device(spec)
-    except ValueError as e:
-        raise InputError(field_name, str(e)) from None
-
-
-def curate_recipe(recipe: Recipe, funnel, device: str | None = None, inputs: dict | None = None):
-    """The recipe's caption stage, streamed (the `captions` verb and the build run this one); its
-    source-image models run on `device` (default: execution.device). With `inputs` (the content
-    identity's digests), each caption file must still hold the bytes digested there."""
-    from ..curation.captions import iter_curate, recipe_tokenizer
-    from ..stages.format import RESERVED_TOKENS
-    from .identity import source_input
-    expected = {i: inputs[source_input(i)] for i in range(len(recipe.captions.sources))} if inputs else None
-    return iter_curate(recipe.captions, tokenizer=recipe_tokenizer(recipe), funnel=funnel,
-                       reserved=RESERVED_TOKENS[recipe.format.style], device=device or recipe.execution.device,
-                       expected=expected)
-
-
-def _captions(ctx: BuildContext) -> dict:
-    """Curate once per content identity, streaming to the build's work folder; a resumed build reuses
-    the stored captions, so every shard keeps exactly the captions it started with. An empty result
-    is an error and is not kept: after the inputs are fixed, the next run curates again. So is a
-    caption file that no longer holds the bytes the content identity digested: the check comes when
-    its reader ends, before the store's atomic write completes, so none of its captions are kept."""
-    meta = ctx.work.captions.meta()
-    if meta is None:
-        from ..curation.captions import Funnel
-        funnel = Funnel()
-        survivors = curate_recipe(ctx.recipe, funnel, ctx.device, inputs=ctx.inputs)
-        with reporter.progress(survivors, desc="captions", unit="caption") as bar:
-            meta = ctx.work.captions.write(bar, funnel.to_dict, ctx.recipe.execution.shard_size)
-        reporter.info(f"captions: {meta['count']:,} kept of {meta['funnel']['read']:,} read")
-    if not meta["count"]:
-        ctx.work.captions.discard()
-        raise BuildError("no caption survived the caption filters; see `synthvlm-build captions` for the funnel")
-    return meta

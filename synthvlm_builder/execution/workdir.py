@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,15 +19,10 @@ from pathlib import Path
 from .. import reporter
 from ..atomic import atomic_open, atomic_path, atomic_write, is_temp, remove, sha256_file
 from ..curation.captions import caption_line, parse_caption_line
+from ..layout import CURATED, CURATED_INDEX, EVENTS, SHARDS, STATE, WORK_FILES, marker_file, shard_file
 from ..recipe.config import Caption
+from ..state import StateError, load
 from ..text import printable
-from .state import STAGES, StateError, load  # noqa: F401  (STAGES: the worker's per-stage timings)
-
-# What a build writes in its work folder before any shard is finished, by path relative to it (with
-# batching.py's batch.json and release/stream.py's uploads.json and uploading/ links): what a failed
-# first run removes again (outdir.py).
-OWN_FILES = re.compile(r"(state\.json|captions\.jsonl|captions\.json|events\.jsonl|batch\.json|uploads\.json"
-                       r"|shards/shard-[0-9]{5}\.(parquet|done\.json)|uploading/[0-9]{5}-part-[0-9]{5}\.parquet)")
 
 
 @dataclass
@@ -42,7 +36,7 @@ class WorkDir:
 
     def __init__(self, root: Path, field: str = "DIR"):
         self.root = Path(root)
-        self.shards = self.root / "shards"
+        self.shards = self.root / SHARDS
         self.captions = CaptionStore(self.root, field)
         self.field = field  # where errors about the output dir point: --output or output.dir
 
@@ -51,21 +45,21 @@ class WorkDir:
         Partial writes a killed run left behind are removed; a state.json that is not valid is written
         anew (a run killed before writing it; the shards and captions here are each checked on their own)."""
         try:
-            existed = bool(load(self.root / "state.json", "build"))
+            existed = bool(load(self.root / STATE, "build"))
         except StateError:
             existed = False
         if self.shards.is_symlink():  # shards are written here, never through a link to elsewhere
             self.shards.unlink()
         self.shards.mkdir(parents=True, exist_ok=True)
         if not existed:
-            atomic_write(self.root / "state.json", json.dumps(state, indent=1) + "\n")
+            atomic_write(self.root / STATE, json.dumps(state, indent=1) + "\n")
         for stray in [p for p in self.root.rglob(".*") if is_temp(p)]:
             remove(stray)
         self.captions.shard_size = state.get("shard_size")
         return existed
 
     def remove_own_files(self) -> None:
-        """Remove what a build writes here (OWN_FILES, and temp files), then each folder left empty;
+        """Remove what a build writes here (layout.py WORK_FILES, and temp files), then each folder left empty;
         anything else, and the folders holding it, stay."""
         if self.root.is_symlink() or not self.root.is_dir():
             return
@@ -74,17 +68,17 @@ class WorkDir:
             if path.is_dir() and not path.is_symlink():
                 if not any(path.iterdir()):
                     path.rmdir()
-            elif OWN_FILES.fullmatch(rel) or is_temp(path):
+            elif WORK_FILES.fullmatch(rel) or is_temp(path):
                 path.unlink(missing_ok=True)
         if not any(self.root.iterdir()):
             self.root.rmdir()
 
     # --- shards ------------------------------------------------------------------------
     def shard_path(self, index: int) -> Path:
-        return self.shards / f"shard-{index:05d}.parquet"
+        return self.root / shard_file(index)
 
     def marker_path(self, index: int) -> Path:
-        return self.shards / f"shard-{index:05d}.done.json"
+        return self.root / marker_file(index)
 
     @contextmanager
     def shard_writer(self, index: int):
@@ -147,7 +141,7 @@ class WorkDir:
     def log(self, event: str, **fields) -> None:
         """Append-only event log (one JSON per line): what each run did, for humans and tests."""
         line = json.dumps({"t": round(time.time(), 3), "pid": os.getpid(), "event": event, **fields})
-        with open(self.root / "events.jsonl", "a") as f:
+        with open(self.root / EVENTS, "a") as f:
             f.write(line + "\n")
             f.flush()
 
@@ -158,8 +152,8 @@ class CaptionStore:
     many captions a build has, and a resumed build reuses exactly the captions it started with."""
 
     def __init__(self, root: Path, field: str = "DIR"):
-        self.path = root / "captions.jsonl"
-        self.meta_path = root / "captions.json"
+        self.path = root / CURATED
+        self.meta_path = root / CURATED_INDEX
         self.shard_size: int | None = None  # the build's (WorkDir.prepare), when known
         self.field = field
         self._meta = None

@@ -28,10 +28,11 @@ import pyarrow.parquet as pq
 
 from ..recipe.config import Caption, Recipe
 from ..settings import setting
+from ..state import STAGES
 from ..stages.format import decode_image, encode_image
 from ..stages.rows import candidate_schema
 from .plan import derive_seed, sample_id
-from .workdir import STAGES, WorkDir
+from .workdir import WorkDir
 
 
 @dataclass(frozen=True)

@@ -51,11 +51,6 @@ _CLIP_CONFIG = {
 }
 
 
-def cache_root() -> Path:
-    """Where builtin models live: `$SYNTHVLM_CACHE`, else `~/.cache/synthvlm`."""
-    return cache_dir()
-
-
 def clip_model_cfg(name: str) -> dict | None:
     """A builtin CLIP's open_clip model config (embed_dim, text_cfg...), without building it."""
     if name in SHIPPED and name in CLIP_MODELS:
@@ -80,7 +75,7 @@ def builtin_dir(name: str) -> Path:
                 "tiny-blip-itm": _build_tiny_blip_itm}
     if name not in builders:
         raise ValueError(f"unknown builtin model {name!r}; known: {', '.join([*builders, *SHIPPED])}")
-    final = cache_root() / "builtin" / VERSION / _library_key(name) / name
+    final = cache_dir() / "builtin" / VERSION / _library_key(name) / name
     if final.is_dir():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)

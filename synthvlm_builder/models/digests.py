@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 from ..atomic import sha256_file
+from ..hub import snapshot_commit
 from .ref import BUILTIN, HUB, LOCAL, ModelRef, pretrained_is_file
 
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -60,6 +61,5 @@ def cached_commit(repo_id: str, filename: str, revision: str | None) -> str:
         return revision
     from huggingface_hub import try_to_load_from_cache
     cached = try_to_load_from_cache(repo_id, filename, revision=revision)
-    if isinstance(cached, str) and "/snapshots/" in cached:
-        return cached.split("/snapshots/")[1].split("/")[0]
-    return f"{repo_id}@{revision or 'main'}"
+    commit = snapshot_commit(cached) if isinstance(cached, str) else None
+    return commit or f"{repo_id}@{revision or 'main'}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..hub import is_hf_url, parse_hf_url, snapshot_commit
 from .preflight import ModelUnavailable, check_hub_file
 
 
@@ -25,17 +26,15 @@ class ModelFile:
 
     @classmethod
     def parse(cls, text: str) -> "ModelFile":
-        if not text.startswith("hf://"):
+        if not is_hf_url(text):
             return cls(text)
-        from huggingface_hub import parse_hf_uri
-        from huggingface_hub.errors import HfUriError
         try:
-            uri = parse_hf_uri(text)
-        except HfUriError as e:
+            url = parse_hf_url(text)
+        except ValueError as e:
             raise ModelUnavailable(f"{text}: {e}") from None
-        if not uri.path_in_repo:
+        if not url.path:
             raise ModelUnavailable(f"{text} names a repository, not a file (expected hf://<org>/<name>/<file>)")
-        return cls(text, uri.id, uri.path_in_repo, uri.revision, uri.type)
+        return cls(text, url.repo_id, url.path, url.revision, url.repo_type)
 
     @property
     def is_local(self) -> bool:
@@ -65,8 +64,8 @@ class ModelFile:
         """What names this file's content: the sha256 of a local file; for a Hub file the commit it
         resolved to and its path there (the cache's snapshot folder names the commit)."""
         path = self.path()
-        if not self.is_local and "/snapshots/" in path.as_posix():
-            commit = path.as_posix().split("/snapshots/")[1].split("/")[0]
+        commit = None if self.is_local else snapshot_commit(path)
+        if commit:
             return f"commit:{self.repo_id}@{commit}/{self.filename}"
         from ..atomic import sha256_file
         return "sha256:" + sha256_file(path)

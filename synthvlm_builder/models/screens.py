@@ -1,12 +1,15 @@
-"""Loading the image screens' models: the LAION aesthetic head (one weights file) and transformers
-image classifiers (NSFW, watermark), from a local path or the Hub, like every other model; and what
-the preflight reads of them without loading them (the head's input size, the classifier's labels)."""
+"""The image screens' models: the LAION aesthetic head (one weights file) and transformers image
+classifiers (NSFW, watermark), loaded from a local path or the Hub like every other model and run on
+a batch of decoded published images (uint8 N x H x W x 3) on the build's device; and what the preflight
+reads of them without loading them (the head's input size, the classifier's labels). The screens
+themselves (stages/screens/) call these."""
 from __future__ import annotations
 
 import json
 import struct
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..text import printable
@@ -15,6 +18,61 @@ from .preflight import (BrokenModel, ModelUnavailable, check_file_model_availabl
 from .ref import LOCAL, ModelRef
 
 HEAD_INPUT = "layers.0.weight"  # the head's first Linear: (1024, input size), as LAION saves it
+
+
+class AestheticHead(torch.nn.Module):
+    """LAION's improved-aesthetic-predictor MLP (its `layers` keys, so its released weights load as is):
+    input_size -> 1024 -> 128 -> 64 -> 16 -> 1, on L2-normalised CLIP image embeddings."""
+
+    def __init__(self, input_size: int):
+        super().__init__()
+        self.layers = torch.nn.Sequential(
+            torch.nn.Linear(input_size, 1024), torch.nn.Dropout(0.2), torch.nn.Linear(1024, 128),
+            torch.nn.Dropout(0.2), torch.nn.Linear(128, 64), torch.nn.Dropout(0.1), torch.nn.Linear(64, 16),
+            torch.nn.Linear(16, 1))
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> "AestheticHead":
+        head = cls(int(state[HEAD_INPUT].shape[1]))
+        head.load_state_dict(state)
+        return head.eval()
+
+    @property
+    def input_size(self) -> int:
+        return self.layers[0].in_features
+
+    @torch.inference_mode()
+    def score(self, image_emb: torch.Tensor) -> np.ndarray:
+        """float32 aesthetic scores from normalised embeddings (N, input_size)."""
+        weight = self.layers[0].weight
+        return self.layers(image_emb.to(weight.device, weight.dtype)).squeeze(-1).float().cpu().numpy()
+
+
+class ImageClassifierScreen:
+    """The probability of one label of a transformers image classifier, for each image."""
+
+    def __init__(self, model, processor, label: str, device: torch.device):
+        self.index = label_index(model.config.id2label, label)
+        self.model = model.to(device).eval()
+        self.processor = processor
+        self.device = device
+
+    @torch.inference_mode()
+    def score(self, images: np.ndarray) -> np.ndarray:
+        inputs = self.processor(images=list(images), return_tensors="pt")
+        pixels = inputs["pixel_values"].to(self.device, self.model.dtype)
+        logits = self.model(pixel_values=pixels).logits.float()
+        return torch.softmax(logits, dim=-1)[:, self.index].cpu().numpy().astype(np.float32)
+
+
+def label_index(id2label: dict, label: str) -> int:
+    """The output index of `label`: a label name (any case) or its index as digits."""
+    labels = {str(name).lower(): int(i) for i, name in id2label.items()}
+    if label.isdigit() and int(label) in labels.values():
+        return int(label)
+    if label.lower() not in labels:
+        raise ValueError(f"the model has no label {label!r}; its labels: {', '.join(sorted(labels))}")
+    return labels[label.lower()]
 
 
 def aesthetic_file(model: str, filename: str, revision: str | None, what: str = "the aesthetic head") -> Path:
@@ -31,8 +89,6 @@ def aesthetic_file(model: str, filename: str, revision: str | None, what: str = 
 
 
 def load_aesthetic_head(model: str, filename: str, revision: str | None, device: torch.device):
-    from ..stages.screen import AestheticHead
-
     path = aesthetic_file(model, filename, revision)
     try:
         if str(path).endswith(".safetensors"):
@@ -82,8 +138,6 @@ def _safetensors_shapes(path: Path) -> dict:
 
 def load_image_classifier(model: str, revision: str | None, label: str, device: torch.device):
     from transformers import AutoImageProcessor, AutoModelForImageClassification
-
-    from ..stages.screen import ImageClassifierScreen
 
     check_folder_model_available(model, revision, "the image classifier")
     ref = ModelRef.parse(model)

@@ -13,16 +13,15 @@ import re
 from pathlib import Path
 from typing import Callable
 
-from ..curation.sourcefile import not_a_file
+from ..atomic import not_a_file
 from ..errors import Problem
+from ..hub import is_hf_url, parse_hf_url
 from ..models.builtin import CLIP_MODELS as BUILTIN_CLIP
 from ..models.ref import BUILTIN, HUB, LOCAL, ModelRef, pretrained_is_file
 from ..registry import registry
 from .components import plain_enabled, threshold_owners
 from .yamlsafe import Document, dotted
 
-HF_URL = re.compile(r"^hf://datasets/[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*/.+$")
-HF_MODEL_FILE = re.compile(r"^hf://[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*(@[^/]+)?/.+$")
 SOURCE_OPTIONS = ("column", "id_column", "config", "split", "images", "image_column")
 
 
@@ -73,8 +72,8 @@ def check_sources(c: Collector, data: dict) -> None:
             if key not in uses and at + (key,) in c.doc.key_positions:  # set by the author, not a default
                 c.bad(at + (key,), f"is not used by {kind} sources", key=True)
         if cls.file:
-            if path.startswith("hf://"):
-                if not HF_URL.match(path):
+            if is_hf_url(path):
+                if hub_file(path, "dataset") is None:
                     c.bad(at + ("path",), "hf:// paths must look like hf://datasets/<org>/<name>/<file>")
             elif not_a_file(c.local(path)):  # missing, or a directory, FIFO, device: say which
                 c.bad(at + ("path",), not_a_file(c.local(path)) if os.path.lexists(c.local(path))
@@ -155,9 +154,18 @@ def check_max_tokens(c: Collector, data: dict) -> None:
         c.bad(("captions", "filters", "max_tokens"), worst.refusal(filters["max_tokens"]))
 
 
+def hub_file(url: str, repo_type: str | None = None):
+    """hub.py's HubFile of an hf:// URL naming a file (in a repository of `repo_type`), else None."""
+    try:
+        found = parse_hf_url(url)
+    except ValueError:
+        return None
+    return found if found.path and repo_type in (None, found.repo_type) else None
+
+
 def check_model_file(c: Collector, value: str, at: tuple) -> None:
-    if value.startswith("hf://"):
-        if not HF_MODEL_FILE.match(value):
+    if is_hf_url(value):
+        if hub_file(value) is None:
             c.bad(at, "hf:// model files must look like hf://<org>/<name>[@<revision>]/<file>")
     elif not c.local(value).is_file():
         c.bad(at, f"model file not found: {c.local(value)}")

@@ -57,6 +57,10 @@ class Section(Mapping):
     def __setattr__(self, name, value):
         raise AttributeError("a recipe section is frozen")
 
+    def __reduce__(self):
+        # Pickled as the call that makes it: the default restores slots by setattr, which a section refuses.
+        return (Section, (self.kind, self._items, self._known))
+
     def __eq__(self, other) -> bool:
         return isinstance(other, Section) and self.kind == other.kind and self._items == other._items
 
@@ -68,28 +72,6 @@ class Section(Mapping):
 
     def replace(self, **changes) -> "Section":
         return Section(self.kind, {**self._items, **changes}, self._known)
-
-    def __reduce__(self):  # pickled whole (Ray sends recipes to its actors)
-        return Section, (self.kind, self._items, self._known)
-
-
-class ComponentNames:
-    """`known` for a Section of components: whether a name is an installed component of `kind`."""
-
-    def __init__(self, kind: str):
-        self.kind = kind
-
-    def __call__(self, name: str) -> bool:
-        from ..registry import registry
-        return registry().find(self.kind, name) is not None
-
-
-class ThresholdNames:
-    """`known` for select: whether a name is a threshold an installed score or screen offers."""
-
-    def __call__(self, name: str) -> bool:
-        from .components import threshold_owners
-        return name in threshold_owners()
 
 
 @dataclass(frozen=True)
@@ -202,11 +184,9 @@ class Recipe:
         from .plain import recipe_from_data
         return recipe_from_data(data, base_dir)
 
-    def as_builder(self, **options):
-        """This recipe as a `datasets.DatasetBuilder` (builder.py; `options`: cache_dir, build_dir,
-        executor, device, reporter). The API's one reference from the recipe up to the build."""
-        from ..builder import RecipeBuilder
-        return RecipeBuilder(self, **options)
+    # `recipe.as_builder(**options)`, the recipe as a `datasets` builder, is api.py's `as_builder`, attached
+    # to this class there: the builder runs the build, which this layer must not import (docs/ARCHITECTURE.md
+    # "Layers"), and the package imports api.py before anything can hold a Recipe.
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 
-from ..errors import Problem, RecipeError
+from ..errors import InputError, Problem, RecipeError
 from . import config as C
 from .checks import default_source_name, semantic_problems
 from .paths import resolve_paths
@@ -125,3 +125,12 @@ def locate(recipe: C.Recipe, field: str) -> tuple[str, int, int]:
         parts.append(int(token[1:-1]) if token.startswith("[") else token)
     line, col = doc.locate(tuple(parts))
     return file, line, col
+
+
+def locate_error(e: InputError, recipe: C.Recipe) -> InputError:
+    """`e`, when it is about a field of `recipe` not yet located, with its Problem located there (the API
+    does this for every recipe it is given, the CLI for the recipe file a verb read)."""
+    if e.unlocated:
+        file, line, col = locate(recipe, e.field)
+        e.problems = [Problem(file, line, col, e.field, e.message)]
+    return e

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
+from ..hub import is_hf_url
 from ..models.ref import ModelRef, pretrained_is_file
 from ..registry import registry
 from .components import model_uses
@@ -24,7 +25,7 @@ def file_type(source_type: str) -> bool:
 def source_is_local(src: dict, base: Path) -> bool:
     """A file source's local path, or a non-file source (hf_dataset) given as a local folder."""
     if file_type(src["type"]):
-        return not src["path"].startswith("hf://")
+        return not is_hf_url(src["path"])
     return ModelRef.parse(src["path"], base=base).is_local
 
 
@@ -37,7 +38,7 @@ def path_slots(data: dict, base: Path) -> Iterator[tuple[dict, str, str]]:
             yield src, "path", ""
     for use in model_uses(data):
         if use.kind == "file":
-            if not use.model.startswith("hf://"):
+            if not is_hf_url(use.model):
                 yield use.holder, use.key, ""
             continue
         ref = ModelRef.parse(use.model, clip=use.kind == "clip", base=base)

@@ -131,7 +131,8 @@ def schema_problems(doc: Document, file: str) -> list[Problem]:
                 if kind:  # a component: say which are installed (a plugin's appear once it is)
                     from ..registry import registry
                     names = registry().names(kind)
-                    msg = (f"unknown {kind.replace('_', ' ')} {key!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")
+                    msg = (f"unknown {kind.replace('_', ' ')} {key!r}"
+                           + (f"; did you mean {hint[0]!r}?" if hint else "")
                            + f" (installed: {', '.join(names)}; a plugin's components appear once its package is"
                            " installed and listed under plugins)")
                 else:

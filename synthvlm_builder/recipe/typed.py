@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +92,13 @@ def _section(value: dict, kind: str) -> C.Section:
     for key in value:  # a key the schema does not know (an older lock's): kept as it was
         if key not in items:
             items[key] = _plain(value[key])
-    return C.Section(dotted(SECTIONS[kind]), items, C.ComponentNames(kind))
+    return C.Section(dotted(SECTIONS[kind]), items, partial(_registered, kind))
+
+
+def _registered(kind: str, name: str) -> bool:
+    """Whether `name` is a component of `kind`: a section reads its unset components as None. A function,
+    not a closure, so that a recipe pickles (the Ray executor ships it to its actors)."""
+    return registry().find(kind, name) is not None
 
 
 def _select(value: dict) -> C.Section:
@@ -105,7 +112,7 @@ def _select(value: dict) -> C.Section:
         elif key in owners and owners[key].legacy:
             items[key] = None
     items.update({k: v for k, v in value.items() if k not in items})
-    return C.Section("select", items, C.ThresholdNames())
+    return C.Section("select", items, frozenset(owners).__contains__)
 
 
 def _plain(value: Any) -> Any:

@@ -6,34 +6,40 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .. import layout
 from ..atomic import fsync_tree, remove
-from ..execution.state import STAGES, STAGING
+from ..execution.context import BuildContext
+from ..state import STAGES
 from ..stages import rows
 from ..stages.select import Candidates, Selection, format_selection, rank, select
 from . import card as cardlib
-from .. import layout
 from . import cardplots
 from .dataset import selected_rows, write_parquet
 from .lock import build_lock
 
+if TYPE_CHECKING:  # stream.py loads the Hub client: only a build with --push needs it
+    from .stream import StreamUploader
+
 N_SAMPLES = cardplots.PER_SIDE_COLS * cardplots.PER_SIDE_ROWS  # best rows shown, and as many worst
 
 
-def assemble(ctx) -> tuple[int, dict]:
-    """`ctx` is the runner's BuildContext. Returns (rows, stats); `summary` says what was built."""
+def assemble(ctx: BuildContext, uploader: StreamUploader | None = None) -> tuple[int, dict]:
+    """The build `ctx`, its shards all done, selected and installed in its output dir; with `uploader`
+    (--push), each data file goes to the Hub as soon as it is final. Returns (rows, stats); `summary`
+    says what was built."""
     recipe, work = ctx.recipe, ctx.work
     cand = read_candidates(work, ctx.n_shards, recipe)
     selection = select(cand, recipe.select, recipe.screen)
     shard_files = [work.shard_path(i) for i in range(ctx.n_shards)]
 
-    staging = work.root / STAGING
+    staging = work.root / layout.STAGING
     remove(staging)  # what a killed run left (a link is unlinked, never followed)
     staging.mkdir()
     largest = max(work.marker(i).get("max_image_bytes", 0) for i in range(ctx.n_shards))
-    uploader = getattr(ctx, "uploader", None)  # --push: each data file goes to the Hub as soon as it is final
     _, info = write_parquet(staging, selected_rows(shard_files, set(selection.ids), recipe), recipe,
                             max_image_bytes=largest, on_file=uploader.submit if uploader else None)
     stats = build_stats(ctx, selection)
@@ -70,7 +76,7 @@ def read_candidates(work, n_shards: int, recipe) -> Candidates:
                       columns={name: cols[name] for name in cols if name not in scores + ("id", "caption_id")})
 
 
-def _best_and_worst(ctx, cand: Candidates, selection: Selection, shard_files: list[Path]
+def _best_and_worst(ctx: BuildContext, cand: Candidates, selection: Selection, shard_files: list[Path]
                     ) -> tuple[list[dict], list[dict]]:
     """The N_SAMPLES best selected rows (best first) and up to N_SAMPLES worst (worst last), without
     overlap; only the shards that hold them are read (a shard's candidates follow its marker's count)."""
@@ -85,7 +91,7 @@ def _best_and_worst(ctx, cand: Candidates, selection: Selection, shard_files: li
     return [found[cand.id[i]] for i in best_idx], [found[cand.id[i]] for i in worst_idx]
 
 
-def build_stats(ctx, selection: Selection) -> dict:
+def build_stats(ctx: BuildContext, selection: Selection) -> dict:
     markers = [ctx.work.marker(i) for i in range(ctx.n_shards)]
     stage = {k: round(sum(m["stage_seconds"][k] for m in markers), 3) for k in STAGES}
     images = sum(m["rows"] for m in markers)

@@ -11,6 +11,7 @@ import numpy as np
 from huggingface_hub import DatasetCard, DatasetCardData
 from datasets.info import DatasetInfosDict
 
+from ..hub import is_hf_url, parse_hf_url
 from ..models.builtin import SHIPPED
 from ..models.digests import COMMIT
 from ..models.ref import BUILTIN, HUB, ModelRef
@@ -84,8 +85,9 @@ def source_datasets(recipe: Recipe) -> list[str]:
         hub_id = None
         if src.type == "hf_dataset" and ModelRef.parse(src.path).kind == HUB:
             hub_id = src.path
-        elif src.path.startswith("hf://datasets/"):
-            hub_id = "/".join(src.path[len("hf://datasets/"):].split("/")[:2]).split("@")[0]
+        elif is_hf_url(src.path):  # validated: a file of a dataset repository (recipe/checks.py)
+            url = parse_hf_url(src.path)
+            hub_id = url.repo_id if url.repo_type == "dataset" else None
         name = f"extended|{hub_id}" if hub_id else "original"
         if name not in out:
             out.append(name)

@@ -21,7 +21,7 @@ from datasets.arrow_writer import ParquetWriter
 from ..atomic import atomic_path
 from ..recipe import Recipe
 from ..stages.rows import dataset_row, features
-from ..layout import DATA, data_file
+from ..layout import DATA, data_file, data_part
 from ..settings import setting
 
 CITATION = """@inproceedings{liu2025synthvlm,
@@ -87,7 +87,7 @@ def write_parquet(staging: Path, rows: Iterator[dict], recipe: Recipe, max_image
 
     def write_file(first: dict, rest: Iterator[dict]) -> dict | None:
         """Write one file starting with `first`; return the row that did not fit, or None at the end."""
-        path = folder / f"part-{len(parts):05d}.parquet"
+        path = folder / data_part(len(parts))
         size, leftover = 0, None
         with atomic_path(path) as tmp:
             writer = ParquetWriter(features=features(recipe), path=str(tmp), writer_batch_size=group,

@@ -7,11 +7,15 @@ import json
 import platform
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .. import __version__
 from ..errors import InputError
 from ..execution.plan import portable_dict
 from ..layout import LOCK
+from ..version import __version__
+
+if TYPE_CHECKING:  # a lock is read (publish, verify) far more often than written
+    from ..execution.context import BuildContext
 
 PACKAGES = ("torch", "diffusers", "transformers", "open_clip_torch", "datasets", "huggingface_hub",
             "pyarrow", "pillow", "scikit-image", "numpy", "kenlm", "sentencepiece", "jieba", "openai")
@@ -29,8 +33,8 @@ def package_versions() -> dict:
     return versions
 
 
-def build_lock(ctx) -> dict:
-    """`ctx` is the runner's BuildContext."""
+def build_lock(ctx: BuildContext) -> dict:
+    """The lock of the build `ctx`, once every shard is done."""
     from ..stages.ssim import implementation as ssim_implementation  # torch: not for readers of a lock
     recipe, meta = ctx.recipe, ctx.caption_meta
     portable = portable_dict(recipe)
@@ -68,7 +72,7 @@ def plugins_entry(portable: dict) -> dict:
     return {"plugins": used} if used else {}
 
 
-def batch_sizes(ctx) -> dict:
+def batch_sizes(ctx: BuildContext) -> dict:
     """The batch size the shards were generated with (their markers say; `auto` resolved), and each
     shard's when they differ (an out-of-memory back-off halved it mid-build)."""
     sizes = [ctx.work.marker(i).get("batch_size") or ctx.recipe.generate.batch_size for i in range(ctx.n_shards)]
@@ -80,7 +84,7 @@ def batch_sizes(ctx) -> dict:
     return out
 
 
-def generated_on(ctx) -> dict:
+def generated_on(ctx: BuildContext) -> dict:
     """The device types and CPU thread counts the shards were generated with (their markers say)."""
     markers = [ctx.work.marker(i) for i in range(ctx.n_shards)]
     return {"device_types": sorted({m.get("device_type") or "unknown" for m in markers}),

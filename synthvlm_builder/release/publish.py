@@ -14,7 +14,7 @@ recorded in recipe.lock.json). The commit description ends with the trailer
 that marker is how a rerun, or a retry after a lost response, recognises a commit that already
 landed, so no fault ever produces a second commit or a tag on other data. Calls the client does
 not retry itself (create_repo, repo_info, list_repo_refs, create_commit, create_tag) are retried
-here on transient errors (retry.py: one list of retryable statuses, exponential backoff); the
+here on transient errors (retry.py HUB: the Hub's retryable errors, exponential backoff); the
 commit is retried against its original parent (`parent_commit`) and only after checking that it
 did not land. The token comes from huggingface_hub's usual sources and is never read or printed here.
 """
@@ -29,8 +29,8 @@ from .. import reporter
 from ..errors import BuildError, InputError
 from . import staged
 from ..layout import LOCK, REBUILD, load_manifest, release_files, upload_paths
+from ..retry import HUB
 from .lock import read_lock
-from .retry import describe, is_transient, retry, transport_errors
 
 MARKER = "Synthvlm-Release"
 AUTH_HINT = "set HF_TOKEN or run `hf auth login` with a token that can write to the repository"
@@ -80,7 +80,7 @@ def publish(build_dir: Path, repo_id: Optional[str] = None, changes: Optional[Ca
     try:
         return _publish(HfApi(), build_dir, repo_id, settings.get("private") is not False, recipe["name"],
                         recipe["version"], fp, identity, changes)
-    except (*transport_errors(), OSError) as e:  # HfHubHTTPError, transport errors, offline mode
+    except (*HUB.transport_errors(), OSError) as e:  # HfHubHTTPError, transport errors, offline mode
         raise BuildError(explain(e, repo_id)) from e
 
 
@@ -118,13 +118,13 @@ def _check_repo_id(repo_id: str, field: str) -> None:
 def _publish(api, build_dir: Path, repo_id: str, private: bool, name: str, version: str,
              fp: str, identity: str, changes: Optional[Callable] = None) -> PublishResult:
     tag = f"v{version}"
-    url = str(retry("create_repo", lambda: api.create_repo(repo_id, repo_type="dataset", private=private,
+    url = str(HUB.retry("create_repo", lambda: api.create_repo(repo_id, repo_type="dataset", private=private,
                                                             exist_ok=True)))
-    info = retry("repo_info", lambda: api.repo_info(repo_id, repo_type="dataset"))
+    info = HUB.retry("repo_info", lambda: api.repo_info(repo_id, repo_type="dataset"))
     if info.private is not None and bool(info.private) != private:
         reporter.note(f"{repo_id} exists and is {'private' if info.private else 'public'}; the recipe asks for"
                       f" {'private' if private else 'public'}, the visibility is left as it is")
-    refs = retry("list_repo_refs", lambda: api.list_repo_refs(repo_id, repo_type="dataset"))
+    refs = HUB.retry("list_repo_refs", lambda: api.list_repo_refs(repo_id, repo_type="dataset"))
     tags = {t.name: t.target_commit for t in refs.tags}
     if tag in tags:
         check_tagged(api, repo_id, tag, fp, identity)
@@ -172,7 +172,7 @@ def _tagged_identity(api, repo_id: str, tag: str) -> tuple[str, str]:
     older build) is identified by its fingerprint."""
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
     try:
-        path = retry("download recipe.lock.json", lambda: api.hf_hub_download(
+        path = HUB.retry("download recipe.lock.json", lambda: api.hf_hub_download(
             repo_id, LOCK, repo_type="dataset", revision=tag))
         lock = json.loads(Path(path).read_text())
         return str(lock["fingerprint"]), str(lock.get("identity") or lock["fingerprint"])
@@ -185,7 +185,7 @@ def _tagged_identity(api, repo_id: str, tag: str) -> tuple[str, str]:
 
 def _find_release(api, repo_id: str, marker: str) -> Optional[str]:
     """The newest commit on main whose message carries `marker`, or None."""
-    commits = retry("list_repo_commits", lambda: api.list_repo_commits(repo_id, repo_type="dataset"))
+    commits = HUB.retry("list_repo_commits", lambda: api.list_repo_commits(repo_id, repo_type="dataset"))
     for c in commits:
         if marker in (c.message or "").splitlines() or marker in (c.title or ""):
             return c.commit_id
@@ -197,7 +197,7 @@ def _commit(api, build_dir: Path, repo_id: str, name: str, version: str, fp: str
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete
     from huggingface_hub.errors import HfHubHTTPError
     local = upload_paths(build_dir)
-    remote = retry("list_repo_files", lambda: api.list_repo_files(repo_id, repo_type="dataset", revision=parent))
+    remote = HUB.retry("list_repo_files", lambda: api.list_repo_files(repo_id, repo_type="dataset", revision=parent))
     stale = sorted(p for p in remote if p.startswith("data/") and p not in set(local))
     if stale:
         reporter.info(f"removing {len(stale)} data file(s) of an earlier release from main: {', '.join(stale)}")
@@ -211,7 +211,7 @@ def _commit(api, build_dir: Path, repo_id: str, name: str, version: str, fp: str
 
     reporter.info(f"pushing {len(local)} files to {repo_id} in one commit")
     try:
-        return retry("create_commit", attempt, landed=lambda: _find_release(api, repo_id, marker))
+        return HUB.retry("create_commit", attempt, landed=lambda: _find_release(api, repo_id, marker))
     except ValueError as e:  # the client checks the card with /api/validate-yaml before any upload
         if isinstance(e, HfHubHTTPError):
             raise
@@ -244,17 +244,17 @@ def _tag(api, repo_id: str, tag: str, sha: str, message: str, where: str = "main
         return True if target == sha else None
 
     try:
-        retry("create_tag", lambda: api.create_tag(repo_id, tag=tag, tag_message=message, revision=sha,
+        HUB.retry("create_tag", lambda: api.create_tag(repo_id, tag=tag, tag_message=message, revision=sha,
                                                      repo_type="dataset"), landed=tagged)
     except BuildError:
         raise
     except Exception as e:
         if getattr(getattr(e, "response", None), "status_code", None) == 409 and tagged():
             return  # an earlier try created it and its answer was lost
-        if not is_transient(e):
+        if not HUB.transient(e):
             raise
         raise BuildError(f"commit {sha[:12]} is on {where} of {repo_id} but creating tag {tag} failed:"
-                         f" {describe(e)}; rerun the same command to tag it") from e
+                         f" {HUB.describe(e)}; rerun the same command to tag it") from e
 
 
 # --- messages ----------------------------------------------------------------------------------------
@@ -268,17 +268,17 @@ def explain(e: BaseException, repo_id: str) -> str:
     if isinstance(e, OfflineModeIsEnabled):
         return "HF_HUB_OFFLINE is set; publishing needs the Hub (unset it)"
     if status == 401 or (isinstance(e, RepositoryNotFoundError) and status in (401, None)):
-        return (f"authentication required to publish to {repo_id}: the Hub refused the token ({describe(e)});"
+        return (f"authentication required to publish to {repo_id}: the Hub refused the token ({HUB.describe(e)});"
                 f" {AUTH_HINT}")
     if isinstance(e, RepositoryNotFoundError) or status == 404:
         return f"dataset repository {repo_id} not found or not accessible with this token; {AUTH_HINT}"
     if status == 403:
-        return f"no write access to {repo_id} ({describe(e)}); {AUTH_HINT}"
+        return f"no write access to {repo_id} ({HUB.describe(e)}); {AUTH_HINT}"
     if isinstance(e, BadRequestError):
-        return f"the Hub rejected the upload to {repo_id}: {describe(e)}"
+        return f"the Hub rejected the upload to {repo_id}: {HUB.describe(e)}"
     if isinstance(e, HfHubHTTPError):
-        return f"publishing to {repo_id} failed: {describe(e)}; nothing was tagged; rerun the same command"
+        return f"publishing to {repo_id} failed: {HUB.describe(e)}; nothing was tagged; rerun the same command"
     if isinstance(e, OSError):  # a local file, the cache
-        return f"publishing to {repo_id} failed: {describe(e)}"
-    return (f"cannot reach the Hub for {repo_id}: {describe(e)}; nothing was tagged; check HF_ENDPOINT and"
+        return f"publishing to {repo_id} failed: {HUB.describe(e)}"
+    return (f"cannot reach the Hub for {repo_id}: {HUB.describe(e)}; nothing was tagged; check HF_ENDPOINT and"
             " the network, then rerun the same command")

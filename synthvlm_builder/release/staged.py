@@ -22,8 +22,8 @@ from typing import Optional
 
 from .. import reporter
 from ..layout import CARD, LOCK, upload_paths
+from ..retry import HUB
 from ..settings import setting
-from .retry import retry
 
 FILES_PER_COMMIT = 100  # the Hub's recommendation; SYNTHVLM_PUBLISH_FILES_PER_COMMIT overrides it
 LAST = (LOCK, CARD)     # what makes the branch a release: in its final commit, the card last
@@ -55,13 +55,13 @@ def _same(remote, path: Path) -> bool:
 
 def _files(api, repo_id: str, revision: str) -> dict:
     from huggingface_hub.hf_api import RepoFile
-    tree = retry("list_repo_tree", lambda: list(api.list_repo_tree(repo_id, recursive=True, repo_type="dataset",
+    tree = HUB.retry("list_repo_tree", lambda: list(api.list_repo_tree(repo_id, recursive=True, repo_type="dataset",
                                                                    revision=revision)))
     return {f.path: f for f in tree if isinstance(f, RepoFile)}
 
 
 def _head(api, repo_id: str, branch: str) -> Optional[str]:
-    refs = retry("list_repo_refs", lambda: api.list_repo_refs(repo_id, repo_type="dataset"))
+    refs = HUB.retry("list_repo_refs", lambda: api.list_repo_refs(repo_id, repo_type="dataset"))
     return next((b.target_commit for b in refs.branches if b.name == branch), None)
 
 
@@ -72,17 +72,17 @@ def commit_on_branch(api, build_dir: Path, repo_id: str, version: str, title: st
     branch = branch_name(version)
     head = _head(api, repo_id, branch)
     if head is not None:
-        tip = retry("list_repo_commits", lambda: api.list_repo_commits(repo_id, repo_type="dataset",
+        tip = HUB.retry("list_repo_commits", lambda: api.list_repo_commits(repo_id, repo_type="dataset",
                                                                        revision=branch))[0]
         ours = part_marker(marker) in (tip.message or "") or marker in (tip.message or "")
         if not ours:  # an unfinished release of other data under this version: never tagged, so it goes
             reporter.info(f"{branch} holds an unfinished release of other data; starting it over")
-            retry("delete_branch", lambda: api.delete_branch(repo_id, branch=branch, repo_type="dataset"))
+            HUB.retry("delete_branch", lambda: api.delete_branch(repo_id, branch=branch, repo_type="dataset"))
             head = None
         elif marker in (tip.message or ""):
             return tip.commit_id  # complete already: only the tag (and main) were missing
     if head is None:
-        retry("create_branch", lambda: api.create_branch(repo_id, branch=branch, revision=main_head,
+        HUB.retry("create_branch", lambda: api.create_branch(repo_id, branch=branch, revision=main_head,
                                                          repo_type="dataset", exist_ok=True))
     remote = _files(api, repo_id, branch)
     local = upload_paths(build_dir)
@@ -115,7 +115,7 @@ def _commit(api, repo_id: str, branch: str, build_dir: Path, ops: list, title: s
         return api.create_commit(repo_id, operations, commit_message=title, commit_description=body,
                                  repo_type="dataset", revision=branch, parent_commit=parent).oid
 
-    return retry(f"create_commit on {branch}", attempt, landed=landed)
+    return HUB.retry(f"create_commit on {branch}", attempt, landed=landed)
 
 
 def update_main(api, build_dir: Path, repo_id: str, version: str, title: str, body: str, marker: str) -> None:
@@ -125,9 +125,9 @@ def update_main(api, build_dir: Path, repo_id: str, version: str, title: str, bo
     branch = branch_name(version)
     if _head(api, repo_id, branch) is None:
         return  # complete
-    commits = retry("list_repo_commits", lambda: api.list_repo_commits(repo_id, repo_type="dataset"))
+    commits = HUB.retry("list_repo_commits", lambda: api.list_repo_commits(repo_id, repo_type="dataset"))
     if not any(marker in (c.message or "") for c in commits):
-        history = retry("list_repo_commits", lambda: api.list_repo_commits(repo_id, repo_type="dataset",
+        history = HUB.retry("list_repo_commits", lambda: api.list_repo_commits(repo_id, repo_type="dataset",
                                                                           revision=branch))
         base = next((c.commit_id for c in history if not (marker in (c.message or "") or part_marker(marker)
                                                           in (c.message or ""))), None)
@@ -149,5 +149,5 @@ def update_main(api, build_dir: Path, repo_id: str, version: str, title: str, bo
                 tip = api.list_repo_commits(repo_id, repo_type="dataset")[0]
                 return tip.commit_id if marker in (tip.message or "") else None
 
-            retry("create_commit on main", attempt, landed=landed)
-    retry("delete_branch", lambda: api.delete_branch(repo_id, branch=branch, repo_type="dataset"))
+            HUB.retry("create_commit on main", attempt, landed=landed)
+    HUB.retry("delete_branch", lambda: api.delete_branch(repo_id, branch=branch, repo_type="dataset"))

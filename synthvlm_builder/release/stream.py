@@ -24,12 +24,11 @@ from pathlib import Path
 from .. import reporter
 from ..atomic import atomic_write, remove
 from ..errors import BuildError
-from ..execution.state import StateError, load
+from ..layout import DATA, UPLOADING, UPLOADS
+from ..retry import HUB
 from ..settings import setting
+from ..state import StateError, load
 from .publish import check_destination, check_tagged, explain
-from .retry import describe, retry, transport_errors
-
-UPLOADS = "uploads.json"
 
 
 def open_stream(recipe, fingerprint: str, identity: str, work_root: Path) -> "StreamUploader | None":
@@ -40,14 +39,14 @@ def open_stream(recipe, fingerprint: str, identity: str, work_root: Path) -> "St
     from huggingface_hub import HfApi
     api, tag = HfApi(), f"v{recipe.version}"
     try:
-        retry("create_repo", lambda: api.create_repo(repo_id, repo_type="dataset", private=recipe.publish.private,
+        HUB.retry("create_repo", lambda: api.create_repo(repo_id, repo_type="dataset", private=recipe.publish.private,
                                                      exist_ok=True))
-        refs = retry("list_repo_refs", lambda: api.list_repo_refs(repo_id, repo_type="dataset"))
+        refs = HUB.retry("list_repo_refs", lambda: api.list_repo_refs(repo_id, repo_type="dataset"))
         if any(t.name == tag for t in refs.tags):
             check_tagged(api, repo_id, tag, fingerprint, identity)  # other data under the tag: exit 2 now
             reporter.info(f"{repo_id} {tag} already holds this build; nothing to upload")
             return None
-    except (*transport_errors(), OSError) as e:
+    except (*HUB.transport_errors(), OSError) as e:
         raise BuildError(explain(e, repo_id)) from e
     return StreamUploader(api, repo_id, work_root)
 
@@ -58,7 +57,7 @@ class StreamUploader:
     def __init__(self, api, repo_id: str, work_root: Path):
         self.api, self.repo_id = api, repo_id
         self.record = Path(work_root) / UPLOADS
-        self.links = Path(work_root) / "uploading"
+        self.links = Path(work_root) / UPLOADING
         remove(self.links)  # links a killed run left behind
         self.links.mkdir(parents=True)
         self.uploaded = self._read()
@@ -90,12 +89,12 @@ class StreamUploader:
     def _upload(self, index: int, link: Path) -> None:
         from huggingface_hub import CommitOperationAdd
         try:
-            op = CommitOperationAdd(path_in_repo=f"data/{link.name}", path_or_fileobj=str(link))
+            op = CommitOperationAdd(path_in_repo=f"{DATA}/{link.name}", path_or_fileobj=str(link))
             digest, size = op.upload_info.sha256.hex(), op.upload_info.size
             if self.uploaded.get(digest) == size:
                 self.skipped += 1
                 return
-            retry(f"upload of data file {index}", lambda: self.api.preupload_lfs_files(
+            HUB.retry(f"upload of data file {index}", lambda: self.api.preupload_lfs_files(
                 self.repo_id, [op], repo_type="dataset"))
             with self._lock:
                 self.uploaded[digest] = size
@@ -106,7 +105,8 @@ class StreamUploader:
                 os.kill(os.getpid(), self._signal_at[0])
         except Exception as e:  # the final publish sends what is missing, and reports for good
             self.failed += 1
-            reporter.info(f"upload of data file {index} failed ({describe(e)}); the publish at the end will send it")
+            reporter.info(f"upload of data file {index} failed ({HUB.describe(e)}); the publish at the end will"
+                          " send it")
         finally:
             link.unlink(missing_ok=True)
 

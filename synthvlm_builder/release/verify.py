@@ -46,8 +46,7 @@ def verify(target: str, revision: str | None = None, sample: int = 8, seed: int 
     written = _recipe(lock, build_dir)
     b = lock["build"]
     device = device or _default_device(b.get("device_types"))
-    from ..execution.runner import check_device
-    from ..settings import check_cache
+    from ..execution.preflight import check_cache, check_device
     check_device(device, "--device")
     check_cache(written)
     recipe = _check_models(written, lock, lock_path)  # first: exit 2 when the rows cannot be regenerated here

@@ -81,8 +81,7 @@ class ClassifierScreen(ImageScreen):
     def preflight(cls, cfg: ClassifierScreenConfig) -> None:
         from ..errors import InputError
         from ..models.preflight import reported_at
-        from ..models.screens import classifier_labels
-        from .screen import label_index
+        from ..models.screens import classifier_labels, label_index
         with reported_at(f"screen.{cls.name}.model"):
             labels = classifier_labels(cfg.model, cfg.revision)
         if labels is not None:

@@ -1,8 +1,9 @@
 """Near-duplicate images across a whole build, found with faiss (never all pairs), kept one per group.
 
-pHash: a binary multi-index hash (faiss IndexBinaryMultiHash) with d + 1 hash tables over disjoint
-bit segments: two hashes within Hamming distance d agree exactly on at least one segment (pigeonhole),
-so every such pair is found, and each query looks only at its buckets. Memory: 8 bytes per image plus
+pHash (`phashes`: imagehash's, taken of every image as it is scored): a binary multi-index hash (faiss
+IndexBinaryMultiHash) with d + 1 hash tables over disjoint bit segments: two hashes within Hamming
+distance d agree exactly on at least one segment (pigeonhole), so every such pair is found, and each
+query looks only at its buckets. Memory: 8 bytes per image plus
 the tables. CLIP: normalised image embeddings (stored float16 in the candidate shards) in an inverted
 file index (exact search below EXACT_BELOW images); pairs with cosine >= t are near-duplicates.
 
@@ -15,6 +16,14 @@ import numpy as np
 
 EXACT_BELOW = 20_000   # CLIP embeddings: exact inner-product search below this many images
 QUERY_CHUNK = 4096     # queries per faiss call: bounds the result lists held at once
+
+
+def phashes(images: np.ndarray) -> list[str]:
+    """imagehash's 64-bit perceptual hash of each image, as 16 hex digits."""
+    import imagehash
+    from PIL import Image
+
+    return [str(imagehash.phash(Image.fromarray(np.ascontiguousarray(im)))) for im in images]
 
 
 def phash_codes(hex_hashes) -> np.ndarray:

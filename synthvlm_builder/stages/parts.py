@@ -76,5 +76,5 @@ class GeneratorBackend(Component):
     @classmethod
     def load(cls, generate, device, pipe=None) -> Any:
         """The generator of a build: an object with `generate_tensor(prompts, seeds)`, uint8 N x H x W x 3
-        images on the device (stages/generate.py ImageGenerator is the diffusers one)."""
+        images on the device (models/generator.py ImageGenerator is the diffusers one)."""
         raise NotImplementedError

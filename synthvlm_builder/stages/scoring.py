@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .score import ClipScorer
+from ..models.clip import ClipScorer
 
 
 class ScoringContext:

@@ -17,7 +17,6 @@ from ..reading import CaptionSource, Row, missing_column
 from ..sourcefile import SourceFile
 
 
-
 class CsvSource(CaptionSource):
     name = "csv"
     summary = "a header row, then one record per line"
@@ -35,7 +34,8 @@ class CsvSource(CaptionSource):
             except csv.Error as e:
                 if str(e) == "unexpected end of data":
                     raise InputError(f.field, f"the record starting here ends inside a quoted field at line"
-                                     f" {reader.line_num}: a quote is not closed", location=f"{f.path}:{start}") from None
+                                     f" {reader.line_num}: a quote is not closed",
+                                     location=f"{f.path}:{start}") from None
                 raise InputError(f.field, f"malformed CSV: {e}", location=f"{f.path}:{reader.line_num}") from None
             if row is not None and reader.line_num > start:
                 raise InputError(f.field, f"the record starting here runs to line {reader.line_num} (a quoted field"
@@ -59,6 +59,7 @@ class CsvSource(CaptionSource):
             if not row:
                 continue
             if len(row) != len(header):
-                raise InputError(f.field, f"{len(row)} fields, the header has {len(header)}", location=f"{f.path}:{line}")
+                raise InputError(f.field, f"{len(row)} fields, the header has {len(header)}",
+                                 location=f"{f.path}:{line}")
             yield (row[cols[1]] if src.id_column else i), row[cols[0]], line, None
             i += 1

@@ -12,7 +12,6 @@ from ..reading import CaptionSource, Row, caption_text, missing_column
 from ..sourcefile import SourceFile
 
 
-
 class JsonlSource(CaptionSource):
     name = "jsonl"
     summary = "one JSON object per line"
@@ -40,5 +39,5 @@ class JsonlSource(CaptionSource):
             for name in filter(None, (src.column, src.id_column)):
                 if name not in rec:
                     raise missing_column(src, index, name, rec, where)
-            yield ((rec[src.id_column] if src.id_column else lineno - 1), caption_text(rec[src.column], src, index, where),
-                   lineno, None)
+            yield ((rec[src.id_column] if src.id_column else lineno - 1),
+                   caption_text(rec[src.column], src, index, where), lineno, None)

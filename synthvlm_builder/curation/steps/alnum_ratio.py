@@ -15,8 +15,8 @@ class AlnumRatioFilter(CaptionStep):
     legacy = "null"
     Config = RangeFilter
     schema = {**RATIO_RANGE,
-              "description": 'Alphanumeric ratio = (characters c with c.isalnum()) / len(text), 0 for an empty text (Data-'
-                             'Juicer alphanumeric_filter). Keep min <= ratio <= max.'}
+              "description": "Alphanumeric ratio = (characters c with c.isalnum()) / len(text), 0 for an empty text"
+                             " (Data-Juicer alphanumeric_filter). Keep min <= ratio <= max."}
 
     def stat(self, text: str) -> float:
         return char_ratio(text, DEL_ALNUM, str.isalnum)

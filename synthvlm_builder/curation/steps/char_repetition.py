@@ -21,9 +21,9 @@ class CharRepetitionFilter(CaptionStep):
     legacy = "null"
     Config = RepetitionFilter
     schema = {**REPETITION,
-              "description": 'Character repetition ratio = (sum of the k largest counts of character rep_len-grams) / (number '
-                             'of rep_len-grams), k = min(floor(sqrt(distinct grams)), grams seen more than once); 0 when '
-                             'shorter than rep_len (character_repetition_filter). Keep ratio <= max.'}
+              "description": "Character repetition ratio = (sum of the k largest counts of character rep_len-grams)"
+                             " / (number of rep_len-grams), k = min(floor(sqrt(distinct grams)), grams seen more than"
+                             " once); 0 when shorter than rep_len (character_repetition_filter). Keep ratio <= max."}
 
     def __init__(self, rep_len: int, max: Optional[float] = None, min: Optional[float] = None):
         super().__init__(min, max)

@@ -1,9 +1,9 @@
 """The LLM judge: an OpenAI-compatible chat-completions endpoint answers Yes/No for each caption.
 
 The official `openai` client talks to the endpoint (`base_url`: vLLM, TGI, llama.cpp server or a
-hosted API) with its own retries off; tenacity retries what is transient (429, 5xx, timeouts,
-dropped connections, a reply without text) with exponential backoff, as release/retry.py does for
-the Hub. At most `max_concurrency` requests are in flight. Answers are cached by (model, prompt,
+hosted API) with its own retries off; retry.py's one policy retries what is transient for it (OPENAI:
+429, 5xx, timeouts, dropped connections, a reply without text) with exponential backoff, as it does
+for the Hub. At most `max_concurrency` requests are in flight. Answers are cached by (model, prompt,
 caption) before the Yes/No reading is applied, so a rerun or resumed build asks nothing twice.
 
 The API key is read from the environment variable the recipe names; it is handed to the client and
@@ -18,15 +18,13 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Optional
 
-from ... import reporter
 from ...errors import BuildError, InputError
-from ...settings import setting
+from ...retry import OPENAI, MalformedReply
 from ...text import printable
 from ..cache import StepCache, cache_key
 from ..step import CaptionStep, require
 
 FIELD = "captions.filters.llm_judge"
-MAX_WAIT = 30.0
 _SHOWN = 80  # bytes of an unexpected reply shown in the error
 _LEADING = re.compile(r"^[\W_]+")
 
@@ -45,10 +43,6 @@ class LlmJudgeConfig:
     max_concurrency: int = 8
     timeout: float = 60.0
     retries: int = 5
-
-
-class MalformedReply(Exception):
-    """The endpoint answered 200 but with no text to read."""
 
 
 def api_key(cfg: LlmJudgeConfig) -> Optional[str]:
@@ -75,12 +69,12 @@ def check_endpoint(cfg: LlmJudgeConfig) -> None:
     try:
         served = served_models(cfg, client(cfg, min(cfg.timeout, 10.0)).models.with_raw_response.list().content)
     except (openai.APIConnectionError, openai.APITimeoutError) as e:
-        raise BuildError(f"{FIELD}: cannot reach the LLM endpoint {cfg.base_url}: {describe(e)}") from None
+        raise BuildError(f"{FIELD}: cannot reach the LLM endpoint {cfg.base_url}: {OPENAI.describe(e)}") from None
     except openai.NotFoundError:
         return  # an endpoint without /models (rare): the first request will tell
     except openai.APIStatusError as e:
-        raise BuildError(f"{FIELD}: the LLM endpoint {cfg.base_url} refused to list its models: {describe(e)}") \
-            from None
+        raise BuildError(f"{FIELD}: the LLM endpoint {cfg.base_url} refused to list its models:"
+                         f" {OPENAI.describe(e)}") from None
     if cfg.model not in served:
         raise BuildError(f"{FIELD}.model: {cfg.base_url} does not serve {cfg.model!r}; it serves: "
                          + (", ".join(served) or "nothing"))
@@ -104,20 +98,6 @@ def served_models(cfg: LlmJudgeConfig, body: bytes) -> list[str]:
                      f" {printable(cfg.base_url.rstrip('/'))}/models answered {what}"
                      f" ({len(body):,} bytes: {printable(shown)!s}); point base_url at the API root (often"
                      " ending in /v1), not at a web page")
-
-
-def is_transient(e: BaseException) -> bool:
-    import openai
-    if isinstance(e, openai.APIStatusError):
-        return e.status_code in (408, 429) or e.status_code >= 500
-    return isinstance(e, (openai.APIConnectionError, MalformedReply))  # APITimeoutError is a connection error
-
-
-def describe(e: BaseException) -> str:
-    status = getattr(e, "status_code", None)
-    if status is not None:
-        return f"HTTP {status}"
-    return type(e).__name__ + (f" ({e})" if str(e) else "")
 
 
 class LlmJudgeStep(CaptionStep):
@@ -218,9 +198,6 @@ class LlmJudgeStep(CaptionStep):
         self.checked = False  # the endpoint is checked before the first request, not on a cached rerun
 
     def ask(self, text: str) -> str:
-        from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
-        wait = setting("SYNTHVLM_LLM_RETRY_WAIT", 1.0)
-
         def once() -> str:
             reply = self.client.chat.completions.create(
                 model=self.cfg.model, temperature=0, max_tokens=16,
@@ -231,16 +208,11 @@ class LlmJudgeStep(CaptionStep):
                 raise MalformedReply("the reply holds no answer text")
             return content
 
-        def before_sleep(state) -> None:
-            reporter.info(f"llm_judge: {describe(state.outcome.exception())}; retry {state.attempt_number}/"
-                          f"{self.cfg.retries} in {state.next_action.sleep:g}s")
         try:
-            return Retrying(stop=stop_after_attempt(self.cfg.retries + 1),
-                            wait=wait_exponential(multiplier=wait, max=MAX_WAIT),
-                            retry=retry_if_exception(is_transient), before_sleep=before_sleep, reraise=True)(once)
+            return OPENAI.retry("llm_judge", once, retries=self.cfg.retries)
         except Exception as e:
-            tried = f" after {self.cfg.retries + 1} attempts" if is_transient(e) else ""
-            raise BuildError(f"{FIELD}: {self.cfg.base_url} failed{tried}: {describe(e)}") from None
+            tried = f" after {self.cfg.retries + 1} attempts" if OPENAI.transient(e) else ""
+            raise BuildError(f"{FIELD}: {self.cfg.base_url} failed{tried}: {OPENAI.describe(e)}") from None
 
     def judge(self, batch):
         keys = [cache_key(self.cfg.model, self.cfg.prompt, c.text) for c in batch]

@@ -5,7 +5,7 @@
                            logits_per_text / 100 of CLIP, i.e. the cosine; no prompt prefix)
     source_image_itm       BLIP image-text matching, softmax(itm logits)[:, 1] (image_text_matching_filter)
 
-CLIP runs through the build's own scorer (stages/score.py: open_clip's exact preprocessing, batched,
+CLIP runs through the build's own scorer (models/clip.py: open_clip's exact preprocessing, batched,
 on the build's device); BLIP through transformers' BlipForImageTextRetrieval and BlipProcessor.
 Scores are cached by (model identity, caption, sha256 of the image's bytes): images are read and
 hashed on every run, decoded and scored only on a cache miss. Nothing about the images is stored.
@@ -241,7 +241,7 @@ class SourceImageStep(CaptionStep):
     def _scorer(self, row: str):
         if row not in self._scorers:
             from ...models.loading import load_clip
-            from ...stages.score import ClipScorer
+            from ...models.clip import ClipScorer
             if row == CLIP:
                 clip = self.cfg.clip
                 try:

@@ -17,7 +17,10 @@ class SpecialCharRatioFilter(CaptionStep):
     order = 20
     legacy = "null"
     Config = RangeFilter
-    schema = {**RATIO_RANGE, "description": "Special-character ratio = (characters in Data-Juicer's SPECIAL_CHARACTERS: ASCII punctuation, digits, whitespace, its extra symbols and emoji) / len(text), 0 for an empty text (special_characters_filter). Keep min <= ratio <= max."}
+    schema = {**RATIO_RANGE,
+              "description": "Special-character ratio = (characters in Data-Juicer's SPECIAL_CHARACTERS: ASCII"
+                             " punctuation, digits, whitespace, its extra symbols and emoji) / len(text), 0 for an"
+                             " empty text (special_characters_filter). Keep min <= ratio <= max."}
 
     def stat(self, text: str) -> float:
         return char_ratio(text, DEL_SPECIAL, SPECIAL_CHARACTERS.__contains__)

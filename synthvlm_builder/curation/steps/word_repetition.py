@@ -19,7 +19,10 @@ class WordRepetitionFilter(CaptionStep):
     order = 40
     legacy = "null"
     Config = RepetitionFilter
-    schema = {**REPETITION, "description": 'Word repetition ratio = (summed counts of lowercased word rep_len-grams seen more than once) / (number of word rep_len-grams); 0 with fewer than rep_len words (word_repetition_filter). Keep ratio <= max.'}
+    schema = {**REPETITION,
+              "description": "Word repetition ratio = (summed counts of lowercased word rep_len-grams seen more than"
+                             " once) / (number of word rep_len-grams); 0 with fewer than rep_len words"
+                             " (word_repetition_filter). Keep ratio <= max."}
 
     def __init__(self, rep_len: int, max: Optional[float] = None, min: Optional[float] = None,
                  segmentation: str = "whitespace"):

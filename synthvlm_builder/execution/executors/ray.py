@@ -31,23 +31,19 @@ class RayExecutor(Executor):
     order = 20
     legacy = "null"
     Config = RayConfig
-    schema = {**{'description': 'Ray executor settings.',
-     'type': 'object',
-     'additionalProperties': False,
-     'properties': {'address': {'description': 'Ray cluster address (e.g. auto or ray://head:10001); default: '
-                                               'start a local Ray instance.',
-                                'type': 'string',
-                                'minLength': 1},
-                    'workers': {'description': 'Number of generation actors.',
-                                'type': 'integer',
-                                'minimum': 1,
-                                'maximum': 4096,
-                                'default': 1},
-                    'num_gpus_per_worker': {'description': 'GPUs per actor; default 1 when the cluster has '
-                                                           'GPUs, else 0.',
-                                            'type': 'number',
-                                            'minimum': 0,
-                                            'maximum': 16}}}, "default": {}}
+    schema = {"description": "Ray executor settings.",
+              "type": "object",
+              "additionalProperties": False,
+              "properties": {
+                  "address": {"description": "Ray cluster address (e.g. auto or ray://head:10001); default: start a"
+                                             " local Ray instance.",
+                              "type": "string", "minLength": 1},
+                  "workers": {"description": "Number of generation actors.",
+                              "type": "integer", "minimum": 1, "maximum": 4096, "default": 1},
+                  "num_gpus_per_worker": {"description": "GPUs per actor; default 1 when the cluster has GPUs, else"
+                                                         " 0.",
+                                          "type": "number", "minimum": 0, "maximum": 16}},
+              "default": {}}
 
     @classmethod
     def run(cls, ctx, pending: list[int], sizes, progress) -> None:

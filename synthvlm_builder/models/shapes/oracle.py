@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .world import ANCHORS, BACKGROUNDS, COLORS, POSITIONS, SHAPES, _SUPERSAMPLE, _draw, parse_caption
+from .world import ANCHORS, BACKGROUNDS, COLORS, POSITIONS, SHAPES, SUPERSAMPLE, draw_shape, parse_caption
 
 
 _CANON = 64  # the oracle works at 64 px; other sizes are resized first
@@ -58,10 +58,10 @@ def _components(mask: np.ndarray) -> list[np.ndarray]:
 
 def _template(shape: str, x0: float, y0: float, x1: float, y1: float, h: int, w: int) -> np.ndarray:
     """Coverage in [0, 1] (h, w) of `shape` inscribed in the box [x0, x1) x [y0, y1) (pixel units)."""
-    s = _SUPERSAMPLE
+    s = SUPERSAMPLE
     img = Image.new("L", (w * s, h * s), 0)
-    _draw(ImageDraw.Draw(img), shape, (x0 + x1) / 2 * s - 0.5, (y0 + y1) / 2 * s - 0.5,
-          (y1 - y0) / 2 * s, 255, sx=(x1 - x0) / 2 * s)
+    draw_shape(ImageDraw.Draw(img), shape, (x0 + x1) / 2 * s - 0.5, (y0 + y1) / 2 * s - 0.5,
+               (y1 - y0) / 2 * s, 255, sx=(x1 - x0) / 2 * s)
     return np.asarray(img.resize((w, h), Image.Resampling.BOX), np.float64) / 255.0
 
 

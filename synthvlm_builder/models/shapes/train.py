@@ -171,9 +171,9 @@ def verify(out: Path) -> dict:
     import open_clip  # noqa: F401
     from diffusers import AutoPipelineForText2Image  # noqa: F401
 
-    from ...models.loading import load_clip, load_pipeline
-    from ...stages.generate import ImageGenerator
-    from ...stages.score import ClipScorer
+    from ..loading import load_clip, load_pipeline
+    from ..clip import ClipScorer
+    from ..generator import ImageGenerator
 
     t = time.time()
     pipe = load_pipeline(str(out / "shapes-sd"), dtype="float32")

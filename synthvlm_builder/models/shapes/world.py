@@ -51,7 +51,7 @@ RADIUS = 0.15  # half the side of a shape's box, as a fraction of the image side
 # colour and shape). With positions always named, each caption has exactly one right image and
 # the k candidates of a caption came out near-identical, leaving best-of-k nothing to choose.
 P_NO_POSITION = 0.3
-_SUPERSAMPLE = 4  # render larger and box-downsample: antialiased edges like a real image
+SUPERSAMPLE = 4  # render larger and box-downsample: antialiased edges like a real image (and oracle.py's templates)
 
 # Caption phrasing. The first phrase of each position is the canonical one.
 POSITION_PHRASES = {
@@ -149,20 +149,22 @@ def shape_polygon(shape: str, cx: float, cy: float, r: float, sx: float | None =
     raise ValueError(f"unknown shape {shape!r}")
 
 
-def _draw(draw: ImageDraw.ImageDraw, shape: str, cx, cy, r, fill, sx=None):
+def draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx, cy, r, fill, sx=None):
+    """`shape` of radius `r` centred at (cx, cy) (`sx`: another horizontal radius), as render and
+    oracle.py's templates draw it."""
     kind, geom = shape_polygon(shape, cx, cy, r, sx)
     (draw.ellipse if kind == "ellipse" else draw.polygon)(geom, fill=fill)
 
 
 def render(scene: Scene, size: int = IMAGE_SIZE) -> Image.Image:
     """The scene as an RGB image, antialiased by supersampling."""
-    big = size * _SUPERSAMPLE
+    big = size * SUPERSAMPLE
     img = Image.new("RGB", (big, big), BACKGROUNDS[scene.background])
     draw = ImageDraw.Draw(img)
     for o in scene.objects:
         ax, ay = ANCHORS[o.position]
         # -0.5: pixel centres sit at i + 0.5, so this centres the shape on the anchor exactly
-        _draw(draw, o.shape, ax * big - 0.5, ay * big - 0.5, RADIUS * big, COLORS[o.color])
+        draw_shape(draw, o.shape, ax * big - 0.5, ay * big - 0.5, RADIUS * big, COLORS[o.color])
     return img.resize((size, size), Image.Resampling.BOX)
 
 

@@ -1,5 +1,5 @@
 """diffusers: a diffusers text-to-image pipeline (SD, SDXL, SD3-style; `generate.model` a Hub id, a local
-folder saved with save_pretrained, or builtin:NAME), one torch.Generator per image (stages/generate.py)."""
+folder saved with save_pretrained, or builtin:NAME), one torch.Generator per image (models/generator.py)."""
 from __future__ import annotations
 
 from ...models.builtin import PIPELINES
@@ -47,8 +47,8 @@ class DiffusersGenerator(GeneratorBackend):
     def load(cls, g, device, pipe=None):
         """An ImageGenerator with the recipe's sampling settings; `pipe`: an already-loaded pipeline to use
         (the GPU benchmark builds random-weight SDXL-size models in memory)."""
+        from ...models.generator import ImageGenerator
         from ...models.loading import load_pipeline
-        from ..generate import ImageGenerator
         if pipe is None:
             pipe = load_pipeline(g.model, revision=g.revision, dtype=g.dtype, scheduler=g.scheduler, device=device,
                                  variant=g.variant, compile=g.compile)

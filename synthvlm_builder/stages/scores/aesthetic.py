@@ -30,41 +30,33 @@ class AestheticScore(ImageScore):
     order = 30
     legacy = "null"
     Config = AestheticConfig
-    schema = {'description': "The LAION aesthetic predictor: an MLP (768-1024-128-64-16-1, as LAION's "
-                    'improved-aesthetic-predictor) on the L2-normalised CLIP image embedding; 1-10, higher is '
-                    'nicer. Column `aesthetic`; threshold select.min_aesthetic.',
-     'type': 'object',
-     'additionalProperties': False,
-     'required': ['model', 'clip'],
-     'properties': {'model': {'description': "The head's weights: a local .pth/.safetensors file (relative to "
-                                             'the recipe file) or a Hub repo id holding `file` (e.g. '
-                                             'ttj/sac-logos-ava1-l14-linearMSE).',
-                              'type': 'string',
-                              'minLength': 1},
-                    'file': {'description': 'File name of the head in a Hub repo.',
-                             'type': 'string',
-                             'minLength': 1,
-                             'default': 'sac+logos+ava1-l14-linearMSE.pth'},
-                    'revision': {'description': "Hub revision of the head's repo.",
-                                 'type': 'string',
-                                 'minLength': 1},
-                    'clip': {'description': 'The open_clip model whose L2-normalised image embedding the head '
-                                            "reads (LAION's head: ViT-L-14 / openai). When it is the CLIPScore "
-                                            "model, that model's embedding is reused: each CLIP encodes each "
-                                            'image once.',
-                             'type': 'object',
-                             'additionalProperties': False,
-                             'required': ['model'],
-                             'properties': {'model': {'description': 'As score.clip.model.',
-                                                      'type': 'string',
-                                                      'minLength': 1},
-                                            'pretrained': {'description': 'As score.clip.pretrained.',
-                                                           'type': 'string',
-                                                           'minLength': 1}}}}}
-    thresholds = {"min_aesthetic": {'description': 'Drop candidates whose aesthetic score (score.aesthetic) is below this.',
-         'type': 'number',
-         'minimum': 0,
-         'maximum': 10}}
+    schema = {"description": "The LAION aesthetic predictor: an MLP (768-1024-128-64-16-1, as LAION's"
+                             " improved-aesthetic-predictor) on the L2-normalised CLIP image embedding; 1-10, higher"
+                             " is nicer. Column `aesthetic`; threshold select.min_aesthetic.",
+              "type": "object",
+              "additionalProperties": False,
+              "required": ["model", "clip"],
+              "properties": {
+                  "model": {"description": "The head's weights: a local .pth/.safetensors file (relative to the"
+                                           " recipe file) or a Hub repo id holding `file` (e.g."
+                                           " ttj/sac-logos-ava1-l14-linearMSE).",
+                            "type": "string", "minLength": 1},
+                  "file": {"description": "File name of the head in a Hub repo.",
+                           "type": "string", "minLength": 1, "default": "sac+logos+ava1-l14-linearMSE.pth"},
+                  "revision": {"description": "Hub revision of the head's repo.", "type": "string", "minLength": 1},
+                  "clip": {"description": "The open_clip model whose L2-normalised image embedding the head reads"
+                                          " (LAION's head: ViT-L-14 / openai). When it is the CLIPScore model, that"
+                                          " model's embedding is reused: each CLIP encodes each image once.",
+                           "type": "object",
+                           "additionalProperties": False,
+                           "required": ["model"],
+                           "properties": {
+                               "model": {"description": "As score.clip.model.", "type": "string", "minLength": 1},
+                               "pretrained": {"description": "As score.clip.pretrained.", "type": "string",
+                                              "minLength": 1}}}}}
+    thresholds = {"min_aesthetic": {"description": "Drop candidates whose aesthetic score (score.aesthetic) is below"
+                                                   " this.",
+                                    "type": "number", "minimum": 0, "maximum": 10}}
 
     @classmethod
     def columns(cls, cfg: AestheticConfig) -> list[Column]:

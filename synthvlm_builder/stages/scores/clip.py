@@ -52,10 +52,9 @@ class ClipScore(ImageScore):
                                                       "authors' follow-up code stores it).",
                                        'enum': ['cosine', 'clipscore'],
                                        'default': 'cosine'}}}
-    thresholds = {"min_clip_score": {'description': 'Drop candidates whose clip_score (in score.clip.units) is below this.',
-         'type': 'number',
-         'minimum': -1,
-         'maximum': 2.5}}
+    thresholds = {"min_clip_score": {"description": "Drop candidates whose clip_score (in score.clip.units) is below"
+                                                    " this.",
+                                     "type": "number", "minimum": -1, "maximum": 2.5}}
 
     @classmethod
     def columns(cls, cfg: ClipConfig) -> list[Column]:

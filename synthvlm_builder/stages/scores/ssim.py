@@ -20,29 +20,21 @@ class SsimScore(ImageScore):
     order = 20
     legacy = "null"
     Config = SsimConfig
-    schema = {**{'description': 'Resize robustness: grayscale SSIM between the image and itself resized down to size and '
-                    'back up.',
-     'type': 'object',
-     'additionalProperties': False,
-     'properties': {'size': {'description': "Short side, in pixels, of the down-sized copy (336 is the VLM's "
-                                            'input size).',
-                             'type': 'integer',
-                             'minimum': 8,
-                             'maximum': 4096,
-                             'default': 336},
-                    'weight': {'description': 'Weight of SSIM in the combined score.',
-                               'type': 'number',
-                               'minimum': 0,
-                               'maximum': 10,
-                               'default': 0.5}}}, "default": {}}
-    thresholds = {"min_ssim": {'description': 'Drop candidates whose SSIM is below this.',
-         'type': 'number',
-         'minimum': -1,
-         'maximum': 1},
-                  "min_score": {'description': 'Drop candidates whose combined score is below this.',
-         'type': 'number',
-         'minimum': -11,
-         'maximum': 11}}
+    schema = {"description": "Resize robustness: grayscale SSIM between the image and itself resized down to size"
+                             " and back up.",
+              "type": "object",
+              "additionalProperties": False,
+              "properties": {
+                  "size": {"description": "Short side, in pixels, of the down-sized copy (336 is the VLM's input"
+                                          " size).",
+                           "type": "integer", "minimum": 8, "maximum": 4096, "default": 336},
+                  "weight": {"description": "Weight of SSIM in the combined score.",
+                             "type": "number", "minimum": 0, "maximum": 10, "default": 0.5}},
+              "default": {}}
+    thresholds = {"min_ssim": {"description": "Drop candidates whose SSIM is below this.",
+                               "type": "number", "minimum": -1, "maximum": 1},
+                  "min_score": {"description": "Drop candidates whose combined score is below this.",
+                                "type": "number", "minimum": -11, "maximum": 11}}
 
     @classmethod
     def columns(cls, cfg: SsimConfig) -> list[Column]:

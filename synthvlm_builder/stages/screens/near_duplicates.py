@@ -101,7 +101,7 @@ class _Hashes:
     def score(self, batch) -> dict:
         import numpy as np
 
-        from ..screen import phashes
+        from ..neardup import phashes
         out = {}
         if self.cfg.phash_distance is not None:
             out["phash"] = phashes(batch.host)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..models.families import exact_options
+from .families import exact_options
 from ..settings import setting
 
 

@@ -1,11 +1,12 @@
-"""The build's state files: one JSON Schema per kind, and the rules for reading them back.
+"""The build's state files: one JSON Schema per kind, and the rules for reading them back. Their names
+are layout.py's:
 
     DIR/.synthvlm/manifest.json            "manifest"  the dataset files a build installed (layout.py)
-    DIR/.synthvlm/install.json             "install"   the journal of a swap in progress (outdir.py)
-    DIR/.synthvlm/builds/KEY/state.json    "build"     one build's identity (workdir.py)
+    DIR/.synthvlm/install.json             "install"   the journal of a swap in progress (execution/outdir.py)
+    DIR/.synthvlm/builds/KEY/state.json    "build"     one build's identity (execution/workdir.py)
     .../KEY/captions.json                  "captions"  where each shard's curated captions start
     .../KEY/shards/shard-NNNNN.done.json   "marker"    a finished shard: rows, size, sha256, timings
-    .../KEY/batch.json                     "batch"     the batch size generation uses (batching.py)
+    .../KEY/batch.json                     "batch"     the batch size generation uses (execution/batching.py)
     .../KEY/uploads.json                   "uploads"   what --push has sent already (release/stream.py)
     DIR/stats.json                         "stats"     read back to say "nothing to do"
 
@@ -25,13 +26,11 @@ from pathlib import Path, PurePosixPath
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
-from ..errors import InputError
-from ..text import printable
+from .errors import InputError
+from .text import printable
 
-WORK = ".synthvlm"        # DIR/WORK: the build's own folder in its output dir; never published
 STAGES = ("generate", "encode", "score", "write")  # the per-stage seconds a shard's marker records
 MAX_BYTES = 64 << 20      # a state file is small; a huge one is damage, not something to load
-STAGING = "final"         # DIR/.synthvlm/builds/KEY/final/: a finished build's files before the swap
 
 _TEXT = {"type": "string", "minLength": 1}
 _HEX64 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}

@@ -1,0 +1,34 @@
+"""What every step of one build knows: the recipe, its identity, the output dir and the work dir. The
+runner (execution/runner.py) makes one per build and hands it to its executor (execution/executor.py)
+and, once every shard is done, to release/assemble.py, which reads it as this type."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..recipe import Recipe
+from .outdir import OutputDir
+from .plan import shard_ranges
+from .workdir import WorkDir
+
+
+@dataclass
+class BuildContext:
+    recipe: Recipe
+    fingerprint: str
+    identity: str            # the content identity: the fingerprint joined with the input files' digests
+    inputs: dict             # execution/identity.py input_digests
+    target: OutputDir
+    work: WorkDir
+    executor: str
+    device: str
+    caption_meta: dict | None = None  # the curated captions' record (workdir.py), once they are curated
+    generation_seconds: float = 0.0   # this run's wall time generating (stats.json)
+
+    @property
+    def out(self) -> Path:
+        return self.target.out
+
+    @property
+    def n_shards(self) -> int:
+        return len(shard_ranges(self.caption_meta["count"], self.recipe.execution.shard_size))

@@ -1,0 +1,42 @@
+"""The caption stage as the verbs run it: `curate_recipe` streams a recipe's curated captions (the
+`captions` verb, `preview` and the build), and `curate_build` curates a build's captions once per content
+identity into its work dir (workdir.py), where every shard reads them."""
+from __future__ import annotations
+
+from .. import reporter
+from ..errors import BuildError
+from ..recipe import Recipe
+from .context import BuildContext
+
+
+def curate_recipe(recipe: Recipe, funnel, device: str | None = None, inputs: dict | None = None):
+    """The recipe's caption stage, streamed (the `captions` verb and the build run this one); its
+    source-image models run on `device` (default: execution.device). With `inputs` (the content
+    identity's digests), each caption file must still hold the bytes digested there."""
+    from ..curation.captions import iter_curate, recipe_tokenizer
+    from ..stages.format import RESERVED_TOKENS
+    from .identity import source_input
+    expected = {i: inputs[source_input(i)] for i in range(len(recipe.captions.sources))} if inputs else None
+    return iter_curate(recipe.captions, tokenizer=recipe_tokenizer(recipe), funnel=funnel,
+                       reserved=RESERVED_TOKENS[recipe.format.style], device=device or recipe.execution.device,
+                       expected=expected)
+
+
+def curate_build(ctx: BuildContext) -> dict:
+    """Curate once per content identity, streaming to the build's work folder; a resumed build reuses
+    the stored captions, so every shard keeps exactly the captions it started with. An empty result
+    is an error and is not kept: after the inputs are fixed, the next run curates again. So is a
+    caption file that no longer holds the bytes the content identity digested: the check comes when
+    its reader ends, before the store's atomic write completes, so none of its captions are kept."""
+    meta = ctx.work.captions.meta()
+    if meta is None:
+        from ..curation.captions import Funnel
+        funnel = Funnel()
+        survivors = curate_recipe(ctx.recipe, funnel, ctx.device, inputs=ctx.inputs)
+        with reporter.progress(survivors, desc="captions", unit="caption") as bar:
+            meta = ctx.work.captions.write(bar, funnel.to_dict, ctx.recipe.execution.shard_size)
+        reporter.info(f"captions: {meta['count']:,} kept of {meta['funnel']['read']:,} read")
+    if not meta["count"]:
+        ctx.work.captions.discard()
+        raise BuildError("no caption survived the caption filters; see `synthvlm-build captions` for the funnel")
+    return meta
