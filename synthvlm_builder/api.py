@@ -25,6 +25,8 @@ from .reporter import Reporter, use
 from .results import BuildResult, CaptionsResult, PlanResult
 
 if TYPE_CHECKING:
+    from .analysis.compare import Comparison
+    from .analysis.evaluate import Evaluation
     from .builder import RecipeBuilder
     from .release.export import ExportResult
     from .release.publish import PublishResult
@@ -77,8 +79,9 @@ def build(recipe: RecipeLike, output_dir: Optional[PathLike] = None, executor: O
         from .execution.runner import build as run_build
         done = run_build(recipe, output_dir=out, executor=executor, device=device, overwrite=overwrite, push=push)
         if push:
+            from .analysis.changes import changes_since
             from .release.publish import publish as publish_dir
-            done = dataclasses.replace(done, published=publish_dir(done.path))
+            done = dataclasses.replace(done, published=publish_dir(done.path, changes=changes_since))
     return dataclasses.replace(done, seconds=time.perf_counter() - started)
 
 
@@ -216,10 +219,75 @@ def rebuild(target: PathLike, revision: Optional[str] = None, output_dir: Option
 def publish(build_dir: PathLike, repo_id: Optional[str] = None, *,
             reporter: Optional[Reporter] = None) -> "PublishResult":
     """Push a finished build to the Hub as one commit and tag it v<version> (a no-op when that tag already
-    holds this build); `repo_id` defaults to the recipe's publish.repo_id."""
+    holds this build); `repo_id` defaults to the recipe's publish.repo_id. When the repository holds an
+    earlier version, the card gets a section "Changes since v<that version>" (analysis/changes.py)."""
     with _call(None, reporter):
+        from .analysis.changes import changes_since
         from .release.publish import publish as publish_dir
-        return publish_dir(Path(build_dir), repo_id=repo_id)
+        return publish_dir(Path(build_dir), repo_id=repo_id, changes=changes_since)
+
+
+def _whole(name: str, value, least: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise InputError(name, f"must be a whole number of at least {least}, got {value!r}")
+    return value
+
+
+def compare(old: PathLike, new: PathLike, captions: int = 16, output: Optional[PathLike] = None, grid: int = 8,
+            device: Optional[str] = None, offline: bool = False, *,
+            reporter: Optional[Reporter] = None) -> "Comparison":
+    """What a change does to the data. `old` and `new` are each a finished build dir, a Hub release
+    "ORG/NAME@vX.Y.Z", or a recipe (a YAML path or "REV:PATH": its first `captions` curated captions through
+    the real pipeline). With `output`, writes the page (index.html), compare.md and compare.json there.
+    `.exit_code` is diff's; `.markdown()`, `.to_json()`; `offline` refuses recipes that need the network."""
+    with _call(None, reporter):
+        _whole("--captions", captions, 1)
+        _whole("--grid", grid, 0)
+        from .analysis import report
+        from .analysis.compare import compare as compare_sides
+        from .analysis.sides import check_side, load_side
+        out = None
+        if output is not None:
+            from .destination import FILE, FOLDER, check_output
+            out = check_output(output, "--output", FOLDER)
+            check_output(out / report.PAGE, "--output", FILE)
+            report.check_output(out)
+        specs = [(os.fspath(old), "OLD"), (os.fspath(new), "NEW")]
+        checked = [check_side(spec, what, offline) for spec, what in specs]  # both before either runs
+        sides = [load_side(spec, what, c, captions, device) for (spec, what), c in zip(specs, checked)]
+        result = compare_sides(*sides, grid)
+        if out is not None:
+            result.page = report.write(result, out)
+        return result
+
+
+def evaluate(target: PathLike, eval: Optional[PathLike] = None, seeds: int = 3, steps: int = 300,
+             batch_size: int = 64, image_size: int = 32, eval_size: int = 300, device: str = "cpu",
+             threads: Optional[int] = None, card: bool = False, *,
+             reporter: Optional[Reporter] = None) -> "Evaluation":
+    """Train a small CLIP from scratch on the image-caption pairs of `target` (a build dir, a folder of
+    Parquet files with image and caption, or "ORG/NAME[@REV]") for `steps` batches, once per seed
+    0..seeds-1, and measure zero-shot retrieval on `eval` (the same kinds), by default for shapes-world data
+    `eval_size` rendered held-out scenes. `card`: add the result to the build dir's card."""
+    with _call(None, reporter):
+        for name, value, least in (("--seeds", seeds, 1), ("--steps", steps, 1), ("--batch-size", batch_size, 2),
+                                   ("--image-size", image_size, 8), ("--eval-size", eval_size, 2)):
+            _whole(name, value, least)
+        if threads is not None:
+            _whole("--threads", threads, 1)
+        if image_size % 4:
+            raise InputError("--image-size", f"must be a multiple of 4 (the patch size), got {image_size}")
+        from .analysis.evaluate import add_to_card, check_card, evaluate as run
+        from .analysis.proxy import ProxyConfig
+        from .execution.runner import check_device
+        check_device(device, "--device")
+        build_dir = check_card(os.fspath(target)) if card else None
+        cfg = ProxyConfig(steps=steps, batch_size=batch_size, image_size=image_size)
+        result = run(os.fspath(target), None if eval is None else os.fspath(eval), tuple(range(seeds)), cfg,
+                     eval_size, device, threads)
+        if build_dir is not None:
+            result.card = add_to_card(build_dir, result)
+        return result
 
 
 def as_builder(recipe: Recipe, **options) -> "RecipeBuilder":

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import re
 
-VERBS = ("validate", "plan", "diff", "review", "preview", "verify", "rebuild", "captions", "publish", "export")
+VERBS = ("validate", "plan", "diff", "review", "preview", "verify", "rebuild", "captions", "publish", "export",
+         "compare", "evaluate")
 
 BUILD_HELP = """\
 Build the dataset a recipe describes: captions -> generate -> score -> select -> write.
@@ -30,6 +31,10 @@ EXAMPLES = {
     "publish": "synthvlm-build publish build/synthvlm-quickstart-v0.1.0 --repo-id my-org/synthvlm-quickstart",
     "export": "synthvlm-build export build/synthvlm-quickstart-v0.1.0 --llava llava_data/\n"
               "  synthvlm-build export build/synthvlm-quickstart-v0.1.0 --webdataset wds/ --shard-bytes 1GB",
+    "compare": "synthvlm-build compare main:recipes/quickstart.yaml recipes/quickstart.yaml --captions 8 > comment.md\n"
+               "  synthvlm-build compare my-org/synthvlm@v1.0.0 build/synthvlm-v1.1.0 --output compare/",
+    "evaluate": "synthvlm-build evaluate build/synthvlm-quickstart-v0.1.0 --proxy clip --seeds 3\n"
+                "  synthvlm-build evaluate my-org/synthvlm@v1.0.0 --proxy clip --eval my-org/heldout --device cuda",
 }
 
 DESCRIPTIONS = {
@@ -59,6 +64,17 @@ DESCRIPTIONS = {
     "publish": "Push a finished build to the Hub as one commit, then tag it v<version>.",
     "export": "Write a finished build in LLaVA's training layout (OUT/synthvlm.json + OUT/images/) or as"
               " WebDataset tar shards (OUT/00000.tar ... + OUT/index.json).",
+    "compare": "What a change does to the data. Each side is a finished build dir, a Hub release ORG/NAME@vX.Y.Z,"
+               " or a recipe (RECIPE or REV:PATH: its first N curated captions through the real pipeline, as"
+               " preview runs them). Prints Markdown (rows added, removed and changed; each score's mean shift"
+               " with a bootstrap confidence interval and KS statistic; the funnels side by side; caption"
+               " statistics; the most changed rows) and writes DIR/index.html, a self-contained page with the"
+               " score distributions and the most changed rows' images side by side. Exit codes as diff's:"
+               " 0 same data, 3 data changed and version bumped, 4 data changed but version not bumped, 2 bad input.",
+    "evaluate": "Train a small CLIP from scratch on a dataset's image-caption pairs for a fixed budget, once per"
+                " seed, and report zero-shot retrieval (image->text and text->image R@1 and R@5, mean and std over"
+                " the seeds) on a held-out set: --eval, or for shapes-world data the world's rendered held-out"
+                " scenes, where the world's pixel oracle adds attribute accuracy. Prints JSON.",
 }
 
 
@@ -95,6 +111,30 @@ ARGUMENTS = {
                  ("--json", {"action": "store_true", "help": "print the funnel (and captions) as JSON"})],
     "publish": [DIR, ("--repo-id", {"metavar": "ORG/NAME", "help": "default: the recipe's publish.repo_id"})],
     "export": [DIR],  # and one flag per exporter, with its options (export_arguments)
+    "compare": [("old", {"metavar": "OLD"}), ("new", {"metavar": "NEW"}),
+                ("--captions", {"metavar": "N", "default": "16", "help": "recipe sides: curated captions to run"
+                                " (default 16)"}),
+                ("--output", {"metavar": "DIR", "default": "compare", "help": "where the page, compare.md and"
+                              " compare.json go (default: compare/)"}),
+                ("--format", {"choices": ("markdown", "json"), "default": "markdown", "help": "default: markdown"}),
+                ("--grid", {"metavar": "N", "default": "8", "help": "most changed rows shown (default 8)"}),
+                ("--device", {"help": "recipe sides: override execution.device"}),
+                ("--offline", {"action": "store_true", "help": "refuse (exit 2, naming the field) a recipe side whose"
+                               " models or captions are not built in or on this disk, instead of downloading"})],
+    "evaluate": [("target", {"metavar": "DIR_OR_REPO"}),
+                 ("--proxy", {"choices": ("clip",), "default": "clip", "help": "the proxy model (default: clip)"}),
+                 ("--eval", {"metavar": "DIR_OR_REPO", "help": "held-out image-caption pairs (default for"
+                             " shapes-world data: the world's rendered held-out scenes)"}),
+                 ("--seeds", {"metavar": "N", "default": "3", "help": "trainings, seeds 0..N-1 (default 3)"}),
+                 ("--steps", {"metavar": "N", "default": "300", "help": "training steps (default 300)"}),
+                 ("--batch-size", {"metavar": "B", "default": "64", "help": "default 64"}),
+                 ("--image-size", {"metavar": "PX", "default": "32", "help": "default 32"}),
+                 ("--eval-size", {"metavar": "N", "default": "300", "help": "held-out world scenes (default 300)"}),
+                 ("--device", {"default": "cpu", "help": "cpu (default), cuda, cuda:N, mps"}),
+                 ("--threads", {"metavar": "T", "help": "CPU threads (default: usable cores); results are"
+                                " bit-identical for the same seeds and thread count"}),
+                 ("--output", {"metavar": "FILE.json", "help": "also write the JSON here"}),
+                 ("--card", {"action": "store_true", "help": "add the result to DIR's card (a local build dir)"})],
 }
 
 

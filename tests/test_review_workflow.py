@@ -131,9 +131,10 @@ def edit(repo: Path, path: str, old: str, new: str) -> None:
     f.write_text(text.replace(old, new))
 
 
-def run_workflow(repo: Path) -> tuple[int, str, str]:
+def run_workflow(repo: Path, compare_captions: str = "0") -> tuple[int, str, str]:
     """Commit the work tree as the PR head, then run the review step and the fail step as the workflow has them.
-    Returns (the fail step's exit status, the comment, the job summary)."""
+    Returns (the fail step's exit status, the comment, the job summary). The data comparison (which runs the
+    models) is off unless `compare_captions` says how many captions it runs (CI's default is 8)."""
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "pr")
     base = git(repo, "rev-parse", "main")
@@ -142,7 +143,8 @@ def run_workflow(repo: Path) -> tuple[int, str, str]:
     assert set(review["env"]) == {"BASE_SHA"}
     output, summary = repo.parent / "github_output", repo.parent / "step_summary"
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "BASE_SHA": base, "GITHUB_OUTPUT": str(output), "GITHUB_STEP_SUMMARY": str(summary)}
+           "BASE_SHA": base, "GITHUB_OUTPUT": str(output), "GITHUB_STEP_SUMMARY": str(summary),
+           "REVIEW_COMPARE_CAPTIONS": compare_captions}
     proc = subprocess.run(["bash", "-e", "-c", review["run"]], cwd=repo, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr  # the step itself never fails: the fail step decides
     assert "Traceback" not in proc.stderr, proc.stderr
@@ -199,3 +201,28 @@ def test_changed_caption_file_reviews_every_recipe_and_warns_unpinned(repo):
     assert "- changed input file: `recipes/data/quickstart_captions.jsonl`" in comment
     assert "**✅ same data** (exit 0)" in comment
     assert "⚠️ captions.sources[0] is a local file with no sha256 pin" in comment
+
+
+@pytest.mark.slow
+def test_data_comparison_of_a_bumped_change_and_why_one_is_absent(repo):
+    """The quickstart (built-in models) compared on 2 captions; a recipe on a Hub model is not run offline."""
+    edit(repo, "recipes/quickstart.yaml", "steps: 15", "steps: 10")
+    edit(repo, "recipes/quickstart.yaml", "version: 0.1.0", "version: 0.2.0")
+    text = (repo / "recipes/quickstart.yaml").read_text()
+    (repo / "recipes/hub.yaml").write_text(text.replace("model: builtin:shapes-sd", "model: my-org/my-sd"))
+    git(repo, "add", "recipes/hub.yaml")
+    git(repo, "commit", "-qm", "a recipe on a Hub model, in the base")
+    git(repo, "branch", "-f", "main", "HEAD")  # the base holds it too: it is compared, not new
+    edit(repo, "recipes/hub.yaml", "steps: 10", "steps: 12")
+    edit(repo, "recipes/hub.yaml", "version: 0.2.0", "version: 0.3.0")
+    code, comment, _ = run_workflow(repo, compare_captions="2")
+    assert code == 0, comment
+    assert "### Data comparison: `recipes/hub.yaml`\n\nNot run: the data comparison runs offline" in comment
+    assert "generate.model my-org/my-sd would come over the network" in comment
+    head = comment.index("### Data comparison: `.review/")
+    section = comment[head:comment.index("### Recipe review", head) if "### Recipe review" in comment[head:] else None]
+    assert "quickstart.yaml` → `recipes/quickstart.yaml`" in section
+    assert "| old | 2 |" in section and "| new | 2 |" in section  # best per caption of 2 captions
+    assert "#### Most changed rows" in section and "`review-pages/quickstart/index.html`" in section
+    assert (repo / "review-pages" / "quickstart" / "index.html").is_file()
+    assert not (repo / ".review").exists()  # the base's worktree is removed

@@ -27,7 +27,6 @@ MIME = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
 
 def preview(recipe: Recipe, n_captions: int, out: Path, device: str | None = None) -> Path:
     from ..curation.captions import Funnel
-    from .curate import curate_recipe
     from .preflight import check_device, preflight
 
     page = Path(out) / PAGE
@@ -35,16 +34,8 @@ def preview(recipe: Recipe, n_captions: int, out: Path, device: str | None = Non
     check_device(device or recipe.execution.device, "--device" if device else "execution.device")
     preflight(recipe)
     funnel = Funnel()
-    survivors = curate_recipe(recipe, funnel)
-    try:
-        with reporter.progress(islice(survivors, n_captions), total=n_captions, desc="captions",
-                               unit=" captions") as curated:
-            captions = list(curated)
-    finally:
-        survivors.close()  # stop reading the sources: the funnel counts what was read so far
-    if not captions:
-        raise BuildError("no caption survived the caption filters; see `synthvlm-build captions` for the funnel")
-    candidates, selection = _run(recipe, captions, device or recipe.execution.device)
+    captions = first_captions(recipe, n_captions, funnel)
+    candidates, selection = run_candidates(recipe, captions, device or recipe.execution.device)
     html = render(recipe, funnel.to_dict(), len(captions), candidates, selection)
     try:  # checked before any work (destination.py), but the place may have changed since
         page.parent.mkdir(parents=True, exist_ok=True)
@@ -54,6 +45,22 @@ def preview(recipe: Recipe, n_captions: int, out: Path, device: str | None = Non
     return page
 
 
+def first_captions(recipe: Recipe, n_captions: int, funnel) -> list:
+    """The recipe's first `n_captions` curated captions; `funnel` counts what was read to get them."""
+    from .curate import curate_recipe
+
+    survivors = curate_recipe(recipe, funnel)
+    try:
+        with reporter.progress(islice(survivors, n_captions), total=n_captions, desc="captions",
+                               unit=" captions") as curated:
+            captions = list(curated)
+    finally:
+        survivors.close()  # stop reading the sources: the funnel counts what was read so far
+    if not captions:
+        raise BuildError("no caption survived the caption filters; see `synthvlm-build captions` for the funnel")
+    return captions
+
+
 def _check_output(out: Path, page: Path) -> None:
     if out.exists() and not out.is_dir():
         raise InputError("--output", f"{out} is a file; give a folder for {PAGE}")
@@ -61,8 +68,9 @@ def _check_output(out: Path, page: Path) -> None:
         raise InputError("--output", f"{page} exists and is not a preview page; choose another folder")
 
 
-def _run(recipe: Recipe, captions, device: str) -> tuple[list[dict], object]:
-    """Generate and score every candidate of `captions` in build batches, then select over them."""
+def run_candidates(recipe: Recipe, captions, device: str) -> tuple[list[dict], object]:
+    """Generate and score every candidate of `captions` in build batches, then select over them (the
+    candidates as dicts: id, caption_id, caption, seed, image bytes, `src` data URI, scores, kept, reason)."""
     from ..stages.rows import scores as score_columns
     from ..stages.rows import selection_columns
     from ..stages.select import Candidates, select
@@ -98,7 +106,8 @@ def _run_batch(worker, batch, names: tuple, extra: dict, rows: list) -> None:
     for i, item in enumerate(batch):
         data = base64.b64encode(published.encoded[i]).decode("ascii")
         rows.append({"id": item.id, "caption_id": item.caption.id, "caption": item.caption.text,
-                     "seed": item.seed, "src": f"data:{MIME[worker.recipe.format.image_format]};base64,{data}",
+                     "seed": item.seed, "image": published.encoded[i],
+                     "src": f"data:{MIME[worker.recipe.format.image_format]};base64,{data}",
                      "scores": {name: float(scores[name][i]) for name in names}})
 
 

@@ -253,3 +253,26 @@ def render(recipe: Recipe, fingerprint: str, info: datasets.DatasetInfo, rows: i
         "recipe": md_fence(recipe.text.rstrip(), "yaml"),  # verbatim, in a fence no line of it can close
     }
     return DatasetCard.from_template(card_data(recipe, info, rows), template_path=str(TEMPLATE), **context)
+
+
+# Sections added to a finished build's card after the build (`publish`'s "Changes since", `evaluate --card`):
+# each between its own markers, so adding it again replaces it; new ones go where the template's anchor is.
+SECTIONS_ANCHOR = "<!-- synthvlm:sections -->"
+
+
+def set_section(card: str, key: str, markdown: str | None) -> str:
+    """`card` with `markdown` as its section `key`, replacing an earlier one (None: without it); a card without
+    the anchor (made before it existed) gets the section before its "## Models" heading, or at its end."""
+    begin, end = f"<!-- synthvlm:section {key} -->", f"<!-- /synthvlm:section {key} -->"
+    block = "" if markdown is None else f"{begin}\n{markdown.strip()}\n{end}\n"
+    start = card.find(begin)
+    stop = card.find(end, start) if start >= 0 else -1
+    if stop >= 0:
+        rest = card[stop + len(end):].removeprefix("\n")
+        return card[:start] + block + (rest.removeprefix("\n") if not block else rest)
+    if not block:
+        return card
+    for anchor in (SECTIONS_ANCHOR, "## Models\n"):
+        if anchor in card:
+            return card.replace(anchor, f"{block}\n{anchor}", 1)
+    return card.rstrip("\n") + "\n\n" + block
