@@ -118,7 +118,7 @@ ARGUMENTS = {
                               " compare.json go (default: compare/)"}),
                 ("--format", {"choices": ("markdown", "json"), "default": "markdown", "help": "default: markdown"}),
                 ("--grid", {"metavar": "N", "default": "8", "help": "most changed rows shown (default 8)"}),
-                ("--device", {"help": "recipe sides: override execution.device"}),
+                ("--device", {"metavar": "D", "help": "recipe sides: override execution.device"}),
                 ("--offline", {"action": "store_true", "help": "refuse (exit 2, naming the field) a recipe side whose"
                                " models or captions are not built in or on this disk, instead of downloading"})],
     "evaluate": [("target", {"metavar": "DIR_OR_REPO"}),
@@ -130,7 +130,7 @@ ARGUMENTS = {
                  ("--batch-size", {"metavar": "B", "default": "64", "help": "default 64"}),
                  ("--image-size", {"metavar": "PX", "default": "32", "help": "default 32"}),
                  ("--eval-size", {"metavar": "N", "default": "300", "help": "held-out world scenes (default 300)"}),
-                 ("--device", {"default": "cpu", "help": "cpu (default), cuda, cuda:N, mps"}),
+                 ("--device", {"metavar": "D", "default": "cpu", "help": "cpu (default), cuda, cuda:N, mps"}),
                  ("--threads", {"metavar": "T", "help": "CPU threads (default: usable cores); results are"
                                 " bit-identical for the same seeds and thread count"}),
                  ("--output", {"metavar": "FILE.json", "help": "also write the JSON here"}),
