@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Optional, Union
@@ -67,6 +68,7 @@ def build(recipe: RecipeLike, output_dir: Optional[PathLike] = None, executor: O
     """Build (or resume, or find already built) the dataset `recipe` describes, in `output_dir` (default:
     output.dir, else build/<name>-v<version>). With `push`, each data file is uploaded while the build
     runs and the release is published at the end (`.published`)."""
+    started = time.perf_counter()
     recipe = _recipe(recipe)
     with _call(recipe, reporter):
         from .destination import FOLDER, check_output
@@ -80,7 +82,7 @@ def build(recipe: RecipeLike, output_dir: Optional[PathLike] = None, executor: O
             from .analysis.changes import changes_since
             from .release.publish import publish as publish_dir
             done = dataclasses.replace(done, published=publish_dir(done.path, changes=changes_since))
-    return done
+    return dataclasses.replace(done, seconds=time.perf_counter() - started)
 
 
 def identity(recipe: RecipeLike, *, reporter: Optional[Reporter] = None) -> str:
@@ -120,12 +122,18 @@ class CaptionStream:
         return self._funnel.to_dict()
 
     def __iter__(self) -> Iterator[Caption]:
-        while True:  # each step reports to this call's reporter, and its errors are located, as in a call
-            with _call(self.recipe, self._reporter, check=False):
-                caption = next(self._survivors, None)
-            if caption is None:
-                return
-            yield caption
+        from .reporter import current
+        # a bar once the stage takes more than a second (model steps, an LLM judge); a quick one stays silent
+        with use(self._reporter):
+            bar = current().progress(desc="captions", unit=" captions", delay=1)
+        with bar:
+            while True:  # each step reports to this call's reporter, and its errors are located, as in a call
+                with _call(self.recipe, self._reporter, check=False):
+                    caption = next(self._survivors, None)
+                if caption is None:
+                    return
+                bar.update(1)
+                yield caption
 
 
 def captions(recipe: RecipeLike, output: Optional[PathLike] = None, device: Optional[str] = None, *,
@@ -190,6 +198,22 @@ def verify(target: PathLike, revision: Optional[str] = None, sample: int = 8, se
                 raise InputError(name, f"must be a whole number of at least {least}, got {value!r}")
         from .release.verify import verify as verify_build
         return verify_build(os.fspath(target), revision=revision, sample=sample, seed=seed, device=device)
+
+
+def rebuild(target: PathLike, revision: Optional[str] = None, output_dir: Optional[PathLike] = None,
+            device: Optional[str] = None, overwrite: bool = False, *,
+            reporter: Optional[Reporter] = None) -> BuildResult:
+    """Build a release again from its own files: a build dir, a downloaded release, or a Hub dataset id at
+    `revision`; its recipe.lock.json, recipe.yaml, stats.json and curated captions.jsonl, not the caption
+    sources (execution/rebuild.py). Same fingerprint and content identity, the same rows. `output_dir`
+    defaults to `<DIR>-rebuilt` beside a local release, else build/<name>-v<version>."""
+    started = time.perf_counter()
+    with _call(None, reporter):
+        from .execution.rebuild import rebuild as rebuild_release
+        done = rebuild_release(os.fspath(target), revision=revision,
+                               output_dir=Path(output_dir) if output_dir is not None else None, device=device,
+                               overwrite=overwrite)
+    return dataclasses.replace(done, seconds=time.perf_counter() - started)
 
 
 def publish(build_dir: PathLike, repo_id: Optional[str] = None, *,

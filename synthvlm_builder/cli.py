@@ -185,6 +185,15 @@ def cmd_verify(args) -> int:
     return 0
 
 
+def cmd_rebuild(args) -> int:
+    from . import api
+    result = api.rebuild(args.target, revision=args.revision, output_dir=args.output or None, device=args.device,
+                         overwrite=args.overwrite)
+    if result.action == "built":
+        print(result.summary(), file=sys.stderr)
+    return 0
+
+
 def cmd_captions(args) -> int:
     """With `--output -` the captions are JSONL on standard output, and all else goes to standard error."""
     from . import api
@@ -305,8 +314,8 @@ def cmd_evaluate(args) -> int:
 
 
 COMMANDS = {"build": cmd_build, "validate": cmd_validate, "plan": cmd_plan, "diff": cmd_diff, "review": cmd_review,
-            "preview": cmd_preview, "verify": cmd_verify, "captions": cmd_captions, "publish": cmd_publish,
-            "export": cmd_export, "compare": cmd_compare, "evaluate": cmd_evaluate}
+            "preview": cmd_preview, "verify": cmd_verify, "rebuild": cmd_rebuild, "captions": cmd_captions,
+            "publish": cmd_publish, "export": cmd_export, "compare": cmd_compare, "evaluate": cmd_evaluate}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -288,7 +288,7 @@ def test_card_shows_the_description_and_recipe_literally(tmp_path):
     assert shown == [printable(" ".join(line.split())) for line in DESCRIPTION.splitlines() if line]  # as text
     fences = {t.info: t.content for t in tokens if t.type == "fence"}
     assert fences["yaml"] == r.read_text().rstrip() + "\n"  # the recipe, whole: its ``` did not close the block
-    assert f"text prefix {prefix}" in [plain(t) for t in blocks if t.type == "inline" and "Scorer" in t.content][0]
+    assert f"text prefix {json.dumps(prefix)}" in [plain(t) for t in blocks if t.type == "inline" and "Scorer" in t.content][0]
 
 
 def test_a_lone_surrogate_never_reaches_generation_or_the_card(tmp_path):

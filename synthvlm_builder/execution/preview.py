@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import reporter
 from ..atomic import atomic_write
 from ..errors import BuildError, InputError
 from ..recipe import Recipe
@@ -50,7 +51,9 @@ def first_captions(recipe: Recipe, n_captions: int, funnel) -> list:
 
     survivors = curate_recipe(recipe, funnel)
     try:
-        captions = list(islice(survivors, n_captions))
+        with reporter.progress(islice(survivors, n_captions), total=n_captions, desc="captions",
+                               unit=" captions") as curated:
+            captions = list(curated)
     finally:
         survivors.close()  # stop reading the sources: the funnel counts what was read so far
     if not captions:
@@ -74,21 +77,15 @@ def run_candidates(recipe: Recipe, captions, device: str) -> tuple[list[dict], o
     from .worker import ShardWorker, batches, shard_items
 
     worker = ShardWorker(recipe, device)
-    fmt, names = recipe.format, score_columns(recipe)
+    names = score_columns(recipe)
     rows: list[dict] = []
     extra: dict = {name: [] for name in selection_columns(recipe) if name not in names + ("id", "caption_id")}
     size = recipe.generate.batch_size if isinstance(recipe.generate.batch_size, int) else 1  # auto: not measured here
-    for batch in batches(shard_items(recipe, captions), size):
-        published = worker.publish(worker.generate(batch))
-        scores = worker.scores(batch, published)
-        for key in extra:
-            extra[key] += list(scores.get(key, []))
-        for i, item in enumerate(batch):
-            data = base64.b64encode(published.encoded[i]).decode("ascii")
-            rows.append({"id": item.id, "caption_id": item.caption.id, "caption": item.caption.text,
-                         "seed": item.seed, "image": published.encoded[i],
-                         "src": f"data:{MIME[fmt.image_format]};base64,{data}",
-                         "scores": {name: float(scores[name][i]) for name in names}})
+    items = shard_items(recipe, captions)
+    with reporter.progress(total=len(items), desc="generating and scoring", unit="img") as bar:
+        for batch in batches(items, size):
+            _run_batch(worker, batch, names, extra, rows)
+            bar.update(len(batch))
     cand = Candidates(id=np.array([r["id"] for r in rows]), caption_id=np.array([r["caption_id"] for r in rows]),
                       scores={name: np.array([r["scores"][name] for r in rows], np.float32) for name in names},
                       columns={name: np.array(values, dtype=object) for name, values in extra.items()})
@@ -98,6 +95,20 @@ def run_candidates(recipe: Recipe, captions, device: str) -> tuple[list[dict], o
     for row, reason in zip(rows, selection.reasons):
         row["kept"], row["reason"] = not reason, reason
     return rows, selection
+
+
+def _run_batch(worker, batch, names: tuple, extra: dict, rows: list) -> None:
+    """Generate and score one batch; each candidate is appended to `rows`, its selection columns to `extra`."""
+    published = worker.publish(worker.generate(batch))
+    scores = worker.scores(batch, published)
+    for key in extra:
+        extra[key] += list(scores.get(key, []))
+    for i, item in enumerate(batch):
+        data = base64.b64encode(published.encoded[i]).decode("ascii")
+        rows.append({"id": item.id, "caption_id": item.caption.id, "caption": item.caption.text,
+                     "seed": item.seed, "image": published.encoded[i],
+                     "src": f"data:{MIME[worker.recipe.format.image_format]};base64,{data}",
+                     "scores": {name: float(scores[name][i]) for name in names}})
 
 
 def render(recipe: Recipe, funnel: dict, n_captions: int, candidates: list[dict], selection) -> str:
