@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..execution.report import semver_key
+from ..execution.report import VERDICTS, diff_exit_code, semver_key
 from . import stats
 from .sides import Row, Side
 
@@ -89,12 +89,11 @@ class Comparison:
 
     @property
     def exit_code(self) -> int:
-        return 0 if not self.data_changed else 3 if self.bumped else 4
+        return diff_exit_code(self.data_changed, self.bumped)
 
     @property
     def verdict(self) -> str:
-        return {0: "same data", 3: "data changes; version bumped",
-                4: "data changes but version NOT bumped"}[self.exit_code]
+        return VERDICTS[self.exit_code]
 
     def markdown(self) -> str:
         """Byte-stable Markdown for a pull-request comment (report.py)."""

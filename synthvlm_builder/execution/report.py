@@ -170,6 +170,15 @@ class Change:
     data: bool       # does the field change the data (plan.is_data_field)
 
 
+VERDICTS = {0: "same data", 3: "data changes; version bumped", 4: "data changes but version NOT bumped"}
+
+
+def diff_exit_code(data_changed: bool, bumped: bool) -> int:
+    """`diff`'s exit code, which `review` and `compare` share: 0 same data, 3 data changed and version bumped,
+    4 data changed and version NOT bumped."""
+    return 0 if not data_changed else 3 if bumped else 4
+
+
 @dataclass(frozen=True)
 class Comparison:
     """Two recipes compared: what `diff` prints and `review` renders, with one verdict."""
@@ -190,13 +199,11 @@ class Comparison:
 
     @property
     def exit_code(self) -> int:
-        """0 same data, 3 data changed and version bumped, 4 data changed and version NOT bumped."""
-        return 0 if not self.data_changed else 3 if self.bumped else 4
+        return diff_exit_code(self.data_changed, self.bumped)
 
     @property
     def verdict(self) -> str:
-        return {0: "same data", 3: "data changes; version bumped",
-                4: "data changes but version NOT bumped"}[self.exit_code]
+        return VERDICTS[self.exit_code]
 
 
 def compare_recipes(old: Recipe, new: Recipe) -> Comparison:
