@@ -27,6 +27,7 @@ import pyarrow as pa
 import torch
 import pyarrow.parquet as pq
 
+from .. import reporter
 from ..recipe.config import Caption, Recipe
 from ..settings import setting
 from ..state import STAGES
@@ -101,6 +102,8 @@ class ShardWorker:
         g = recipe.generate
         self.recipe = recipe
         self.device = resolve_device(device)
+        if pipe is None:  # loading takes seconds to minutes (a Hub SDXL): say so before it starts
+            reporter.info(f"loading {g.model} and the scoring models on {self.device}")
         if self.device.type == "cpu":
             # CPU kernels round differently with different thread counts, and Ray gives its
             # workers one thread: pin the count so every executor computes the same bits.
@@ -118,7 +121,9 @@ class ShardWorker:
         self.overlap = self.device.type != "cpu"
         self._signal_at = _test_signal()
 
-    def run(self, index: int, captions: list[Caption], work: WorkDir, on_images=None) -> dict:
+    def run(self, index: int, captions: list[Caption], work: WorkDir, on_images=None, on_written=None) -> dict:
+        """`on_images(n)`: n more images generated; `on_written(n)`: n more scored and written (called from
+        the thread that finishes batches)."""
         recipe, bs = self.recipe, self.batch_size
         g = recipe.generate
         seconds = dict.fromkeys(STAGES, 0.0)
@@ -145,7 +150,7 @@ class ShardWorker:
                             scored.append(in_flight.popleft().result())
                         extra = {ROUND_BATCH: [members] * len(batch)} if g.adaptive else {}
                         in_flight.append(finish.submit(self._finish_batch, index, batch, pixels, writer, cpu,
-                                                       seconds, largest, extra))
+                                                       seconds, largest, extra, on_written))
                         made += len(batch)
                         if on_images:
                             on_images(len(batch))
@@ -206,7 +211,7 @@ class ShardWorker:
         return self.scorer.score(published.pixels, [it.caption.text for it in batch], host=published.images)
 
     def _finish_batch(self, index: int, batch: list[Item], pixels, writer, cpu, seconds: dict,
-                      largest: list, extra: dict) -> np.ndarray:
+                      largest: list, extra: dict, on_written=None) -> np.ndarray:
         """Encode, score and write one batch; returns its combined scores (adaptive rounds read them)."""
         t0 = time.perf_counter()
         published = self.publish(pixels, cpu)
@@ -226,6 +231,8 @@ class ShardWorker:
         t3 = time.perf_counter()
         for stage, dt in zip(("encode", "score", "write"), (t1 - t0, t2 - t1, t3 - t2)):
             seconds[stage] += dt
+        if on_written:
+            on_written(n)
         if self._signal_at and self._signal_at[1] == index:
             os.kill(os.getpid(), self._signal_at[0])
         return np.asarray(scores["score"])
