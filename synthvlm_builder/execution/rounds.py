@@ -7,14 +7,12 @@ more. Round 0 covers every caption, so a caption always has at least one candida
 most. Seeds stay derive_seed(seed, caption id, k) and each round's items are batched by
 execution/worker.py `batches`, as a fixed-k shard's, so every executor forms the same batches; which
 captions a round holds follows from the earlier rounds' scores, so each candidate records the shard
-positions of the captions in its batch (the `round_batch` column) and `verify` rebuilds that batch
+positions of the captions in its batch (stages/rows.py ROUND_BATCH) and `verify` rebuilds that batch
 from it without redoing the rounds. A killed shard is redone whole (execution/workdir.py), rounds and all.
 """
 from __future__ import annotations
 
 import numpy as np
-
-ROUND_BATCH = "round_batch"
 
 
 class Rounds:

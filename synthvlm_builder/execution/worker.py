@@ -32,10 +32,10 @@ from ..recipe.config import Caption, Recipe
 from ..settings import setting
 from ..state import STAGES
 from ..stages.format import decode_image, encode_image
-from ..stages.rows import candidate_schema
+from ..stages.rows import ROUND_BATCH, candidate_schema
 from .plan import derive_seed, sample_id
 from .ledger import GENERATED
-from .rounds import ROUND_BATCH, Rounds, histogram
+from .rounds import Rounds, histogram
 from .workdir import WorkDir
 
 
@@ -148,7 +148,7 @@ class ShardWorker:
                         work.log(GENERATED, shard=index, attempt=attempt, images=len(batch), seconds=round(dt, 4))
                         while len(in_flight) >= 2:  # bounded: the generator runs at most one batch ahead
                             scored.append(in_flight.popleft().result())
-                        extra = {ROUND_BATCH: [members] * len(batch)} if g.adaptive else {}
+                        extra = {ROUND_BATCH.name: [members] * len(batch)} if g.adaptive else {}
                         in_flight.append(finish.submit(self._finish_batch, index, batch, pixels, writer, cpu,
                                                        seconds, largest, extra, on_written))
                         made += len(batch)
