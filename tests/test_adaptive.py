@@ -78,7 +78,10 @@ def test_histogram_in_stats_card_cli_and_plan(adaptive):
     assert stats["ledger"]["total"]["images"] == images < 12 * MAX
     assert "candidates per caption: " + ", ".join(f"{n}: {c}" for n, c in sorted(expected.items())) in proc.stderr
     card = (out / "README.md").read_text()
-    assert "Candidates per caption (adaptive best-of-k)" in card and f"up to {MAX} (adaptive" in card
+    assert "Candidates per caption (adaptive best-of-k)" in card
+    assert f"up to {MAX} candidate(s) per caption (adaptive: until score >= " in card
+    assert all(f"| {n} | {c} |" in card for n, c in expected.items())
+    assert f"{images} images were generated for this dataset" in card
     bound = cli("plan", recipe, "--json", cwd=recipe.parent).stdout
     assert json.loads(bound)["counts"]["candidates"] == 12 * MAX
     # after a build in its output dir, plan gives the expected count from that build

@@ -110,22 +110,15 @@ def ledger_lines(ledger: dict, estimate_hours: float | None = None) -> list[str]
 
 
 def ledger_markdown(ledger: dict, candidates_per_caption: dict | None = None) -> str:
-    """The card's "Cost" section body: the ledger as a table (and adaptive best-of-k's histogram)."""
-    t, r, f = ledger["total"], ledger["redone"], ledger["finished"]
-    rows = ["| | value |", "|---|---:|", f"| images generated | {t['images']:,} |",
-            f"| device-hours | {t['device_seconds'] / 3600:.4f} |"]
-    rows += [f"| device-seconds: {k} | {v:.1f} |" for k, v in f["device_seconds"].items()]
-    if r["images"]:
-        rows.append(f"| redone after interruptions | {r['images']:,} images, {r['device_seconds']['generate']:.1f} s |")
-    if t["llm"]["requests"]:
-        rows.append(f"| LLM requests | {t['llm']['requests']:,} |")
-        rows.append(f"| LLM tokens (prompt + completion) | {t['llm']['prompt_tokens']:,} +"
-                    f" {t['llm']['completion_tokens']:,} |")
-    money = ledger.get("money")
-    if money:
-        rows.append(f"| money ({money['currency']}, the recipe's prices) | {money['total']:,.2f} |")
-    out = "\n".join(rows)
+    """The card's "Cost" section body. The card is part of a release's bytes, which `rebuild` reproduces, so
+    it holds what the data determines: the images the build generated (and adaptive best-of-k's histogram);
+    device-seconds, LLM requests and tokens (a rebuild takes the curated captions and asks nothing), work
+    redone after interruptions and money vary by run and stay in stats.json's `ledger`."""
+    out = (f"{ledger['finished']['images']:,} images were generated for this dataset. Device-seconds per stage,"
+           " LLM requests and tokens, work redone after interruptions and, where the recipe gives prices, money"
+           " are in `stats.json` (`ledger`): they vary from run to run, and the card stays what a rebuild makes.")
     if candidates_per_caption:
-        hist = ", ".join(f"{n}: {c:,}" for n, c in candidates_per_caption.items())
-        out += f"\n\nCandidates per caption (adaptive best-of-k), candidates: captions: {hist}."
+        rows = ["| candidates | captions |", "|---:|---:|"]
+        rows += [f"| {n} | {c:,} |" for n, c in candidates_per_caption.items()]
+        out += "\n\nCandidates per caption (adaptive best-of-k):\n\n" + "\n".join(rows)
     return out

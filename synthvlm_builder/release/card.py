@@ -245,8 +245,8 @@ def render(recipe: Recipe, fingerprint: str, info: datasets.DatasetInfo, rows: i
         "rows": f"{rows:,}", "width": g.resolution[0], "height": g.resolution[1],
         "image_format": recipe.format.image_format.upper(), "steps": g.steps, "guidance": g.guidance_scale,
         "dtype": g.dtype, "fingerprint": fingerprint, "cost": cost,
-        "per_caption": (f"up to {g.max_candidates} (adaptive: until score >= {g.until.min_score})"
-                        if g.adaptive else g.images_per_caption),
+        "per_caption": g.max_candidates, "up_to": "up to " if g.adaptive else "",
+        "adaptive": f" (adaptive: until score >= {g.until.min_score})" if g.adaptive else "",
         "load_from": repo_id or f"path/to/{recipe.name}-v{recipe.version}",
         "load_revision": f', revision="v{recipe.version}"' if repo_id else "",
         **rebuild_context(recipe),
