@@ -69,8 +69,10 @@ def build(recipe: RecipeLike, output_dir: Optional[PathLike] = None, executor: O
     with _call(recipe, reporter):
         from .destination import FOLDER, check_output
         from .execution.preflight import check_cache
-        out = Path(output_dir) if output_dir is not None else None
-        check_output(out or recipe.output_dir, "--output" if out else "output.dir", FOLDER)
+        from .storage import is_url, local_path
+        out = output_dir if is_url(output_dir) else Path(local_path(output_dir)) if output_dir is not None else None
+        if not is_url(out if out is not None else recipe.output.dir):  # a store is checked when it is opened
+            check_output(out or recipe.output_dir, "--output" if out else "output.dir", FOLDER)
         check_cache(recipe)
         from .execution.runner import build as run_build
         done = run_build(recipe, output_dir=out, executor=executor, device=device, overwrite=overwrite, push=push)
@@ -186,6 +188,8 @@ def verify(target: PathLike, revision: Optional[str] = None, sample: int = 8, se
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise InputError(name, f"must be a whole number of at least {least}, got {value!r}")
         from .release.verify import verify as verify_build
+        from .storage import is_url
+        target = _build_dir(target, "TARGET") if is_url(target) else target
         return verify_build(os.fspath(target), revision=revision, sample=sample, seed=seed, device=device)
 
 
@@ -195,7 +199,17 @@ def publish(build_dir: PathLike, repo_id: Optional[str] = None, *,
     holds this build); `repo_id` defaults to the recipe's publish.repo_id."""
     with _call(None, reporter):
         from .release.publish import publish as publish_dir
-        return publish_dir(Path(build_dir), repo_id=repo_id)
+        return publish_dir(_build_dir(build_dir, "DIR"), repo_id=repo_id)
+
+
+def _build_dir(build_dir: PathLike, field: str) -> Path:
+    """A finished build to read: a local dir, or a local copy of one in object storage (`s3://...`)."""
+    from .storage import is_url, local_path
+    if not is_url(build_dir):
+        return Path(local_path(build_dir))
+    from .execution.remote import pull_release
+    from .storage import open_store
+    return pull_release(open_store(build_dir, field), field)
 
 
 def as_builder(recipe: Recipe, **options) -> "RecipeBuilder":
@@ -223,8 +237,9 @@ def export(build_dir: PathLike, fmt: str, out: PathLike, *, reporter: Optional[R
                              f" {', '.join(registry().names('exporter'))}")
         parsed = _export_options(exporter, options)
         from .destination import NEW_FOLDER, check_output
-        folder = check_output(out, f"--{fmt}", NEW_FOLDER, outside=Path(build_dir))
-        return exporter.export(Path(build_dir), folder, **parsed)
+        build_dir = _build_dir(build_dir, "DIR")
+        folder = check_output(out, f"--{fmt}", NEW_FOLDER, outside=build_dir)
+        return exporter.export(build_dir, folder, **parsed)
 
 
 def _export_options(exporter, options: dict) -> dict:

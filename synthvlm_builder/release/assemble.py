@@ -104,8 +104,9 @@ def build_stats(ctx: BuildContext, selection: Selection) -> dict:
                        "this_run_generation_wall_seconds": round(ctx.generation_seconds, 3)}}
 
 
-def summary(out: Path, stats: dict, selection_funnel: dict | None = None) -> str:
-    """What the CLI prints after a build (the selection funnel is stats.json's own by default)."""
+def summary(out: Path | str, stats: dict, selection_funnel: dict | None = None) -> str:
+    """What the CLI prints after a build (the selection funnel is stats.json's own by default); `out` a
+    URL for a build in object storage (README "Scaling out": storage_options)."""
     selection_funnel = stats["selection"] if selection_funnel is None else selection_funnel
     t = stats["timing"]
     per_stage = ", ".join(f"{k} {v:.1f}s" for k, v in t["stage_seconds"].items())
@@ -114,5 +115,7 @@ def summary(out: Path, stats: dict, selection_funnel: dict | None = None) -> str
         "selection:", format_selection(selection_funnel),
         f"time: {per_stage} ({t['images']:,} images)",
         "load it with:",
-        f"  from datasets import load_dataset; ds = load_dataset({str(out)!r}, split='train')",
+        f"  from datasets import load_dataset; ds = load_dataset({str(out)!r}, split='train')" if '://' not in str(out)
+        else f"  from datasets import load_dataset; ds = load_dataset('parquet', data_files={out + '/data/*.parquet'!r},"
+             " split='train', storage_options={...})",
     ])
