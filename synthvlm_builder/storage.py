@@ -65,6 +65,7 @@ class Store:
 
     # --- reading --------------------------------------------------------------------------------
     def info(self, rel: str) -> dict | None:
+        self.fs.invalidate_cache(self.key(rel))  # another process (a Ray actor) may have written it since
         try:
             info = self.fs.info(self.key(rel))
         except FileNotFoundError:
@@ -86,6 +87,7 @@ class Store:
     def listing(self, rel: str = "") -> dict[str, dict]:
         """Every object under `rel` (all when empty): relative name -> info (size, "ETag", ...)."""
         base = self.key(rel) if rel else self.root
+        self.fs.invalidate_cache(base)
         try:
             found = self.fs.find(base, detail=True)
         except FileNotFoundError:

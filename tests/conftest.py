@@ -46,6 +46,16 @@ def hub_env(hub, tmp_path):
 
 
 @pytest.fixture(scope="session")
+def s3():
+    """A local S3-compatible server (tests/s3server.py), one per run; each test takes its own bucket."""
+    pytest.importorskip("s3fs", reason="the s3 extra is not installed")
+    from s3server import S3Server
+    server = S3Server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def quickstart(tmp_path_factory):
     """The quickstart, end to end in its own process exactly as the README runs it; built once per run."""
     from buildutil import ROOT, cli_process

@@ -63,14 +63,18 @@ class RayExecutor(Executor):
         with progress() as bar:
             run_ray(recipe, ctx.work, shard_ranges(ctx.caption_meta["count"], recipe.execution.shard_size), pending,
                     ctx.device, bar)
-        if ctx.work.mirror is not None:
+        if ctx.work.mirror is not None:  # the actors sent them to the store: copied down to be assembled here
             ctx.work.fetch_shards(pending)
+        missing = [i for i in pending if not ctx.work.check_shard(i).ok]
+        if missing:
+            raise BuildError(f"Ray returned without finishing shards {missing[:10]}; rerun the same command to"
+                             " resume (finished shards are kept)")
 
 
 class ShardActor:
     """One per Ray worker: loads the models once, then processes one shard per call."""
 
-    def __init__(self, recipe: Recipe, work_dir: str, device: str, store: Optional[dict] = None):
+    def __init__(self, recipe: Recipe, work_dir: Optional[str], device: str, store: Optional[dict] = None):
         from ..worker import ShardWorker
         self.worker = ShardWorker(recipe, device)
         self.scratch = None
@@ -127,7 +131,8 @@ def run_ray(recipe: Recipe, work: WorkDir, shards: list, pending: list[int], dev
         ds = ray.data.from_items(items, override_num_blocks=len(items))
         store = None if work.mirror is None else {"url": work.mirror.url, "options": work.mirror.options}
         results = ds.map_batches(
-            ShardActor, fn_constructor_kwargs={"recipe": recipe, "work_dir": str(work.root), "device": device,
+            ShardActor, fn_constructor_kwargs={"recipe": recipe, "work_dir": None if store else str(work.root),
+                                               "device": device,
                                                "store": store},
             batch_size=1, compute=ActorPoolStrategy(size=min(cfg.workers, len(items))), num_gpus=gpus,
         )

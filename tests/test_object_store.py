@@ -1,0 +1,159 @@
+"""Builds in object storage (`--output s3://bucket/prefix`) against a real S3-compatible server (moto's, on
+127.0.0.1, tests/s3server.py) through s3fs: the same bytes as a local build, resume from another machine,
+the lease lock, bad URLs, and reading the build back (load_dataset with storage_options, export).
+
+One tiny build into the store and one local build per module; each test copies the store's build to a
+prefix of its own (server-side copies) when it needs to change it. "Another machine" is a fresh
+$SYNTHVLM_CACHE (conftest `private_cache`): the local copy of the store lives there.
+"""
+import json
+import os
+import socket
+import time
+
+import pyarrow.parquet as pq
+import pytest
+
+from buildutil import cli, read_rows, write_recipe
+from synthvlm_builder import layout
+
+RECIPE = {"n_captions": 12, "shard_size": 4, "size": 6}  # 3 shards
+
+
+@pytest.fixture(scope="module")
+def built(s3, tmp_path_factory):
+    """(recipe, local build dir, bucket/prefix of the same build in the store, the build's CLI output)."""
+    d = tmp_path_factory.mktemp("objstore")
+    recipe = write_recipe(d / "r", **RECIPE)
+    cli(recipe, "--output", d / "local")
+    prefix = f"{s3.bucket()}/ds"
+    proc = cli(recipe, "--output", f"s3://{prefix}")
+    return recipe, d / "local", prefix, proc
+
+
+def copy_prefix(s3, src: str, dst: str, skip=lambda rel: False) -> None:
+    for rel in s3.keys(src):
+        if not skip(rel):
+            s3.fs.copy(f"{src}/{rel}", f"{dst}/{rel}")
+
+
+def store_rows(s3, prefix: str, tmp_path) -> list[dict]:
+    rows = []
+    for rel in [k for k in s3.keys(prefix) if k.startswith("data/")]:
+        s3.fs.get_file(f"{prefix}/{rel}", str(tmp_path / "x.parquet"))
+        rows += pq.read_table(tmp_path / "x.parquet").to_pylist()
+    return rows
+
+
+def shard_keys(s3, prefix: str) -> list[str]:
+    return [k.rsplit("/", 1)[1] for k in s3.keys(prefix) if "/shards/" in k]
+
+
+def test_build_in_the_store_equals_the_local_build(s3, built, tmp_path, monkeypatch):
+    recipe, local, prefix, proc = built
+    assert f"built 6 rows -> s3://{prefix}" in proc.stderr and "storage_options" in proc.stderr
+    keys = s3.keys(prefix)
+    local_files = sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()
+                         and layout.WORK not in p.parts)
+    assert [k for k in keys if not k.startswith(layout.WORK)] == local_files
+    for rel in local_files:  # the release, byte for byte (the card and lock too: same recipe, executor)
+        if rel != layout.STATS:  # stats.json holds this run's timings
+            assert s3.fs.cat_file(f"{prefix}/{rel}") == (local / rel).read_bytes(), rel
+    assert layout.MANIFEST in keys and layout.DIR_LOCK not in keys and layout.JOURNAL not in keys
+    assert shard_keys(s3, prefix) == [f"shard-0000{i}.{ext}" for i in range(3) for ext in ("done.json", "parquet")]
+    assert not any("/final/" in k for k in keys)  # the staged copy is gone once installed
+    # load_dataset reads the store's data files with storage_options (README "Scaling out")
+    import datasets
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)  # conftest's: the store is on 127.0.0.1
+    ds = datasets.load_dataset("parquet", data_files={"train": f"s3://{prefix}/data/*.parquet"}, split="train",
+                               storage_options={"endpoint_url": s3.env["AWS_ENDPOINT_URL"]},
+                               cache_dir=str(tmp_path / "hf"))
+    assert ds["id"] == [r["id"] for r in read_rows(local)]
+
+
+def test_rerun_from_another_machine_finds_it_built(s3, built, private_cache):
+    recipe, _, prefix, _ = built
+    before = {k: s3.fs.info(f"{prefix}/{k}")["ETag"] for k in s3.keys(prefix)}
+    proc = cli(recipe, "--output", f"s3://{prefix}")
+    assert f"s3://{prefix} already holds this build" in proc.stderr and "nothing to do" in proc.stderr
+    assert {k: s3.fs.info(f"{prefix}/{k}")["ETag"] for k in s3.keys(prefix)} == before
+
+
+def test_resume_from_another_machine_redoes_only_what_is_missing(s3, built, private_cache, tmp_path):
+    """A run stopped after two shards (no release, shard 2 without its marker, shard 1's marker damaged):
+    a run on another machine checks every shard in the store, keeps shard 0 and makes 1 and 2 again."""
+    recipe, local, prefix, _ = built
+    dst = f"{prefix.split('/')[0]}/resume"
+    release = set(json.loads(s3.fs.cat_file(f"{prefix}/{layout.MANIFEST}"))["files"])
+    copy_prefix(s3, prefix, dst, skip=lambda rel: rel in release or rel == layout.MANIFEST
+                or rel.endswith("shard-00002.done.json"))
+    marker = next(k for k in s3.keys(dst) if k.endswith("shard-00001.done.json"))
+    s3.fs.pipe_file(f"{dst}/{marker}", b'{"shard": 1, "rows": "many"}')
+    kept = s3.fs.info(f"{dst}/{marker.replace('00001.done.json', '00000.parquet')}")["ETag"]
+    proc = cli(recipe, "--output", f"s3://{dst}")
+    assert "shard 1: invalid completion marker" in proc.stderr
+    assert "resuming: 1 of 3 shards already done and verified" in proc.stderr
+    assert s3.fs.info(f"{dst}/{marker.replace('00001.done.json', '00000.parquet')}")["ETag"] == kept
+    assert store_rows(s3, dst, tmp_path) == read_rows(local)
+
+
+def lease(host: str, pid: int, expires_in: float) -> bytes:
+    return json.dumps({"owner": "x", "host": host, "boot": open("/proc/sys/kernel/random/boot_id").read().strip(),
+                       "pid": pid, "expires": time.time() + expires_in, "ttl": 120}).encode()
+
+
+def test_the_lock_is_a_lease_in_the_store(s3, built, private_cache, tmp_path):
+    recipe, local, prefix, _ = built
+    dst = f"{prefix.split('/')[0]}/locked"
+    copy_prefix(s3, prefix, dst)
+    lock = f"{dst}/{layout.DIR_LOCK}"
+    s3.fs.pipe_file(lock, lease("another-host", 1, 3600))  # a live build elsewhere
+    before = {k: s3.fs.info(f"{dst}/{k}")["ETag"] for k in s3.keys(dst)}
+    for args in ((), ("--overwrite",)):
+        proc = cli(recipe, "--output", f"s3://{dst}", *args, check=False)
+        assert proc.returncode == 2, proc.stderr
+        errors = [line for line in proc.stderr.splitlines() if not line.startswith("note: ")]
+        assert errors == [line for line in errors if line.startswith(
+            f"error: --output: another synthvlm-build is running in s3://{dst} (host another-host, pid 1;")] != []
+    assert {k: s3.fs.info(f"{dst}/{k}")["ETag"] for k in s3.keys(dst)} == before
+
+    s3.fs.pipe_file(lock, b"not a lease")
+    proc = cli(recipe, "--output", f"s3://{dst}", check=False)
+    assert proc.returncode == 2 and f"corrupt state: s3://{dst}/{layout.DIR_LOCK} is corrupt" in proc.stderr
+
+    for body in (lease("another-host", 1, -5),  # lapsed: its owner stopped renewing it
+                 lease(socket.gethostname(), 2 ** 22 + 7, 3600)):  # a process of this machine that is gone
+        s3.fs.pipe_file(lock, body)
+        proc = cli(recipe, "--output", f"s3://{dst}")
+        assert "already holds this build" in proc.stderr
+        assert layout.DIR_LOCK not in s3.keys(dst)
+
+
+def test_bad_store_urls_are_refused_before_any_work(s3, built, tmp_path):
+    recipe, _, prefix, _ = built
+    bucket = s3.bucket()
+    s3.fs.pipe_file(f"{bucket}/notes/todo.txt", b"mine")
+    cases = {"s3://": "--output: s3:// names no bucket and prefix",
+             "s3://no-such-bucket-4242/x": "--output: s3://no-such-bucket-4242/x: the bucket no-such-bucket-4242"
+                                           " does not exist",
+             "nosuchscheme://a/b": "--output: nosuchscheme://a/b: ",
+             f"s3://{bucket}/notes": f"--output: s3://{bucket}/notes is not empty and holds no synthvlm build",
+             f"s3://{bucket}/a/../b": "names no bucket and prefix"}
+    for url, message in cases.items():
+        proc = cli(recipe, "--output", url, check=False)
+        errors = [line for line in proc.stderr.splitlines() if not line.startswith("note: ")]
+        assert proc.returncode == 2 and len(errors) == 1 and message in errors[0], (url, proc.stderr)
+    assert s3.keys(bucket) == ["notes/todo.txt"]
+
+
+def test_export_reads_a_build_in_the_store(s3, built, tmp_path):
+    recipe, local, prefix, _ = built
+    cli("export", f"s3://{prefix}", "--llava", tmp_path / "llava")
+    cli("export", local, "--llava", tmp_path / "llava-local")
+    tree = {p.relative_to(tmp_path / "llava"): p.read_bytes() for p in (tmp_path / "llava").rglob("*") if p.is_file()}
+    assert len(tree) == 7 and tree == {p.relative_to(tmp_path / "llava-local"): p.read_bytes()
+                                       for p in (tmp_path / "llava-local").rglob("*") if p.is_file()}
+    empty = f"{s3.bucket()}/nothing"
+    proc = cli("export", f"s3://{empty}", "--llava", tmp_path / "l2", check=False)
+    assert proc.returncode == 2 and "is not a finished synthvlm build" in proc.stderr
+    assert not os.path.exists(tmp_path / "l2")
