@@ -83,8 +83,11 @@ class ShardActor:
         else:  # the build's store: this node's disk holds only scratch copies
             import tempfile
 
+            import ray
+
             from ...storage import reopen
-            self.scratch = tempfile.mkdtemp(prefix="synthvlm-actor-")
+            node = ray.get_runtime_context().get_node_id()  # named so a node's scratch can be told apart
+            self.scratch = tempfile.mkdtemp(prefix=f"synthvlm-actor-{node[:16]}-")
             self.work = WorkDir(self.scratch, mirror=reopen(store["url"], store["options"]))
             self.work.captions.shard_size = recipe.execution.shard_size
             self.work.fetch_captions()
