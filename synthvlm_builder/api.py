@@ -161,10 +161,13 @@ def _captions_output(out: Path, recipe: Recipe) -> Path:
 
 
 def plan(recipe: RecipeLike, measure: bool = False, device: Optional[str] = None, *,
-         reporter: Optional[Reporter] = None) -> PlanResult:
+         reporter: Optional[Reporter] = None, nodes: Optional[int] = None) -> PlanResult:
     """The resolved recipe, fingerprint, shard plan, counts and compute estimate; loads no model unless
-    `measure`, which times a few denoising steps on `device` (default execution.device)."""
+    `measure`, which times a few denoising steps on `device` (default execution.device). With `nodes`,
+    the shards spread over that many nodes (and with `measure`, the wall time)."""
     recipe = _recipe(recipe)
+    if nodes is not None and (isinstance(nodes, bool) or not isinstance(nodes, int) or not 1 <= nodes <= 100_000):
+        raise InputError("--nodes", f"must be a whole number from 1 to 100000, got {nodes!r}")
     with _call(recipe, reporter):
         from .execution.plan import make_plan
         shards = make_plan(recipe)
@@ -176,7 +179,11 @@ def plan(recipe: RecipeLike, measure: bool = False, device: Optional[str] = None
             check_cache(recipe)
             preflight(recipe)
             measured = estimate(measure_steps(recipe, device), shards.candidates)
-    return PlanResult(recipe, shards, measured)
+        spread = None
+        if nodes is not None:
+            from .execution.measure import spread as spread_shards
+            spread = spread_shards(shards.shards, recipe.generate.images_per_caption, nodes, measured)
+    return PlanResult(recipe, shards, measured, spread)
 
 
 def verify(target: PathLike, revision: Optional[str] = None, sample: int = 8, seed: int = 0,

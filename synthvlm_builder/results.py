@@ -65,6 +65,7 @@ class PlanResult:
     recipe: Recipe
     plan: Any                          # execution/plan.py's Plan: counts, shards, estimate
     measured: Optional[dict] = None    # with measure=True: the timed denoising steps and the wall estimate
+    nodes: Optional[dict] = None       # with nodes=N: shards and images per node, wall time (execution/measure.py)
 
     @property
     def fingerprint(self) -> str:
@@ -79,6 +80,7 @@ class PlanResult:
     def to_json(self) -> dict:
         """What `plan --json` prints."""
         extra = {"measured": self.measured} if self.measured else {}
+        extra.update({"nodes": self.nodes} if self.nodes else {})
         return {**self.plan.to_json(self.recipe), "content": self.content, **extra}
 
     def summary(self) -> str:
@@ -87,6 +89,9 @@ class PlanResult:
         if self.measured:
             from .execution.measure import format_measured
             text += "\n" + format_measured(self.measured, self.plan.candidates)
+        if self.nodes:
+            from .execution.measure import format_spread
+            text += "\n" + format_spread(self.nodes)
         return text
 
     def __str__(self) -> str:

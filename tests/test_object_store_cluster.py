@@ -38,20 +38,23 @@ def cluster(s3):
     c.shutdown()
 
 
-def remove_mid_shard(c, node, s3, prefix: str, seen: dict) -> threading.Thread:
-    """Remove `node` as soon as an actor on it has half written a shard (a temp file in its scratch);
-    `seen` records the shard and the markers the store held then."""
-    pattern = os.path.join(tempfile.gettempdir(), f"synthvlm-actor-{node.node_id[:16]}-*", "shards", ".shard-*")
+def remove_mid_shard(c, nodes, s3, prefix: str, seen: dict) -> threading.Thread:
+    """Remove the worker node on which an actor has half written a shard (a temp file in its scratch
+    folder, named after its node) as soon as one has; `seen` records the shard and the markers the store
+    held then."""
+    pattern = os.path.join(tempfile.gettempdir(), "synthvlm-actor-*", "shards", ".shard-*")
+    by_id = {node.node_id[:16]: node for node in nodes}
 
     def watch():
         deadline = time.time() + 600
         while time.time() < deadline:
-            partial = glob.glob(pattern)
-            if partial:
-                seen["shard"] = int(Path(partial[0]).name.split("-")[1].split(".")[0])
-                seen["markers"] = [k for k in s3.keys(prefix) if k.endswith(".done.json")]
-                c.remove_node(node)
-                return
+            for partial in glob.glob(pattern):
+                node = by_id.get(Path(partial).parents[1].name.split("-")[2])
+                if node is not None:
+                    seen["shard"] = int(Path(partial).name.split("-")[1].split(".")[0])
+                    seen["markers"] = [k for k in s3.keys(prefix) if k.endswith(".done.json")]
+                    c.remove_node(node)
+                    return
             time.sleep(0.05)
 
     thread = threading.Thread(target=watch, daemon=True)
@@ -68,7 +71,7 @@ def test_quickstart_on_a_cluster_losing_a_node_equals_local_and_publishes(s3, cl
     recipe.write_text(recipe.read_text() + "  ray:\n    workers: 2\n")  # one actor per worker node
     prefix = f"{s3.bucket()}/quickstart"
     seen: dict = {}
-    watcher = remove_mid_shard(c, workers[0], s3, prefix, seen)
+    watcher = remove_mid_shard(c, workers, s3, prefix, seen)
     proc = cli(recipe, "--output", f"s3://{prefix}", "--executor", "ray")
     watcher.join(1)
     assert "shard" in seen, "no shard was in progress on the removed node"

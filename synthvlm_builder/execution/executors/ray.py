@@ -92,6 +92,11 @@ class ShardActor:
             self.work.captions.shard_size = recipe.execution.shard_size
             self.work.fetch_captions()
 
+    def __del__(self):
+        if getattr(self, "scratch", None):  # what this node kept was scratch: it goes with the actor
+            import shutil
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
     def __call__(self, batch: dict) -> dict:
         out = {"shard": [], "rows": [], "seconds": []}
         for index in batch["shard"]:
