@@ -157,3 +157,18 @@ def test_export_reads_a_build_in_the_store(s3, built, tmp_path):
     proc = cli("export", f"s3://{empty}", "--llava", tmp_path / "l2", check=False)
     assert proc.returncode == 2 and "is not a finished synthvlm build" in proc.stderr
     assert not os.path.exists(tmp_path / "l2")
+
+
+def test_plan_spreads_the_shards_over_nodes(tmp_path):
+    recipe = write_recipe(tmp_path / "r", n_captions=10, shard_size=4, size=4)  # shards of 4, 4, 2 captions
+    recipe.write_text(recipe.read_text().replace("      id_column: id\n", "      id_column: id\n      limit: 10\n"))
+    rows = {n: cli("plan", recipe, "--nodes", n).stdout.splitlines()[-1] for n in (1, 2, 3, 5)}
+    assert rows[1] == "nodes        1: at most 3 shards (20 images) per node"
+    assert rows[2] == "nodes        2: at most 2 shards (12 images) per node"  # 8 | 8 + 4
+    assert rows[3] == "nodes        3: at most 1 shard (8 images) per node"
+    assert rows[5] == "nodes        5: at most 1 shard (8 images) per node"  # two nodes idle
+    plan = json.loads(cli("plan", recipe, "--nodes", "2", "--json").stdout)
+    assert plan["nodes"] == {"nodes": 2, "shards_per_node": 2, "images_per_node": 12, "wall_seconds": None}
+    for bad, message in (("0", "must be at least 1"), ("two", "is not a whole number")):
+        proc = cli("plan", recipe, "--nodes", bad, check=False)
+        assert proc.returncode == 2 and proc.stderr.startswith("error: --nodes: ") and message in proc.stderr
