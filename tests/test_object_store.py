@@ -172,3 +172,18 @@ def test_plan_spreads_the_shards_over_nodes(tmp_path):
     for bad, message in (("0", "must be at least 1"), ("two", "is not a whole number")):
         proc = cli("plan", recipe, "--nodes", bad, check=False)
         assert proc.returncode == 2 and proc.stderr.startswith("error: --nodes: ") and message in proc.stderr
+
+
+def test_output_dir_in_the_recipe_may_be_a_store(s3, built, tmp_path):
+    """output.dir: s3://... is used as given (never taken relative to the recipe's folder)."""
+    recipe, _, prefix, _ = built
+    bucket = s3.bucket()
+    text = recipe.read_text() + f"output:\n  dir: s3://{bucket}/from-recipe\n"
+    (recipe.parent / "in-store.yaml").write_text(text)
+    s3.fs.pipe_file(f"{bucket}/from-recipe/notes.txt", b"mine")  # refused before any work: not a build
+    proc = cli(recipe.parent / "in-store.yaml", check=False)
+    assert proc.returncode == 2, proc.stderr
+    line = proc.stderr.splitlines()[-1]  # located in the recipe: FILE:LINE:COL: output.dir: ...
+    assert line.startswith(f"{recipe.parent / 'in-store.yaml'}:") and "Traceback" not in proc.stderr, proc.stderr
+    assert f": output.dir: s3://{bucket}/from-recipe is not empty and holds no synthvlm build" in line, line
+    assert s3.keys(bucket) == ["from-recipe/notes.txt"]
