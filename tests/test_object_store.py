@@ -187,3 +187,24 @@ def test_output_dir_in_the_recipe_may_be_a_store(s3, built, tmp_path):
     assert line.startswith(f"{recipe.parent / 'in-store.yaml'}:") and "Traceback" not in proc.stderr, proc.stderr
     assert f": output.dir: s3://{bucket}/from-recipe is not empty and holds no synthvlm build" in line, line
     assert s3.keys(bucket) == ["from-recipe/notes.txt"]
+
+
+def test_overwrite_replaces_the_release_in_the_store(s3, built, tmp_path):
+    """Another recipe's build with --overwrite: the store ends with its release alone (the manifest lists
+    every release object there), and the old build's work state is gone."""
+    recipe, _, prefix, _ = built
+    dst = f"{prefix.split('/')[0]}/overwritten"
+    copy_prefix(s3, prefix, dst)
+    old_builds = {k.split("/")[2] for k in s3.keys(dst) if k.startswith(layout.BUILDS)}
+    other = recipe.parent / "other.yaml"
+    other.write_text(recipe.read_text().replace("  size: 6\n", "  size: 4\n"))
+    refused = cli(other, "--output", f"s3://{dst}", check=False)
+    assert refused.returncode == 2 and "holds another recipe's build" in refused.stderr
+    proc = cli(other, "--output", f"s3://{dst}", "--overwrite")
+    assert f"built 4 rows -> s3://{dst}" in proc.stderr
+    keys = s3.keys(dst)
+    manifest = json.loads(s3.fs.cat_file(f"{dst}/{layout.MANIFEST}"))
+    assert sorted(manifest["files"]) == [k for k in keys if not k.startswith(layout.WORK)]
+    builds = {k.split("/")[2] for k in keys if k.startswith(layout.BUILDS)}
+    assert len(builds) == 1 and not builds & old_builds
+    assert len(store_rows(s3, dst, tmp_path)) == 4

@@ -180,7 +180,7 @@ class RemoteOutput(OutputDir):
         super().drop_other_builds(keep)
         for rel in self.listing(fresh=True):
             parts = rel.split("/")
-            if rel.startswith(BUILDS + "/") and parts[2] != keep or len(parts) > 1 and parts[1] in LEGACY_WORK:
+            if parts[0] == WORK and (rel.startswith(BUILDS + "/") and parts[2] != keep or parts[1] in LEGACY_WORK):
                 self.store.delete(rel)
 
 
