@@ -8,7 +8,7 @@ The functions are in api.py (README "Python API"); nothing heavy (torch, diffuse
 """
 
 from . import reporter
-from .api import build, captions, export, identity, iter_captions, plan, publish, verify
+from .api import build, captions, compare, evaluate, export, identity, iter_captions, plan, publish, rebuild, verify
 from .errors import BuildError, InputError, Problem, RecipeError
 from .recipe.config import Recipe
 from .reporter import Recorder, Reporter
@@ -16,5 +16,5 @@ from .results import BuildResult, CaptionsResult, PlanResult
 from .version import __version__
 
 __all__ = ["BuildError", "BuildResult", "CaptionsResult", "InputError", "PlanResult", "Problem", "Recipe",
-           "RecipeError", "Recorder", "Reporter", "__version__", "build", "captions", "export", "identity",
-           "iter_captions", "plan", "publish", "reporter", "verify"]
+           "RecipeError", "Recorder", "Reporter", "__version__", "build", "captions", "compare", "evaluate",
+           "export", "identity", "iter_captions", "plan", "publish", "rebuild", "reporter", "verify"]

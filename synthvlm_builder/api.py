@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Optional, Union
@@ -24,6 +25,8 @@ from .reporter import Reporter, use
 from .results import BuildResult, CaptionsResult, PlanResult
 
 if TYPE_CHECKING:
+    from .analysis.compare import Comparison
+    from .analysis.evaluate import Evaluation
     from .builder import RecipeBuilder
     from .release.export import ExportResult
     from .release.publish import PublishResult
@@ -65,6 +68,7 @@ def build(recipe: RecipeLike, output_dir: Optional[PathLike] = None, executor: O
     """Build (or resume, or find already built) the dataset `recipe` describes, in `output_dir` (default:
     output.dir, else build/<name>-v<version>). With `push`, each data file is uploaded while the build
     runs and the release is published at the end (`.published`)."""
+    started = time.perf_counter()
     recipe = _recipe(recipe)
     with _call(recipe, reporter):
         from .destination import FOLDER, check_output
@@ -77,9 +81,10 @@ def build(recipe: RecipeLike, output_dir: Optional[PathLike] = None, executor: O
         from .execution.runner import build as run_build
         done = run_build(recipe, output_dir=out, executor=executor, device=device, overwrite=overwrite, push=push)
         if push:
+            from .analysis.changes import changes_since
             from .release.publish import publish as publish_dir
-            done = dataclasses.replace(done, published=publish_dir(done.path))
-    return done
+            done = dataclasses.replace(done, published=publish_dir(done.path, changes=changes_since))
+    return dataclasses.replace(done, seconds=time.perf_counter() - started)
 
 
 def identity(recipe: RecipeLike, *, reporter: Optional[Reporter] = None) -> str:
@@ -119,12 +124,18 @@ class CaptionStream:
         return self._funnel.to_dict()
 
     def __iter__(self) -> Iterator[Caption]:
-        while True:  # each step reports to this call's reporter, and its errors are located, as in a call
-            with _call(self.recipe, self._reporter, check=False):
-                caption = next(self._survivors, None)
-            if caption is None:
-                return
-            yield caption
+        from .reporter import current
+        # a bar once the stage takes more than a second (model steps, an LLM judge); a quick one stays silent
+        with use(self._reporter):
+            bar = current().progress(desc="captions", unit=" captions", delay=1)
+        with bar:
+            while True:  # each step reports to this call's reporter, and its errors are located, as in a call
+                with _call(self.recipe, self._reporter, check=False):
+                    caption = next(self._survivors, None)
+                if caption is None:
+                    return
+                bar.update(1)
+                yield caption
 
 
 def captions(recipe: RecipeLike, output: Optional[PathLike] = None, device: Optional[str] = None, *,
@@ -200,13 +211,94 @@ def verify(target: PathLike, revision: Optional[str] = None, sample: int = 8, se
         return verify_build(os.fspath(target), revision=revision, sample=sample, seed=seed, device=device)
 
 
+def rebuild(target: PathLike, revision: Optional[str] = None, output_dir: Optional[PathLike] = None,
+            device: Optional[str] = None, overwrite: bool = False, *,
+            reporter: Optional[Reporter] = None) -> BuildResult:
+    """Build a release again from its own files: a build dir, a downloaded release, or a Hub dataset id at
+    `revision`; its recipe.lock.json, recipe.yaml, stats.json and curated captions.jsonl, not the caption
+    sources (execution/rebuild.py). Same fingerprint and content identity, the same rows. `output_dir`
+    defaults to `<DIR>-rebuilt` beside a local release, else build/<name>-v<version>."""
+    started = time.perf_counter()
+    with _call(None, reporter):
+        from .execution.rebuild import rebuild as rebuild_release
+        done = rebuild_release(os.fspath(target), revision=revision,
+                               output_dir=Path(output_dir) if output_dir is not None else None, device=device,
+                               overwrite=overwrite)
+    return dataclasses.replace(done, seconds=time.perf_counter() - started)
+
+
 def publish(build_dir: PathLike, repo_id: Optional[str] = None, *,
             reporter: Optional[Reporter] = None) -> "PublishResult":
     """Push a finished build to the Hub as one commit and tag it v<version> (a no-op when that tag already
-    holds this build); `repo_id` defaults to the recipe's publish.repo_id."""
+    holds this build); `repo_id` defaults to the recipe's publish.repo_id. When the repository holds an
+    earlier version, the card gets a section "Changes since v<that version>" (analysis/changes.py)."""
     with _call(None, reporter):
+        from .analysis.changes import changes_since
         from .release.publish import publish as publish_dir
-        return publish_dir(_build_dir(build_dir, "DIR"), repo_id=repo_id)
+        return publish_dir(_build_dir(build_dir, "DIR"), repo_id=repo_id, changes=changes_since)
+
+
+def _whole(name: str, value, least: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise InputError(name, f"must be a whole number of at least {least}, got {value!r}")
+    return value
+
+
+def compare(old: PathLike, new: PathLike, captions: int = 16, output: Optional[PathLike] = None, grid: int = 8,
+            device: Optional[str] = None, offline: bool = False, *,
+            reporter: Optional[Reporter] = None) -> "Comparison":
+    """What a change does to the data. `old` and `new` are each a finished build dir, a Hub release
+    "ORG/NAME@vX.Y.Z", or a recipe (a YAML path or "REV:PATH": its first `captions` curated captions through
+    the real pipeline). With `output`, writes the page (index.html), compare.md and compare.json there.
+    `.exit_code` is diff's; `.markdown()`, `.to_json()`; `offline` refuses recipes that need the network."""
+    with _call(None, reporter):
+        _whole("--captions", captions, 1)
+        _whole("--grid", grid, 0)
+        from .analysis import report
+        from .analysis.compare import compare as compare_sides
+        from .analysis.sides import check_side, load_side
+        out = None
+        if output is not None:
+            from .destination import FILE, FOLDER, check_output
+            out = check_output(output, "--output", FOLDER)
+            check_output(out / report.PAGE, "--output", FILE)
+            report.check_output(out)
+        specs = [(os.fspath(old), "OLD"), (os.fspath(new), "NEW")]
+        checked = [check_side(spec, what, offline) for spec, what in specs]  # both before either runs
+        sides = [load_side(spec, what, c, captions, device) for (spec, what), c in zip(specs, checked)]
+        result = compare_sides(*sides, grid)
+        if out is not None:
+            result.page = report.write(result, out)
+        return result
+
+
+def evaluate(target: PathLike, eval: Optional[PathLike] = None, seeds: int = 3, steps: int = 300,
+             batch_size: int = 64, image_size: int = 32, eval_size: int = 300, device: str = "cpu",
+             threads: Optional[int] = None, card: bool = False, *,
+             reporter: Optional[Reporter] = None) -> "Evaluation":
+    """Train a small CLIP from scratch on the image-caption pairs of `target` (a build dir, a folder of
+    Parquet files with image and caption, or "ORG/NAME[@REV]") for `steps` batches, once per seed
+    0..seeds-1, and measure zero-shot retrieval on `eval` (the same kinds), by default for shapes-world data
+    `eval_size` rendered held-out scenes. `card`: add the result to the build dir's card."""
+    with _call(None, reporter):
+        for name, value, least in (("--seeds", seeds, 1), ("--steps", steps, 1), ("--batch-size", batch_size, 2),
+                                   ("--image-size", image_size, 8), ("--eval-size", eval_size, 2)):
+            _whole(name, value, least)
+        if threads is not None:
+            _whole("--threads", threads, 1)
+        if image_size % 4:
+            raise InputError("--image-size", f"must be a multiple of 4 (the patch size), got {image_size}")
+        from .analysis.evaluate import add_to_card, check_card, evaluate as run
+        from .analysis.proxy import ProxyConfig
+        from .execution.runner import check_device
+        check_device(device, "--device")
+        build_dir = check_card(os.fspath(target)) if card else None
+        cfg = ProxyConfig(steps=steps, batch_size=batch_size, image_size=image_size)
+        result = run(os.fspath(target), None if eval is None else os.fspath(eval), tuple(range(seeds)), cfg,
+                     eval_size, device, threads)
+        if build_dir is not None:
+            result.card = add_to_card(build_dir, result)
+        return result
 
 
 def _build_dir(build_dir: PathLike, field: str) -> Path:

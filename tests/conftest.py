@@ -64,6 +64,28 @@ def quickstart(tmp_path_factory):
     return out, proc
 
 
+def readme_site(folder: Path, quickstart_out: Path) -> Path:
+    """A folder where the README's commands find what they name: the quickstart's build at
+    build/synthvlm-quickstart-v0.1.0 (a link to the session's) and recipes/."""
+    from buildutil import ROOT, docs
+    (folder / docs.QUICKSTART_BUILD).parent.mkdir(parents=True, exist_ok=True)
+    (folder / docs.QUICKSTART_BUILD).symlink_to(quickstart_out, target_is_directory=True)
+    (folder / "recipes").symlink_to(ROOT / "recipes", target_is_directory=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def quickstart_verified(quickstart, tmp_path_factory):
+    """The README's `readme:run verify` block, run once on the quickstart's build (tests/test_readme.py
+    compares its output with the README's; tests/test_verify.py checks what it says)."""
+    from buildutil import ROOT, cli, docs
+    site = readme_site(tmp_path_factory.mktemp("readme-verify"), quickstart[0])
+    (block,) = [b for b in docs.readme_blocks((ROOT / "README.md").read_text()) if b.kind == "run" and b.name == "verify"]
+    (words,) = docs.commands(block)
+    assert words[:2] == ["synthvlm-build", "verify"], words
+    return cli(*words[1:], cwd=site)
+
+
 @pytest.fixture
 def private_cache(tmp_path, monkeypatch):
     """A fresh $SYNTHVLM_CACHE (so the caption stage's caches start empty) that shares the session's

@@ -66,7 +66,7 @@ def test_readme_example_captions_verify_export_and_errors(readme):
     check = ns["check"]
     assert check.ok and len(check.rows) == 2 and not check.mismatched and all(r.pixels == "0" for r in check.rows)
     shards = ns["shards"]
-    assert shards.count == 2 and [p.name for p in shards.paths] == ["00000.tar", "index.json"]
+    assert shards.count == 2 and [p.name for p in shards.paths] == ["00000.tar", "index.json", "sizes.json"]
     assert json.loads((tmp / "wds/index.json").read_text())["samples"] == 2
     assert {"captions", "generate", "score", "select", "version"} <= {p.field for p in ns["problems"]}
     again, log = ns["again"], ns["log"]
@@ -144,7 +144,7 @@ def test_export_arguments_are_checked(readme):
         assert e.value.field == field, (fmt, options)
     assert not (tmp / "never").exists()
     written = export(out, "webdataset", tmp / "wds-small", shard_bytes="20kB", reporter=Recorder())
-    assert written.count == 2 and len(written.paths) == 3  # a shard per sample, the index
+    assert written.count == 2 and len(written.paths) == 4  # a shard per sample, the index, the sizes
 
 
 def test_captions_stream_and_file(readme, tmp_path):

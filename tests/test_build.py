@@ -3,6 +3,7 @@ import io
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -51,6 +52,18 @@ def test_quickstart_golden_ids_scores_and_pixels(quickstart):
         assert row["score"] == pytest.approx(score, abs=1e-4)
         image = np.asarray(Image.open(io.BytesIO(row["image"]["bytes"])))
         assert image[4::8, 4::8].tolist() == pixels  # a 4 x 4 lattice over the 32 px image
+
+
+def test_quickstart_reports_every_phase_on_stderr(quickstart):
+    """Progress for every phase that takes a while, in units that read right, and the total wall time."""
+    _, proc = quickstart
+    err = proc.stderr.replace("\r", "\n")
+    assert "captions: 31 captions [" in err and "0caption" not in err and "caption/s" not in err
+    assert "loading builtin:shapes-sd and the scoring models on cpu" in err
+    assert re.search(r"generating: 100%.*124/124 .*scored and written 124", err), err
+    assert re.search(r"writing the dataset: 100%.*24/24 .* rows/s", err), err
+    time_line = next(line for line in err.splitlines() if line.startswith("time: "))
+    assert re.fullmatch(r"time: \d+\.\ds in all; the shards' stages: generate \d+\.\ds, encode .* \(124 images\)", time_line)
 
 
 def test_quickstart_builds_and_loads_with_plain_datasets(quickstart, tmp_path):

@@ -101,3 +101,65 @@ def test_missing_column_is_located_in_the_recipe(tmp_path):
     assert "text" in proc.stderr and "other" in proc.stderr  # lists the columns there are
     build = cli(recipe, "--output", tmp_path / "never", check=False)
     assert build.returncode == 2 and not (tmp_path / "never" / "data").exists()
+
+
+# --- max_tokens counted where the generator's files are not at hand (README "Caption curation") ----------
+PAPER_LIKE = """\
+name: paper-like
+version: 0.1.0
+captions:
+  sources:
+    - type: jsonl
+      path: caps.jsonl
+  filters:
+    max_tokens: 8
+{extra}generate:
+  model: stabilityai/stable-diffusion-xl-base-1.0
+  revision: 462165984030d82259a11f4367a4eed129e94a7b
+score:
+  clip:
+    model: ViT-B-32
+    pretrained: openai
+select:
+  size: 2
+"""
+SHORT_AND_LONG = ["a red circle", "a red circle on the left and a blue square at the top of a white background"]
+
+
+def test_max_tokens_says_why_it_needs_the_generator_and_can_count_with_the_scorers_tokenizer(tmp_path):
+    (tmp_path / "caps.jsonl").write_text("".join(json.dumps({"caption": c}) + "\n" for c in SHORT_AND_LONG))
+    (tmp_path / "r.yaml").write_text(PAPER_LIKE.format(extra=""))
+    proc = cli("captions", tmp_path / "r.yaml", check=False)  # SDXL is neither cached nor reachable here
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert proc.stderr.startswith("error: captions.filters.max_tokens counts tokens with the tokenizer of"
+                                  " generate.model, so the caption stage loads it: cannot load"
+                                  " 'stabilityai/stable-diffusion-xl-base-1.0'")
+    assert "set captions.filters.max_tokens_tokenizer: clip" in proc.stderr
+    (tmp_path / "clip.yaml").write_text(PAPER_LIKE.format(extra="    max_tokens_tokenizer: clip\n"))
+    proc = cli("captions", tmp_path / "clip.yaml", "--json")  # ViT-B-32's BPE ships with open_clip: no download
+    out = json.loads(proc.stdout)
+    assert [c["text"] for c in out["captions"]] == SHORT_AND_LONG[:1]  # 3 + 2 tokens; the long one is 21
+    assert next(f for f in out["funnel"]["filters"] if f["name"] == "max_tokens")["dropped"] == 1
+    # the count is the data: clip changes the fingerprint, the default keeps every published one (test_fingerprints)
+    fingerprints = [cli("validate", tmp_path / name).stdout.split("fingerprint ")[1] for name in ("r.yaml", "clip.yaml")]
+    assert fingerprints[0] != fingerprints[1]
+
+
+def test_the_two_tokenizers_count_alike_where_both_are_clip_bpe(tmp_path):
+    from synthvlm_builder.models.tokenizer import caption_tokenizer, clip_caption_tokenizer
+    generator, scorer = caption_tokenizer("builtin:tiny-sd"), clip_caption_tokenizer("ViT-B-32")
+    texts = SHORT_AND_LONG + ["Two dogs, running!", "un café crème", "x" * 300]
+    assert [generator.count(t) for t in texts] == [scorer.count(t) for t in texts]
+    assert scorer.count("a red circle") == 5  # <start> a red circle <end>
+    shapes = clip_caption_tokenizer("builtin:shapes-clip")  # a shipped CLIP's own (word-level) tokenizer
+    assert shapes.count("a red circle") == 5
+
+
+def test_max_tokens_tokenizer_applies_with_max_tokens_only(tmp_path):
+    (tmp_path / "caps.jsonl").write_text('{"caption": "x"}\n')
+    text = PAPER_LIKE.format(extra="    max_tokens_tokenizer: clip\n").replace("    max_tokens: 8\n", "")
+    (tmp_path / "r.yaml").write_text(text)
+    proc = cli("validate", tmp_path / "r.yaml", check=False)
+    assert proc.returncode == 2
+    assert proc.stderr == (f"{tmp_path / 'r.yaml'}:8:5: captions.filters.max_tokens_tokenizer: applies with"
+                           " captions.filters.max_tokens only; set max_tokens too, or remove it\n")

@@ -134,3 +134,67 @@ def test_small_selections_do_not_repeat_rows(tmp_path, quickstart, n):
     cardplots.sample_grid(tmp_path / "g.png", best, worst, n, ("clip_score", "ssim", "score"))
     im = Image.open(tmp_path / "g.png")
     assert im.height == 40 + -(-len(best) // cardplots.PER_SIDE_COLS) * cardplots.CELL_H
+
+
+def card_text(build_dir: Path) -> str:
+    """The card's body as a reader of the rendered page sees it (CommonMark, as the Hub renders it)."""
+    import re
+    from markdown_it import MarkdownIt
+    body = (build_dir / "README.md").read_text().split("---\n", 2)[2]
+    text = re.sub(r"<[^>]+>", "", MarkdownIt("commonmark").enable("table").render(body))
+    return " ".join(text.split())
+
+
+def test_the_card_says_how_many_candidates_and_what_was_kept(quickstart):
+    out, _ = quickstart
+    text = card_text(out)
+    assert ("captions were curated, 4 candidate images were generated for each with builtin:shapes-sd, every image"
+            " was scored against its caption") in text
+    assert "of each caption's best candidate, the 24 best were kept." in text
+    assert "an image was generated for each" not in text
+    card = (out / "README.md").read_text()
+    # the candidates are a step that adds rows, not a drop of 0
+    assert "| candidates generated (4 per caption) | | 124 |" in card and "| candidates | 0 |" not in card
+    assert "| best per caption | 93 | 31 |\n| top 24 by score | 7 | 24 |" in card
+
+
+def test_a_text_prefix_shows_its_spaces_in_every_renderer():
+    """A prefix ending in a space is shown quoted in a code span that needs no padding (renderers differ on
+    padded spans); every span's content reads back as written."""
+    from markdown_it import MarkdownIt
+    paper = load_recipe(ROOT / "recipes" / "llava_100k.yaml")
+    lock = {"models": {"generate": {"model": paper.generate.model, "revision": paper.generate.revision},
+                       "clip": {"model": "ViT-B-32", "pretrained": "openai", "prefix": "A photo depicts "}}}
+    line = cardlib.model_lines(paper, lock)[1]
+    assert line.endswith(', text prefix `"A photo depicts "`'), line
+    tokens = MarkdownIt("commonmark").parseInline(line)[0].children
+    assert [t.content for t in tokens if t.type == "code_inline"] == ["ViT-B-32", "openai", '"A photo depicts "']
+    assert cardlib.span("x`") == '``"x`"``' and cardlib.span("") == '`""`' and cardlib.span("a b") == "`a b`"
+
+
+def test_histogram_subtitles_name_the_units_used():
+    import dataclasses
+    from synthvlm_builder.stages.rows import columns
+    recipe = load_recipe(ROOT / "recipes" / "quickstart.yaml")
+    docs = {c.name: c.doc for c in columns(recipe)}
+    assert docs["clip_score"] == "the raw cosine of the open_clip image and text embeddings (score.clip.units: cosine)"
+    assert docs["ssim"] == "SSIM of the image with itself resized down to 16 px and back up"
+    assert docs["score"] == "the selection score: clip_score + 0.5 * ssim"
+    tiny = load_recipe(ROOT / "recipes" / "curation_tiny.yaml")  # clip_score in clipscore units
+    assert dataclasses.asdict(tiny.score.clip)["units"] == "clipscore"
+    assert {c.name: c.doc for c in columns(tiny)}["clip_score"].startswith("CLIPScore, 2.5 * max(cosine, 0)")
+
+
+def test_no_histogram_bar_straddles_the_cut_off(quickstart):
+    from buildutil import read_candidates
+    out, _ = quickstart
+    cut = min(r["score"] for r in read_rows(out))
+    values = np.array([c["score"] for c in read_candidates(out)], float)
+    edges = cardplots.bin_edges(float(values.min()), float(values.max()), 40, cut)
+    assert np.isclose(edges, cut, rtol=0, atol=1e-12).any() and edges[0] <= values.min() and edges[-1] >= values.max()
+    assert np.allclose(np.diff(edges), (values.max() - values.min()) / 40)
+    which = np.digitize(values, edges)
+    for b in set(which):  # each bar holds candidates from one side of the cut-off only
+        inside = values[which == b]
+        assert (inside >= cut).all() or (inside < cut).all(), (b, inside, cut)
+    assert np.array_equal(cardplots.bin_edges(0.0, 1.0, 40), np.linspace(0.0, 1.0, 41))  # no cut-off: as before

@@ -233,7 +233,8 @@ def test_workflow_comment_keeps_file_names_and_recipe_text_inert(tmp_path):
                                    ("seed: 3", 'seed: 3\n"k\\n```` \\n# Heading\\n</details>": 1')))
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "pr")
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "REVIEW_COMPARE_CAPTIONS": "0"}  # the data comparison's Markdown: tests/test_compare.py
     proc = subprocess.run(["bash", str(SCRIPT), base, "HEAD", "out.md"], cwd=repo, env=env, capture_output=True,
                           text=True)
     assert proc.returncode == 2, proc.stderr
@@ -273,6 +274,7 @@ def test_card_shows_the_description_and_recipe_literally(tmp_path):
     tokens = inert(body, ["tiny-build v0.1.0", "Models", "License", "Load", "Funnel", "Scores", "Samples", "Recipe",
                           "Citation"],
                    ["Rows:", "Generation:", "Data fingerprint:", "Generator:", "Scorer:", "Caption length:"],
+                   html=[r"<!-- synthvlm:sections -->"],  # where publish and evaluate --card add theirs
                    links=["https://arxiv.org/abs/2407.20756", "https://github.com/synthvlm/synthvlm-builder"],
                    images=["score_histogram.png", "sample_grid.png"])
     blocks = MD.parse(body)
@@ -286,7 +288,7 @@ def test_card_shows_the_description_and_recipe_literally(tmp_path):
     assert shown == [printable(" ".join(line.split())) for line in DESCRIPTION.splitlines() if line]  # as text
     fences = {t.info: t.content for t in tokens if t.type == "fence"}
     assert fences["yaml"] == r.read_text().rstrip() + "\n"  # the recipe, whole: its ``` did not close the block
-    assert f"text prefix {prefix}" in [plain(t) for t in blocks if t.type == "inline" and "Scorer" in t.content][0]
+    assert f"text prefix {json.dumps(prefix)}" in [plain(t) for t in blocks if t.type == "inline" and "Scorer" in t.content][0]
 
 
 def test_a_lone_surrogate_never_reaches_generation_or_the_card(tmp_path):

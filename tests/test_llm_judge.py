@@ -2,6 +2,7 @@
 answers Yes iff the caption has >= 6 words, counts requests and the most in flight, and injects
 429s, 500s, timeouts and malformed replies."""
 import json
+import re
 
 import pytest
 
@@ -155,3 +156,12 @@ def test_reading_the_answer(answer, kept, tmp_path):
         assert step.says_yes(answer) is kept
     finally:
         step.close()
+
+
+def test_a_slow_caption_stage_shows_its_progress(tmp_path, private_cache):
+    """Past a second, the caption stage draws a bar of the captions that came through (a quick stage, like the
+    error cases above, writes nothing but its result)."""
+    with LlmServer(delay=0.25) as server:  # 24 captions, 3 at a time: about 2 s
+        proc = cli("captions", recipe(tmp_path, server.base_url), "--json")
+    bar = proc.stderr.replace("\r", "\n")
+    assert re.search(r"^captions: 16 captions \[", bar, re.M), proc.stderr

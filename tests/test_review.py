@@ -1,7 +1,9 @@
 """`review`: the PR comment as Markdown (byte-stable, golden file) or JSON, with diff's verdict and exit codes.
 
 The golden inputs are tests/golden/review/{old,new}.yaml; the expected comment is tests/golden/review.md.
-After an intended change of the output, rewrite it with SYNTHVLM_UPDATE_GOLDEN=1 and read the diff.
+The output is always compared with the golden file first. After an intended change of the output, run the
+test with SYNTHVLM_UPDATE_GOLDEN=1: it still fails, and rewrites the file for you to read the diff (`git diff
+tests/golden`) and commit; the next run passes. CI refuses to run with the variable set (.ci/run).
 """
 import json
 import os
@@ -38,9 +40,12 @@ def test_markdown_matches_the_golden_file_byte_for_byte():
     second = cli("review", "old.yaml", "new.yaml", cwd=INPUTS, check=False)
     assert first.returncode == second.returncode == 3  # data changed, version bumped
     assert first.stdout == second.stdout
-    if os.environ.get("SYNTHVLM_UPDATE_GOLDEN"):
-        (GOLDEN / "review.md").write_text(first.stdout)
-    assert first.stdout == (GOLDEN / "review.md").read_text()
+    golden = GOLDEN / "review.md"
+    if first.stdout != golden.read_text():
+        if os.environ.get("SYNTHVLM_UPDATE_GOLDEN"):  # rewritten on request, and still a failure of this run
+            golden.write_text(first.stdout)
+            pytest.fail(f"{golden} rewritten (SYNTHVLM_UPDATE_GOLDEN): read `git diff {golden}`, commit, rerun")
+        assert first.stdout == golden.read_text(), "review output differs from the golden file"
 
 
 BUMP = ("version: 1.0.0", "version: 1.0.1")
@@ -84,6 +89,22 @@ def test_a_new_recipe_is_reviewed_alone(recipes):
     assert "**✅ new recipe** (exit 0)" in proc.stdout
     assert "| | new |" in proc.stdout and "| denoiser evaluations | 480 |" in proc.stdout
     assert "Changed fields" not in proc.stdout
+    # its local caption file has no sha256 pin: the warning diff and `review OLD NEW` give, here too
+    notes = proc.stdout.split("#### Notes\n\n")[1].splitlines()
+    assert notes == ["- ⚠️ captions.sources[0] is a local file with no sha256 pin: its content can change the data"
+                     " without changing the recipe or its fingerprint (the build notices, by content identity; a"
+                     " review of the recipe cannot); pin it with captions.sources[0].sha256"]
+    out = json.loads(cli("review", "new.yaml", "--format", "json", cwd=recipes).stdout)
+    assert [n.removeprefix("note: ") for n in out["notes"]] == [notes[0].removeprefix("- ⚠️ ")]
+
+
+def test_a_new_pinned_recipe_has_no_warning(recipes):
+    import hashlib
+    digest = hashlib.sha256((recipes / "caps.jsonl").read_bytes()).hexdigest()
+    new = variant(recipes, "pinned.yaml", ("      limit: 4", f"      limit: 4\n      sha256: {digest}"))
+    proc = cli("review", new, cwd=recipes)
+    assert "**✅ new recipe** (exit 0)" in proc.stdout and "Notes" not in proc.stdout
+    assert json.loads(cli("review", new, "--format", "json", cwd=recipes).stdout)["notes"] == []
 
 
 def test_json_carries_the_changes_and_the_estimate_delta():

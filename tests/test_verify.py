@@ -40,10 +40,13 @@ def table_rows(stdout: str) -> dict:
     return {line.split()[0]: line for line in lines[start + 1:] if line.startswith("quickstart:")}
 
 
-def test_fresh_build_verifies(quickstart):
+def test_fresh_build_verifies(quickstart, quickstart_verified):
     out = quickstart[0]
-    proc = cli("verify", out)
+    proc = quickstart_verified  # `synthvlm-build verify build/synthvlm-quickstart-v0.1.0`, the README's command
     assert "pixels must be identical" in proc.stdout  # same device type and thread count as the lock
+    # the half minute of work shows on standard error: the models loading, then each batch regenerated
+    assert "loading builtin:shapes-sd and the scoring models on cpu" in proc.stderr
+    assert "regenerating: 100%" in proc.stderr and "5/5" in proc.stderr, proc.stderr
     rows = table_rows(proc.stdout)
     assert len(rows) == 8 and all(line.endswith("  ok") for line in rows.values())
     assert set(rows) <= {r["id"] for r in read_rows(out, ["id"])}
@@ -143,3 +146,20 @@ def test_published_release_verifies_by_revision(quickstart, hub, hub_env):
     assert len(table_rows(proc.stdout)) == 4 and "4 of 4 row(s) match: verified" in proc.stdout
     proc = cli("verify", REPO, "--revision", "v9.9.9", env=hub_env, check=False)
     assert proc.returncode == 2 and proc.stderr == f"error: --revision: {REPO} has no revision 'v9.9.9'\n"
+
+
+@pytest.mark.slow
+def test_the_cards_rebuild_command_rebuilds_a_published_release(quickstart, hub, hub_env, tmp_path):
+    """The command the card of a published release gives, run as a reader copies it, from an empty folder: the
+    release's lock, recipe, stats and captions come from the Hub (not its data), and the rows are the same."""
+    import re
+    out = quickstart[0]
+    cli("publish", out, env=hub_env)
+    section = (out / "README.md").read_text().split("## Recipe", 1)[1]
+    command = re.search(r"`(synthvlm-build rebuild [^`]*)`", section).group(1)
+    assert command == f"synthvlm-build rebuild {REPO} --revision v0.1.0"
+    cli(*command.split()[1:], cwd=tmp_path, env=hub_env)
+    rebuilt = tmp_path / "build" / "synthvlm-quickstart-v0.1.0"
+    assert read_rows(rebuilt) == read_rows(out)
+    lock, again = (json.loads((d / "recipe.lock.json").read_text()) for d in (out, rebuilt))
+    assert (again["fingerprint"], again["identity"]) == (lock["fingerprint"], lock["identity"])

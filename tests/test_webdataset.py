@@ -1,11 +1,20 @@
-"""`export DIR --webdataset OUT`: tar shards read back by the real `webdataset` package and by
-`datasets.load_dataset("webdataset", ...)`, compared sample by sample with the build's rows."""
+"""`export DIR --webdataset OUT`: tar shards read back by the real `webdataset` package, by
+`datasets.load_dataset("webdataset", ...)` and by open_clip's own training data pipeline (with the
+webdataset version open_clip pins), compared sample by sample with the build's rows."""
+import hashlib
+import io
 import json
+import os
+import shutil
+import subprocess
+import sys
 import tarfile
 
+import numpy as np
 import pytest
+from PIL import Image
 
-from buildutil import cli, read_rows
+from buildutil import ROOT, TOOLS, cli, missing_tool, read_rows
 from synthvlm_builder.atomic import sha256_file
 from synthvlm_builder.stages.format import sample_key
 
@@ -29,6 +38,9 @@ def test_webdataset_reads_back_every_sample_in_order(exported):
     assert [s["file"] for s in index["shards"]] == ["00000.tar", "00001.tar", "00002.tar"]
     assert [s["samples"] for s in index["shards"]] == [10, 10, 4] and index["samples"] == 24
     assert index["url"] == "{00000..00002}.tar"
+    assert index["json_fields"][-2:] == ["key", "sha256"]
+    # open_clip's training loader reads the sample counts here (open_clip_train/data.py get_dataset_size)
+    assert json.loads((dest / "sizes.json").read_text()) == {"00000.tar": 10, "00001.tar": 10, "00002.tar": 4}
     for shard in index["shards"]:
         assert sha256_file(dest / shard["file"]) == shard["sha256"]
         assert (dest / shard["file"]).stat().st_size == shard["bytes"]
@@ -42,10 +54,62 @@ def test_webdataset_reads_back_every_sample_in_order(exported):
         assert sample["txt"].decode("utf-8") == row["caption"]
         meta = json.loads(sample["json"])
         assert meta["id"] == row["id"] and meta["seed"] == row["seed"] and meta["source"] == row["source"]
+        # img2dataset's own fields: the sample's key and the sha256 of its image bytes
+        assert meta["key"] == sample["__key__"] and meta["sha256"] == hashlib.sha256(sample["png"]).hexdigest()
         assert meta["conversations"] == row["conversations"]
         for name in ("clip_score", "ssim", "score"):
             assert meta[name] == pytest.approx(row[name], abs=1e-7)
         assert (meta["width"], meta["height"]) == (row["width"], row["height"])
+
+
+# open_clip's training data pipeline in training mode, as `python -m open_clip_train.main --dataset-type
+# webdataset --train-data 'DIR/{00000..00002}.tar'` builds it (no --train-num-samples), in a subprocess
+# whose webdataset is the 0.2.86 that open_clip pins (with webdataset 1.x its training path fails with
+# KeyError 'fname' whatever the shards). Images pass through as arrays and captions as text, so each
+# sample that comes out can be matched with a row.
+OPEN_CLIP_TRAIN = """
+import argparse, hashlib, json, sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np, webdataset
+from open_clip_train.data import get_wds_dataset
+assert webdataset.__version__ == "0.2.86", webdataset.__version__
+args = argparse.Namespace(train_data=sys.argv[2], val_data=None, train_num_samples=None, dataset_resampled=False,
+                          train_data_upsampling_factors=None, seed=0, batch_size=1, workers=0, world_size=1)
+try:
+    data = get_wds_dataset(args, lambda im: np.asarray(im), is_train=True, epoch=0, tokenizer=lambda t: [t])
+except RuntimeError as e:
+    print(json.dumps({"error": str(e)}))
+    sys.exit(0)
+seen = [[text, hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()]
+        for images, texts in data.dataloader for image, text in zip(images, texts)]
+print(json.dumps({"num_samples": data.dataloader.num_samples, "seen": seen}))
+"""
+
+
+def open_clip_train(shards) -> dict:
+    legacy = TOOLS / "webdataset-0.2.86"
+    if not (legacy / "webdataset" / "__init__.py").is_file():
+        missing_tool(f"open_clip pins webdataset<=0.2.86, which is not in {legacy}: install it with the README's"
+                     " ci:tools commands (pip install --no-deps --target .tools/webdataset-0.2.86 webdataset==0.2.86)")
+    proc = subprocess.run([sys.executable, "-c", OPEN_CLIP_TRAIN, str(legacy), str(shards)], capture_output=True,
+                          text=True, cwd=ROOT, env={**os.environ, "PYTHONWARNINGS": "ignore"}, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_open_clip_trains_on_the_shards(exported, tmp_path):
+    out, dest, _ = exported
+    rows = read_rows(out)
+    expected = sorted([r["caption"], hashlib.sha256(np.asarray(Image.open(io.BytesIO(r["image"]["bytes"])).convert(
+        "RGB")).tobytes()).hexdigest()] for r in rows)
+    got = open_clip_train(dest / json.loads((dest / "index.json").read_text())["url"])
+    assert got["num_samples"] == len(rows) == 24  # from sizes.json: no --train-num-samples needed
+    assert sorted(got["seen"]) == expected        # every sample once per epoch, image and caption together
+    # without sizes.json open_clip refuses the shards for training: the file is what makes it work
+    bare = shutil.copytree(dest, tmp_path / "bare")
+    (bare / "sizes.json").unlink()
+    assert "--train-num-samples" in open_clip_train(bare / "{00000..00002}.tar")["error"]
 
 
 def test_datasets_loads_the_shards(exported):

@@ -8,6 +8,11 @@
 # version at BASE (`synthvlm-build review BASE:PATH PATH`; a new recipe is reviewed alone), and
 # writes one Markdown comment to OUT.md. When a non-recipe file under recipes/ changes (a caption
 # file), every recipe is reviewed, so the unpinned-source warnings show up next to that change.
+# Each changed recipe that has a base version is also compared by its data (`synthvlm-build compare`: the
+# first REVIEW_COMPARE_CAPTIONS curated captions of each side, default 8, through the real pipeline; 0 turns
+# it off, and the comment says nothing of it) when both sides run offline (built-in models, files in the repository); the base side is read from
+# a worktree of BASE, so its caption files are BASE's. Each comparison's page (the images) goes to
+# review-pages/<recipe>/index.html. Otherwise the comment says why the data comparison is absent.
 # Exit status: 2 if a recipe is invalid, else 4 if data changed without a version bump, else 1 if a
 # command failed otherwise, else 0.
 #
@@ -82,14 +87,61 @@ if [[ ${#recipes[@]} -gt 0 ]]; then
   } >> "$out"
 fi
 
+captions=${REVIEW_COMPARE_CAPTIONS:-8}
+base_tree=.review/$(git rev-parse --short "$base")
+# shellcheck disable=SC2317  # called by the trap
+cleanup() {
+  [[ -d $base_tree ]] && git worktree remove --force "$base_tree" >/dev/null 2>&1
+  rm -rf .review
+}
+trap cleanup EXIT
+
+compare_data() {  # the data comparison of recipe $1 (its review exited $2), as Markdown on stdout
+  local f=$1 reviewed=$2 name code why fence absent
+  absent="### Data comparison: $(md_code "$f")"$'\n\n'
+  [[ $captions == 0 ]] && return  # turned off
+  if [[ $reviewed == 2 ]]; then printf '%sNot run: a recipe does not load.\n\n' "$absent"; return; fi
+  if [[ ! -d $base_tree ]] && ! git worktree add --detach "$base_tree" "$base" >/dev/null 2>&1; then
+    printf '%sNot run: cannot check out the base in a worktree.\n\n' "$absent"
+    return
+  fi
+  name=$(basename "${f%.*}")
+  HF_HUB_OFFLINE=1 synthvlm-build compare "$base_tree/$f" "$f" --captions "$captions" --offline \
+    --output "review-pages/$name" > .review/compare.md 2> .review/compare.err
+  code=$?
+  case "$code" in
+    0|3|4)  # its verdict is review's (the same content identities): the review above counts it
+      cat .review/compare.md
+      echo
+      echo "The images side by side: $(md_code "review-pages/$name/index.html") (in CI: the run's" \
+           "\`review-pages\` artifact)."
+      echo ;;
+    *)
+      if [[ $code == 2 ]]; then
+        printf '%sNot run: the data comparison runs offline, on built-in models and files in the repository only:\n\n' \
+          "$absent"
+      else
+        printf '%sFailed (exit %s):\n\n' "$absent" "$code"
+        worse 1
+      fi
+      why=$(grep -v '^wrote ' .review/compare.err | tail -n 1)
+      fence=$(fence_for "$why")
+      printf '%stext\n%s\n%s\n\n' "$fence" "$why" "$fence" ;;
+  esac
+}
+
 for f in "${recipes[@]}"; do
   if git cat-file -e "$base:$f" 2>/dev/null; then
     synthvlm-build review "$base:$f" "$f" >> "$out"
+    code=$?
+    worse "$code"
+    echo >> "$out"
+    compare_data "$f" "$code" >> "$out"
   else
     synthvlm-build review "$f" >> "$out"
+    worse $?
+    echo >> "$out"
   fi
-  worse $?
-  echo >> "$out"
 done
 
 echo "_Exit 2 (an invalid recipe) or 4 (the data changes but \`version\` was not bumped) fails this check;" \

@@ -88,15 +88,26 @@ def preflight(filters) -> None:
 
 
 def recipe_tokenizer(recipe):
-    """The tokenizer `max_tokens` counts with (the generation model's), or None if unneeded."""
-    if recipe.captions.filters.max_tokens is None:
+    """The tokenizer `max_tokens` counts with (the generation model's, or with `max_tokens_tokenizer: clip`
+    the scoring CLIP's), or None if unneeded. Failing to load it says why the caption stage needs it."""
+    filters = recipe.captions.filters
+    if filters.max_tokens is None:
         return None
     from ..models.preflight import ModelUnavailable
-    from ..models.tokenizer import caption_tokenizer
+    from ..models.tokenizer import caption_tokenizer, clip_caption_tokenizer
+    if filters.max_tokens_tokenizer == "clip":
+        try:
+            return clip_caption_tokenizer(recipe.score.clip.model)
+        except ModelUnavailable as e:
+            raise BuildError(f"captions.filters.max_tokens counts tokens with score.clip's tokenizer"
+                             f" (max_tokens_tokenizer: clip): {e}") from None
     try:
         return caption_tokenizer(recipe.generate.model, recipe.generate.revision)
     except ModelUnavailable as e:
-        raise BuildError(str(e)) from None
+        raise BuildError(f"captions.filters.max_tokens counts tokens with the tokenizer of generate.model, so the"
+                         f" caption stage loads it: {e} Or set captions.filters.max_tokens_tokenizer: clip to count"
+                         f" with score.clip's tokenizer ({recipe.score.clip.model}), which needs no generator"
+                         " files") from None
 
 
 def build_steps(filters, tokenizer=None, reserved: tuple[str, ...] = (), device="cpu", cache_dir=None,

@@ -12,6 +12,18 @@ from .plan import shard_ranges
 from .workdir import WorkDir
 
 
+@dataclass(frozen=True)
+class Curated:
+    """A build's curated captions taken as they are instead of running the caption stage (execution/rebuild.py:
+    a release made again from its own files). `inputs` are the content identity's digests as the release's
+    lock records them (its caption sources are not at hand); `sha256` is the captions file's, which writing
+    `captions` again must reproduce."""
+    captions: list
+    funnel: dict
+    inputs: dict
+    sha256: str
+
+
 @dataclass
 class BuildContext:
     recipe: Recipe
@@ -24,6 +36,7 @@ class BuildContext:
     device: str
     caption_meta: dict | None = None  # the curated captions' record (workdir.py), once they are curated
     generation_seconds: float = 0.0   # this run's wall time generating (stats.json)
+    curated: Curated | None = None    # the captions of a rebuild, taken instead of the caption stage
 
     @property
     def out(self) -> Path:

@@ -29,11 +29,18 @@ def curate_build(ctx: BuildContext) -> dict:
     caption file that no longer holds the bytes the content identity digested: the check comes when
     its reader ends, before the store's atomic write completes, so none of its captions are kept."""
     meta = ctx.work.captions.meta()
+    if meta is None and ctx.curated is not None:
+        c = ctx.curated
+        meta = ctx.work.captions.write(iter(c.captions), lambda: c.funnel, ctx.recipe.execution.shard_size)
+        if meta["sha256"] != c.sha256:  # written back other bytes: its batches would not be the release's
+            ctx.work.captions.discard()
+            raise BuildError(f"the curated captions, written again, have sha256 {meta['sha256'][:12]}, not the"
+                             f" release's {c.sha256[:12]}: made by a synthvlm-builder with another captions format")
     if meta is None:
         from ..curation.captions import Funnel
         funnel = Funnel()
         survivors = curate_recipe(ctx.recipe, funnel, ctx.device, inputs=ctx.inputs)
-        with reporter.progress(survivors, desc="captions", unit="caption") as bar:
+        with reporter.progress(survivors, desc="captions", unit=" captions") as bar:
             meta = ctx.work.captions.write(bar, funnel.to_dict, ctx.recipe.execution.shard_size)
         reporter.info(f"captions: {meta['count']:,} kept of {meta['funnel']['read']:,} read")
     if not meta["count"]:

@@ -21,11 +21,12 @@ from ..reporter import note
 from ..settings import CACHE, cache_dir, setting
 
 
-def preflight(recipe: Recipe) -> None:
+def preflight(recipe: Recipe, captions: bool = True) -> None:
     """Fail before any work when a model can't be had (offline, not cached, wrong id) or is broken,
     takes no recipe field that is set, or cuts captions max_tokens lets through (validate checks what
     it can without loading; a Hub model, open_clip's own tokenizer and the LLM endpoint are checked here).
-    Every model a component names (its `models`) is checked first, then each component's own preflight."""
+    Every model a component names (its `models`) is checked first, then each component's own preflight;
+    the caption stage's models and endpoint too, unless `captions` is False (a rebuild of curated captions)."""
     from ..curation.captions import preflight as curation_preflight
     from ..models.uses import check_available
     from ..recipe import recipe_to_dict
@@ -37,7 +38,8 @@ def preflight(recipe: Recipe) -> None:
     for kind in ("generator", "score", "screen"):
         for cls, cfg in enabled(recipe, kind):
             cls.preflight(cfg)
-    curation_preflight(recipe.captions.filters)  # the caption stage's models and LLM endpoint
+    if captions:
+        curation_preflight(recipe.captions.filters)  # the caption stage's models and LLM endpoint
     caption_length(recipe)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import reporter
 from ..atomic import atomic_write
 from ..errors import BuildError, InputError
 from ..recipe import Recipe
@@ -26,7 +27,6 @@ MIME = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
 
 def preview(recipe: Recipe, n_captions: int, out: Path, device: str | None = None) -> Path:
     from ..curation.captions import Funnel
-    from .curate import curate_recipe
     from .preflight import check_device, preflight
 
     page = Path(out) / PAGE
@@ -34,14 +34,8 @@ def preview(recipe: Recipe, n_captions: int, out: Path, device: str | None = Non
     check_device(device or recipe.execution.device, "--device" if device else "execution.device")
     preflight(recipe)
     funnel = Funnel()
-    survivors = curate_recipe(recipe, funnel)
-    try:
-        captions = list(islice(survivors, n_captions))
-    finally:
-        survivors.close()  # stop reading the sources: the funnel counts what was read so far
-    if not captions:
-        raise BuildError("no caption survived the caption filters; see `synthvlm-build captions` for the funnel")
-    candidates, selection = _run(recipe, captions, device or recipe.execution.device)
+    captions = first_captions(recipe, n_captions, funnel)
+    candidates, selection = run_candidates(recipe, captions, device or recipe.execution.device)
     html = render(recipe, funnel.to_dict(), len(captions), candidates, selection)
     try:  # checked before any work (destination.py), but the place may have changed since
         page.parent.mkdir(parents=True, exist_ok=True)
@@ -51,6 +45,22 @@ def preview(recipe: Recipe, n_captions: int, out: Path, device: str | None = Non
     return page
 
 
+def first_captions(recipe: Recipe, n_captions: int, funnel) -> list:
+    """The recipe's first `n_captions` curated captions; `funnel` counts what was read to get them."""
+    from .curate import curate_recipe
+
+    survivors = curate_recipe(recipe, funnel)
+    try:
+        with reporter.progress(islice(survivors, n_captions), total=n_captions, desc="captions",
+                               unit=" captions") as curated:
+            captions = list(curated)
+    finally:
+        survivors.close()  # stop reading the sources: the funnel counts what was read so far
+    if not captions:
+        raise BuildError("no caption survived the caption filters; see `synthvlm-build captions` for the funnel")
+    return captions
+
+
 def _check_output(out: Path, page: Path) -> None:
     if out.exists() and not out.is_dir():
         raise InputError("--output", f"{out} is a file; give a folder for {PAGE}")
@@ -58,28 +68,24 @@ def _check_output(out: Path, page: Path) -> None:
         raise InputError("--output", f"{page} exists and is not a preview page; choose another folder")
 
 
-def _run(recipe: Recipe, captions, device: str) -> tuple[list[dict], object]:
-    """Generate and score every candidate of `captions` in build batches, then select over them."""
+def run_candidates(recipe: Recipe, captions, device: str) -> tuple[list[dict], object]:
+    """Generate and score every candidate of `captions` in build batches, then select over them (the
+    candidates as dicts: id, caption_id, caption, seed, image bytes, `src` data URI, scores, kept, reason)."""
     from ..stages.rows import scores as score_columns
     from ..stages.rows import selection_columns
     from ..stages.select import Candidates, select
     from .worker import ShardWorker, batches, shard_items
 
     worker = ShardWorker(recipe, device)
-    fmt, names = recipe.format, score_columns(recipe)
+    names = score_columns(recipe)
     rows: list[dict] = []
     extra: dict = {name: [] for name in selection_columns(recipe) if name not in names + ("id", "caption_id")}
     size = recipe.generate.batch_size if isinstance(recipe.generate.batch_size, int) else 1  # auto: not measured here
-    for batch in batches(shard_items(recipe, captions), size):
-        published = worker.publish(worker.generate(batch))
-        scores = worker.scores(batch, published)
-        for key in extra:
-            extra[key] += list(scores.get(key, []))
-        for i, item in enumerate(batch):
-            data = base64.b64encode(published.encoded[i]).decode("ascii")
-            rows.append({"id": item.id, "caption_id": item.caption.id, "caption": item.caption.text,
-                         "seed": item.seed, "src": f"data:{MIME[fmt.image_format]};base64,{data}",
-                         "scores": {name: float(scores[name][i]) for name in names}})
+    items = shard_items(recipe, captions)
+    with reporter.progress(total=len(items), desc="generating and scoring", unit="img") as bar:
+        for batch in batches(items, size):
+            _run_batch(worker, batch, names, extra, rows)
+            bar.update(len(batch))
     cand = Candidates(id=np.array([r["id"] for r in rows]), caption_id=np.array([r["caption_id"] for r in rows]),
                       scores={name: np.array([r["scores"][name] for r in rows], np.float32) for name in names},
                       columns={name: np.array(values, dtype=object) for name, values in extra.items()})
@@ -89,6 +95,20 @@ def _run(recipe: Recipe, captions, device: str) -> tuple[list[dict], object]:
     for row, reason in zip(rows, selection.reasons):
         row["kept"], row["reason"] = not reason, reason
     return rows, selection
+
+
+def _run_batch(worker, batch, names: tuple, extra: dict, rows: list) -> None:
+    """Generate and score one batch; each candidate is appended to `rows`, its selection columns to `extra`."""
+    published = worker.publish(worker.generate(batch))
+    scores = worker.scores(batch, published)
+    for key in extra:
+        extra[key] += list(scores.get(key, []))
+    for i, item in enumerate(batch):
+        data = base64.b64encode(published.encoded[i]).decode("ascii")
+        rows.append({"id": item.id, "caption_id": item.caption.id, "caption": item.caption.text,
+                     "seed": item.seed, "image": published.encoded[i],
+                     "src": f"data:{MIME[worker.recipe.format.image_format]};base64,{data}",
+                     "scores": {name: float(scores[name][i]) for name in names}})
 
 
 def render(recipe: Recipe, funnel: dict, n_captions: int, candidates: list[dict], selection) -> str:

@@ -130,17 +130,20 @@ def _nameable(model: str, pin: str | None, clip: bool) -> bool:
     return not (pin and pretrained_is_file(pin)) or Path(pin).is_file()  # an open_clip tag or checkpoint
 
 
-def unpinned_sources(old: Recipe, new: Recipe) -> list[str]:
-    """Notes for local caption files whose path did not change and that no sha256 pins: their content
-    can change the data without changing the recipe, so a diff of recipes cannot see it."""
+def unpinned_sources(old: Recipe | None, new: Recipe) -> list[str]:
+    """Notes for local caption files that no sha256 pins: their content can change the data without
+    changing the recipe, so a diff of recipes cannot see it. Against `old`, those whose path did not
+    change (a changed path shows as a changed field); for a new recipe (`old` None), every one."""
     from ..recipe.paths import file_type
-    old_paths = {s.path for s in old.captions.sources}
+    old_paths = {s.path for s in old.captions.sources} if old is not None else None
+    seen = "this diff cannot" if old is not None else "a review of the recipe cannot"
     notes = []
     for i, src in enumerate(new.captions.sources):
-        if file_type(src.type) and not is_hf_url(src.path) and src.path in old_paths and not src.sha256:
+        if (file_type(src.type) and not is_hf_url(src.path) and not src.sha256
+                and (old_paths is None or src.path in old_paths)):
             notes.append(f"note: captions.sources[{i}] is a local file with no sha256 pin: its content can change"
                          " the data without changing the recipe or its fingerprint (the build notices, by content"
-                         f" identity; this diff cannot); pin it with captions.sources[{i}].sha256")
+                         f" identity; {seen}); pin it with captions.sources[{i}].sha256")
     return notes
 
 
@@ -167,6 +170,15 @@ class Change:
     data: bool       # does the field change the data (plan.is_data_field)
 
 
+VERDICTS = {0: "same data", 3: "data changes; version bumped", 4: "data changes but version NOT bumped"}
+
+
+def diff_exit_code(data_changed: bool, bumped: bool) -> int:
+    """`diff`'s exit code, which `review` and `compare` share: 0 same data, 3 data changed and version bumped,
+    4 data changed and version NOT bumped."""
+    return 0 if not data_changed else 3 if bumped else 4
+
+
 @dataclass(frozen=True)
 class Comparison:
     """Two recipes compared: what `diff` prints and `review` renders, with one verdict."""
@@ -187,13 +199,11 @@ class Comparison:
 
     @property
     def exit_code(self) -> int:
-        """0 same data, 3 data changed and version bumped, 4 data changed and version NOT bumped."""
-        return 0 if not self.data_changed else 3 if self.bumped else 4
+        return diff_exit_code(self.data_changed, self.bumped)
 
     @property
     def verdict(self) -> str:
-        return {0: "same data", 3: "data changes; version bumped",
-                4: "data changes but version NOT bumped"}[self.exit_code]
+        return VERDICTS[self.exit_code]
 
 
 def compare_recipes(old: Recipe, new: Recipe) -> Comparison:

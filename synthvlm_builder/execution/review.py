@@ -14,7 +14,7 @@ from ..errors import RecipeError
 from ..recipe import Recipe
 from ..text import md_code, md_text, printable
 from .plan import REFERENCE, REFERENCE_TEXT, Plan, make_plan
-from .report import UNSET, Comparison, compare_recipes, hours, human_bytes, num
+from .report import UNSET, Comparison, compare_recipes, hours, human_bytes, num, unpinned_sources
 
 ICON = {0: "✅", 2: "❌", 3: "✅", 4: "❌"}
 ESTIMATE_ROWS = (  # (label, Plan attribute, formatter)
@@ -31,6 +31,7 @@ class Review:
     problems: dict = field(default_factory=dict)   # "old"/"new" -> [errors.Problem]
     comparison: Optional[Comparison] = None
     plans: dict = field(default_factory=dict)      # "old"/"new" -> Plan
+    notes: list = field(default_factory=list)      # unpinned local sources (report.unpinned_sources)
 
     @property
     def exit_code(self) -> int:
@@ -62,6 +63,9 @@ def make_review(old_spec: Optional[str], new_spec: str) -> Review:
         review.plans[side] = make_plan(recipe)
     if not review.problems and "old" in recipes:
         review.comparison = compare_recipes(recipes["old"], recipes["new"])
+        review.notes = review.comparison.notes
+    elif not review.problems:  # a new recipe: every unpinned local source, as diff warns of unchanged ones
+        review.notes = unpinned_sources(None, recipes["new"])
     return review
 
 
@@ -118,9 +122,8 @@ def to_markdown(review: Review) -> str:
     lines += ["", f"GPU-hours assume {REFERENCE_TEXT}."]
     if not new_plan.captions_exact and new_plan.captions is not None:
         lines.append("Counts are upper bounds: the sources' `limit`s, before caption filtering.")
-    notes = c.notes if c else []
-    if notes:
-        lines += ["", "#### Notes", ""] + [f"- ⚠️ {n.removeprefix('note: ')}" for n in notes]
+    if review.notes:
+        lines += ["", "#### Notes", ""] + [f"- ⚠️ {n.removeprefix('note: ')}" for n in review.notes]
     return "\n".join(lines) + "\n"
 
 
@@ -167,9 +170,10 @@ def to_json(review: Review) -> dict:
         out["version"] = {"old": c.old_version, "new": c.new_version, "bumped": c.bumped}
         out["changes"] = [{"field": x.field, "old": None if x.old == UNSET else x.old,
                            "new": None if x.new == UNSET else x.new, "data": x.data} for x in c.changes]
-        out["notes"] = c.notes
     elif "new" in review.plans:
         out["fingerprint"] = {"new": review.plans["new"].fingerprint}
+    if not review.problems:
+        out["notes"] = review.notes
     if review.plans:
         estimate = {side: _estimate(plan) for side, plan in review.plans.items()}
         if len(review.plans) == 2:

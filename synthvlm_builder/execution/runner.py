@@ -17,7 +17,7 @@ from ..layout import BUILD_FILES, RECIPE, SHARDS, STATS, is_finished
 from ..recipe import Recipe
 from ..results import BuildResult
 from ..state import StateError, load
-from .context import BuildContext
+from .context import BuildContext, Curated
 from .curate import curate_build
 from .identity import build_key, content_identity, input_digests
 from .outdir import Contents, OutputDir
@@ -27,15 +27,17 @@ from .preflight import check_device, preflight
 
 
 def build(recipe: Recipe, output_dir: Path | None = None, executor: str | None = None,
-          device: str | None = None, overwrite: bool = False, push: bool = False) -> BuildResult:
+          device: str | None = None, overwrite: bool = False, push: bool = False,
+          curated: Curated | None = None) -> BuildResult:
     """With `push`, the destination is checked before any work and each data file is uploaded as soon
-    as it is final (release/stream.py); the caller publishes the finished build."""
+    as it is final (release/stream.py); the caller publishes the finished build. With `curated`, the
+    caption stage is not run: those captions are the build's (its models and sources are not checked)."""
     target = output_target(output_dir, recipe)
     device_name = device or recipe.execution.device
     check_device(device_name, "--device" if device else "execution.device")
-    preflight(recipe)
+    preflight(recipe, captions=curated is None)
     fp = recipe_fingerprint(recipe)
-    inputs = input_digests(recipe)
+    inputs = dict(curated.inputs) if curated else input_digests(recipe)
     identity = content_identity(fp, inputs)
     key = build_key(identity, recipe.execution.shard_size)
     target.check_usable()
@@ -47,7 +49,7 @@ def build(recipe: Recipe, output_dir: Path | None = None, executor: str | None =
         _admit(target, target.contents(overwrite), identity, inputs, key, recipe, overwrite)
         work = target.work_dir(key)
         ctx = BuildContext(recipe, fp, identity, inputs, target, work, executor or recipe.execution.executor,
-                           device_name)
+                           device_name, curated=curated)
         done = _already_built(ctx)
         if done:
             failed = False

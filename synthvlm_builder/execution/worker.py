@@ -26,6 +26,7 @@ import pyarrow as pa
 import torch
 import pyarrow.parquet as pq
 
+from .. import reporter
 from ..recipe.config import Caption, Recipe
 from ..settings import setting
 from ..state import STAGES
@@ -98,6 +99,8 @@ class ShardWorker:
         g = recipe.generate
         self.recipe = recipe
         self.device = resolve_device(device)
+        if pipe is None:  # loading takes seconds to minutes (a Hub SDXL): say so before it starts
+            reporter.info(f"loading {g.model} and the scoring models on {self.device}")
         if self.device.type == "cpu":
             # CPU kernels round differently with different thread counts, and Ray gives its
             # workers one thread: pin the count so every executor computes the same bits.
@@ -111,7 +114,9 @@ class ShardWorker:
         self.cpu_threads = 1 if self.device.type == "cpu" else min(8, os.cpu_count() or 1)
         self._signal_at = _test_signal()
 
-    def run(self, index: int, captions: list[Caption], work: WorkDir, on_images=None) -> dict:
+    def run(self, index: int, captions: list[Caption], work: WorkDir, on_images=None, on_written=None) -> dict:
+        """`on_images(n)`: n more images generated; `on_written(n)`: n more scored and written (called from
+        the thread that finishes batches)."""
         recipe, bs = self.recipe, self.batch_size
         items = shard_items(recipe, captions)
         seconds = dict.fromkeys(STAGES, 0.0)
@@ -130,7 +135,7 @@ class ShardWorker:
                     while len(in_flight) >= 2:  # bounded: the generator runs at most one batch ahead
                         in_flight.popleft().result()
                     in_flight.append(finish.submit(self._finish_batch, index, batch, pixels, writer, cpu,
-                                                   seconds, largest))
+                                                   seconds, largest, on_written))
                     if on_images:
                         on_images(len(batch))
                 while in_flight:
@@ -167,7 +172,7 @@ class ShardWorker:
         return self.scorer.score(published.pixels, [it.caption.text for it in batch], host=published.images)
 
     def _finish_batch(self, index: int, batch: list[Item], pixels, writer, cpu, seconds: dict,
-                      largest: list) -> None:
+                      largest: list, on_written=None) -> None:
         t0 = time.perf_counter()
         published = self.publish(pixels, cpu)
         largest[0] = max([largest[0], *map(len, published.encoded)])
@@ -186,6 +191,8 @@ class ShardWorker:
         t3 = time.perf_counter()
         for stage, dt in zip(("encode", "score", "write"), (t1 - t0, t2 - t1, t3 - t2)):
             seconds[stage] += dt
+        if on_written:
+            on_written(n)
         if self._signal_at and self._signal_at[1] == index:
             os.kill(os.getpid(), self._signal_at[0])
 

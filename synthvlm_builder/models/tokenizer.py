@@ -109,6 +109,34 @@ class CaptionTokenizer:
         return self.truncate(text[: self._head(text, max_tokens)[0]], max_tokens)
 
 
+def clip_caption_tokenizer(model: str) -> CaptionTokenizer:
+    """The tokenizer of an open_clip model's text tower (score.clip.model), as a transformers tokenizer: a
+    folder's own (a shipped builtin, local-dir:), open_clip's Hub tokenizer (hf-hub:), else the CLIP BPE
+    that open_clip ships for its architectures, built in memory (builtin.clip_tokenizer: no download)."""
+    ref = ModelRef.parse(model, clip=True)
+    folder = builtin.builtin_dir(ref.name) if ref.kind == BUILTIN and ref.name in builtin.SHIPPED else \
+        ref.path() if ref.kind == LOCAL else None
+    try:
+        if folder is not None and (folder / "tokenizer.json").is_file():
+            from transformers import AutoTokenizer
+            return CaptionTokenizer(AutoTokenizer.from_pretrained(folder))
+        if ref.kind == BUILTIN:  # a random-weight builtin reads the CLIP BPE
+            builtin_name(ref, builtin.CLIP_MODELS, "CLIP")
+            return CaptionTokenizer(builtin.clip_tokenizer())
+        import open_clip
+
+        from .loading import open_clip_name
+        tokenizer = open_clip.get_tokenizer(open_clip_name(model, None)[0])
+        if isinstance(tokenizer, open_clip.tokenizer.SimpleTokenizer):  # the BPE open_clip ships
+            return CaptionTokenizer(builtin.clip_tokenizer())
+        hf = getattr(tokenizer, "tokenizer", None)  # HFTokenizer: a transformers tokenizer
+        if hf is None:
+            raise ModelUnavailable(f"the tokenizer of CLIP {model!r} is not a transformers or CLIP BPE tokenizer")
+        return CaptionTokenizer(hf)
+    except (OSError, ValueError, RuntimeError) as e:
+        raise ModelUnavailable(f"cannot load the tokenizer of CLIP {model!r}: {e}") from e
+
+
 def caption_tokenizer(model: str, revision: str | None = None) -> CaptionTokenizer:
     """The tokenizer of `model`'s first text encoder, loaded without any weights."""
     ref = ModelRef.parse(model)

@@ -52,6 +52,7 @@ def semantic_problems(data: dict, doc: Document, file: str, base: Path) -> list[
         for cls, value, at in plain_enabled(data, kind):
             cls.check(c, value, at, data)
     check_thresholds(c, data)
+    check_max_tokens_tokenizer(c, data)
     check_format(c, data.get("format", {}))
     check_select(c, data["select"], data["captions"]["sources"], data["generate"])
     for check in c.deferred:
@@ -152,6 +153,14 @@ def check_max_tokens(c: Collector, data: dict) -> None:
         return
     if worst is not None:
         c.bad(("captions", "filters", "max_tokens"), worst.refusal(filters["max_tokens"]))
+
+
+def check_max_tokens_tokenizer(c: Collector, data: dict) -> None:
+    """max_tokens_tokenizer counts for max_tokens; set alone it would change the fingerprint and nothing else."""
+    at = ("captions", "filters", "max_tokens_tokenizer")
+    filters = data["captions"].get("filters") or {}
+    if filters.get("max_tokens") is None and at in c.doc.key_positions:
+        c.bad(at, "applies with captions.filters.max_tokens only; set max_tokens too, or remove it", key=True)
 
 
 def hub_file(url: str, repo_type: str | None = None):

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .. import layout
+from .. import layout, reporter
 from ..atomic import fsync_tree, remove
 from ..execution.context import BuildContext
 from ..state import STAGES
@@ -40,8 +40,10 @@ def assemble(ctx: BuildContext, uploader: StreamUploader | None = None) -> tuple
     remove(staging)  # what a killed run left (a link is unlinked, never followed)
     staging.mkdir()
     largest = max(work.marker(i).get("max_image_bytes", 0) for i in range(ctx.n_shards))
-    _, info = write_parquet(staging, selected_rows(shard_files, set(selection.ids), recipe), recipe,
-                            max_image_bytes=largest, on_file=uploader.submit if uploader else None)
+    with reporter.progress(selected_rows(shard_files, set(selection.ids), recipe), total=len(selection.ids),
+                           desc="writing the dataset", unit=" rows") as written:
+        _, info = write_parquet(staging, written, recipe, max_image_bytes=largest,
+                                on_file=uploader.submit if uploader else None)
     stats = build_stats(ctx, selection)
     picked = {name: cand.scores[name][selection.mask] for name in rows.scores(recipe)}
     cardplots.plot_histograms(staging / layout.HISTOGRAM, cand.scores, picked,
@@ -104,16 +106,18 @@ def build_stats(ctx: BuildContext, selection: Selection) -> dict:
                        "this_run_generation_wall_seconds": round(ctx.generation_seconds, 3)}}
 
 
-def summary(out: Path | str, stats: dict, selection_funnel: dict | None = None) -> str:
-    """What the CLI prints after a build (the selection funnel is stats.json's own by default); `out` a
-    URL for a build in object storage (README "Scaling out": storage_options)."""
+def summary(out: Path | str, stats: dict, selection_funnel: dict | None = None, seconds: float | None = None) -> str:
+    """What the CLI prints after a build (the selection funnel is stats.json's own by default); `seconds`,
+    the wall time of this run, from the start of the command to the dataset in place; `out` a URL for a
+    build in object storage (README "Scaling out": storage_options)."""
     selection_funnel = stats["selection"] if selection_funnel is None else selection_funnel
     t = stats["timing"]
     per_stage = ", ".join(f"{k} {v:.1f}s" for k, v in t["stage_seconds"].items())
+    total = f"{seconds:.1f}s in all; the shards' stages: " if seconds is not None else ""
     return "\n".join([
         f"built {stats['rows']:,} rows -> {out}",
         "selection:", format_selection(selection_funnel),
-        f"time: {per_stage} ({t['images']:,} images)",
+        f"time: {total}{per_stage} ({t['images']:,} images)",
         "load it with:",
         f"  from datasets import load_dataset; ds = load_dataset({str(out)!r}, split='train')" if '://' not in str(out)
         else f"  from datasets import load_dataset; ds = load_dataset('parquet', data_files={out + '/data/*.parquet'!r},"

@@ -4,6 +4,7 @@ the models and revisions used, the generator's license, the recipe, fingerprint,
 pictures drawn by cardplots.py."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import datasets
@@ -28,8 +29,14 @@ CLIP_UNITS = {"cosine": "the raw cosine similarity of the image and caption embe
 
 
 def span(value) -> str:
-    """A recipe value as inline code in the card's prose (text.md_code: nothing in it can close the span)."""
-    return md_code(value, table=False)
+    """A recipe value as inline code in the card's prose (text.md_code: nothing in it can close the span).
+    A value that is empty, or starts or ends with a space or a backtick, is shown as a quoted JSON string:
+    a code span would need padding there, which renderers treat differently (CommonMark strips one space
+    each side, others show the padding or the backticks themselves), and the space is part of the value."""
+    text = str(value)
+    if not text or text != text.strip(" ") or text.startswith("`") or text.endswith("`"):
+        text = json.dumps(text, ensure_ascii=False)
+    return md_code(text, table=False)
 
 
 def size_category(n: int) -> str:
@@ -107,7 +114,9 @@ def card_data(recipe: Recipe, info: datasets.DatasetInfo, rows: int) -> DatasetC
     return data
 
 
-def funnel_table(caption_funnel: dict, selection_funnel: dict) -> str:
+def funnel_table(caption_funnel: dict, selection_funnel: dict, per_caption: int = 1) -> str:
+    """The caption funnel, then the selection's: a step that adds rows (the candidates, `per_caption` per
+    caption) says so and shows no drop."""
     lines = ["| stage | dropped | remaining |", "|---|---:|---:|"]
     read = sum(s["read"] for s in caption_funnel["sources"])
     for s in caption_funnel["sources"]:
@@ -117,7 +126,10 @@ def funnel_table(caption_funnel: dict, selection_funnel: dict) -> str:
         remaining -= f["dropped"]
         lines.append(f"| caption filter {md_code(f['name'])} | {f['dropped']:,} | {remaining:,} |")
     for s in selection_funnel["steps"]:
-        lines.append(f"| {s['step']} | {s.get('dropped', 0):,} | {s['kept']:,} |")
+        if "dropped" not in s:  # the candidates: generated, per_caption for each surviving caption
+            lines.append(f"| {s['step']} generated ({per_caption:,} per caption) | | {s['kept']:,} |")
+        else:
+            lines.append(f"| {s['step']} | {s['dropped']:,} | {s['kept']:,} |")
     return "\n".join(lines)
 
 
@@ -198,6 +210,17 @@ def caption_length_line(recipe: Recipe) -> str:
             " image was generated and scored; the `caption` column holds it whole")
 
 
+def rebuild_context(recipe: Recipe) -> dict:
+    """The command that rebuilds the release from its own files (execution/rebuild.py): from the Hub when the
+    recipe names its repository, else from the folder the card is in."""
+    repo_id = recipe.publish.repo_id
+    if repo_id:
+        return {"rebuild_command": span(f"synthvlm-build rebuild {repo_id} --revision v{recipe.version}"),
+                "rebuild_where": f" (or {span('synthvlm-build rebuild DIR')}, DIR being this folder, local or"
+                                 " downloaded)"}
+    return {"rebuild_command": span("synthvlm-build rebuild DIR"), "rebuild_where": ", DIR being this folder"}
+
+
 def render(recipe: Recipe, fingerprint: str, info: datasets.DatasetInfo, rows: int, caption_funnel: dict,
            selection_funnel: dict, selected: dict, lock: dict) -> DatasetCard:
     """The card from card_template.md; `selected` maps each score column to the selected rows' values;
@@ -221,9 +244,35 @@ def render(recipe: Recipe, fingerprint: str, info: datasets.DatasetInfo, rows: i
         "dtype": g.dtype, "per_caption": g.images_per_caption, "fingerprint": fingerprint,
         "load_from": repo_id or f"path/to/{recipe.name}-v{recipe.version}",
         "load_revision": f', revision="v{recipe.version}"' if repo_id else "",
-        "fields": field_list(recipe), "funnel": funnel_table(caption_funnel, selection_funnel),
+        **rebuild_context(recipe),
+        "fields": field_list(recipe),
+        "funnel": funnel_table(caption_funnel, selection_funnel, g.images_per_caption),
+        "best_per_caption": recipe.select.per_caption == "best",
         "score_lines": [_stats_line(name, selected[name]) for name in scores(recipe)],
         "histogram": HISTOGRAM, "samples": SAMPLES, "citation": CITATION,
         "recipe": md_fence(recipe.text.rstrip(), "yaml"),  # verbatim, in a fence no line of it can close
     }
     return DatasetCard.from_template(card_data(recipe, info, rows), template_path=str(TEMPLATE), **context)
+
+
+# Sections added to a finished build's card after the build (`publish`'s "Changes since", `evaluate --card`):
+# each between its own markers, so adding it again replaces it; new ones go where the template's anchor is.
+SECTIONS_ANCHOR = "<!-- synthvlm:sections -->"
+
+
+def set_section(card: str, key: str, markdown: str | None) -> str:
+    """`card` with `markdown` as its section `key`, replacing an earlier one (None: without it); a card without
+    the anchor (made before it existed) gets the section before its "## Models" heading, or at its end."""
+    begin, end = f"<!-- synthvlm:section {key} -->", f"<!-- /synthvlm:section {key} -->"
+    block = "" if markdown is None else f"{begin}\n{markdown.strip()}\n{end}\n"
+    start = card.find(begin)
+    stop = card.find(end, start) if start >= 0 else -1
+    if stop >= 0:
+        rest = card[stop + len(end):].removeprefix("\n")
+        return card[:start] + block + (rest.removeprefix("\n") if not block else rest)
+    if not block:
+        return card
+    for anchor in (SECTIONS_ANCHOR, "## Models\n"):
+        if anchor in card:
+            return card.replace(anchor, f"{block}\n{anchor}", 1)
+    return card.rstrip("\n") + "\n\n" + block

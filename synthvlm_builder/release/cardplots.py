@@ -28,6 +28,16 @@ def _ticks(lo: float, hi: float) -> list[float]:
     return [lo + f * (hi - lo) for f in (0.0, 0.25, 0.5, 0.75, 1.0)]
 
 
+def bin_edges(lo: float, hi: float, bins: int, cut: float | None = None) -> np.ndarray:
+    """`bins` equal bins over [lo, hi]; with a cut-off inside, shifted (one bin more) so that the cut-off
+    is an edge: a bar then holds candidates on one side of it only, never both."""
+    if cut is None or not lo < cut <= hi:
+        return np.linspace(lo, hi, bins + 1)
+    width = (hi - lo) / bins
+    below, above = int(np.ceil((cut - lo) / width - 1e-9)), int(np.ceil((hi - cut) / width - 1e-9))
+    return cut + width * np.arange(-below, max(above, 1) + 1)
+
+
 def plot_histograms(path: Path, all_scores: dict, selected: dict, docs: dict, bins: int = 40) -> None:
     """One panel per score column (the keys of `selected`, rows.scores order): every candidate in grey,
     the selected rows in blue over them, and on the selection score the cut-off (the lowest selected
@@ -51,11 +61,13 @@ def plot_histograms(path: Path, all_scores: dict, selected: dict, docs: dict, bi
         draw.text((left + normal.getlength(name) + 14, y0 + 6), docs.get(name, ""), fill=MUTED, font=small)
         lo, hi = (float(values.min()), float(values.max())) if len(values) else (0.0, 1.0)
         hi = hi if hi > lo else lo + 1e-3
-        edges = np.linspace(lo, hi, bins + 1)
+        cut = float(chosen.min()) if name == "score" and len(chosen) else None  # the selection's cut-off
+        edges = bin_edges(lo, hi, bins, cut)
+        lo, hi = float(edges[0]), float(edges[-1])
         counts_all, _ = np.histogram(values, bins=edges)
         counts_sel, _ = np.histogram(chosen, bins=edges)
         peak = max(1, int(counts_all.max(initial=0)))
-        bar_w = plot_w / bins
+        bar_w = plot_w / (len(edges) - 1)
         for counts, colour in ((counts_all, GREY), (counts_sel, BLUE)):
             for i, n in enumerate(counts):
                 if n:
@@ -72,8 +84,7 @@ def plot_histograms(path: Path, all_scores: dict, selected: dict, docs: dict, bi
             y = plot_top + plot_h * (1 - count / peak)
             draw.line([left - 4, y, left, y], fill=INK)
             draw.text((left - 7, y), f"{count:,}", fill=INK, font=small, anchor="rm")
-        if name == "score" and len(chosen):
-            cut = float(chosen.min())
+        if cut is not None:
             x = left + (cut - lo) / (hi - lo) * plot_w
             for y in range(int(plot_top), int(bottom), 8):  # dashed
                 draw.line([x, y, x, min(y + 4, bottom)], fill=RED, width=2)

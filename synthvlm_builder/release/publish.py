@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from .. import reporter
 from ..errors import BuildError, InputError
@@ -63,7 +63,9 @@ def release_marker(name: str, version: str, fingerprint: str) -> str:
     return f"{MARKER}: {name} v{version} {fingerprint}"
 
 
-def publish(build_dir: Path, repo_id: Optional[str] = None) -> PublishResult:
+def publish(build_dir: Path, repo_id: Optional[str] = None, changes: Optional[Callable] = None) -> PublishResult:
+    """`changes(build_dir, repo_id, version, tags)`, when given, runs just before a new release is committed,
+    with the repository's tags: api.py passes analysis/changes.py's, which adds "Changes since vY" to the card."""
     build_dir = Path(build_dir)
     release_files(build_dir)  # exit 2 unless a trustworthy manifest lists a finished build: only its files are sent
     lock = read_lock(build_dir)
@@ -77,7 +79,7 @@ def publish(build_dir: Path, repo_id: Optional[str] = None) -> PublishResult:
     from huggingface_hub import HfApi
     try:
         return _publish(HfApi(), build_dir, repo_id, settings.get("private") is not False, recipe["name"],
-                        recipe["version"], fp, identity)
+                        recipe["version"], fp, identity, changes)
     except (*HUB.transport_errors(), OSError) as e:  # HfHubHTTPError, transport errors, offline mode
         raise BuildError(explain(e, repo_id)) from e
 
@@ -114,7 +116,7 @@ def _check_repo_id(repo_id: str, field: str) -> None:
 
 
 def _publish(api, build_dir: Path, repo_id: str, private: bool, name: str, version: str,
-             fp: str, identity: str) -> PublishResult:
+             fp: str, identity: str, changes: Optional[Callable] = None) -> PublishResult:
     tag = f"v{version}"
     url = str(HUB.retry("create_repo", lambda: api.create_repo(repo_id, repo_type="dataset", private=private,
                                                             exist_ok=True)))
@@ -138,6 +140,8 @@ def _publish(api, build_dir: Path, repo_id: str, private: bool, name: str, versi
         action = "tagged"
     else:
         head = next((b.target_commit for b in refs.branches if b.name == "main"), None)
+        if changes is not None:  # the card says what changed since the previous release, before it is committed
+            changes(build_dir, repo_id, version, sorted(tags))
         if len(upload_paths(build_dir)) > staged.files_per_commit():  # staged.py: a release branch, then main
             title, body = _message(name, version, fp, repo_id, marker)
             landed = staged.commit_on_branch(api, build_dir, repo_id, version, title, body, marker, head)

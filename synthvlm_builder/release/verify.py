@@ -40,18 +40,18 @@ LOSSLESS = ("png",)
 def verify(target: str, revision: str | None = None, sample: int = 8, seed: int = 0,
            device: str | None = None) -> VerifyResult:
     started = time.perf_counter()
-    build_dir, label = _fetch(target, revision)
+    build_dir, label = fetch_release(target, revision)
     lock = read_lock(build_dir)
     lock_path = build_dir / layout.LOCK
-    written = _recipe(lock, build_dir)
+    written = lock_recipe(lock, build_dir)
     b = lock["build"]
     device = device or _default_device(b.get("device_types"))
     from ..execution.preflight import check_cache, check_device
     check_device(device, "--device")
     check_cache(written)
-    recipe = _check_models(written, lock, lock_path)  # first: exit 2 when the rows cannot be regenerated here
-    _check_fingerprint(written, lock, lock_path)
-    captions = _captions(build_dir, lock)
+    recipe = check_models(written, lock, lock_path)  # first: exit 2 when the rows cannot be regenerated here
+    check_fingerprint(written, lock, lock_path)
+    captions = curated_captions(build_dir, lock)
     rows = _sample_rows(build_dir, sample, seed)
 
     groups, checks = _locate_batches(recipe, lock, lock_path, captions, rows)  # before loading a model
@@ -96,13 +96,17 @@ def _threads(counts) -> str:
 
 # --- inputs ---------------------------------------------------------------------------------------
 
-def _fetch(target: str, revision: str | None) -> tuple[Path, str]:
-    """A local finished build dir, or a Hub release downloaded (its lock, recipe, captions and data)."""
+def fetch_release(target: str, revision: str | None, data: bool = True) -> tuple[Path, str]:
+    """A local finished build dir, or a Hub release downloaded: its lock, recipe, captions and stats, and
+    with `data` its data files (verify compares them; rebuild makes them again)."""
     path = Path(target)
     if path.exists():
         if revision:
             raise InputError("--revision", "applies to a Hub release; DIR_OR_REPO is a local folder")
-        layout.finished_build(path)
+        if data:
+            layout.finished_build(path)
+        elif not (path / layout.LOCK).is_file():
+            raise InputError("DIR_OR_REPO", f"{path} is not a synthvlm build (it holds no {layout.LOCK})")
         return path, str(path)
     from ..models.ref import HUB_ID
     if not HUB_ID.match(target):
@@ -111,8 +115,8 @@ def _fetch(target: str, revision: str | None) -> tuple[Path, str]:
     from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
     label = f"{target}@{revision or 'main'}"
     try:
-        folder = snapshot_download(target, repo_type="dataset", revision=revision,
-                                   allow_patterns=[layout.LOCK, layout.RECIPE, layout.CAPTIONS, f"{layout.DATA}/*"])
+        wanted = [layout.LOCK, layout.RECIPE, layout.CAPTIONS, layout.STATS] + ([f"{layout.DATA}/*"] if data else [])
+        folder = snapshot_download(target, repo_type="dataset", revision=revision, allow_patterns=wanted)
     except RevisionNotFoundError:
         raise InputError("--revision", f"{target} has no revision {revision!r}") from None
     except RepositoryNotFoundError:
@@ -120,12 +124,12 @@ def _fetch(target: str, revision: str | None) -> tuple[Path, str]:
     except Exception as e:  # network, offline mode, server errors: not the user's input
         raise BuildError(f"cannot download {label}: {type(e).__name__}: {e}") from None
     folder = Path(folder)
-    if not (folder / layout.LOCK).is_file() or not layout.data_files(folder):
+    if not (folder / layout.LOCK).is_file() or (data and not layout.data_files(folder)):
         raise InputError("DIR_OR_REPO", f"{label} holds no synthvlm build ({layout.LOCK} and {layout.DATA}/)")
     return folder, label
 
 
-def _recipe(lock: dict, build_dir: Path):
+def lock_recipe(lock: dict, build_dir: Path):
     from ..recipe import recipe_from_dict
     try:  # the lock's own fields were checked against its schema (lock.py: read_lock)
         return recipe_from_dict(lock["recipe"], Path.cwd())
@@ -134,7 +138,7 @@ def _recipe(lock: dict, build_dir: Path):
                          location=str(build_dir / layout.LOCK)) from None
 
 
-def _check_fingerprint(recipe, lock: dict, lock_path: Path) -> None:
+def check_fingerprint(recipe, lock: dict, lock_path: Path) -> None:
     from ..execution.plan import fingerprint
     if fingerprint(recipe) != lock["fingerprint"]:
         raise BuildError(f"{lock_path}: its recipe has fingerprint {fingerprint(recipe)[:12]}, the lock records"
@@ -142,7 +146,7 @@ def _check_fingerprint(recipe, lock: dict, lock_path: Path) -> None:
                          " another data format")
 
 
-def _check_models(recipe, lock: dict, lock_path: Path):
+def check_models(recipe, lock: dict, lock_path: Path):
     """The recipe to regenerate with (a Hub model pinned to the commit the lock records), or exit 2
     unless the exact weights the lock names can be loaded here."""
     import dataclasses
@@ -173,7 +177,7 @@ def _check_models(recipe, lock: dict, lock_path: Path):
     return recipe
 
 
-def _captions(build_dir: Path, lock: dict) -> list:
+def curated_captions(build_dir: Path, lock: dict) -> list:
     from ..curation.captions import parse_caption_line
     path = build_dir / layout.CAPTIONS
     if not path.is_file():

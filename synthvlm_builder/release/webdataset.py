@@ -2,8 +2,11 @@
 (open_clip, webdataset, img2dataset's output).
 
     OUT/00000.tar ... OUT/NNNNN.tar   each sample: <key>.jpg|png|webp, <key>.txt (the caption),
-                                      <key>.json (every published column but the image)
+                                      <key>.json (every published column but the image, and as
+                                      img2dataset writes them, `key` and the image's `sha256`)
     OUT/index.json                    the shards, with sample counts, bytes and sha256
+    OUT/sizes.json                    {"00000.tar": samples, ...}: where open_clip's training loader
+                                      (open_clip_train/data.py get_dataset_size) reads the sample count
 
 Samples keep the build's order; a sample's files are adjacent in its tar, as the readers require.
 Keys come from stages/format.py:sample_key (unique per id, no dots, no slashes). Tar headers carry
@@ -12,6 +15,7 @@ The whole folder is written under a temp name and renamed into place (atomic.py)
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import tarfile
@@ -23,6 +27,8 @@ from .export import ExportResult, check_new_folder, format_of, read_rows
 from ..layout import release_data
 
 INDEX = "index.json"
+SIZES = "sizes.json"
+IMG2DATASET_FIELDS = ("key", "sha256")  # beside the row's columns in each <key>.json, as img2dataset names them
 DEFAULT_SHARD_BYTES = 1_000_000_000  # ~1 GB: the size WebDataset's authors recommend streaming in
 BLOCK = 512                            # tar writes every header and file in 512-byte blocks
 
@@ -38,6 +44,7 @@ def sample_files(row: dict, json_columns: list[str]) -> list[tuple[tarfile.TarIn
     key = sample_key(row["id"])
     ext = EXTENSIONS[format_of(row["image"]["path"])]
     meta = {name: row[name] for name in json_columns}
+    meta.update(key=key, sha256=hashlib.sha256(row["image"]["bytes"]).hexdigest())
     return [_member(f"{key}.{ext}", row["image"]["bytes"]),
             _member(f"{key}.txt", row["caption"].encode("utf-8")),
             _member(f"{key}.json", json.dumps(meta, ensure_ascii=False, sort_keys=True).encode("utf-8"))]
@@ -122,9 +129,12 @@ def export_webdataset(build_dir: Path, out: Path, shard_size: int | None = None,
         index = {"format": "webdataset", "samples": len(keys), "shards": shards.index,
                  "url": f"{{00000..{last:05d}}}.tar" if last > 0 else "00000.tar",
                  "extensions": sorted(extensions),
-                 "json_fields": json_columns}
+                 "json_fields": json_columns + list(IMG2DATASET_FIELDS)}
         (tmp / INDEX).write_text(json.dumps(index, indent=1) + "\n")
+        sizes = {s["file"]: s["samples"] for s in shards.index}
+        (tmp / SIZES).write_text(json.dumps(sizes, indent=1) + "\n")
     total = sum(s["bytes"] for s in shards.index)
-    return ExportResult("webdataset", out, len(keys), tuple(out / s["file"] for s in shards.index) + (out / INDEX,),
+    return ExportResult("webdataset", out, len(keys),
+                        tuple(out / s["file"] for s in shards.index) + (out / INDEX, out / SIZES),
                         f"exported {len(keys):,} samples in {len(shards.index)} shard(s), {total:,} bytes ->"
                         f" {out}/{index['url']} (index: {out}/{INDEX})")

@@ -1,6 +1,7 @@
 """max_tokens: captions longer than the text encoders read are dropped, or cut (`truncate`), counted in
-the tokens of the generation model's first text encoder (models/tokenizer.py); validate and the preflight
-make sure it fits every encoder that reads the caption (models/context.py)."""
+the tokens of the generation model's first text encoder, or of the scoring CLIP's (`max_tokens_tokenizer:
+clip`, for curating where the generator's files are not at hand; models/tokenizer.py); validate and the
+preflight make sure it fits every encoder that reads the caption (models/context.py)."""
 from __future__ import annotations
 
 import dataclasses
@@ -29,7 +30,19 @@ class TokenLimitFilter(CaptionStep):
     siblings = {'truncate': {'description': 'With max_tokens: cut long captions to max_tokens instead of dropping '
                                             'them.',
                              'type': 'boolean',
-                             'default': False}}
+                             'default': False},
+                # added after recipes were published: counts in the fingerprint only when set to clip
+                'max_tokens_tokenizer': {'description': "With max_tokens: whose tokenizer counts the tokens. generate "
+                                                        "(the generation model's first text encoder; loading it needs "
+                                                        "the model's tokenizer files at hand) or clip (score.clip's "
+                                                        "open_clip tokenizer: the CLIP BPE of open_clip's "
+                                                        "architectures ships with open_clip, so curation runs where "
+                                                        "the generator's files are not). Counts agree where both are "
+                                                        "CLIP BPE (SD 1.x/2.x, SDXL and open_clip's CLIPs); the "
+                                                        "context checks are the same either way.",
+                                         'enum': ['generate', 'clip'],
+                                         'default': 'generate',
+                                         'x-later': True}}
 
     def __init__(self, tokenizer, max_tokens: int, truncate: bool = False, funnel=None):
         super().__init__(max=max_tokens)

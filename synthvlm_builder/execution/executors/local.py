@@ -17,18 +17,24 @@ class LocalExecutor(Executor):
         worker = ShardWorker(ctx.recipe, ctx.device)
         worker.batch_size = sizes.resolve(worker, shard_items(ctx.recipe, work.captions.shard(pending[0]))[:8])
         with progress() as bar:
+            written = [0]
+
+            def on_written(n: int) -> None:  # scoring and writing keep up with generation, or not: shown
+                written[0] += n
+                bar.set_postfix_str(f"scored and written {written[0]:,}")
+
             for i in pending:
-                marker = run_shard(worker, work, sizes, i, bar)
+                marker = run_shard(worker, work, sizes, i, bar, on_written)
                 work.log("shard_done", shard=i, rows=marker["rows"], seconds=marker["seconds"])
 
 
-def run_shard(worker, work, sizes, index: int, bar) -> dict:
+def run_shard(worker, work, sizes, index: int, bar, on_written=None) -> dict:
     """One shard; on out-of-memory the batch is halved for the rest of the build and the shard redone
     (its partial file is already gone, atomic_path; finished shards are not touched)."""
     from ..batching import is_oom
     while True:
         try:
-            return worker.run(index, work.captions.shard(index), work, on_images=bar.update)
+            return worker.run(index, work.captions.shard(index), work, on_images=bar.update, on_written=on_written)
         except Exception as e:
             if not is_oom(e):
                 raise

@@ -169,7 +169,7 @@ def detect(image) -> dict:
     return {"background": bg, "objects": objects}
 
 
-def check(image: np.ndarray, caption: str) -> dict:
+def check(image: np.ndarray, caption: str, seen: dict | None = None) -> dict:
     """Whether an image (uint8 HxWx3) matches a caption, attribute by attribute.
 
     Keys: parsed, background, count (as many objects as described), color / shape / position
@@ -182,7 +182,7 @@ def check(image: np.ndarray, caption: str) -> dict:
     if scene is None:
         return {"parsed": False, "background": False, "count": False, "color": False,
                 "shape": False, "position": False, "objects": [], "all": False}
-    seen = detect(image)
+    seen = detect(image) if seen is None else seen  # `seen`: detect(image), when the caller has it
     per_obj = []
     for o in scene.objects:
         same = [d for d in seen["objects"] if d["color"] == o.color]

@@ -58,8 +58,10 @@ class ClipScore(ImageScore):
 
     @classmethod
     def columns(cls, cfg: ClipConfig) -> list[Column]:
-        return [Column("clip_score", "float32", "cosine of the open_clip image and text embeddings, in score.clip.units"
-                       " (raw, or 2.5 * max(cosine, 0))", score=True, selection=True)]
+        doc = {"cosine": "the raw cosine of the open_clip image and text embeddings (score.clip.units: cosine)",
+               "clipscore": "CLIPScore, 2.5 * max(cosine, 0) of the open_clip image and text embeddings"
+                            " (score.clip.units: clipscore)"}[cfg.units]
+        return [Column("clip_score", "float32", doc, score=True, selection=True)]
 
     @classmethod
     def models(cls, value: dict, at: tuple) -> list[ModelUse]:

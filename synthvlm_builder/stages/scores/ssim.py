@@ -38,9 +38,9 @@ class SsimScore(ImageScore):
 
     @classmethod
     def columns(cls, cfg: SsimConfig) -> list[Column]:
-        return [Column("ssim", "float32", "SSIM of the image with itself resized down and back up", score=True,
-                       selection=True),
-                Column("score", "float32", "the selection score: clip_score + ssim.weight * ssim", score=True,
+        return [Column("ssim", "float32", f"SSIM of the image with itself resized down to {cfg.size} px and back up",
+                       score=True, selection=True),
+                Column("score", "float32", f"the selection score: clip_score + {cfg.weight:g} * ssim", score=True,
                        selection=True)]
 
     @classmethod
