@@ -80,20 +80,21 @@ def test_rerun_from_another_machine_finds_it_built(s3, built, private_cache):
 
 
 def test_resume_from_another_machine_redoes_only_what_is_missing(s3, built, private_cache, tmp_path):
-    """A run stopped after two shards (no release, shard 2 without its marker, shard 1's marker damaged):
-    a run on another machine checks every shard in the store, keeps shard 0 and makes 1 and 2 again."""
+    """A run stopped before its release (none in the store) that left shard 1's marker damaged: a run on
+    another machine checks every shard in the store, keeps shards 0 and 2 and makes shard 1 again.
+    (A shard without its marker, after a SIGKILL: test_object_store_cluster.py.)"""
     recipe, local, prefix, _ = built
     dst = f"{prefix.split('/')[0]}/resume"
     release = set(json.loads(s3.fs.cat_file(f"{prefix}/{layout.MANIFEST}"))["files"])
-    copy_prefix(s3, prefix, dst, skip=lambda rel: rel in release or rel == layout.MANIFEST
-                or rel.endswith("shard-00002.done.json"))
+    copy_prefix(s3, prefix, dst, skip=lambda rel: rel in release or rel == layout.MANIFEST)
     marker = next(k for k in s3.keys(dst) if k.endswith("shard-00001.done.json"))
     s3.fs.pipe_file(f"{dst}/{marker}", b'{"shard": 1, "rows": "many"}')
-    kept = s3.fs.info(f"{dst}/{marker.replace('00001.done.json', '00000.parquet')}")["ETag"]
+    kept = {i: s3.fs.info(f"{dst}/{marker.replace('00001.done.json', f'0000{i}.parquet')}")["ETag"] for i in (0, 2)}
     proc = cli(recipe, "--output", f"s3://{dst}")
     assert "shard 1: invalid completion marker" in proc.stderr
-    assert "resuming: 1 of 3 shards already done and verified" in proc.stderr
-    assert s3.fs.info(f"{dst}/{marker.replace('00001.done.json', '00000.parquet')}")["ETag"] == kept
+    assert "resuming: 2 of 3 shards already done and verified" in proc.stderr
+    assert {i: s3.fs.info(f"{dst}/{marker.replace('00001.done.json', f'0000{i}.parquet')}")["ETag"]
+            for i in (0, 2)} == kept
     assert store_rows(s3, dst, tmp_path) == read_rows(local)
 
 
@@ -146,13 +147,15 @@ def test_bad_store_urls_are_refused_before_any_work(s3, built, tmp_path):
     assert s3.keys(bucket) == ["notes/todo.txt"]
 
 
-def test_export_reads_a_build_in_the_store(s3, built, tmp_path):
+def test_export_and_verify_read_a_build_in_the_store(s3, built, tmp_path):
     recipe, local, prefix, _ = built
     cli("export", f"s3://{prefix}", "--llava", tmp_path / "llava")
     cli("export", local, "--llava", tmp_path / "llava-local")
     tree = {p.relative_to(tmp_path / "llava"): p.read_bytes() for p in (tmp_path / "llava").rglob("*") if p.is_file()}
     assert len(tree) == 7 and tree == {p.relative_to(tmp_path / "llava-local"): p.read_bytes()
                                        for p in (tmp_path / "llava-local").rglob("*") if p.is_file()}
+    proc = cli("verify", f"s3://{prefix}", "--sample", "1")  # one row regenerated from the store's lock
+    assert "1 of 1 row(s) match: verified" in proc.stdout, proc.stdout
     empty = f"{s3.bucket()}/nothing"
     proc = cli("export", f"s3://{empty}", "--llava", tmp_path / "l2", check=False)
     assert proc.returncode == 2 and "is not a finished synthvlm build" in proc.stderr
@@ -169,6 +172,9 @@ def test_plan_spreads_the_shards_over_nodes(tmp_path):
     assert rows[5] == "nodes        5: at most 1 shard (8 images) per node"  # two nodes idle
     plan = json.loads(cli("plan", recipe, "--nodes", "2", "--json").stdout)
     assert plan["nodes"] == {"nodes": 2, "shards_per_node": 2, "images_per_node": 12, "wall_seconds": None}
+    measured = json.loads(cli("plan", recipe, "--nodes", "2", "--measure", "--json").stdout)
+    per_image = measured["measured"]["seconds_per_image"]
+    assert measured["nodes"]["wall_seconds"] == round(12 * per_image, 1) and per_image > 0
     for bad, message in (("0", "must be at least 1"), ("two", "is not a whole number")):
         proc = cli("plan", recipe, "--nodes", bad, check=False)
         assert proc.returncode == 2 and proc.stderr.startswith("error: --nodes: ") and message in proc.stderr
@@ -196,15 +202,14 @@ def test_overwrite_replaces_the_release_in_the_store(s3, built, tmp_path):
     dst = f"{prefix.split('/')[0]}/overwritten"
     copy_prefix(s3, prefix, dst)
     old_builds = {k.split("/")[2] for k in s3.keys(dst) if k.startswith(layout.BUILDS)}
-    other = recipe.parent / "other.yaml"
-    other.write_text(recipe.read_text().replace("  size: 6\n", "  size: 4\n"))
+    other = write_recipe(tmp_path / "other", n_captions=4, shard_size=4, size=2)  # one small shard
     refused = cli(other, "--output", f"s3://{dst}", check=False)
     assert refused.returncode == 2 and "holds another recipe's build" in refused.stderr
     proc = cli(other, "--output", f"s3://{dst}", "--overwrite")
-    assert f"built 4 rows -> s3://{dst}" in proc.stderr
+    assert f"built 2 rows -> s3://{dst}" in proc.stderr
     keys = s3.keys(dst)
     manifest = json.loads(s3.fs.cat_file(f"{dst}/{layout.MANIFEST}"))
     assert sorted(manifest["files"]) == [k for k in keys if not k.startswith(layout.WORK)]
     builds = {k.split("/")[2] for k in keys if k.startswith(layout.BUILDS)}
     assert len(builds) == 1 and not builds & old_builds
-    assert len(store_rows(s3, dst, tmp_path)) == 4
+    assert len(store_rows(s3, dst, tmp_path)) == 2
