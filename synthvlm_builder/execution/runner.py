@@ -45,7 +45,7 @@ def build(recipe: Recipe, output_dir: Path | None = None, executor: str | None =
     failed, uploader = True, None
     try:
         if target.finish_install(discard_corrupt=overwrite):
-            reporter.info(f"completed the install an earlier run left unfinished in {target.out}")
+            reporter.info(f"completed the install an earlier run left unfinished in {getattr(target, 'url', target.out)}")
         _admit(target, target.contents(overwrite), identity, inputs, key, recipe, overwrite)
         work = target.work_dir(key)
         ctx = BuildContext(recipe, fp, identity, inputs, target, work, executor or recipe.execution.executor,
@@ -149,9 +149,9 @@ def _already_built(ctx: BuildContext) -> BuildResult | None:
     except (OSError, UnicodeError, StateError) as e:
         reporter.note(f"{printable(e)}; assembling this build's files again")
         return None
-    where = getattr(ctx.target, "url", out)
-    reporter.info(f"{where} already holds this build (identity {ctx.identity[:12]}); nothing to do")
-    return BuildResult(out, stats["rows"], ctx.fingerprint, stats, action="exists", url=getattr(ctx.target, "url", None))
+    url = getattr(ctx.target, "url", None)  # a build in object storage (remote.py): out is its local copy
+    reporter.info(f"{url or out} already holds this build (identity {ctx.identity[:12]}); nothing to do")
+    return BuildResult(out, stats["rows"], ctx.fingerprint, stats, action="exists", url=url)
 
 
 def _pending_shards(ctx: BuildContext) -> list[int]:

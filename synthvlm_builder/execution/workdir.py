@@ -3,13 +3,13 @@
 Every file lands by write-temp, fsync, rename; a shard counts as finished only
 when its completion marker (row count + sha256 of the file) exists and matches.
 A `kill -9` at any instant therefore leaves either a finished shard or nothing
-that will ever be used.
+that will ever be used. Everything read back is checked first (state.py): a completion
+marker or caption index that does not hold up means "make that again", never a traceback.
 
 A build in object storage (execution/remote.py) works in a local copy of this folder and gives it a
 `mirror`, the store's copy: each file that makes state durable is sent there as soon as it is final, in
 the same order (the shard, then its marker; the captions, then their index), and a Ray actor on another
-node keeps only scratch copies (`fetch_captions`, `forget_shard`). Everything read back is checked first (state.py): a completion
-marker or caption index that does not hold up means "make that again", never a traceback.
+node keeps only scratch copies (`fetch_captions`, `forget_shard`).
 """
 from __future__ import annotations
 

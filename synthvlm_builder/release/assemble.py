@@ -119,7 +119,8 @@ def summary(out: Path | str, stats: dict, selection_funnel: dict | None = None, 
         "selection:", format_selection(selection_funnel),
         f"time: {total}{per_stage} ({t['images']:,} images)",
         "load it with:",
-        f"  from datasets import load_dataset; ds = load_dataset({str(out)!r}, split='train')" if '://' not in str(out)
-        else f"  from datasets import load_dataset; ds = load_dataset('parquet', data_files={out + '/data/*.parquet'!r},"
-             " split='train', storage_options={...})",
+        f"  from datasets import load_dataset; ds = load_dataset({str(out)!r}, split='train')"
+        if "://" not in str(out) else  # a bucket: its data files, with the store's options (README "Scaling out")
+        f"  from datasets import load_dataset; ds = load_dataset('parquet', data_files={out + '/data/*.parquet'!r},"
+        " split='train', storage_options={...})",
     ])
