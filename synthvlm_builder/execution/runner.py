@@ -45,7 +45,8 @@ def build(recipe: Recipe, output_dir: Path | None = None, executor: str | None =
     failed, uploader = True, None
     try:
         if target.finish_install(discard_corrupt=overwrite):
-            reporter.info(f"completed the install an earlier run left unfinished in {getattr(target, 'url', target.out)}")
+            where = getattr(target, "url", target.out)  # a bucket's URL, not its local copy (remote.py)
+            reporter.info(f"completed the install an earlier run left unfinished in {where}")
         _admit(target, target.contents(overwrite), identity, inputs, key, recipe, overwrite)
         work = target.work_dir(key)
         ctx = BuildContext(recipe, fp, identity, inputs, target, work, executor or recipe.execution.executor,
