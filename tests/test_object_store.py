@@ -213,3 +213,31 @@ def test_overwrite_replaces_the_release_in_the_store(s3, built, tmp_path):
     builds = {k.split("/")[2] for k in keys if k.startswith(layout.BUILDS)}
     assert len(builds) == 1 and not builds & old_builds
     assert len(store_rows(s3, dst, tmp_path)) == 2
+
+
+def test_an_install_cut_short_in_the_store_is_completed_by_the_next_run(s3, built, private_cache, tmp_path):
+    """Killed mid-install: the release staged in the store, the journal written, the card and a data file
+    not yet in place. Readers refuse it; the next run, on any machine, completes it from the store."""
+    recipe, local, prefix, _ = built
+    dst = f"{prefix.split('/')[0]}/cut-short"
+    copy_prefix(s3, prefix, dst)
+    manifest = json.loads(s3.fs.cat_file(f"{dst}/{layout.MANIFEST}"))
+    key = next(k.split("/")[2] for k in s3.keys(dst) if k.startswith(layout.BUILDS))
+    staging = f"{layout.BUILDS}/{key}/{layout.STAGING}"
+    for rel in manifest["files"]:
+        s3.fs.copy(f"{dst}/{rel}", f"{dst}/{staging}/{rel}")
+    s3.fs.pipe_file(f"{dst}/{layout.JOURNAL}", json.dumps({"staging": staging, "files": manifest["files"], "build": {
+        k: manifest[k] for k in ("identity", "fingerprint", "inputs")}}).encode())
+    data = next(rel for rel in manifest["files"] if rel.startswith("data/"))
+    s3.fs.rm_file(f"{dst}/{layout.CARD}")
+    s3.fs.rm_file(f"{dst}/{data}")
+    refused = cli("export", f"s3://{dst}", "--llava", tmp_path / "llava", check=False)
+    assert refused.returncode == 2 and "an install was cut short" in refused.stderr
+    proc = cli(recipe, "--output", f"s3://{dst}")
+    assert f"completed the install an earlier run left unfinished in s3://{dst}" in proc.stderr
+    assert "already holds this build" in proc.stderr
+    keys = s3.keys(dst)
+    assert layout.JOURNAL not in keys and not any(k.startswith(staging) for k in keys)
+    for rel in manifest["files"]:
+        if rel != layout.STATS:
+            assert s3.fs.cat_file(f"{dst}/{rel}") == (local / rel).read_bytes(), rel
