@@ -241,3 +241,30 @@ def test_an_install_cut_short_in_the_store_is_completed_by_the_next_run(s3, buil
     for rel in manifest["files"]:
         if rel != layout.STATS:
             assert s3.fs.cat_file(f"{dst}/{rel}") == (local / rel).read_bytes(), rel
+
+
+def test_a_build_that_lost_its_lease_installs_nothing(s3, tmp_path):
+    """Another run takes the lock over while this one generates (as after a pause longer than the TTL):
+    this one stops before its install, exit 1, and the store holds no release of it."""
+    import threading
+    recipe = write_recipe(tmp_path / "r", n_captions=4, shard_size=4, size=2)
+    prefix = f"{s3.bucket()}/stolen"
+    lock = f"{prefix}/{layout.DIR_LOCK}"
+
+    def steal():
+        for _ in range(2000):
+            if any(k.endswith(layout.CURATED_INDEX) for k in s3.keys(prefix)):
+                s3.fs.pipe_file(lock, lease("another-host", 1, 3600))
+                return
+            time.sleep(0.01)
+
+    thief = threading.Thread(target=steal, daemon=True)
+    thief.start()
+    proc = cli(recipe, "--output", f"s3://{prefix}", check=False)
+    thief.join(5)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.splitlines()[-1].startswith(f"error: lost the lock of s3://{prefix} to another run")
+    keys = s3.keys(prefix)
+    assert layout.MANIFEST not in keys and layout.CARD not in keys and not any(k.startswith("data/") for k in keys)
+    assert json.loads(s3.fs.cat_file(lock))["host"] == "another-host"  # the new owner's lease is left alone
+    assert any(k.endswith(layout.CURATED_INDEX) for k in keys)  # and so is the work state it may be using

@@ -81,7 +81,9 @@ class RemoteOutput(OutputDir):
 
     def release(self, failed: bool = False) -> None:
         try:
-            if failed and self.created and not self._keep_remote():
+            if self.lease.lost:  # the store is another run's now: nothing more is sent there or removed
+                pass
+            elif failed and self.created and not self._keep_remote():
                 for rel in self.listing(fresh=True):  # a first run that failed: the prefix is left empty
                     if rel.startswith(WORK + "/"):
                         self.store.delete(rel)
