@@ -16,6 +16,7 @@ Credentials and endpoints come from the filesystem's own configuration: for s3:/
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path, PurePosixPath
 
@@ -123,30 +124,41 @@ class Store:
         """Whether the server checks the conditions (S3 and its compatibles); else check, then write."""
         return hasattr(self.fs, "call_s3")
 
+    def version(self, rel: str) -> str | None:
+        """What names the object's current content: S3's ETag; elsewhere the sha256 of its bytes (not
+        every filesystem reports a tag that changes with each write). None when absent."""
+        if self.conditional:
+            info = self.info(rel)
+            return None if info is None else tag(info)
+        try:
+            return hashlib.sha256(self.read(rel)).hexdigest()
+        except FileNotFoundError:
+            return None
+
     def create(self, rel: str, data: bytes) -> str:
-        """Create the object only if there is none (If-None-Match: *); its tag, or Conflict."""
+        """Create the object only if there is none (If-None-Match: *); its version, or Conflict."""
         try:
             if self.conditional:
                 return self._s3("put_object", rel, Body=data, IfNoneMatch="*")["ETag"]
             self.fs.pipe_file(self.key(rel), data, mode="create")
         except FileExistsError:
             raise Conflict(rel) from None
-        return tag(self.info(rel) or {})
+        return self.version(rel)
 
     def replace_if(self, rel: str, data: bytes, etag: str) -> str:
-        """Replace the object only if it is still version `etag` (If-Match); the new tag, or Conflict."""
+        """Replace the object only if it is still version `etag` (If-Match); the new version, or Conflict."""
         if self.conditional:
             return self._s3("put_object", rel, Body=data, IfMatch=etag)["ETag"]
-        if tag(self.info(rel) or {}) != etag:
+        if self.version(rel) != etag:
             raise Conflict(rel)
         self.write(rel, data)
-        return tag(self.info(rel) or {})
+        return self.version(rel)
 
     def delete_if(self, rel: str, etag: str) -> None:
         """Delete the object only if it is still version `etag`; Conflict when it changed."""
         if self.conditional:
             self._s3("delete_object", rel, IfMatch=etag)
-        elif tag(self.info(rel) or {}) == etag:
+        elif self.version(rel) == etag:
             self.delete(rel)
         else:
             raise Conflict(rel)

@@ -98,8 +98,8 @@ class Lease:
         self._thread.start()
 
     def _held(self) -> tuple[dict, str] | None:
-        info = self.store.info(self.rel)
-        if info is None:
+        version = self.store.version(self.rel)
+        if version is None:
             return None
         where = f"{self.store.url}/{self.rel}"
         try:
@@ -111,8 +111,7 @@ class Lease:
         except ValueError as e:
             raise CorruptState(where, f"not a lease ({e})", f"remove {where} if no build is running there",
                                self.field) from None
-        from ..storage import tag
-        return body, tag(info)
+        return body, version
 
     @staticmethod
     def _stale(body: dict) -> bool:
