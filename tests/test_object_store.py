@@ -158,7 +158,7 @@ def test_export_and_verify_read_a_build_in_the_store(s3, built, tmp_path):
     assert "1 of 1 row(s) match: verified" in proc.stdout, proc.stdout
     empty = f"{s3.bucket()}/nothing"
     proc = cli("export", f"s3://{empty}", "--llava", tmp_path / "l2", check=False)
-    assert proc.returncode == 2 and "is not a finished synthvlm build" in proc.stderr
+    assert proc.returncode == 2 and f"error: DIR: s3://{empty} is not a finished synthvlm build" in proc.stderr
     assert not os.path.exists(tmp_path / "l2")
 
 
@@ -232,7 +232,7 @@ def test_an_install_cut_short_in_the_store_is_completed_by_the_next_run(s3, buil
     s3.fs.rm_file(f"{dst}/{layout.CARD}")
     s3.fs.rm_file(f"{dst}/{data}")
     refused = cli("export", f"s3://{dst}", "--llava", tmp_path / "llava", check=False)
-    assert refused.returncode == 2 and "an install was cut short" in refused.stderr
+    assert refused.returncode == 2 and f"s3://{dst}: an install was cut short" in refused.stderr
     proc = cli(recipe, "--output", f"s3://{dst}")
     assert f"completed the install an earlier run left unfinished in s3://{dst}" in proc.stderr
     assert "already holds this build" in proc.stderr

@@ -200,27 +200,28 @@ def _same_bytes(local: Path, info: dict) -> bool:
 
 
 def pull_release(store: Store, field: str) -> Path:
-    """A local copy of the finished build in `store` (its manifest and the files it lists, and an install
-    journal if one is left) for publish, export and verify, which then check it as they check a dir."""
+    """A local copy of the finished build in `store` (its manifest and the files it lists) for publish,
+    export and verify, which then check it as they check a dir; bad input, naming the URL, when the store
+    holds no finished build or an install cut short."""
     out = scratch_for(store.url) / "release"
     remove(out)
     try:
         names = store.listing(WORK)
-        for rel in (MANIFEST, JOURNAL):
-            if rel in names:
+        if JOURNAL in names:
+            raise InputError(field, f"{store.url}: an install was cut short ({JOURNAL}); rerun the build command to"
+                             " complete it")
+        if MANIFEST not in names:
+            why = ("its work state has no manifest yet: a build in progress, failed or cut short; rerun the build"
+                   " command to finish it" if names else "build into it with synthvlm-build --output URL")
+            raise InputError(field, f"{store.url} is not a finished synthvlm build (no {MANIFEST}): {why}")
+        store.download(MANIFEST, out / MANIFEST)
+        try:
+            files = load_manifest(out)["files"]
+        except StateError as e:
+            raise e.corrupt("rebuild it: rerun the build into this prefix with --overwrite", field) from None
+        for rel in files:
+            if store.exists(rel):
                 store.download(rel, out / rel)
-        if (out / MANIFEST).is_file():
-            try:
-                files = load_manifest(out)["files"]
-            except StateError as e:
-                raise e.corrupt("rebuild it: rerun the build into this prefix with --overwrite", field) from None
-            for rel in files:
-                if store.exists(rel):
-                    store.download(rel, out / rel)
-        else:
-            out.mkdir(parents=True, exist_ok=True)
-            if names:
-                (out / WORK).mkdir(exist_ok=True)
     except OSError as e:
         raise BuildError(f"cannot read {store.url}: {e}") from None
     return out
