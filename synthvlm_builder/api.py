@@ -73,8 +73,10 @@ def build(recipe: RecipeLike, output_dir: Optional[PathLike] = None, executor: O
     with _call(recipe, reporter):
         from .destination import FOLDER, check_output
         from .execution.preflight import check_cache
-        out = Path(output_dir) if output_dir is not None else None
-        check_output(out or recipe.output_dir, "--output" if out else "output.dir", FOLDER)
+        from .storage import is_url, local_path
+        out = output_dir if is_url(output_dir) else Path(local_path(output_dir)) if output_dir is not None else None
+        if not is_url(out if out is not None else recipe.output.dir):  # a store is checked when it is opened
+            check_output(out or recipe.output_dir, "--output" if out else "output.dir", FOLDER)
         check_cache(recipe)
         from .execution.runner import build as run_build
         done = run_build(recipe, output_dir=out, executor=executor, device=device, overwrite=overwrite, push=push)
@@ -170,10 +172,13 @@ def _captions_output(out: Path, recipe: Recipe) -> Path:
 
 
 def plan(recipe: RecipeLike, measure: bool = False, device: Optional[str] = None, *,
-         reporter: Optional[Reporter] = None) -> PlanResult:
+         reporter: Optional[Reporter] = None, nodes: Optional[int] = None) -> PlanResult:
     """The resolved recipe, fingerprint, shard plan, counts and compute estimate; loads no model unless
-    `measure`, which times a few denoising steps on `device` (default execution.device)."""
+    `measure`, which times a few denoising steps on `device` (default execution.device). With `nodes`,
+    the shards spread over that many nodes (and with `measure`, the wall time)."""
     recipe = _recipe(recipe)
+    if nodes is not None and (isinstance(nodes, bool) or not isinstance(nodes, int) or not 1 <= nodes <= 100_000):
+        raise InputError("--nodes", f"must be a whole number from 1 to 100000, got {nodes!r}")
     with _call(recipe, reporter):
         from .execution.plan import make_plan
         shards = make_plan(recipe, per_caption=_earlier_rounds(recipe))
@@ -185,7 +190,11 @@ def plan(recipe: RecipeLike, measure: bool = False, device: Optional[str] = None
             check_cache(recipe)
             preflight(recipe)
             measured = estimate(measure_steps(recipe, device), shards.candidates)
-    return PlanResult(recipe, shards, measured)
+        spread = None
+        if nodes is not None:
+            from .execution.measure import spread as spread_shards
+            spread = spread_shards(shards.shards, recipe.generate.images_per_caption, nodes, measured)
+    return PlanResult(recipe, shards, measured, spread)
 
 
 def _earlier_rounds(recipe: Recipe):
@@ -215,6 +224,8 @@ def verify(target: PathLike, revision: Optional[str] = None, sample: int = 8, se
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise InputError(name, f"must be a whole number of at least {least}, got {value!r}")
         from .release.verify import verify as verify_build
+        from .storage import is_url
+        target = _build_dir(target, "TARGET") if is_url(target) else target
         return verify_build(os.fspath(target), revision=revision, sample=sample, seed=seed, device=device)
 
 
@@ -242,7 +253,7 @@ def publish(build_dir: PathLike, repo_id: Optional[str] = None, *,
     with _call(None, reporter):
         from .analysis.changes import changes_since
         from .release.publish import publish as publish_dir
-        return publish_dir(Path(build_dir), repo_id=repo_id, changes=changes_since)
+        return publish_dir(_build_dir(build_dir, "DIR"), repo_id=repo_id, changes=changes_since)
 
 
 def _whole(name: str, value, least: int) -> int:
@@ -308,6 +319,16 @@ def evaluate(target: PathLike, eval: Optional[PathLike] = None, seeds: int = 3, 
         return result
 
 
+def _build_dir(build_dir: PathLike, field: str) -> Path:
+    """A finished build to read: a local dir, or a local copy of one in object storage (`s3://...`)."""
+    from .storage import is_url, local_path
+    if not is_url(build_dir):
+        return Path(local_path(build_dir))
+    from .execution.remote import pull_release
+    from .storage import open_store
+    return pull_release(open_store(build_dir, field), field)
+
+
 def as_builder(recipe: Recipe, **options) -> "RecipeBuilder":
     """This recipe as a `datasets.DatasetBuilder` (builder.py; `options`: cache_dir, build_dir, executor,
     device, reporter): `download_and_prepare()` runs or resumes the build, `as_dataset()` reads its rows."""
@@ -333,8 +354,9 @@ def export(build_dir: PathLike, fmt: str, out: PathLike, *, reporter: Optional[R
                              f" {', '.join(registry().names('exporter'))}")
         parsed = _export_options(exporter, options)
         from .destination import NEW_FOLDER, check_output
-        folder = check_output(out, f"--{fmt}", NEW_FOLDER, outside=Path(build_dir))
-        return exporter.export(Path(build_dir), folder, **parsed)
+        build_dir = _build_dir(build_dir, "DIR")
+        folder = check_output(out, f"--{fmt}", NEW_FOLDER, outside=build_dir)
+        return exporter.export(build_dir, folder, **parsed)
 
 
 def _export_options(exporter, options: dict) -> dict:

@@ -125,7 +125,9 @@ def cmd_validate(args) -> int:
 
 def cmd_plan(args) -> int:
     from . import api
-    result = api.plan(args.recipe, measure=args.measure, device=args.device)
+    from .units import parse_int
+    nodes = None if args.nodes is None else parse_int(args.nodes, "--nodes", minimum=1)
+    result = api.plan(args.recipe, measure=args.measure, device=args.device, nodes=nodes)
     print(json.dumps(result.to_json(), indent=2) if args.json else result.summary())
     return 0
 

@@ -86,7 +86,9 @@ ARGUMENTS = {
              ("--measure", {"action": "store_true",
                             "help": "time a few denoising steps of the model on this device and estimate the wall time"
                                     " (loads the model)"}),
-             ("--device", {"metavar": "D", "help": "with --measure: the device (default: execution.device)"})],
+             ("--device", {"metavar": "D", "help": "with --measure: the device (default: execution.device)"}),
+             ("--nodes", {"metavar": "N", "help": "spread the shards over N nodes (one generation actor each): shards"
+                                                 " per node and, with --measure, the wall time"})],
     "diff": [("old", {"metavar": "OLD"}), ("new", {"metavar": "NEW"})],
     "review": [("old", {"metavar": "OLD", "nargs": "?"}), ("new", {"metavar": "NEW"}),
                ("--format", {"choices": ("markdown", "json"), "default": "markdown", "help": "default: markdown"})],

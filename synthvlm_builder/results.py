@@ -22,6 +22,7 @@ class BuildResult:
     action: str = "built"  # or "exists": the dir already held this build and nothing was done
     published: Any = None  # the PublishResult when built with push=True
     seconds: Optional[float] = None  # wall time of the call that returned it
+    url: Optional[str] = None  # the store a build in object storage lives in (`path` is its local copy)
 
     @property
     def identity(self) -> str:
@@ -45,7 +46,7 @@ class BuildResult:
     def summary(self) -> str:
         """What the CLI prints after a build: rows, the selection funnel, timings, how to load it."""
         from .release.assemble import summary
-        return summary(self.path, self.stats, seconds=self.seconds)
+        return summary(self.url or self.path, self.stats, seconds=self.seconds)
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class PlanResult:
     recipe: Recipe
     plan: Any                          # execution/plan.py's Plan: counts, shards, estimate
     measured: Optional[dict] = None    # with measure=True: the timed denoising steps and the wall estimate
+    nodes: Optional[dict] = None       # with nodes=N: shards and images per node, wall time (execution/measure.py)
 
     @property
     def fingerprint(self) -> str:
@@ -79,6 +81,7 @@ class PlanResult:
     def to_json(self) -> dict:
         """What `plan --json` prints."""
         extra = {"measured": self.measured} if self.measured else {}
+        extra.update({"nodes": self.nodes} if self.nodes else {})
         return {**self.plan.to_json(self.recipe), "content": self.content, **extra}
 
     def summary(self) -> str:
@@ -87,6 +90,9 @@ class PlanResult:
         if self.measured:
             from .execution.measure import format_measured
             text += "\n" + format_measured(self.measured, self.plan.candidates)
+        if self.nodes:
+            from .execution.measure import format_spread
+            text += "\n" + format_spread(self.nodes)
         return text
 
     def __str__(self) -> str:

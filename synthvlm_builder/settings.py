@@ -56,6 +56,7 @@ VARIABLES = {v.name: v for v in (
     Variable("SYNTHVLM_PUBLISH_FILES_PER_COMMIT",
              lambda text, name: parse_int(text, name, minimum=1), "files per Hub commit (release/staged.py)"),
     Variable("SYNTHVLM_LLM_RETRY_WAIT", parse_seconds, "first backoff wait of the LLM judge, seconds"),
+    Variable("SYNTHVLM_LOCK_TTL", parse_seconds, "lease of an object-store build's lock (execution/lease.py)"),
     Variable("SYNTHVLM_TEST_SIGNAL", _test_signal, "fault injection: SIG@N or SIG@upload:N"),
     Variable("SYNTHVLM_TEST_OOM_ABOVE", parse_int, "fault injection: out of memory above N images"),
 )}

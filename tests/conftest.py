@@ -46,6 +46,19 @@ def hub_env(hub, tmp_path):
 
 
 @pytest.fixture(scope="session")
+def s3():
+    """A local S3-compatible server (tests/s3server.py), one per run; each test takes its own bucket."""
+    import importlib.util
+    if not (importlib.util.find_spec("s3fs") and importlib.util.find_spec("moto")):
+        from buildutil import missing_tool
+        missing_tool('no s3fs or moto: pip install -e ".[dev]" brings both (the object-store tests)')
+    from s3server import S3Server
+    server = S3Server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def quickstart(tmp_path_factory):
     """The quickstart, end to end in its own process exactly as the README runs it; built once per run."""
     from buildutil import ROOT, cli_process

@@ -61,3 +61,33 @@ def format_measured(m: dict, candidates: int | None) -> str:
         return head + "\nestimate     unknown number of candidates (set captions.sources[].limit)"
     return head + (f"\nestimate     {candidates:,} images x {m['seconds_per_image']:.3f} s ="
                    f" {m['device_hours']:,.2f} device-hours of generation on this device")
+
+
+def spread(shards: list | None, images_per_caption: int, nodes: int, measured: dict | None = None) -> dict:
+    """`plan --nodes N`: the plan's shards over N nodes (one generation actor each, README "Scaling out").
+    Shards are handed out as nodes free up, so no node runs more than ceil(shards / N) of them; the wall
+    time is the busiest node's images at the measured rate (generation only, as `estimate`; a node's
+    model load and the final assembly come on top)."""
+    if shards is None:
+        return {"nodes": nodes, "shards_per_node": None, "images_per_node": None, "wall_seconds": None}
+    sizes = sorted(((stop - start) * images_per_caption for start, stop in shards), reverse=True)
+    load = [0] * nodes
+    count = [0] * nodes
+    for size in sizes:  # the longest first, each to the least loaded node: how a pool drains a queue
+        i = load.index(min(load))
+        load[i] += size
+        count[i] += 1
+    busiest = max(load) if sizes else 0
+    wall = None if measured is None else round(busiest * measured["seconds_per_image"], 1)
+    return {"nodes": nodes, "shards_per_node": max(count), "images_per_node": busiest, "wall_seconds": wall}
+
+
+def format_spread(s: dict) -> str:
+    if s["shards_per_node"] is None:
+        return f"nodes        {s['nodes']}: unknown number of shards (set captions.sources[].limit)"
+    n = s["shards_per_node"]
+    text = (f"nodes        {s['nodes']}: at most {n:,} shard{'s' if n != 1 else ''} ({s['images_per_node']:,} images)"
+            " per node")
+    if s["wall_seconds"] is not None:
+        text += f"; about {s['wall_seconds']:,.1f} s of generation (wall) with a device like this one per node"
+    return text

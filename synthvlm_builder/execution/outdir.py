@@ -171,6 +171,9 @@ class OutputDir:
     def build_root(self, key: str) -> Path:
         return self.builds / key
 
+    def work_dir(self, key: str) -> WorkDir:
+        return WorkDir(self.build_root(key), self.field)
+
     # --- swapping a finished build in ------------------------------------------------------------------
     def install(self, staging: Path, files: list[str], build: dict) -> None:
         """Replace the installed dataset files by `files` (relative paths under `staging`, complete and

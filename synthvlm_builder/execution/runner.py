@@ -24,7 +24,6 @@ from .outdir import Contents, OutputDir
 from .plan import fingerprint as recipe_fingerprint
 from .plan import shard_ranges
 from .preflight import check_device, preflight
-from .workdir import WorkDir
 
 
 def build(recipe: Recipe, output_dir: Path | None = None, executor: str | None = None,
@@ -33,8 +32,7 @@ def build(recipe: Recipe, output_dir: Path | None = None, executor: str | None =
     """With `push`, the destination is checked before any work and each data file is uploaded as soon
     as it is final (release/stream.py); the caller publishes the finished build. With `curated`, the
     caption stage is not run: those captions are the build's (its models and sources are not checked)."""
-    target = OutputDir(Path(output_dir) if output_dir else recipe.output_dir,
-                       "--output" if output_dir else "output.dir")
+    target = output_target(output_dir, recipe)
     device_name = device or recipe.execution.device
     check_device(device_name, "--device" if device else "execution.device")
     preflight(recipe, captions=curated is None)
@@ -47,9 +45,10 @@ def build(recipe: Recipe, output_dir: Path | None = None, executor: str | None =
     failed, uploader = True, None
     try:
         if target.finish_install(discard_corrupt=overwrite):
-            reporter.info(f"completed the install an earlier run left unfinished in {target.out}")
+            where = getattr(target, "url", target.out)  # a bucket's URL, not its local copy (remote.py)
+            reporter.info(f"completed the install an earlier run left unfinished in {where}")
         _admit(target, target.contents(overwrite), identity, inputs, key, recipe, overwrite)
-        work = WorkDir(target.build_root(key), target.field)
+        work = target.work_dir(key)
         ctx = BuildContext(recipe, fp, identity, inputs, target, work, executor or recipe.execution.executor,
                            device_name, curated=curated)
         done = _already_built(ctx)
@@ -81,11 +80,23 @@ def build(recipe: Recipe, output_dir: Path | None = None, executor: str | None =
         rows, stats = assemble(ctx, uploader)
         target.drop_other_builds(keep=key)
         failed = False
-        return BuildResult(ctx.out, rows, fp, stats)
+        return BuildResult(ctx.out, rows, fp, stats, url=getattr(target, "url", None))
     finally:
         if failed and uploader is not None:
             uploader.abandon()
         target.release(failed=failed)
+
+
+def output_target(output_dir, recipe: Recipe) -> OutputDir:
+    """The output: a local dir, or (`s3://...`, any fsspec URL) a store worked on through a local copy."""
+    field = "--output" if output_dir else "output.dir"
+    where = output_dir if output_dir else recipe.output.dir
+    from ..storage import is_url, local_path
+    if is_url(where):
+        from ..storage import open_store
+        from .remote import RemoteOutput
+        return RemoteOutput(open_store(where, field), field)
+    return OutputDir(Path(local_path(where)) if output_dir else recipe.output_dir, field)
 
 
 def _admit(target: OutputDir, here: Contents, identity: str, inputs: dict, key: str, recipe: Recipe,
@@ -148,8 +159,9 @@ def _already_built(ctx: BuildContext) -> BuildResult | None:
     except (OSError, UnicodeError, StateError) as e:
         reporter.note(f"{printable(e)}; assembling this build's files again")
         return None
-    reporter.info(f"{out} already holds this build (identity {ctx.identity[:12]}); nothing to do")
-    return BuildResult(out, stats["rows"], ctx.fingerprint, stats, action="exists")
+    url = getattr(ctx.target, "url", None)  # a build in object storage (remote.py): out is its local copy
+    reporter.info(f"{url or out} already holds this build (identity {ctx.identity[:12]}); nothing to do")
+    return BuildResult(out, stats["rows"], ctx.fingerprint, stats, action="exists", url=url)
 
 
 def _pending_shards(ctx: BuildContext) -> list[int]:

@@ -5,6 +5,11 @@ when its completion marker (row count + sha256 of the file) exists and matches.
 A `kill -9` at any instant therefore leaves either a finished shard or nothing
 that will ever be used. Everything read back is checked first (state.py): a completion
 marker or caption index that does not hold up means "make that again", never a traceback.
+
+A build in object storage (execution/remote.py) works in a local copy of this folder and gives it a
+`mirror`, the store's copy: each file that makes state durable is sent there as soon as it is final, in
+the same order (the shard, then its marker; the captions, then their index), and a Ray actor on another
+node keeps only scratch copies (`fetch_captions`, `forget_shard`).
 """
 from __future__ import annotations
 
@@ -19,9 +24,11 @@ from pathlib import Path
 from .. import reporter
 from ..atomic import atomic_open, atomic_path, atomic_write, is_temp, remove, sha256_file
 from ..curation.captions import caption_line, parse_caption_line
-from ..layout import CURATED, CURATED_INDEX, EVENTS, SHARDS, STATE, WORK_FILES, marker_file, shard_file
+from ..layout import (BATCH, CURATED, CURATED_INDEX, EVENTS, SHARDS, STATE, UPLOADS, WORK_FILES, marker_file,
+                      shard_file)
 from ..recipe.config import Caption
 from ..state import StateError, load
+from ..storage import Store
 from ..text import printable
 
 
@@ -34,10 +41,11 @@ class ShardCheck:
 class WorkDir:
     """One build's work state: DIR/.synthvlm/builds/KEY/ (see outdir.py for the dir around it)."""
 
-    def __init__(self, root: Path, field: str = "DIR"):
+    def __init__(self, root: Path, field: str = "DIR", mirror: Store | None = None):
         self.root = Path(root)
         self.shards = self.root / SHARDS
-        self.captions = CaptionStore(self.root, field)
+        self.mirror = mirror
+        self.captions = CaptionStore(self.root, field, self._push)
         self.field = field  # where errors about the output dir point: --output or output.dir
 
     def prepare(self, state: dict) -> bool:
@@ -53,6 +61,7 @@ class WorkDir:
         self.shards.mkdir(parents=True, exist_ok=True)
         if not existed:
             atomic_write(self.root / STATE, json.dumps(state, indent=1) + "\n")
+            self._push(STATE)
         for stray in [p for p in self.root.rglob(".*") if is_temp(p)]:
             remove(stray)
         self.captions.shard_size = state.get("shard_size")
@@ -93,6 +102,7 @@ class WorkDir:
         marker = {"shard": index, "rows": rows, "bytes": final.stat().st_size, "sha256": sha256_file(final),
                   **extra}
         atomic_write(self.marker_path(index), json.dumps(marker, sort_keys=True) + "\n")
+        self._push(shard_file(index), marker_file(index))
         return marker
 
     def check_shard(self, index: int) -> ShardCheck:
@@ -112,6 +122,38 @@ class WorkDir:
         return ShardCheck(True)
 
     def discard_shard(self, index: int) -> None:
+        self.marker_path(index).unlink(missing_ok=True)
+        self.shard_path(index).unlink(missing_ok=True)
+        self._push(marker_file(index), shard_file(index), delete=True)
+
+    # --- the store's copy (execution/remote.py) -----------------------------------------------------
+    def _push(self, *names: str, delete: bool = False) -> None:
+        """Send these files to the mirror in this order (or delete them there); nothing without one."""
+        for rel in names if self.mirror is not None else ():
+            if delete:
+                self.mirror.delete(rel)
+            else:
+                self.mirror.upload(self.root / rel, rel)
+
+    def push_logs(self) -> None:
+        """The files that only inform a later run (the event log, the batch size, --push's uploads)."""
+        self._push(*(rel for rel in (EVENTS, BATCH, UPLOADS) if (self.root / rel).is_file()))
+
+    def fetch_shards(self, indexes) -> None:
+        """Shards finished elsewhere (Ray actors on other nodes): the shard, then its marker, from the
+        mirror into this folder, where check_shard verifies them like any other."""
+        for i in indexes:
+            for rel in (shard_file(i), marker_file(i)):
+                if self.mirror.exists(rel):
+                    self.mirror.download(rel, self.root / rel)
+
+    def fetch_captions(self) -> None:
+        """The curated captions and their index from the mirror (an actor's scratch copy)."""
+        for rel in (CURATED, CURATED_INDEX):
+            self.mirror.download(rel, self.root / rel)
+
+    def forget_shard(self, index: int) -> None:
+        """Drop the local copy of a shard the mirror holds (node-local disk is only scratch)."""
         self.marker_path(index).unlink(missing_ok=True)
         self.shard_path(index).unlink(missing_ok=True)
 
@@ -151,8 +193,9 @@ class CaptionStore:
     shard starts, so a shard's captions are read with one seek: memory stays flat however
     many captions a build has, and a resumed build reuses exactly the captions it started with."""
 
-    def __init__(self, root: Path, field: str = "DIR"):
+    def __init__(self, root: Path, field: str = "DIR", push=None):
         self.path = root / CURATED
+        self._push = push or (lambda *names, delete=False: None)  # WorkDir._push: the store's copy
         self.meta_path = root / CURATED_INDEX
         self.shard_size: int | None = None  # the build's (WorkDir.prepare), when known
         self.field = field
@@ -204,12 +247,14 @@ class CaptionStore:
         meta = {"count": n, "sha256": sha256_file(self.path), "shard_size": shard_size,
                 "shard_offsets": offsets, "funnel": funnel()}
         atomic_write(self.meta_path, json.dumps(meta) + "\n")
+        self._push(CURATED, CURATED_INDEX)
         self._meta = meta
         return meta
 
     def discard(self) -> None:
         self.meta_path.unlink(missing_ok=True)
         self.path.unlink(missing_ok=True)
+        self._push(CURATED_INDEX, CURATED, delete=True)
         self._meta = None
 
     def shard(self, index: int) -> list[Caption]:

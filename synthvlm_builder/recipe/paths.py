@@ -13,6 +13,7 @@ from typing import Iterator
 from ..hub import is_hf_url
 from ..models.ref import ModelRef, pretrained_is_file
 from ..registry import registry
+from ..storage import is_url
 from .components import model_uses
 
 
@@ -49,7 +50,7 @@ def path_slots(data: dict, base: Path) -> Iterator[tuple[dict, str, str]]:
     for src in data["captions"]["sources"]:
         if src.get("images"):
             yield src, "images", ""
-    if (data.get("output") or {}).get("dir"):
+    if (data.get("output") or {}).get("dir") and not is_url(data["output"]["dir"]):  # s3://...: a store (storage.py)
         yield data["output"], "dir", ""
 
 

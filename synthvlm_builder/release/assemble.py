@@ -131,9 +131,10 @@ def _cost(stats: dict) -> list[str]:
     return lines
 
 
-def summary(out: Path, stats: dict, selection_funnel: dict | None = None, seconds: float | None = None) -> str:
+def summary(out: Path | str, stats: dict, selection_funnel: dict | None = None, seconds: float | None = None) -> str:
     """What the CLI prints after a build (the selection funnel is stats.json's own by default); `seconds`,
-    the wall time of this run, from the start of the command to the dataset in place."""
+    the wall time of this run, from the start of the command to the dataset in place; `out` a URL for a
+    build in object storage (README "Scaling out": storage_options)."""
     selection_funnel = stats["selection"] if selection_funnel is None else selection_funnel
     t = stats["timing"]
     per_stage = ", ".join(f"{k} {v:.1f}s" for k, v in t["stage_seconds"].items())
@@ -144,5 +145,8 @@ def summary(out: Path, stats: dict, selection_funnel: dict | None = None, second
         f"time: {total}{per_stage} ({t['images']:,} images)",
         *_cost(stats),
         "load it with:",
-        f"  from datasets import load_dataset; ds = load_dataset({str(out)!r}, split='train')",
+        f"  from datasets import load_dataset; ds = load_dataset({str(out)!r}, split='train')"
+        if "://" not in str(out) else  # a bucket: its data files, with the store's options (README "Scaling out")
+        f"  from datasets import load_dataset; ds = load_dataset('parquet', data_files={out + '/data/*.parquet'!r},"
+        " split='train', storage_options={...})",
     ])

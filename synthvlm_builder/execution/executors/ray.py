@@ -2,9 +2,16 @@
 actors, each holding a ShardWorker (pipeline + scorer) on its own GPU.
 
 Actors run exactly the local executor's ShardWorker and write the same shard
-files and completion markers into the output dir, so a build can be started on
-one executor and resumed on the other, and both give the same bytes. On a
-cluster the output dir must be on storage every node can reach.
+files and completion markers, so a build can be started on one executor and
+resumed on the other, and both give the same bytes. With a local output dir the
+actors write into it (on a cluster: storage every node can reach). With an
+object-store output (execution/remote.py) nothing is shared but the store: each
+actor copies the captions from it into a scratch folder of its own node, and
+sends each shard, then its marker, to it (workdir.py `mirror`); the driver
+copies the finished shards down. A node that dies takes only scratch with it:
+Ray runs its shards again on another node (a shard without its marker in the
+store never counts), and each shard is read once, by index, when the build is
+assembled, so none is lost or counted twice.
 """
 from __future__ import annotations
 
@@ -56,21 +63,47 @@ class RayExecutor(Executor):
         with progress() as bar:
             run_ray(recipe, ctx.work, shard_ranges(ctx.caption_meta["count"], recipe.execution.shard_size), pending,
                     ctx.device, bar)
+        if ctx.work.mirror is not None:  # the actors sent them to the store: copied down to be assembled here
+            ctx.work.fetch_shards(pending)
+        missing = [i for i in pending if not ctx.work.check_shard(i).ok]
+        if missing:
+            raise BuildError(f"Ray returned without finishing shards {missing[:10]}; rerun the same command to"
+                             " resume (finished shards are kept)")
 
 
 class ShardActor:
     """One per Ray worker: loads the models once, then processes one shard per call."""
 
-    def __init__(self, recipe: Recipe, work_dir: str, device: str):
+    def __init__(self, recipe: Recipe, work_dir: Optional[str], device: str, store: Optional[dict] = None):
         from ..worker import ShardWorker
         self.worker = ShardWorker(recipe, device)
-        self.work = WorkDir(work_dir)
+        self.scratch = None
+        if store is None:
+            self.work = WorkDir(work_dir)
+        else:  # the build's store: this node's disk holds only scratch copies
+            import tempfile
+
+            import ray
+
+            from ...storage import reopen
+            node = ray.get_runtime_context().get_node_id()  # named so a node's scratch can be told apart
+            self.scratch = tempfile.mkdtemp(prefix=f"synthvlm-actor-{node[:16]}-")
+            self.work = WorkDir(self.scratch, mirror=reopen(store["url"], store["options"]))
+            self.work.captions.shard_size = recipe.execution.shard_size
+            self.work.fetch_captions()
+
+    def __del__(self):
+        if getattr(self, "scratch", None):  # what this node kept was scratch: it goes with the actor
+            import shutil
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
     def __call__(self, batch: dict) -> dict:
         out = {"shard": [], "rows": [], "seconds": []}
         for index in batch["shard"]:
-            # Captions come from the work dir, which every node sees: the driver never holds them all.
+            # Captions come from the work dir (or the store's copy): the driver never holds them all.
             marker = self.worker.run(int(index), self.work.captions.shard(int(index)), self.work)
+            if self.scratch is not None:
+                self.work.forget_shard(int(index))
             out["shard"].append(int(index))
             out["rows"].append(marker["rows"])
             out["seconds"].append(marker["seconds"])
@@ -104,8 +137,11 @@ def run_ray(recipe: Recipe, work: WorkDir, shards: list, pending: list[int], dev
         DataContext.get_current().enable_progress_bars = False
         items = [{"shard": i} for i in pending]
         ds = ray.data.from_items(items, override_num_blocks=len(items))
+        store = None if work.mirror is None else {"url": work.mirror.url, "options": work.mirror.options}
         results = ds.map_batches(
-            ShardActor, fn_constructor_kwargs={"recipe": recipe, "work_dir": str(work.root), "device": device},
+            ShardActor, fn_constructor_kwargs={"recipe": recipe, "work_dir": None if store else str(work.root),
+                                               "device": device,
+                                               "store": store},
             batch_size=1, compute=ActorPoolStrategy(size=min(cfg.workers, len(items))), num_gpus=gpus,
         )
         for row in results.iter_rows():  # streams: one row per finished shard
