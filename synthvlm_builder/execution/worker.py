@@ -19,7 +19,7 @@ import signal
 import time
 import uuid
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -115,10 +115,6 @@ class ShardWorker:
         self.schema = candidate_schema(recipe)
         # CPU-side work (SSIM, encoding) can fan out when the denoiser is not on the CPU.
         self.cpu_threads = 1 if self.device.type == "cpu" else min(8, os.cpu_count() or 1)
-        # On the CPU the denoiser already uses every core torch is given: finishing a batch on a second
-        # thread meanwhile only makes two thread teams fight for the same cores (benchmarks/overhead.py
-        # measured its marginal per-image time); there, a batch is finished before the next is generated.
-        self.overlap = self.device.type != "cpu"
         self._signal_at = _test_signal()
 
     def run(self, index: int, captions: list[Caption], work: WorkDir, on_images=None, on_written=None) -> dict:
@@ -135,7 +131,7 @@ class ShardWorker:
         with work.shard_writer(index) as tmp:
             compression = {c: "NONE" if c == "image" else "SNAPPY" for c in self.schema.names}
             with pq.ParquetWriter(tmp, self.schema, compression=compression) as writer, \
-                    (ThreadPoolExecutor(1, thread_name_prefix="finish") if self.overlap else Inline()) as finish, \
+                    ThreadPoolExecutor(1, thread_name_prefix="finish") as finish, \
                     ThreadPoolExecutor(self.cpu_threads, thread_name_prefix="cpu") as cpu:
                 for k, positions, items in self._rounds(captions, rounds):
                     scored = []
@@ -236,24 +232,6 @@ class ShardWorker:
         if self._signal_at and self._signal_at[1] == index:
             os.kill(os.getpid(), self._signal_at[0])
         return np.asarray(scores["score"])
-
-
-class Inline:
-    """An executor that runs each task when it is submitted (the CPU path: no overlap, see `overlap`)."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        return None
-
-    def submit(self, fn, *args, **kwargs) -> Future:
-        future: Future = Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except BaseException as e:  # noqa: BLE001  (raised again by .result(), as a pool's future would)
-            future.set_exception(e)
-        return future
 
 
 def _test_signal() -> tuple[int, int] | None:
