@@ -94,7 +94,7 @@ def main(argv=None) -> dict:
     g, s = recipe.generate, recipe.score
     g = dataclasses.replace(g, **{k: v for k, v in (("steps", args.steps), ("guidance_scale", args.guidance))
                                   if v is not None})
-    k = args.k or g.images_per_caption
+    k = args.k or g.max_candidates
 
     t = time.perf_counter()
     pipe = load_pipeline(g.model, dtype=g.dtype, device="cpu")

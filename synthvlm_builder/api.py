@@ -181,7 +181,7 @@ def plan(recipe: RecipeLike, measure: bool = False, device: Optional[str] = None
         raise InputError("--nodes", f"must be a whole number from 1 to 100000, got {nodes!r}")
     with _call(recipe, reporter):
         from .execution.plan import make_plan
-        shards = make_plan(recipe)
+        shards = make_plan(recipe, per_caption=_earlier_rounds(recipe))
         measured = None
         if measure:
             from .execution.measure import estimate, measure as measure_steps
@@ -195,6 +195,24 @@ def plan(recipe: RecipeLike, measure: bool = False, device: Optional[str] = None
             from .execution.measure import spread as spread_shards
             spread = spread_shards(shards.shards, recipe.generate.images_per_caption, nodes, measured)
     return PlanResult(recipe, shards, measured, spread)
+
+
+def _earlier_rounds(recipe: Recipe):
+    """(mean candidates per caption, where from) of the build installed in an adaptive recipe's output dir
+    (this recipe's, or an earlier version's); None when there is none."""
+    if not recipe.generate.adaptive:
+        return None
+    from .execution.rounds import mean_candidates
+    from .layout import STATS
+    from .state import StateError, load
+    path = recipe.output_dir / STATS
+    try:
+        stats = load(path, "stats") if path.is_file() else {}
+    except (OSError, StateError):
+        return None
+    hist = stats.get("candidates_per_caption")
+    mean = mean_candidates(hist) if isinstance(hist, dict) else None
+    return None if mean is None else (mean, f"{mean:.2f} per caption in the build at {path.parent}")
 
 
 def verify(target: PathLike, revision: Optional[str] = None, sample: int = 8, seed: int = 0,

@@ -271,8 +271,8 @@ def test_card_shows_the_description_and_recipe_literally(tmp_path):
     text = (out / "README.md").read_text()
     _, header, body = text.split("---\n", 2)
     assert yaml.safe_load(header)["pretty_name"] == "tiny-build"
-    tokens = inert(body, ["tiny-build v0.1.0", "Models", "License", "Load", "Funnel", "Scores", "Samples", "Recipe",
-                          "Citation"],
+    tokens = inert(body, ["tiny-build v0.1.0", "Models", "License", "Load", "Funnel", "Scores", "Samples", "Cost",
+                          "Recipe", "Citation"],
                    ["Rows:", "Generation:", "Data fingerprint:", "Generator:", "Scorer:", "Caption length:"],
                    html=[r"<!-- synthvlm:sections -->"],  # where publish and evaluate --card add theirs
                    links=["https://arxiv.org/abs/2407.20756", "https://github.com/synthvlm/synthvlm-builder"],

@@ -36,12 +36,16 @@ class Funnel:
     filters: list[FilterCount] = field(default_factory=list)
     truncated: Optional[int] = None  # set only when max_tokens truncates instead of dropping
     kept: int = 0
+    usage: dict = field(default_factory=dict)  # model step -> what it cost (CaptionStep.usage), while streaming
 
     def to_dict(self) -> dict:
         out = {"sources": [dict(s) for s in self.sources], "filters": [f.to_dict() for f in self.filters],
                "read": sum(s["read"] for s in self.sources), "kept": self.kept}
         if self.truncated is not None:
             out["truncated"] = self.truncated
+        if self.usage:  # only recipes with model steps: the funnel of others stays as it was
+            out["usage"] = {name: {k: round(v, 3) if isinstance(v, float) else v for k, v in u.items()}
+                            for name, u in self.usage.items()}
         return out
 
 
@@ -141,6 +145,8 @@ def iter_curate(cfg: CaptionsConfig, tokenizer=None, funnel: Optional[Funnel] = 
     steps = build_steps(cfg.filters, tokenizer, reserved, device, cache_dir, funnel)
     funnel.sources = [{"name": s.name, "type": s.type, "read": 0} for s in cfg.sources]
     funnel.filters = []
+    funnel.usage = {step.name: step.usage for step in steps if not type(step).is_text_filter()
+                    and type(step).judge is not CaptionStep.judge}
     if any(s.duplicate_ids == "drop" for s in cfg.sources):  # counted first: they never reach a filter
         duplicates = FilterCount("duplicate_ids")
         funnel.filters.append(duplicates)

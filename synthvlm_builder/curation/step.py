@@ -14,6 +14,7 @@ loads (`models`), its preflight, and what names its cache entries (curation/cach
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Callable, ClassVar, Iterator, Optional
@@ -105,6 +106,9 @@ class CaptionStep(Component):
     def __init__(self, min: Optional[float] = None, max: Optional[float] = None):
         self.min, self.max = min, max
         self.counts = self.new_counts()
+        # What a model step cost (the build's cost ledger, execution/ledger.py): seconds in `judge`, and an
+        # LLM step's requests and tokens (as its API's `usage` reports them). Text filters leave it empty.
+        self.usage: dict = {}
 
     def new_counts(self) -> dict[str, "FilterCount"]:
         return {r: FilterCount(r, **({"computed": 0, "cached": 0} if r in self.scored else {}))
@@ -137,9 +141,13 @@ class CaptionStep(Component):
                 else:
                     count.drop(caption)
             return
+        self.usage.setdefault("seconds", 0.0)
         try:
             for batch in batched(captions, self.batch_size):
-                for caption, verdict in zip(batch, self.judge(batch)):
+                t0 = time.perf_counter()
+                verdicts = self.judge(batch)
+                self.usage["seconds"] += time.perf_counter() - t0
+                for caption, verdict in zip(batch, verdicts):
                     if verdict is None:
                         yield caption
                     else:

@@ -3,7 +3,8 @@ runner (execution/runner.py) makes one per build and hands it to its executor (e
 and, once every shard is done, to release/assemble.py, which reads it as this type."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 from pathlib import Path
 
 from ..recipe import Recipe
@@ -37,6 +38,10 @@ class BuildContext:
     caption_meta: dict | None = None  # the curated captions' record (workdir.py), once they are curated
     generation_seconds: float = 0.0   # this run's wall time generating (stats.json)
     curated: Curated | None = None    # the captions of a rebuild, taken instead of the caption stage
+    # select.budget (execution/target.py): whether no further shard is needed, asked by the local executor
+    # before each shard; and, once generation is over, the shards the dataset is selected from.
+    enough: Callable[[], bool] = field(default=lambda: False, repr=False)
+    shards_used: int | None = None
 
     @property
     def out(self) -> Path:
@@ -44,4 +49,5 @@ class BuildContext:
 
     @property
     def n_shards(self) -> int:
-        return len(shard_ranges(self.caption_meta["count"], self.recipe.execution.shard_size))
+        planned = len(shard_ranges(self.caption_meta["count"], self.recipe.execution.shard_size))
+        return planned if self.shards_used is None else min(planned, self.shards_used)

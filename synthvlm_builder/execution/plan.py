@@ -138,6 +138,10 @@ class Plan:
     gpu_hours: Optional[float] = None  # at the REFERENCE throughput
     captions_exact: bool = False  # True when counted after curation, False for limit-based bounds
     curation: tuple = ()          # (funnel row, what it keeps), in order
+    # Adaptive best-of-k: `candidates` is the bound; this the count expected from a previous build's
+    # candidates per caption (None: unknown), and where that figure came from.
+    expected_candidates: Optional[int] = None
+    expected_from: Optional[str] = None
 
     def to_json(self, recipe: Recipe) -> dict:
         return {
@@ -146,7 +150,9 @@ class Plan:
             "fingerprint": self.fingerprint,
             "recipe": portable_dict(recipe),
             "counts": {"captions": self.captions, "candidates": self.candidates, "rows": self.rows,
-                       "exact": self.captions_exact},
+                       "exact": self.captions_exact,
+                       **({"expected_candidates": self.expected_candidates, "expected_from": self.expected_from}
+                          if recipe.generate.adaptive else {})},
             "shards": {"shard_size": recipe.execution.shard_size,
                        "count": None if self.shards is None else len(self.shards),
                        "ranges": self.shards},
@@ -174,9 +180,11 @@ def curation_rows(recipe: Recipe) -> tuple[tuple[str, str], ...]:
                              any(s.duplicate_ids == "drop" for s in recipe.captions.sources)))
 
 
-def make_plan(recipe: Recipe, n_captions: Optional[int] = None) -> Plan:
+def make_plan(recipe: Recipe, n_captions: Optional[int] = None, per_caption: Optional[tuple[float, str]] = None
+              ) -> Plan:
     """Counts use `n_captions` when the caller knows it (after curation), else the
-    sources' limits as an upper bound, else stay unknown."""
+    sources' limits as an upper bound, else stay unknown. `per_caption`: (mean candidates per caption
+    an adaptive recipe's earlier build made, where it was read) for the expected count."""
     exact = n_captions is not None
     if n_captions is None and all(s.limit for s in recipe.captions.sources):
         n_captions = sum(s.limit for s in recipe.captions.sources)
@@ -184,7 +192,7 @@ def make_plan(recipe: Recipe, n_captions: Optional[int] = None) -> Plan:
     if n_captions is None:
         return Plan(fingerprint(recipe), None, None, None, None, None, None, None, None,
                     curation=curation_rows(recipe))
-    candidates = n_captions * g.images_per_caption
+    candidates = n_captions * g.max_candidates  # adaptive best-of-k: the bound
     pool = n_captions if recipe.select.per_caption == "best" else candidates
     rows = min(recipe.select.size, pool)
     cfg = 2 if g.guidance_scale > 1 else 1
@@ -202,4 +210,6 @@ def make_plan(recipe: Recipe, n_captions: Optional[int] = None) -> Plan:
         gpu_hours=gpu_hours(evals, g.resolution),
         captions_exact=exact,
         curation=curation_rows(recipe),
+        expected_candidates=round(n_captions * per_caption[0]) if per_caption and g.adaptive else None,
+        expected_from=per_caption[1] if per_caption and g.adaptive else None,
     )

@@ -47,6 +47,13 @@ def hours(h) -> str:
     return "< 0.0001" if h < 1e-4 else f"{h:.2g}"
 
 
+def _expected(plan: Plan) -> str:
+    """Adaptive best-of-k: the count is a bound; the expected one comes from an earlier build."""
+    if plan.expected_candidates is None:
+        return " at most (adaptive best-of-k; a build of it gives the expected count)"
+    return f" at most; expected ~{plan.expected_candidates:,} ({plan.expected_from})"
+
+
 def format_plan(recipe: Recipe, plan: Plan) -> str:
     g = recipe.generate
     count_note = ("" if plan.captions is None else " (exact)" if plan.captions_exact
@@ -56,13 +63,15 @@ def format_plan(recipe: Recipe, plan: Plan) -> str:
         f"fingerprint  {plan.fingerprint}",
         f"model        {g.model}" + (f" @ {g.revision}" if g.revision else ""),
         f"generation   {g.resolution[0]}x{g.resolution[1]}, {g.steps} steps, guidance {g.guidance_scale}, "
-        f"{g.dtype}, batch {g.batch_size}, {g.images_per_caption} per caption",
+        f"{g.dtype}, batch {g.batch_size}, "
+        + (f"up to {g.max_candidates} per caption until score >= {g.until.min_score}" if g.adaptive
+           else f"{g.images_per_caption} per caption"),
         f"scoring      CLIP {recipe.score.clip.model}" + (f" ({recipe.score.clip.pretrained})"
                                                           if recipe.score.clip.pretrained else "")
         + f" + {recipe.score.ssim.weight} * SSIM@{recipe.score.ssim.size};"
         f" clip_score in {recipe.score.clip.units} units",
         f"captions     {num(plan.captions)}{count_note}",
-        f"candidates   {num(plan.candidates)}",
+        f"candidates   {num(plan.candidates)}" + (_expected(plan) if g.adaptive else ""),
         f"rows         {num(plan.rows)} (select.size {recipe.select.size:,}, per_caption {recipe.select.per_caption})",
         f"shards       {num(None if plan.shards is None else len(plan.shards))} of {recipe.execution.shard_size:,}"
         " captions",

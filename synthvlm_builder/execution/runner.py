@@ -63,10 +63,19 @@ def build(recipe: Recipe, output_dir: Path | None = None, executor: str | None =
         work.log("start", mode="resume" if resumed else "new", executor=ctx.executor, identity=identity)
         ctx.caption_meta = curate_build(ctx)
         pending = _pending_shards(ctx)
+        stream = None
+        if recipe.select.get("budget"):  # an accepted-rows target: no shard past the one reaching it
+            from .target import Target
+            stream = Target(ctx)
+            ctx.enough = stream.enough
+            if stream.enough():
+                pending = []
         t0 = time.perf_counter()
         if pending:
             run_shards(ctx, pending)
         ctx.generation_seconds = time.perf_counter() - t0
+        if stream is not None:
+            ctx.shards_used = stream.shards_needed()
         from ..release.assemble import assemble
         rows, stats = assemble(ctx, uploader)
         target.drop_other_builds(keep=key)
@@ -179,7 +188,7 @@ def run_shards(ctx: BuildContext, pending: list[int]) -> None:
     from .batching import BatchSize
     recipe, work = ctx.recipe, ctx.work
     shards = shard_ranges(ctx.caption_meta["count"], recipe.execution.shard_size)
-    total = sum(shards[i][1] - shards[i][0] for i in pending) * recipe.generate.images_per_caption
+    total = sum(shards[i][1] - shards[i][0] for i in pending) * recipe.generate.max_candidates
     sizes = BatchSize(work.root, recipe.generate.batch_size)
     executor = registry().get("executor", ctx.executor)
     executor.run(ctx, pending, sizes, lambda: reporter.progress(total=total, unit="img", desc="generating"))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+import uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,8 +32,10 @@ from ..recipe.config import Caption, Recipe
 from ..settings import setting
 from ..state import STAGES
 from ..stages.format import decode_image, encode_image
-from ..stages.rows import candidate_schema
+from ..stages.rows import ROUND_BATCH, candidate_schema
 from .plan import derive_seed, sample_id
+from .ledger import GENERATED
+from .rounds import Rounds, histogram
 from .workdir import WorkDir
 
 
@@ -59,11 +62,11 @@ class Item:
 
 def shard_items(recipe: Recipe, captions: list[Caption]) -> list[Item]:
     """Candidates of a shard in plan order: caption by caption, k = 0..images_per_caption-1."""
-    ipc = recipe.generate.images_per_caption
+    ipc = recipe.generate.max_candidates
     return [Item(c, k, derive_seed(recipe.seed, c.id, k)) for c in captions for k in range(ipc)]
 
 
-def batches(items: list[Item], batch_size: int) -> list[list[Item]]:
+def batches(items: list, batch_size: int) -> list[list]:
     """A shard's batches: consecutive items in plan order, `batch_size` at a time (the last may be
     shorter). The build (every executor) and `verify` form them here, so they cannot disagree."""
     return [items[start:start + batch_size] for start in range(0, len(items), batch_size)]
@@ -118,32 +121,64 @@ class ShardWorker:
         """`on_images(n)`: n more images generated; `on_written(n)`: n more scored and written (called from
         the thread that finishes batches)."""
         recipe, bs = self.recipe, self.batch_size
-        items = shard_items(recipe, captions)
+        g = recipe.generate
         seconds = dict.fromkeys(STAGES, 0.0)
         largest = [0]  # the largest encoded image: bounds the dataset's row groups by bytes
         started = time.perf_counter()
         in_flight: deque = deque()
+        rounds = Rounds(len(captions), g.max_candidates, g.until.min_score if g.adaptive else None)
+        made, attempt, parts_before = 0, uuid.uuid4().hex[:16], dict(self.scorer.seconds)
         with work.shard_writer(index) as tmp:
             compression = {c: "NONE" if c == "image" else "SNAPPY" for c in self.schema.names}
             with pq.ParquetWriter(tmp, self.schema, compression=compression) as writer, \
                     ThreadPoolExecutor(1, thread_name_prefix="finish") as finish, \
                     ThreadPoolExecutor(self.cpu_threads, thread_name_prefix="cpu") as cpu:
-                for batch in batches(items, bs):
-                    t0 = time.perf_counter()
-                    pixels = self.generate(batch)
-                    seconds["generate"] += time.perf_counter() - t0
-                    while len(in_flight) >= 2:  # bounded: the generator runs at most one batch ahead
-                        in_flight.popleft().result()
-                    in_flight.append(finish.submit(self._finish_batch, index, batch, pixels, writer, cpu,
-                                                   seconds, largest, on_written))
-                    if on_images:
-                        on_images(len(batch))
+                for k, positions, items in self._rounds(captions, rounds):
+                    scored = []
+                    for batch, members in zip(batches(items, bs), batches(positions, bs)):
+                        t0 = time.perf_counter()
+                        pixels = self.generate(batch)
+                        dt = time.perf_counter() - t0
+                        seconds["generate"] += dt
+                        # the cost ledger (execution/ledger.py) counts what a killed attempt generated from these
+                        work.log(GENERATED, shard=index, attempt=attempt, images=len(batch), seconds=round(dt, 4))
+                        while len(in_flight) >= 2:  # bounded: the generator runs at most one batch ahead
+                            scored.append(in_flight.popleft().result())
+                        extra = {ROUND_BATCH.name: [members] * len(batch)} if g.adaptive else {}
+                        in_flight.append(finish.submit(self._finish_batch, index, batch, pixels, writer, cpu,
+                                                       seconds, largest, extra, on_written))
+                        made += len(batch)
+                        if on_images:
+                            on_images(len(batch))
+                    if g.adaptive:  # the next round depends on this one's scores
+                        while in_flight:
+                            scored.append(in_flight.popleft().result())
+                        rounds.record(positions, np.concatenate(scored) if scored else [])
                 while in_flight:
                     in_flight.popleft().result()
-        return work.mark_done(index, rows=len(items), extra={
+        extra = {"candidates_per_caption": histogram(rounds.taken)} if g.adaptive else {}
+        extra["ledger"] = {"attempt": attempt, "parts": {
+            name: round(s - parts_before.get(name, 0.0), 3) for name, s in self.scorer.seconds.items()}}
+        return work.mark_done(index, rows=made, extra={
             "captions": len(captions), "seconds": round(time.perf_counter() - started, 3),
             "stage_seconds": {k: round(v, 3) for k, v in seconds.items()}, "max_image_bytes": largest[0],
-            "batch_size": bs, **self.where()})
+            "batch_size": bs, **extra, **self.where()})
+
+    def _rounds(self, captions: list[Caption], rounds: Rounds):
+        """(k, shard positions, items) per round. Fixed k: one round of the whole shard in plan order
+        (shard_items), as always; adaptive: round k's captions (execution/rounds.py), candidate k each."""
+        g = self.recipe.generate
+        if not g.adaptive:
+            ipc = g.max_candidates
+            items = shard_items(self.recipe, captions)
+            yield 0, [i // ipc for i in range(len(items))], items
+            return
+        for k in range(g.max_candidates):
+            positions = rounds.active(k)
+            if not positions:
+                return
+            yield k, positions, [Item(captions[i], k, derive_seed(self.recipe.seed, captions[i].id, k))
+                                 for i in positions]
 
     def where(self) -> dict:
         """What changes the low bits of pixels besides the recipe (README "Reproducibility"): the device
@@ -172,7 +207,8 @@ class ShardWorker:
         return self.scorer.score(published.pixels, [it.caption.text for it in batch], host=published.images)
 
     def _finish_batch(self, index: int, batch: list[Item], pixels, writer, cpu, seconds: dict,
-                      largest: list, on_written=None) -> None:
+                      largest: list, extra: dict, on_written=None) -> np.ndarray:
+        """Encode, score and write one batch; returns its combined scores (adaptive rounds read them)."""
         t0 = time.perf_counter()
         published = self.publish(pixels, cpu)
         largest[0] = max([largest[0], *map(len, published.encoded)])
@@ -185,7 +221,7 @@ class ShardWorker:
             "id": [it.id for it in batch], "caption_id": [it.caption.id for it in batch],
             "k": [it.k for it in batch], "caption": [it.caption.text for it in batch],
             "source": [it.caption.source for it in batch], "seed": [it.seed for it in batch],
-            "image": published.encoded, "width": [w] * n, "height": [h] * n, **scores,
+            "image": published.encoded, "width": [w] * n, "height": [h] * n, **scores, **extra,
         }
         writer.write_table(pa.table({name: columns[name] for name in self.schema.names}, schema=self.schema))
         t3 = time.perf_counter()
@@ -195,6 +231,7 @@ class ShardWorker:
             on_written(n)
         if self._signal_at and self._signal_at[1] == index:
             os.kill(os.getpid(), self._signal_at[0])
+        return np.asarray(scores["score"])
 
 
 def _test_signal() -> tuple[int, int] | None:

@@ -190,7 +190,8 @@ def check_select(c: Collector, sel: dict, sources: list[dict], gen: dict) -> Non
     if all("limit" in s for s in sources) and not sel.get("allow_fewer"):
         most = sum(s["limit"] for s in sources)
         if sel.get("per_caption") == "all":
-            most *= gen.get("images_per_caption", 1)
+            ipc = gen.get("images_per_caption", 1)
+            most *= ipc["max"] if isinstance(ipc, dict) else ipc  # adaptive: at most `max` per caption
         if sel["size"] > most:
             c.bad(("select", "size"), f"{sel['size']} rows can never be selected: the sources' limits allow at"
                   f" most {most} candidates; lower size or set allow_fewer: true")

@@ -108,6 +108,21 @@ class CaptionsConfig:
 
 
 @dataclass(frozen=True)
+class StopRule:
+    """Adaptive best-of-k's stopping rule: a caption gets no more candidates once its best one's
+    combined score reaches `min_score` (execution/rounds.py)."""
+    min_score: float
+
+
+@dataclass(frozen=True)
+class AdaptiveK:
+    """Adaptive best-of-k (`images_per_caption: {max, until}`): at most `max` candidates per caption, made
+    in rounds until one meets `until`."""
+    max: int
+    until: StopRule
+
+
+@dataclass(frozen=True)
 class GenerateConfig:
     model: str                   # hub id, absolute local dir, or builtin:<name>
     revision: Optional[str] = None
@@ -115,13 +130,28 @@ class GenerateConfig:
     steps: int = 30
     guidance_scale: float = 7.5
     resolution: tuple[int, int] = (1024, 1024)   # (width, height)
-    images_per_caption: int = 1
+    images_per_caption: Union[int, AdaptiveK] = 1  # candidates per caption; read `max_candidates` for the count
     batch_size: Union[int, str] = 4   # an integer, or "auto" (measured before the first shard)
     dtype: str = "float16"
     negative_prompt: str = ""
     scheduler: Optional[str] = None
     compile: bool = False
     backend: str = field(default="diffusers", metadata=NEW)  # a generator backend (registry kind "generator")
+
+    @property
+    def adaptive(self) -> bool:
+        return isinstance(self.images_per_caption, AdaptiveK)
+
+    @property
+    def max_candidates(self) -> int:
+        """Candidates per caption: fixed k, or adaptive best-of-k's bound."""
+        ipc = self.images_per_caption
+        return ipc.max if isinstance(ipc, AdaptiveK) else ipc
+
+    @property
+    def until(self) -> Optional[StopRule]:
+        """Adaptive best-of-k's stopping rule; None for fixed k."""
+        return self.images_per_caption.until if self.adaptive else None
 
 
 @dataclass(frozen=True)
@@ -144,6 +174,16 @@ class PublishConfig:
 
 
 @dataclass(frozen=True)
+class CostsConfig:
+    """Prices for the cost ledger (execution/ledger.py); None: no price, no money shown for it."""
+    currency: str = "USD"
+    device_hour: Optional[float] = None
+    prompt_tokens_per_million: Optional[float] = None
+    completion_tokens_per_million: Optional[float] = None
+    per_request: Optional[float] = None
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str
     version: str
@@ -160,6 +200,7 @@ class Recipe:
     publish: PublishConfig = PublishConfig()
     execution: Section = Section("execution")  # executor, shard_size, device and each executor's options
     plugins: tuple[str, ...] = field(default=(), metadata=NEW)  # plugin distributions the recipe needs
+    costs: Optional[CostsConfig] = field(default=None, metadata=NEW)  # the ledger's prices (no data)
     # Not recipe fields: where it came from (to locate errors and copy it verbatim),
     # and the folder its relative paths resolve against.
     path: Optional[Path] = None

@@ -32,14 +32,14 @@ def build_recipe(data: dict) -> C.Recipe:
     fields = {
         "name": data["name"], "version": data["version"],
         "captions": C.CaptionsConfig(sources, filters),
-        "generate": build_dataclass(C.GenerateConfig, {**data["generate"],
-                                                       "resolution": tuple(data["generate"]["resolution"])}),
+        "generate": build_dataclass(C.GenerateConfig, _generate(data["generate"])),
         "score": _section(data.get("score") or {}, "score"),
         "select": _select(data["select"]),
         "screen": _section(data.get("screen") or {}, "screen"),
         "execution": _section(data.get("execution") or {}, "executor"),
     }
-    for name, cls in (("format", C.FormatConfig), ("output", C.OutputConfig), ("publish", C.PublishConfig)):
+    for name, cls in (("format", C.FormatConfig), ("output", C.OutputConfig), ("publish", C.PublishConfig),
+                      ("costs", C.CostsConfig)):
         if data.get(name) is not None:
             fields[name] = build_dataclass(cls, data[name])
     for name in ("description", "license", "seed"):
@@ -47,6 +47,16 @@ def build_recipe(data: dict) -> C.Recipe:
             fields[name] = data[name]
     fields["plugins"] = tuple(data.get("plugins") or ())
     return C.Recipe(**fields)
+
+
+def _generate(value: dict) -> dict:
+    """generate's plain data, typed where build_dataclass cannot tell: adaptive best-of-k's
+    `images_per_caption: {max, until}` (the resolved recipe, and so a lock, keeps the same form)."""
+    value = {**value, "resolution": tuple(value["resolution"])}
+    ipc = value.get("images_per_caption")
+    if isinstance(ipc, dict):
+        value["images_per_caption"] = C.AdaptiveK(int(ipc["max"]), C.StopRule(float(ipc["until"]["min_score"])))
+    return value
 
 
 def filters_section(**values) -> C.Section:

@@ -13,6 +13,9 @@ import numpy as np
 from .. import layout, reporter
 from ..atomic import fsync_tree, remove
 from ..execution.context import BuildContext
+from ..execution.ledger import build_ledger, ledger_lines, ledger_markdown
+from ..execution.plan import make_plan
+from ..execution.rounds import merge_histograms
 from ..state import STAGES
 from ..stages import rows
 from ..stages.select import Candidates, Selection, format_selection, rank, select
@@ -52,7 +55,8 @@ def assemble(ctx: BuildContext, uploader: StreamUploader | None = None) -> tuple
     cardplots.sample_grid(staging / layout.SAMPLES, best, worst, len(selection.ids), rows.scores(recipe))
     lock = build_lock(ctx)
     card = cardlib.render(recipe, ctx.fingerprint, info, len(selection.ids), ctx.caption_meta["funnel"],
-                          selection.funnel, picked, lock)
+                          selection.funnel, picked, lock,
+                          cost=ledger_markdown(stats["ledger"], stats.get("candidates_per_caption")))
     shutil.copyfile(work.captions.path, staging / layout.CAPTIONS)  # verify rebuilds batches from it
     (staging / layout.RECIPE).write_text(recipe.text)
     (staging / layout.STATS).write_text(json.dumps(stats, indent=2) + "\n")
@@ -98,12 +102,33 @@ def build_stats(ctx: BuildContext, selection: Selection) -> dict:
     stage = {k: round(sum(m["stage_seconds"][k] for m in markers), 3) for k in STAGES}
     images = sum(m["rows"] for m in markers)
     busy = sum(m["seconds"] for m in markers)
-    return {"fingerprint": ctx.fingerprint, "identity": ctx.identity, "rows": len(selection.ids),
-            "captions": ctx.caption_meta["funnel"],
-            "selection": selection.funnel,
-            "timing": {"stage_seconds": stage, "shard_seconds": round(busy, 3),
-                       "images": images, "images_per_second": round(images / busy, 3) if busy else None,
-                       "this_run_generation_wall_seconds": round(ctx.generation_seconds, 3)}}
+    stats = {"fingerprint": ctx.fingerprint, "identity": ctx.identity, "rows": len(selection.ids),
+             "captions": ctx.caption_meta["funnel"],
+             "selection": selection.funnel,
+             "timing": {"stage_seconds": stage, "shard_seconds": round(busy, 3),
+                        "images": images, "images_per_second": round(images / busy, 3) if busy else None,
+                        "this_run_generation_wall_seconds": round(ctx.generation_seconds, 3)}}
+    if ctx.recipe.generate.adaptive:
+        stats["candidates_per_caption"] = merge_histograms(m.get("candidates_per_caption") for m in markers)
+    stats["ledger"] = build_ledger(ctx.recipe, markers, ctx.caption_meta["funnel"], ctx.work.root)
+    planned = make_plan(ctx.recipe, ctx.caption_meta["count"])  # what `plan` estimated, beside the actual
+    stats["ledger"]["estimate"] = {"images": planned.candidates, "gpu_hours_at_reference": planned.gpu_hours}
+    return stats
+
+
+def _cost(stats: dict) -> list[str]:
+    """The ledger's lines, with `plan`'s estimate beside the actual; a stats.json made before the ledger
+    (an installed older build) has none."""
+    ledger = stats.get("ledger")
+    if not ledger:
+        return []
+    estimate = (ledger.get("estimate") or {}).get("gpu_hours_at_reference")
+    lines = ledger_lines(ledger, estimate)
+    hist = stats.get("candidates_per_caption")
+    if hist:
+        lines.append("candidates per caption: " + ", ".join(f"{n}: {c:,}" for n, c in hist.items())
+                     + f" (plan's bound: {ledger['estimate']['images']:,} images)")
+    return lines
 
 
 def summary(out: Path | str, stats: dict, selection_funnel: dict | None = None, seconds: float | None = None) -> str:
@@ -118,6 +143,7 @@ def summary(out: Path | str, stats: dict, selection_funnel: dict | None = None, 
         f"built {stats['rows']:,} rows -> {out}",
         "selection:", format_selection(selection_funnel),
         f"time: {total}{per_stage} ({t['images']:,} images)",
+        *_cost(stats),
         "load it with:",
         f"  from datasets import load_dataset; ds = load_dataset({str(out)!r}, split='train')"
         if "://" not in str(out) else  # a bucket: its data files, with the store's options (README "Scaling out")

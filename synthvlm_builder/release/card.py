@@ -114,7 +114,7 @@ def card_data(recipe: Recipe, info: datasets.DatasetInfo, rows: int) -> DatasetC
     return data
 
 
-def funnel_table(caption_funnel: dict, selection_funnel: dict, per_caption: int = 1) -> str:
+def funnel_table(caption_funnel: dict, selection_funnel: dict, per_caption: int | str = 1) -> str:
     """The caption funnel, then the selection's: a step that adds rows (the candidates, `per_caption` per
     caption) says so and shows no drop."""
     lines = ["| stage | dropped | remaining |", "|---|---:|---:|"]
@@ -127,7 +127,8 @@ def funnel_table(caption_funnel: dict, selection_funnel: dict, per_caption: int 
         lines.append(f"| caption filter {md_code(f['name'])} | {f['dropped']:,} | {remaining:,} |")
     for s in selection_funnel["steps"]:
         if "dropped" not in s:  # the candidates: generated, per_caption for each surviving caption
-            lines.append(f"| {s['step']} generated ({per_caption:,} per caption) | | {s['kept']:,} |")
+            each = per_caption if isinstance(per_caption, str) else f"{per_caption:,}"
+            lines.append(f"| {s['step']} generated ({each} per caption) | | {s['kept']:,} |")
         else:
             lines.append(f"| {s['step']} | {s['dropped']:,} | {s['kept']:,} |")
     return "\n".join(lines)
@@ -143,10 +144,12 @@ def model_lines(recipe: Recipe, lock: dict) -> list[str]:
     """The models, each with the weights the build used (the lock's `weights`: see release/lock.py),
     then how long a caption every text encoder reads whole."""
     models, g = lock["models"], recipe.generate
-    gen, clip = models["generate"], models["clip"]
+    gen, clip = models.get("generate"), models["clip"]
     variant = f", variant {span(g.variant)}" if g.variant else ""
     pretrained = f" with pretrained {span(clip['pretrained'])}" if clip.get("pretrained") else ""
-    lines = [f"- **Generator:** {span(gen['model'])}{weights(gen['model'], gen)}{variant}, {g.dtype}",
+    # a backend that loads no model (stages/generators/shapes_world.py) has no weights to name
+    lines = [f"- **Generator:** {span(gen['model'])}{weights(gen['model'], gen)}{variant}, {g.dtype}" if gen else
+             f"- **Generator:** the {span(g.backend)} backend (no model weights), standing in for {span(g.model)}",
              f"- **Scorer:** open_clip {span(clip['model'])}{pretrained}{weights(clip['model'], clip, True)}, "
              + (f"text prefix {span(clip['prefix'])}" if clip.get("prefix") else "no text prefix")]
     a = models.get("aesthetic")
@@ -222,7 +225,7 @@ def rebuild_context(recipe: Recipe) -> dict:
 
 
 def render(recipe: Recipe, fingerprint: str, info: datasets.DatasetInfo, rows: int, caption_funnel: dict,
-           selection_funnel: dict, selected: dict, lock: dict) -> DatasetCard:
+           selection_funnel: dict, selected: dict, lock: dict, cost: str = "") -> DatasetCard:
     """The card from card_template.md; `selected` maps each score column to the selected rows' values;
     `lock` is recipe.lock.json's content (the models as resolved). Every recipe-derived string goes
     into the Markdown escaped (text.py): a recipe's description is its author's text, and the card is
@@ -241,12 +244,15 @@ def render(recipe: Recipe, fingerprint: str, info: datasets.DatasetInfo, rows: i
         "ssim_size": s.ssim.size,
         "rows": f"{rows:,}", "width": g.resolution[0], "height": g.resolution[1],
         "image_format": recipe.format.image_format.upper(), "steps": g.steps, "guidance": g.guidance_scale,
-        "dtype": g.dtype, "per_caption": g.images_per_caption, "fingerprint": fingerprint,
+        "dtype": g.dtype, "fingerprint": fingerprint, "cost": cost,
+        "per_caption": g.max_candidates, "up_to": "up to " if g.adaptive else "",
+        "adaptive": f" (adaptive: until score >= {g.until.min_score})" if g.adaptive else "",
         "load_from": repo_id or f"path/to/{recipe.name}-v{recipe.version}",
         "load_revision": f', revision="v{recipe.version}"' if repo_id else "",
         **rebuild_context(recipe),
         "fields": field_list(recipe),
-        "funnel": funnel_table(caption_funnel, selection_funnel, g.images_per_caption),
+        "funnel": funnel_table(caption_funnel, selection_funnel,
+                               f"up to {g.max_candidates}, adaptive" if g.adaptive else g.images_per_caption),
         "best_per_caption": recipe.select.per_caption == "best",
         "score_lines": [_stats_line(name, selected[name]) for name in scores(recipe)],
         "histogram": HISTOGRAM, "samples": SAMPLES, "citation": CITATION,

@@ -68,7 +68,7 @@ def verify(target: str, revision: str | None = None, sample: int = 8, seed: int 
                  f"{_threads([here['cpu_threads']] if here['cpu_threads'] else [])}: pixels must be "
                  + ("identical" if exact else "within 1/255 (another device type or thread count)"))
     with reporter.progress(total=len(groups), desc="regenerating", unit="batch") if groups else nullcontext() as bar:
-        for (shard, _), (batch, members) in sorted(groups.items()):
+        for _, (batch, members) in sorted(groups.items()):
             published = worker.publish(worker.generate(batch))
             scores = worker.scores(batch, published)
             for pos, row in members:
@@ -226,7 +226,7 @@ def _locate_batches(recipe, lock: dict, lock_path: Path, captions: list, rows: l
         check = checks[row["id"]] = RowCheck(row["id"])
         caption_id, _, k = row["id"].rpartition("-")
         ci = index.get(caption_id)
-        if ci is None or not (k.isascii() and k.isdigit()) or int(k) >= recipe.generate.images_per_caption:
+        if ci is None or not (k.isascii() and k.isdigit()) or int(k) >= recipe.generate.max_candidates:
             check.problems.append("id names no candidate of the curated captions")
             continue
         if row["caption"] != captions[ci].text:
@@ -240,12 +240,36 @@ def _locate_batches(recipe, lock: dict, lock_path: Path, captions: list, rows: l
                              f" make at least {shard + 1} of {shard_size}", location=str(lock_path))
         bs = per_shard[shard] if per_shard else default_bs
         start = shard * shard_size
+        if recipe.generate.adaptive:  # the batch of its round, as the row records it (execution/rounds.py)
+            found = _round_batch(recipe, captions[start:start + shard_size], row, first, int(k))
+            if isinstance(found, str):
+                check.problems.append(found)
+                continue
+            batch, position = found
+            check.shard, check.batch = shard, int(k)
+            key = (shard, int(k), tuple(it.caption.id for it in batch))
+            groups.setdefault(key, (batch, []))[1].append((position, row))
+            continue
         items = shard_items(recipe, captions[start:start + shard_size])
-        position = first * recipe.generate.images_per_caption + int(k)
+        position = first * recipe.generate.max_candidates + int(k)
         check.shard, check.batch = shard, position // bs
         batch = batches(items, bs)[check.batch]
         groups.setdefault((shard, check.batch), (batch, []))[1].append((position % bs, row))
     return groups, checks
+
+
+def _round_batch(recipe, shard: list, row: dict, first: int, k: int):
+    """(the items of an adaptive build's round batch, the row's position in it), rebuilt from the row's
+    round_batch column; or what is wrong with that column."""
+    from ..execution.plan import derive_seed
+    from ..execution.worker import Item
+    members = row.get("round_batch")
+    if not isinstance(members, list) or not members or any(
+            not isinstance(p, int) or not 0 <= p < len(shard) for p in members) or members != sorted(set(members)):
+        return "round_batch does not name captions of its shard in plan order"
+    if first not in members:
+        return "round_batch does not hold the row's own caption"
+    return [Item(shard[p], k, derive_seed(recipe.seed, shard[p].id, k)) for p in members], members.index(first)
 
 
 # --- comparison -----------------------------------------------------------------------------------

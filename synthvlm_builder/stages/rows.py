@@ -29,9 +29,16 @@ TAIL = (
 )
 
 
+# Adaptive best-of-k only (execution/rounds.py): which captions a round's batch held, for `verify`.
+ROUND_BATCH = Column("round_batch", "int32_list", "adaptive best-of-k: the shard positions of the captions generated"
+                     " in this image's batch (`verify` rebuilds the batch from them)")
+
+
 def columns(recipe) -> list[Column]:
     from ..recipe.components import enabled
     parts = [c for kind in ("score", "screen") for cls, cfg in enabled(recipe, kind) for c in cls.columns(cfg)]
+    if recipe.generate.adaptive:
+        parts.append(ROUND_BATCH)
     # columns only the work state keeps (near-duplicates' embeddings) stay last, as they always were
     return [*HEAD, *(c for c in parts if c.published), *TAIL, *(c for c in parts if not c.published)]
 
@@ -39,7 +46,7 @@ def columns(recipe) -> list[Column]:
 def _arrow(kind: str):
     import pyarrow as pa
     return {"string": pa.string(), "int32": pa.int32(), "int64": pa.int64(), "float32": pa.float32(),
-            "binary": pa.binary(), "image": pa.binary()}[kind]
+            "binary": pa.binary(), "image": pa.binary(), "int32_list": pa.list_(pa.int32())}[kind]
 
 
 def candidate_schema(recipe):
@@ -62,7 +69,7 @@ def features(recipe):
     kinds = {
         "string": lambda: datasets.Value("string"), "int32": lambda: datasets.Value("int32"),
         "int64": lambda: datasets.Value("int64"), "float32": lambda: datasets.Value("float32"),
-        "image": datasets.Image,
+        "image": datasets.Image, "int32_list": lambda: datasets.List(datasets.Value("int32")),
         "conversations": lambda: datasets.List({"from": datasets.Value("string"),
                                                 "value": datasets.Value("string")}),
     }

@@ -8,6 +8,8 @@ model) is loaded once (`ScoringContext.clip`).
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 
@@ -68,7 +70,9 @@ class BatchScorer:
         self.recipe = recipe
         self.context = ScoringContext(recipe, device, clip_bundle)
         self.clip = self.context.main_clip
-        self.parts = [cls.load(cfg, self.context) for kind in ("score", "screen") for cls, cfg in enabled(recipe, kind)]
+        self.parts = [(f"{kind}.{cls.name}", cls.load(cfg, self.context))
+                      for kind in ("score", "screen") for cls, cfg in enabled(recipe, kind)]
+        self.seconds = {name: 0.0 for name, _ in self.parts}  # per score and screen: the cost ledger's
 
     def score(self, pixels: torch.Tensor, captions: list[str], host: np.ndarray | None = None) -> dict:
         """Column name -> one value per image (rows.py names every column). `pixels`: the published
@@ -76,6 +80,8 @@ class BatchScorer:
         the CPU, when at hand (the screens that read images on the CPU use it)."""
         pixels = torch.as_tensor(pixels).to(self.clip.device)
         batch = ScoredBatch(self.context, pixels, host if host is not None else pixels.cpu().numpy(), captions)
-        for part in self.parts:
+        for name, part in self.parts:
+            t0 = time.perf_counter()
             batch.out.update(part.score(batch))
+            self.seconds[name] += time.perf_counter() - t0
         return batch.out

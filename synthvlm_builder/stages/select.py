@@ -11,6 +11,7 @@ import numpy as np
 
 from ..errors import BuildError
 from ..recipe.config import Section
+from .budget import budget_of, caption_ranks, passing, prefix_captions
 
 
 @dataclass
@@ -76,6 +77,15 @@ def select(c: Candidates, cfg: Section, screen: Section = Section("screen")) -> 
         reasons[before & ~keep] = name
         steps.append({"step": name, "dropped": int(before.sum()) - int(keep.sum()), "kept": int(keep.sum())})
 
+    budget = budget_of(cfg)
+    if budget is not None:  # an accepted-rows target: the shortest prefix of captions holding `size` rows
+        ranks = caption_ranks(c.caption_id)
+        ok = passing({**c.scores, **c.columns}, rules(cfg, screen))
+        used, reached = prefix_captions(ranks, ok, cfg.per_caption, cfg.size, budget)
+        kind, limit = budget
+        streamed = {kind: limit, "captions_used": used, "candidates_used": int((ranks < used).sum()),
+                    "target_reached": reached}
+        step(f"first {used:,} captions (budget {limit:,} {kind})", ranks < used)
     for name, column, op, bound in rules(cfg, screen):
         values = c.scores[column] if column in c.scores else c.columns[column]
         step(name, values >= bound if op == ">=" else values <= bound)  # NaN never passes either bound
@@ -105,6 +115,8 @@ def select(c: Candidates, cfg: Section, screen: Section = Section("screen")) -> 
 
     funnel = {"candidates": len(c), "passed": passed, "selected": len(top), "requested": cfg.size,
               "steps": steps}
+    if budget is not None:
+        funnel["budget"] = streamed
     if len(top):
         chosen = c.score[mask]
         funnel["score_range"] = [float(chosen.min()), float(chosen.max())]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Optional
@@ -196,12 +197,15 @@ class LlmJudgeStep(CaptionStep):
         self.cache = StepCache("llm_judge", cache_dir)
         self.yes = cfg.yes.casefold()
         self.checked = False  # the endpoint is checked before the first request, not on a cached rerun
+        self.usage.update(requests=0, prompt_tokens=0, completion_tokens=0)
+        self.usage_lock = threading.Lock()  # requests are answered on the pool's threads
 
     def ask(self, text: str) -> str:
         def once() -> str:
             reply = self.client.chat.completions.create(
                 model=self.cfg.model, temperature=0, max_tokens=16,
                 messages=[{"role": "user", "content": self.cfg.prompt.replace("{caption}", text)}])
+            self.count_usage(getattr(reply, "usage", None))
             choices = getattr(reply, "choices", None)
             content = choices[0].message.content if choices else None
             if not isinstance(content, str) or not content.strip():
@@ -213,6 +217,15 @@ class LlmJudgeStep(CaptionStep):
         except Exception as e:
             tried = f" after {self.cfg.retries + 1} attempts" if OPENAI.transient(e) else ""
             raise BuildError(f"{FIELD}: {self.cfg.base_url} failed{tried}: {OPENAI.describe(e)}") from None
+
+    def count_usage(self, usage) -> None:
+        """One request answered, with the tokens its `usage` reports (an endpoint may report none)."""
+        with self.usage_lock:
+            self.usage["requests"] = self.usage.get("requests", 0) + 1
+            for key in ("prompt_tokens", "completion_tokens"):
+                value = getattr(usage, key, None)
+                if isinstance(value, int):
+                    self.usage[key] = self.usage.get(key, 0) + value
 
     def judge(self, batch):
         keys = [cache_key(self.cfg.model, self.cfg.prompt, c.text) for c in batch]

@@ -24,6 +24,8 @@ class LocalExecutor(Executor):
                 bar.set_postfix_str(f"scored and written {written[0]:,}")
 
             for i in pending:
+                if ctx.enough():  # select.budget reached by the shards before it (execution/target.py)
+                    break
                 marker = run_shard(worker, work, sizes, i, bar, on_written)
                 work.log("shard_done", shard=i, rows=marker["rows"], seconds=marker["seconds"])
 

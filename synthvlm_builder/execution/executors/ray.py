@@ -144,10 +144,9 @@ def run_ray(recipe: Recipe, work: WorkDir, shards: list, pending: list[int], dev
                                                "store": store},
             batch_size=1, compute=ActorPoolStrategy(size=min(cfg.workers, len(items))), num_gpus=gpus,
         )
-        ipc = recipe.generate.images_per_caption
         for row in results.iter_rows():  # streams: one row per finished shard
             i = int(row["shard"])
-            bar.update((shards[i][1] - shards[i][0]) * ipc)
+            bar.update(int(row["rows"]))  # the candidates it made (adaptive best-of-k: fewer than the bound)
             work.log("shard_done", shard=i, rows=int(row["rows"]), seconds=float(row["seconds"]), executor="ray")
     finally:
         if started_here:
