@@ -195,6 +195,7 @@ def test_output_dir_in_the_recipe_may_be_a_store(s3, built, tmp_path):
     assert s3.keys(bucket) == ["from-recipe/notes.txt"]
 
 
+@pytest.mark.slow  # generates images of its own (the default run keeps the module's two shared builds)
 def test_overwrite_replaces_the_release_in_the_store(s3, built, tmp_path):
     """Another recipe's build with --overwrite: the store ends with its release alone (the manifest lists
     every release object there), and the old build's work state is gone."""
@@ -215,6 +216,7 @@ def test_overwrite_replaces_the_release_in_the_store(s3, built, tmp_path):
     assert len(store_rows(s3, dst, tmp_path)) == 2
 
 
+@pytest.mark.slow  # generates images of its own (the default run keeps the module's two shared builds)
 def test_an_install_cut_short_in_the_store_is_completed_by_the_next_run(s3, built, private_cache, tmp_path):
     """Killed mid-install: the release staged in the store, the journal written, the card and a data file
     not yet in place. Readers refuse it; the next run, on any machine, completes it from the store."""
@@ -243,6 +245,7 @@ def test_an_install_cut_short_in_the_store_is_completed_by_the_next_run(s3, buil
             assert s3.fs.cat_file(f"{dst}/{rel}") == (local / rel).read_bytes(), rel
 
 
+@pytest.mark.slow  # generates images of its own (the default run keeps the module's two shared builds)
 def test_a_build_that_lost_its_lease_installs_nothing(s3, tmp_path):
     """Another run takes the lock over while this one generates (as after a pause longer than the TTL):
     this one stops before its install, exit 1, and the store holds no release of it."""
