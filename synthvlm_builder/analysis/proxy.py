@@ -15,7 +15,6 @@ evaluations. Deterministic for a fixed seed and thread count on a CPU; on CUDA, 
 from __future__ import annotations
 
 import io
-import math
 import os
 from dataclasses import asdict, dataclass
 
@@ -116,16 +115,13 @@ def train(images, ids, cfg: ProxyConfig, arch: dict, seed: int, device: str = "c
     (datasets repeat captions: the world's one-object scenes, best-of-k rows of one prompt)."""
     import open_clip
     import torch
-    import torch.nn.functional as F
 
+    from ..models.shapes import contrastive
     if torch.device(device).type == "cuda":
         torch.use_deterministic_algorithms(True)
     torch.manual_seed(seed)  # the initial weights
     model = open_clip.CLIP(**arch).to(device)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
-    other = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": other, "weight_decay": 0.0}], lr=cfg.lr)
+    opt = contrastive.adamw(model, cfg.lr, cfg.weight_decay)
     gen = torch.Generator().manual_seed(seed)
     n = len(images)
     batch = min(cfg.batch_size, n)
@@ -138,21 +134,12 @@ def train(images, ids, cfg: ProxyConfig, arch: dict, seed: int, device: str = "c
             order, at = torch.randperm(n, generator=gen), 0
         idx = order[at:at + batch]
         at += batch
-        scale = min(1.0, (step + 1) / cfg.warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / cfg.steps)))
+        scale = min(1.0, (step + 1) / cfg.warmup) * contrastive.cosine(step, cfg.steps)
         for group in opt.param_groups:
             group["lr"] = cfg.lr * scale
-        img = F.normalize(model.encode_image(_normalize(images[idx], device)), dim=-1)
-        txt = F.normalize(model.encode_text(ids[idx].to(device)), dim=-1)
-        logits = model.logit_scale.exp() * img @ txt.T
         g = groups[idx]
         same = (g[:, None] == g[None, :]) & ~torch.eye(batch, dtype=torch.bool)  # not negatives
-        logits = logits.masked_fill(same.to(device), float("-inf"))
-        loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        with torch.no_grad():
-            model.logit_scale.clamp_(0, math.log(100))
+        contrastive.step(model, opt, _normalize(images[idx], device), ids[idx].to(device), labels, same.to(device))
     return model.eval()
 
 

@@ -12,7 +12,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see train.py
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import math  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -20,7 +19,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from . import nets, world  # noqa: E402
+from . import contrastive, nets, world  # noqa: E402
 from .data import Renderer, tokenize  # noqa: E402
 from .negatives import hard_negative  # noqa: E402
 from .tokenizer import save_tokenizer, world_tokenizer  # noqa: E402
@@ -73,16 +72,14 @@ def train_clip(rng, render: Renderer, tokenizer, steps: int, batch: int = 64, lr
     import open_clip
 
     model = open_clip.CLIP(**nets.clip_model_cfg(len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id))
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
-    other = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": other, "weight_decay": 0.0}], lr=lr)
+    opt = contrastive.adamw(model, lr, 0.05)
     gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
     labels = torch.arange(2 * batch)
     t0 = time.time()
     for step in range(steps):
         warm = min(1.0, (step + 1) / 100)
         for g in opt.param_groups:
-            g["lr"] = lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
+            g["lr"] = lr * warm * contrastive.cosine(step, steps)
         scenes = [world.split_scene(rng, held_out=False) for _ in range(batch)]
         # A negative's caption names positions exactly when its anchor's does (else a moved
         # object would give the anchor's own caption).
@@ -90,15 +87,7 @@ def train_clip(rng, render: Renderer, tokenizer, steps: int, batch: int = 64, lr
         scenes += [hard_negative(s, rng, p) for s, p in zip(scenes, placed)]
         x = normalize(augment((render.batch(scenes) + 1) / 2, gen))
         ids = tokenize(tokenizer, [world.caption(s, rng, p) for s, p in zip(scenes, placed)], nets.TEXT_LEN)
-        img = F.normalize(model.encode_image(x), dim=-1)
-        txt = F.normalize(model.encode_text(ids), dim=-1)
-        logits = model.logit_scale.exp() * img @ txt.T
-        loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        with torch.no_grad():
-            model.logit_scale.clamp_(0, math.log(100))
+        logits, loss = contrastive.step(model, opt, x, ids, labels)
         if step % 200 == 0 or step == steps - 1:
             acc = (logits.argmax(1) == labels).float().mean().item()
             log(f"clip step {step} loss {loss.item():.4f} i2t acc {acc:.3f} ({time.time() - t0:.0f}s)")
