@@ -184,12 +184,21 @@ def plan(recipe: RecipeLike, measure: bool = False, device: Optional[str] = None
         shards = make_plan(recipe, per_caption=_earlier_rounds(recipe))
         measured = None
         if measure:
-            from .execution.measure import estimate, measure as measure_steps
+            from .execution import measure as m
             from .execution.preflight import check_cache, check_device, preflight
             check_device(device or recipe.execution.device, "--device" if device else "execution.device")
             check_cache(recipe)
             preflight(recipe)
-            measured = estimate(measure_steps(recipe, device), shards.candidates)
+            captions = m.first_captions(recipe, device) if recipe.generate.adaptive else []
+            timed = m.measure(recipe, device, tuple(c.text for c in captions))
+            rounds = m.measure_rounds(recipe, device, captions) if captions else None
+            if rounds:  # adaptive best-of-k: the expected count from the rounds just made
+                shards = make_plan(recipe, per_caption=(rounds["mean"], m.measured_from(rounds)))
+            m.save(recipe, timed, rounds, shards.fingerprint)
+            expected = shards.expected_candidates
+            measured = m.estimate(timed, shards.candidates if expected is None else expected)
+            if rounds:
+                measured["rounds"] = rounds
         spread = None
         if nodes is not None:
             from .execution.measure import spread as spread_shards

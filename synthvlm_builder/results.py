@@ -89,7 +89,8 @@ class PlanResult:
         text = format_plan(self.recipe, self.plan)
         if self.measured:
             from .execution.measure import format_measured
-            text += "\n" + format_measured(self.measured, self.plan.candidates)
+            expected = self.plan.expected_candidates
+            text += "\n" + format_measured(self.measured, self.plan.candidates if expected is None else expected)
         if self.nodes:
             from .execution.measure import format_spread
             text += "\n" + format_spread(self.nodes)

@@ -31,13 +31,14 @@ def _path(text: str, name: str) -> str:
 
 
 def _test_signal(text: str, name: str) -> str:
-    """SIG@N (a build's shard N, execution/worker.py) or SIG@upload:N (release/stream.py); the text as is."""
+    """SIG@N (a build's shard N, execution/worker.py), SIG@upload:N (release/stream.py) or SIG@captions
+    (execution/curate.py); the text as is."""
     sig, at, where = text.strip().partition("@")
-    number = where.removeprefix("upload:")
+    number = "0" if where == "captions" else where.removeprefix("upload:")
     known = sig.isascii() and sig.isalnum() and isinstance(getattr(signal, f"SIG{sig.upper()}", None), signal.Signals)
     if not (at and known and number.isascii() and number.isdigit() and len(number) < 10):
-        raise InputError(name, f"{text!r} is not SIG@N or SIG@upload:N, SIG a signal name and N a number"
-                         " (e.g. KILL@2)")
+        raise InputError(name, f"{text!r} is not SIG@N, SIG@upload:N or SIG@captions, SIG a signal name and N a"
+                         " number (e.g. KILL@2)")
     return text.strip()
 
 
@@ -57,7 +58,7 @@ VARIABLES = {v.name: v for v in (
              lambda text, name: parse_int(text, name, minimum=1), "files per Hub commit (release/staged.py)"),
     Variable("SYNTHVLM_LLM_RETRY_WAIT", parse_seconds, "first backoff wait of the LLM judge, seconds"),
     Variable("SYNTHVLM_LOCK_TTL", parse_seconds, "lease of an object-store build's lock (execution/lease.py)"),
-    Variable("SYNTHVLM_TEST_SIGNAL", _test_signal, "fault injection: SIG@N or SIG@upload:N"),
+    Variable("SYNTHVLM_TEST_SIGNAL", _test_signal, "fault injection: SIG@N, SIG@upload:N or SIG@captions"),
     Variable("SYNTHVLM_TEST_OOM_ABOVE", parse_int, "fault injection: out of memory above N images"),
 )}
 

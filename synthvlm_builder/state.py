@@ -9,6 +9,7 @@ are layout.py's:
     .../KEY/batch.json                     "batch"     the batch size generation uses (execution/batching.py)
     .../KEY/uploads.json                   "uploads"   what --push has sent already (release/stream.py)
     DIR/stats.json                         "stats"     read back to say "nothing to do"
+    $SYNTHVLM_CACHE/measured/KEY.json      "measured"  what `plan --measure` measured (execution/measure.py)
 
 Whatever is read back may have been damaged, edited or planted: it is parsed, checked against its
 schema, and every path in it must be a plain relative path that stays inside its folder once symbolic
@@ -64,6 +65,12 @@ SCHEMAS = {
                        files={"type": "object", "propertyNames": {"pattern": "^[0-9a-f]{64}$"},
                               "additionalProperties": _COUNT}),
     "stats": _object(["rows"], rows=_COUNT),
+    "measured": _object(["key", "measured_at", "device", "seconds_per_image", "rounds"], key={"type": "object"},
+                        measured_at={"type": "string", "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$"},
+                        device=_TEXT, seconds_per_image=_SECONDS,
+                        rounds={"oneOf": [{"type": "null"}, _object(
+                            ["fingerprint", "captions", "mean"], fingerprint=_TEXT,
+                            captions={"type": "integer", "minimum": 1}, mean={"type": "number", "minimum": 1})]}),
 }
 _VALIDATORS = {kind: Draft202012Validator(schema) for kind, schema in SCHEMAS.items()}
 

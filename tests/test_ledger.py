@@ -3,6 +3,7 @@ build's work plus the work the kill made it redo, counted apart; LLM requests an
 endpoint's `usage`; money only from the recipe's `costs:` prices, which change no fingerprint."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -100,3 +101,42 @@ def test_costs_change_no_fingerprint_and_bad_prices_exit_2(tmp_path):
         (line,) = proc.stderr.strip().splitlines()
         assert line.startswith(f"{path}:") and message in line, line
         assert not (tmp_path / "c" / "out").exists()
+
+
+def test_curation_lost_to_a_kill_is_counted_as_redone(tmp_path, private_cache, monkeypatch):
+    """Interrupted twice after the LLM judge answered every caption and before the curated captions were
+    recorded (SYNTHVLM_TEST_SIGNAL=INT@captions: the signal arrives at that point, in this process; the
+    output dir exists beforehand, since a build that fails in a dir it created with no shard finished
+    removes its work state, events log included: execution/outdir.py `release`), the caption caches lost
+    after the first: the second attempt asked all again, the
+    resumed build found every answer cached. An uninterrupted build asks each caption once (1 prompt + 1
+    completion token per answer, tests/llmserver.py): the ledger's total is that plus what it reports
+    redone, and the answers the resumed build reused count once, as the kept captions' work."""
+    with LlmServer() as server:
+        recipe = judged_recipe(tmp_path, server.base_url)
+        out = tmp_path / "out"
+        out.mkdir()
+        monkeypatch.setenv("SYNTHVLM_TEST_SIGNAL", "INT@captions")
+        asked = []
+        for attempt in range(2):
+            stopped = cli(recipe, "--output", out, check=False)
+            assert stopped.returncode == 130 and "interrupted" in stopped.stderr, stopped.stderr
+            asked.append(len(server.requests))
+            assert not (out / "stats.json").exists() and not list(out.glob(".synthvlm/builds/*/captions.json"))
+            if attempt == 0:
+                shutil.rmtree(private_cache / "curation")  # the first attempt's answers are lost with it
+        monkeypatch.delenv("SYNTHVLM_TEST_SIGNAL")
+        resumed = cli(recipe, "--output", out)  # the second attempt's answers are cached: it asks nothing
+        assert len(server.requests) == asked[1] == 2 * asked[0] == 24
+    got = ledger(out)
+    uninterrupted = {"requests": asked[0], "prompt_tokens": asked[0], "completion_tokens": asked[0]}
+    assert got["finished"]["llm"] == uninterrupted
+    assert got["redone"]["llm"] == uninterrupted and got["redone"]["attempts"] == 2
+    assert got["total"]["llm"] == {k: uninterrupted[k] + got["redone"]["llm"][k] for k in uninterrupted}
+    assert got["redone"]["images"] == 0 and got["redone"]["device_seconds"]["curation.llm_judge"] > 0
+    assert got["total"]["device_seconds"] == pytest.approx(
+        sum(got["finished"]["device_seconds"][k] for k in ("generate", "encode", "score", "write",
+                                                            "curation.llm_judge"))
+        + sum(got["redone"]["device_seconds"].values()), abs=0.01)
+    assert "redone after interruptions: 0 images" in resumed.stderr and "12 LLM requests" in resumed.stderr
+    assert "LLM: 24 requests" in resumed.stderr

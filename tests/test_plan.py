@@ -1,6 +1,7 @@
 """Fingerprint, seeds, shards and the plan/diff CLI."""
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -198,3 +199,60 @@ def test_plan_shows_the_paper_recipes_whole_curation(capsys):
     rows = [line.split()[0] for line in out.split("curation     ")[1].splitlines()[1:] if line.startswith("  ")]
     assert rows[-6:] == ["dedupe", "perplexity", "source_image_missing", "source_image_clip", "source_image_itm",
                          "llm_judge"]  # cheapest first: every model step after dedupe
+
+
+def adaptive_recipe(d):
+    """12 captions, up to 2 candidates each until the score reaches 0.3: the tiny models' round-0 scores
+    cluster below 0.27 and above 0.33 (a wide gap), so some captions stop after one and the others take two.
+    Round 1 depends only on round 0, whose batches (4 captions) are the same in `plan --measure`'s one shard
+    of 12 and the build's shards of 4: the measured count is the build's, exactly."""
+    from buildutil import write_recipe
+    path = write_recipe(d)
+    text = path.read_text().replace("  images_per_caption: 2\n",
+                                    "  images_per_caption: {max: 2, until: {min_score: 0.3}}\n")
+    path.write_text(text.replace("      id_column: id\n", "      id_column: id\n      limit: 12\n")
+                    .replace("  size: 8\n", "  size: 8\n  allow_fewer: true\n"))
+    return path
+
+
+def test_plan_measure_gives_the_expected_count_and_the_build_sets_it_beside_the_actual(tmp_path, private_cache):
+    from buildutil import cli
+    recipe = adaptive_recipe(tmp_path / "r")
+    out = tmp_path / "out"
+    text = cli("plan", recipe).stdout  # without --measure: the bound, and what to run for the expected count
+    assert "24 at most (adaptive best-of-k; plan --measure or a build of it gives the expected count)" in text
+    measured = json.loads(cli("plan", recipe, "--measure", "--json").stdout)
+    counts = measured["counts"]
+    assert counts["candidates"] == 24  # the bound stays
+    images = counts["expected_candidates"]  # 12 captions x the measured mean
+    assert 12 < images < 24, "the threshold stops some captions and not others"
+    source = f"{images / 12:.2f} per caption by plan --measure on 12 captions"
+    assert counts["expected_from"] == source
+    assert measured["measured"]["rounds"]["captions"] == 12
+    assert measured["measured"]["rounds"]["mean"] == pytest.approx(images / 12, abs=1e-5)
+    per_image = measured["measured"]["seconds_per_image"]
+    assert measured["measured"]["generation_seconds"] == round(images * per_image, 1) and per_image > 0
+    (record,) = (private_cache / "measured").glob("*.json")
+    # a build of the same generator on the same device puts the measured estimate beside the actual
+    built = cli(recipe, "--output", out)
+    estimate = json.loads((out / "stats.json").read_text())["ledger"]["estimate"]
+    assert estimate["images"] == 24 and estimate["expected_images"] == images and estimate["expected_from"] == source
+    m = estimate["measured"]
+    assert m["seconds_per_image"] == per_image and m["images"] == images and m["device"] == "cpu"
+    assert m["device_hours"] == round(images * per_image / 3600, 6)
+    assert estimate["actual"]["images"] == images and estimate["actual"]["device_hours"] > 0  # as measured
+    line = next(x for x in built.stderr.splitlines() if x.startswith("estimate vs actual: "))
+    assert f"plan's bound 24 images, expected ~{images} ({source}); measured" in line
+    assert f"on cpu ({m['measured_at']})" in line and f"actual {images} images" in line
+    # a record that does not validate, or holds another key, is ignored with one warning line; the build
+    # then says how to get a measurement
+    for bad, why in (("{not json", "not JSON"),
+                     (record.read_text().replace('"dtype"', '"dtype_"'), "another generator or device")):
+        record.write_text(bad)
+        shutil.rmtree(out)
+        proc = cli(recipe, "--output", out)
+        warnings = [x for x in proc.stderr.splitlines() if x.startswith("warning: measurement ignored: ")]
+        assert len(warnings) == 1 and why in warnings[0] and "Traceback" not in proc.stderr, proc.stderr
+        assert json.loads((out / "stats.json").read_text())["ledger"]["estimate"]["measured"] is None
+        assert "no measurement of this generator on this device: `synthvlm-build plan --measure RECIPE`" \
+            in proc.stderr

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 from ..atomic import atomic_open
 from ..errors import BuildError, InputError
@@ -37,6 +37,10 @@ class Funnel:
     truncated: Optional[int] = None  # set only when max_tokens truncates instead of dropping
     kept: int = 0
     usage: dict = field(default_factory=dict)  # model step -> what it cost (CaptionStep.usage), while streaming
+    # A build's run of the stage: its id names the attempt in each model step's usage, and `on_batch` logs what
+    # each batch spent (CaptionStep.on_batch), so the ledger tells a lost attempt's work (execution/ledger.py).
+    attempt: Optional[str] = None
+    on_batch: Optional[Callable] = None
 
     def to_dict(self) -> dict:
         out = {"sources": [dict(s) for s in self.sources], "filters": [f.to_dict() for f in self.filters],
@@ -44,7 +48,8 @@ class Funnel:
         if self.truncated is not None:
             out["truncated"] = self.truncated
         if self.usage:  # only recipes with model steps: the funnel of others stays as it was
-            out["usage"] = {name: {k: round(v, 3) if isinstance(v, float) else v for k, v in u.items()}
+            out["usage"] = {name: {**{k: round(v, 3) if isinstance(v, float) else v for k, v in u.items()},
+                                   **({"attempt": self.attempt} if self.attempt else {})}
                             for name, u in self.usage.items()}
         return out
 
@@ -145,8 +150,11 @@ def iter_curate(cfg: CaptionsConfig, tokenizer=None, funnel: Optional[Funnel] = 
     steps = build_steps(cfg.filters, tokenizer, reserved, device, cache_dir, funnel)
     funnel.sources = [{"name": s.name, "type": s.type, "read": 0} for s in cfg.sources]
     funnel.filters = []
-    funnel.usage = {step.name: step.usage for step in steps if not type(step).is_text_filter()
-                    and type(step).judge is not CaptionStep.judge}
+    model_steps = [step for step in steps
+                   if not type(step).is_text_filter() and type(step).judge is not CaptionStep.judge]
+    funnel.usage = {step.name: step.usage for step in model_steps}
+    for step in model_steps:
+        step.on_batch = funnel.on_batch
     if any(s.duplicate_ids == "drop" for s in cfg.sources):  # counted first: they never reach a filter
         duplicates = FilterCount("duplicate_ids")
         funnel.filters.append(duplicates)

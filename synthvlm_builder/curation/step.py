@@ -109,6 +109,9 @@ class CaptionStep(Component):
         # What a model step cost (the build's cost ledger, execution/ledger.py): seconds in `judge`, and an
         # LLM step's requests and tokens (as its API's `usage` reports them). Text filters leave it empty.
         self.usage: dict = {}
+        # Called after each batch of a model step with (step name, batch index, what that batch spent and how
+        # many values it computed): the build logs it per attempt (execution/curate.py, execution/ledger.py).
+        self.on_batch: Optional[Callable[[str, int, dict], None]] = None
 
     def new_counts(self) -> dict[str, "FilterCount"]:
         return {r: FilterCount(r, **({"computed": 0, "cached": 0} if r in self.scored else {}))
@@ -143,10 +146,14 @@ class CaptionStep(Component):
             return
         self.usage.setdefault("seconds", 0.0)
         try:
-            for batch in batched(captions, self.batch_size):
+            for index, batch in enumerate(batched(captions, self.batch_size)):
+                before, computed = dict(self.usage), self.computed()
                 t0 = time.perf_counter()
                 verdicts = self.judge(batch)
                 self.usage["seconds"] += time.perf_counter() - t0
+                if self.on_batch is not None:
+                    spent = {k: v - before.get(k, 0) for k, v in self.usage.items()}
+                    self.on_batch(self.name, index, {**spent, "computed": self.computed() - computed})
                 for caption, verdict in zip(batch, verdicts):
                     if verdict is None:
                         yield caption
@@ -154,6 +161,10 @@ class CaptionStep(Component):
                         self.counts[verdict[0]].drop(caption, verdict[1])
         finally:
             self.close()
+
+    def computed(self) -> int:
+        """Values computed so far (not found in the cache), over the step's rows."""
+        return sum(c.computed or 0 for c in self.counts.values())
 
     def tally(self, row: str, computed: int, cached: int) -> None:
         self.counts[row].computed += computed

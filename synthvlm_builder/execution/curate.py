@@ -1,12 +1,26 @@
 """The caption stage as the verbs run it: `curate_recipe` streams a recipe's curated captions (the
 `captions` verb, `preview` and the build), and `curate_build` curates a build's captions once per content
-identity into its work dir (workdir.py), where every shard reads them."""
+identity into its work dir (workdir.py), where every shard reads them.
+
+Each run of the stage is an attempt with its own id: every model step's batch is logged with it in the
+events log (`curated`: what the batch spent, how many values it computed), and the stored funnel names
+the attempt whose captions were kept, so the cost ledger counts what a killed attempt spent
+(execution/ledger.py). Fault injection (README "Reliability"): SYNTHVLM_TEST_SIGNAL=SIG@captions sends
+SIG once every caption step has run, before the curated captions are recorded: a deterministic kill
+point after curation has spent its requests and before its result is saved.
+"""
 from __future__ import annotations
+
+import os
+import signal
+import uuid
 
 from .. import reporter
 from ..errors import BuildError
 from ..recipe import Recipe
+from ..settings import setting
 from .context import BuildContext
+from .ledger import CURATED
 
 
 def curate_recipe(recipe: Recipe, funnel, device: str | None = None, inputs: dict | None = None):
@@ -38,12 +52,29 @@ def curate_build(ctx: BuildContext) -> dict:
                              f" release's {c.sha256[:12]}: made by a synthvlm-builder with another captions format")
     if meta is None:
         from ..curation.captions import Funnel
-        funnel = Funnel()
+        attempt = uuid.uuid4().hex[:16]
+
+        def spent(step: str, batch: int, fields: dict) -> None:
+            ctx.work.log(CURATED, attempt=attempt, step=step, batch=batch,
+                         **{k: round(v, 4) if isinstance(v, float) else v for k, v in fields.items()})
+
+        def recorded_funnel() -> dict:  # read once the captions are on disk, before their index is written
+            _test_signal()
+            return funnel.to_dict()
+
+        funnel = Funnel(attempt=attempt, on_batch=spent)
         survivors = curate_recipe(ctx.recipe, funnel, ctx.device, inputs=ctx.inputs)
         with reporter.progress(survivors, desc="captions", unit=" captions") as bar:
-            meta = ctx.work.captions.write(bar, funnel.to_dict, ctx.recipe.execution.shard_size)
+            meta = ctx.work.captions.write(bar, recorded_funnel, ctx.recipe.execution.shard_size)
         reporter.info(f"captions: {meta['count']:,} kept of {meta['funnel']['read']:,} read")
     if not meta["count"]:
         ctx.work.captions.discard()
         raise BuildError("no caption survived the caption filters; see `synthvlm-build captions` for the funnel")
     return meta
+
+
+def _test_signal() -> None:
+    """SYNTHVLM_TEST_SIGNAL=SIG@captions: send SIG now (see the module docstring)."""
+    name, _, where = (setting("SYNTHVLM_TEST_SIGNAL") or "").partition("@")
+    if where == "captions":
+        os.kill(os.getpid(), int(getattr(signal, f"SIG{name.upper()}")))

@@ -6,12 +6,20 @@
 
 Where each figure comes from, so that a resumed build adds up: a finished shard's marker holds its own
 stage seconds, image count and scoring seconds, and the attempt that made it (execution/worker.py);
-curation runs once per content identity and its funnel keeps what its model steps cost
-(curation/captions.py `Funnel.usage`). Work lost to a kill (or an out-of-memory retry) is known from the
-events log: the worker logs each generated batch with its attempt, and a batch of an attempt that is not
-the one a shard's marker names was generated again: `redone`. `total` = the finished work + `redone`.
+curation runs once per content identity and its funnel keeps what its model steps cost and the attempt
+that made the kept captions (curation/captions.py `Funnel.usage`). Work lost to a kill (or an
+out-of-memory retry) is known from the events log: the worker logs each generated batch with its attempt,
+and a batch of an attempt that is not the one a shard's marker names was generated again: `redone`.
 Generation is what a kill loses; the seconds of encoding, scoring and writing a killed attempt's batches
 are not logged (they are small beside it), so `redone` counts images and generate seconds.
+
+Curation's model steps log each batch the same way (execution/curate.py: requests, tokens, seconds and
+how many values the batch computed rather than found in its cache). A lost attempt's batch was spent;
+what the attempt that kept its captions found in the cache because the lost one had computed it was
+spent once, and counts as the kept captions' work (`finished`); the rest, computed again, is `redone`.
+So `total` = `finished` + `redone`, and `finished` is what an uninterrupted build spends, whether the
+caption caches survived the kill or not. A batch a kill cut short is not logged (nor is a generated
+batch the kill cut short).
 """
 from __future__ import annotations
 
@@ -22,12 +30,11 @@ from ..layout import EVENTS
 from ..state import STAGES
 
 GENERATED = "generated"  # the event a worker logs per generated batch
+CURATED = "curated"      # the event a caption model step logs per batch (execution/curate.py)
+LLM = ("requests", "prompt_tokens", "completion_tokens")
 
 
-def redone_work(work_root: Path, markers: list[dict]) -> dict:
-    """Images and generate seconds of attempts that did not finish their shard (from the events log)."""
-    kept = {m["shard"]: (m.get("ledger") or {}).get("attempt") for m in markers}
-    images, seconds, attempts = 0, 0.0, set()
+def _events(work_root: Path):
     try:
         with open(work_root / EVENTS, "rb") as f:
             for line in f:
@@ -35,15 +42,57 @@ def redone_work(work_root: Path, markers: list[dict]) -> dict:
                     event = json.loads(line)
                 except ValueError:  # a line a kill cut short
                     continue
-                if not isinstance(event, dict) or event.get("event") != GENERATED:
-                    continue
-                if kept.get(event.get("shard")) != event.get("attempt"):
-                    images += int(event.get("images") or 0)
-                    seconds += float(event.get("seconds") or 0.0)
-                    attempts.add(event.get("attempt"))
+                if isinstance(event, dict):
+                    yield event
     except FileNotFoundError:
         pass
-    return {"images": images, "device_seconds": {"generate": round(seconds, 3)}, "attempts": len(attempts)}
+
+
+def redone_work(work_root: Path, markers: list[dict], usage: dict | None = None) -> tuple[dict, dict]:
+    """(redone, reused): images and generate seconds of attempts that did not finish their shard, and
+    what lost curation attempts spent, split into what was done again (redone) and what the kept
+    attempt found in the cache (reused, per step). `usage`: the kept funnel's usage (step -> its cost
+    and attempt)."""
+    kept = {m["shard"]: (m.get("ledger") or {}).get("attempt") for m in markers}
+    kept_curation = {name: u.get("attempt") for name, u in (usage or {}).items()}
+    images, seconds, attempts = 0, 0.0, set()
+    batches: dict[tuple, dict] = {}  # (step, batch) -> {"kept": event or None, "lost": [events]}
+    for event in _events(work_root):
+        if event.get("event") == GENERATED and kept.get(event.get("shard")) != event.get("attempt"):
+            images += int(event.get("images") or 0)
+            seconds += float(event.get("seconds") or 0.0)
+            attempts.add(event.get("attempt"))
+        elif event.get("event") == CURATED and kept_curation.get(event.get("step")):
+            slot = batches.setdefault((event["step"], event.get("batch")), {"kept": None, "lost": []})
+            if event.get("attempt") == kept_curation[event["step"]]:
+                slot["kept"] = event
+            else:
+                slot["lost"].append(event)
+                attempts.add(event.get("attempt"))
+    redone: dict[str, dict] = {}
+    reused: dict[str, dict] = {}
+    for (step, _), slot in batches.items():
+        if not slot["lost"]:
+            continue
+        # values a lost attempt computed and the kept one did not: found in the cache, spent once
+        first = max(slot["lost"], key=lambda e: int(e.get("computed") or 0))
+        computed = int(first.get("computed") or 0)
+        again = int((slot["kept"] or {}).get("computed") or 0)
+        share = max(0, computed - again) / computed if computed else 0.0
+        for event in slot["lost"]:
+            part = share if event is first else 0.0
+            for key in ("seconds", *LLM):
+                value = float(event.get(key) or 0)
+                _add(reused.setdefault(step, {}), key, value * part)
+                _add(redone.setdefault(step, {}), key, value * (1 - part))
+    llm = {key: round(sum(u.get(key, 0) for u in redone.values())) for key in LLM}
+    return ({"images": images, "device_seconds": {"generate": round(seconds, 3), **{
+        f"curation.{name}": round(u.get("seconds", 0.0), 3) for name, u in redone.items()}},
+        "llm": llm, "attempts": len(attempts)}, reused)
+
+
+def _add(into: dict, key: str, value: float) -> None:
+    into[key] = into.get(key, 0.0) + value
 
 
 def build_ledger(recipe, markers: list[dict], caption_funnel: dict, work_root: Path) -> dict:
@@ -53,16 +102,18 @@ def build_ledger(recipe, markers: list[dict], caption_funnel: dict, work_root: P
     for m in markers:
         for name, s in ((m.get("ledger") or {}).get("parts") or {}).items():
             parts[name] = parts.get(name, 0.0) + s
-    curation = {name: dict(u) for name, u in (caption_funnel.get("usage") or {}).items()}
-    llm = {key: sum(int(u.get(key, 0)) for u in curation.values())
-           for key in ("requests", "prompt_tokens", "completion_tokens")}
+    usage = caption_funnel.get("usage") or {}
+    redone, reused = redone_work(work_root, markers, usage)
+    curation = {name: {key: float(u.get(key, 0) or 0) + reused.get(name, {}).get(key, 0.0)
+                       for key in ("seconds", *LLM)} for name, u in usage.items()}
+    llm = {key: round(sum(u[key] for u in curation.values())) for key in LLM}
     device = {**stages, **{name: round(s, 3) for name, s in parts.items()},
-              **{f"curation.{name}": round(float(u.get("seconds", 0.0)), 3) for name, u in curation.items()}}
+              **{f"curation.{name}": round(u["seconds"], 3) for name, u in curation.items()}}
     finished = {"images": sum(m["rows"] for m in markers), "device_seconds": device, "llm": llm}
-    redone = redone_work(work_root, markers)
     total_seconds = sum(stages.values()) + sum(device[k] for k in device if k.startswith("curation."))
     total = {"images": finished["images"] + redone["images"],
-             "device_seconds": round(total_seconds + redone["device_seconds"]["generate"], 3), "llm": llm}
+             "device_seconds": round(total_seconds + sum(redone["device_seconds"].values()), 3),
+             "llm": {key: llm[key] + redone["llm"][key] for key in LLM}}
     ledger = {"finished": finished, "redone": redone, "total": total}
     money = price(recipe, total)
     if money is not None:
@@ -95,9 +146,15 @@ def ledger_lines(ledger: dict, estimate_hours: float | None = None) -> list[str]
     lines = [f"cost: {t['images']:,} images generated, {t['device_seconds'] / 3600:.3f} device-hours"
              + (f" (plan's estimate at its reference throughput: {estimate_hours:.3f})"
                 if estimate_hours is not None else "")]
-    if r["images"]:
+    if r["images"] or any(r["device_seconds"].values()) or any((r.get("llm") or {}).values()):
+        curation = sum(v for k, v in r["device_seconds"].items() if k.startswith("curation."))
+        llm = r.get("llm") or {}
         lines.append(f"  redone after interruptions: {r['images']:,} images,"
-                     f" {r['device_seconds']['generate']:.1f} s of generation ({r['attempts']} attempt(s))")
+                     f" {r['device_seconds']['generate']:.1f} s of generation"
+                     + (f", {curation:.1f} s of curation model steps" if curation else "")
+                     + (f", {llm['requests']:,} LLM requests ({llm['prompt_tokens']:,} prompt +"
+                        f" {llm['completion_tokens']:,} completion tokens)" if llm.get("requests") else "")
+                     + f" ({r['attempts']} attempt(s))")
     busy = sorted(f["device_seconds"].items(), key=lambda kv: -kv[1])
     lines.append("  device-seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in busy if v))
     if t["llm"]["requests"]:

@@ -4,12 +4,31 @@ turn the plan's counts into an estimated wall time.
 Two timed calls of one batch, at 2 and at 4 steps (after a warm-up), separate the cost of a denoising
 step from the fixed cost of an image (text encoding, VAE decode): per image, time = steps x step + fixed.
 The estimate covers generation only (scoring, encoding and writing overlap it in a build).
+
+An adaptive best-of-k recipe's first MEASURE_CAPTIONS curated captions also go through the build's own
+rounds (`measure_rounds`: ShardWorker.run on a scratch work dir, as benchmarks/_common.py `builder_run`
+does), which gives the candidates per caption the plan's expected count is made from.
+
+What was measured is kept (`save`) as $SYNTHVLM_CACHE/measured/KEY.json, KEY the hash of everything that
+changes what an image costs (`cost_key`); a build with the same key puts it beside its actual cost
+(`build_estimate`). The record is state read from disk (state.py "measured"): one that does not validate,
+or that holds another key, is ignored with a warning.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import time
+from datetime import datetime, timezone
+from itertools import islice
+from pathlib import Path
 
+from .. import reporter
 from ..recipe import Recipe
+
+MEASURE_CAPTIONS = 16  # curated captions an adaptive recipe's `plan --measure` runs through the rounds
+HOW = ("no measurement of this generator on this device: `synthvlm-build plan --measure RECIPE` here, before"
+       " the build, puts its estimate beside the actual")
 
 
 def measure(recipe: Recipe, device: str | None = None, captions: tuple[str, ...] = ()) -> dict:
@@ -20,6 +39,9 @@ def measure(recipe: Recipe, device: str | None = None, captions: tuple[str, ...]
 
     g = recipe.generate
     dev = resolve_device(device or recipe.execution.device)
+    if dev.type == "cpu":  # the thread count a build's worker pins (execution/worker.py): the same kernels
+        from .worker import cpu_threads
+        torch.set_num_threads(cpu_threads())
     pipe = load_pipeline(g.model, revision=g.revision, dtype=g.dtype, scheduler=g.scheduler, device=dev,
                          variant=g.variant, compile=g.compile)
     batch = g.batch_size if isinstance(g.batch_size, int) else 1
@@ -43,7 +65,41 @@ def measure(recipe: Recipe, device: str | None = None, captions: tuple[str, ...]
     fixed = max(t2 / batch - 2 * step, 0.0)
     per_image = g.steps * step + fixed
     return {"device": str(dev), "batch_size": batch, "seconds_per_step_per_image": round(step, 5),
-            "fixed_seconds_per_image": round(fixed, 5), "seconds_per_image": round(per_image, 5)}
+            "fixed_seconds_per_image": round(fixed, 5), "seconds_per_image": round(per_image, 5),
+            "device_type": dev.type, "cpu_threads": torch.get_num_threads() if dev.type == "cpu" else None}
+
+
+def first_captions(recipe: Recipe, device: str | None, n: int = MEASURE_CAPTIONS) -> list:
+    """The recipe's first `n` curated captions, in plan order (the caption stage, stopped there)."""
+    from ..curation.captions import Funnel
+    from .curate import curate_recipe
+    stream = curate_recipe(recipe, Funnel(), device)
+    try:
+        return list(islice(stream, n))
+    finally:
+        stream.close()
+
+
+def measured_from(rounds: dict) -> str:
+    """Where an expected count measured by `measure_rounds` came from (plan's text and JSON, the build's)."""
+    return f"{rounds['mean']:.2f} per caption by plan --measure on {rounds['captions']} captions"
+
+
+def measure_rounds(recipe: Recipe, device: str | None, captions: list) -> dict:
+    """Adaptive best-of-k: `captions` made as a build makes one shard (ShardWorker.run: the rounds, the
+    stopping rule on the real scores) in a scratch work dir; the candidates each caption took."""
+    import tempfile
+
+    from .rounds import mean_candidates
+    from .workdir import WorkDir
+    from .worker import ShardWorker
+    worker = ShardWorker(recipe, device or recipe.execution.device)
+    with tempfile.TemporaryDirectory(prefix="synthvlm-measure-") as d:
+        work = WorkDir(Path(d))
+        work.prepare({"measure": True})
+        marker = worker.run(0, captions, work)
+    hist = marker["candidates_per_caption"]
+    return {"captions": len(captions), "candidates_per_caption": hist, "mean": round(mean_candidates(hist), 5)}
 
 
 def estimate(measured: dict, candidates: int | None) -> dict:
@@ -91,3 +147,117 @@ def format_spread(s: dict) -> str:
     if s["wall_seconds"] is not None:
         text += f"; about {s['wall_seconds']:,.1f} s of generation (wall) with a device like this one per node"
     return text
+
+
+# --- the record a build reads ----------------------------------------------------------------------
+
+def generator_weights(recipe: Recipe, inputs: dict | None = None) -> str | None:
+    """What names the generator's weights: the content identity's digest (`inputs`, a build's), else read
+    now (models/uses.py digest); None for a backend that names no model."""
+    from ..models.uses import digest
+    from ..recipe import recipe_to_dict
+    from ..recipe.components import model_uses
+    for use in model_uses(recipe_to_dict(recipe)):
+        if use.digest == "generate.model":
+            return (inputs or {}).get(use.digest) or digest(use)
+    return None
+
+
+def cost_key(recipe: Recipe, device_type: str | None, cpu_threads: int | None, weights: str | None) -> dict:
+    """Everything that changes what generating an image costs: the model and its weights, how it runs
+    and the device (type and, on the CPU, threads)."""
+    g = recipe.generate
+    return {"backend": g.backend, "model": g.model, "revision": g.revision, "weights": weights,
+            "variant": g.variant, "dtype": g.dtype, "scheduler": g.scheduler, "compile": g.compile,
+            "steps": g.steps, "resolution": list(g.resolution), "guidance_scale": g.guidance_scale,
+            "batch_size": g.batch_size, "device_type": device_type, "cpu_threads": cpu_threads}
+
+
+def record_path(key: dict) -> Path:
+    from ..settings import cache_dir
+    text = json.dumps(key, sort_keys=True, separators=(",", ":"))
+    return cache_dir() / "measured" / f"{hashlib.sha256(text.encode()).hexdigest()[:32]}.json"
+
+
+def save(recipe: Recipe, measured: dict, rounds: dict | None, fingerprint: str) -> Path | None:
+    """Keep what `plan --measure` measured for a later build; a cache that cannot be written costs only
+    the comparison (a warning)."""
+    from ..atomic import atomic_write
+    key = cost_key(recipe, measured["device_type"], measured["cpu_threads"], generator_weights(recipe))
+    record = {"key": key, "measured_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+              "device": measured["device"], "seconds_per_image": measured["seconds_per_image"],
+              "rounds": None if rounds is None else {"fingerprint": fingerprint, "captions": rounds["captions"],
+                                                     "mean": rounds["mean"]}}
+    path = record_path(key)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, json.dumps(record, indent=1) + "\n")
+    except OSError as e:
+        reporter.warning(f"the measurement was not kept for a later build: {path}: {e.strerror or e}")
+        return None
+    return path
+
+
+def recorded(key: dict) -> dict | None:
+    """The record measured for `key`, if there is a valid one (state.py "measured")."""
+    from ..state import StateError, load
+    path = record_path(key)
+    if not path.exists() and not path.is_symlink():
+        return None
+    try:
+        record = load(path, "measured")
+    except StateError as e:
+        reporter.warning(f"measurement ignored: {e}")
+        return None
+    if record["key"] != key:
+        reporter.warning(f"measurement ignored: {path}: it was measured for another generator or device")
+        return None
+    return record
+
+
+def build_estimate(recipe: Recipe, fingerprint: str, inputs: dict, markers: list[dict], n_captions: int,
+                   ledger: dict) -> dict:
+    """stats.json `ledger.estimate`: `plan`'s bound (and expected count), `plan --measure`'s estimate of
+    generation on this device (None, and how to get one, without a record) and the actual, side by side."""
+    from .plan import make_plan
+    where = {(m.get("device_type"), m.get("cpu_threads")) for m in markers}
+    record = None
+    if len(where) == 1:
+        device_type, threads = where.pop()
+        record = recorded(cost_key(recipe, device_type, threads, generator_weights(recipe, inputs)))
+    rounds = (record or {}).get("rounds")
+    per_caption = None
+    if recipe.generate.adaptive and rounds and rounds["fingerprint"] == fingerprint:
+        per_caption = (rounds["mean"], measured_from(rounds))
+    planned = make_plan(recipe, n_captions, per_caption=per_caption)
+    images = planned.expected_candidates if planned.expected_candidates is not None else planned.candidates
+    out = {"images": planned.candidates, "expected_images": planned.expected_candidates,
+           "expected_from": planned.expected_from, "gpu_hours_at_reference": planned.gpu_hours}
+    if record is None:
+        out["measured"], out["how"] = None, HOW
+    else:
+        out["measured"] = {"measured_at": record["measured_at"], "device": record["device"],
+                           "seconds_per_image": record["seconds_per_image"], "images": images,
+                           "device_hours": round(images * record["seconds_per_image"] / 3600, 6)}
+    t = ledger["total"]
+    generate = ledger["finished"]["device_seconds"]["generate"] + ledger["redone"]["device_seconds"]["generate"]
+    out["actual"] = {"images": t["images"], "device_hours": round(generate / 3600, 6)}
+    return out
+
+
+def estimate_line(e: dict) -> str:
+    """The estimate beside the actual, as the CLI prints it after a build."""
+    bound = f"plan's bound {e['images']:,} images"
+    if e.get("expected_images") is not None:
+        bound += f", expected ~{e['expected_images']:,} ({e['expected_from']})"
+    actual = e["actual"]
+    done = f"actual {actual['images']:,} images, {_hours(actual['device_hours'])} of generation"
+    m = e.get("measured")
+    if m is None:
+        return f"estimate vs actual: {bound}; {done}; {e.get('how') or HOW}"
+    return (f"estimate vs actual: {bound}; measured {m['seconds_per_image']:.4f} s per image on {m['device']}"
+            f" ({m['measured_at']}): {_hours(m['device_hours'])} for {m['images']:,} images; {done}")
+
+
+def _hours(hours: float) -> str:
+    return f"{hours:.3f} device-hours" if hours >= 0.1 else f"{hours * 3600:.1f} device-seconds"

@@ -48,9 +48,10 @@ def hours(h) -> str:
 
 
 def _expected(plan: Plan) -> str:
-    """Adaptive best-of-k: the count is a bound; the expected one comes from an earlier build."""
+    """Adaptive best-of-k: the count is a bound; the expected one comes from `plan --measure` or an earlier
+    build."""
     if plan.expected_candidates is None:
-        return " at most (adaptive best-of-k; a build of it gives the expected count)"
+        return " at most (adaptive best-of-k; plan --measure or a build of it gives the expected count)"
     return f" at most; expected ~{plan.expected_candidates:,} ({plan.expected_from})"
 
 

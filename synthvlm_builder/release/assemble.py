@@ -14,7 +14,7 @@ from .. import layout, reporter
 from ..atomic import fsync_tree, remove
 from ..execution.context import BuildContext
 from ..execution.ledger import build_ledger, ledger_lines, ledger_markdown
-from ..execution.plan import make_plan
+from ..execution.measure import build_estimate, estimate_line
 from ..execution.rounds import merge_histograms
 from ..state import STAGES
 from ..stages import rows
@@ -111,8 +111,9 @@ def build_stats(ctx: BuildContext, selection: Selection) -> dict:
     if ctx.recipe.generate.adaptive:
         stats["candidates_per_caption"] = merge_histograms(m.get("candidates_per_caption") for m in markers)
     stats["ledger"] = build_ledger(ctx.recipe, markers, ctx.caption_meta["funnel"], ctx.work.root)
-    planned = make_plan(ctx.recipe, ctx.caption_meta["count"])  # what `plan` estimated, beside the actual
-    stats["ledger"]["estimate"] = {"images": planned.candidates, "gpu_hours_at_reference": planned.gpu_hours}
+    # what `plan` and `plan --measure` estimated, beside the actual
+    stats["ledger"]["estimate"] = build_estimate(ctx.recipe, ctx.fingerprint, ctx.inputs, markers,
+                                                 ctx.caption_meta["count"], stats["ledger"])
     return stats
 
 
@@ -122,12 +123,14 @@ def _cost(stats: dict) -> list[str]:
     ledger = stats.get("ledger")
     if not ledger:
         return []
-    estimate = (ledger.get("estimate") or {}).get("gpu_hours_at_reference")
-    lines = ledger_lines(ledger, estimate)
+    estimate = ledger.get("estimate") or {}
+    lines = ledger_lines(ledger, estimate.get("gpu_hours_at_reference"))
     hist = stats.get("candidates_per_caption")
     if hist:
         lines.append("candidates per caption: " + ", ".join(f"{n}: {c:,}" for n, c in hist.items())
-                     + f" (plan's bound: {ledger['estimate']['images']:,} images)")
+                     + f" (plan's bound: {estimate['images']:,} images)")
+    if "actual" in estimate:  # a stats.json before the estimate held `plan --measure`'s figure has none
+        lines.append(estimate_line(estimate))
     return lines
 
 
