@@ -10,7 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from buildutil import cli, read_candidates, read_rows, write_recipe
+from buildutil import cli, read_candidates, read_rows, work_root, write_recipe
+from synthvlm_builder import layout
 from synthvlm_builder.execution.plan import derive_seed
 
 MAX = 3
@@ -132,3 +133,23 @@ def test_bad_forms_exit_2_before_any_work(tmp_path, value, message):
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith(f"{path}:14:23: generate.images_per_caption: ") and message in line, line
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_preview_makes_the_rounds_a_build_makes(adaptive):
+    """`preview` (and `compare`'s recipe sides) runs the captions as a build runs a shard of them: for the
+    first 4 captions (the build's shard 0), the same candidates, seeds, scores and image bytes, in plan order."""
+    from synthvlm_builder.curation.captions import Funnel
+    from synthvlm_builder.execution.preview import first_captions, run_candidates
+    from synthvlm_builder.recipe import load_recipe
+
+    recipe_path, out, _, _ = adaptive
+    recipe = load_recipe(recipe_path)
+    previewed, _ = run_candidates(recipe, first_captions(recipe, 4, Funnel()), "cpu")
+    shard0 = pq.read_table(sorted((work_root(out) / layout.SHARDS).glob("shard-*.parquet"))[0]).to_pylist()
+    order = [r["caption_id"] for r in shard0 if r["k"] == 0]  # round 0: every caption, in plan order
+    assert len(order) == 4
+    built = sorted(shard0, key=lambda r: (order.index(r["caption_id"]), r["k"]))
+    assert len(built) < 4 * MAX  # the rule stopped some captions before the bound
+    assert [(r["id"], r["seed"], r["image"], r["scores"]["score"]) for r in previewed] == \
+        [(r["id"], r["seed"], r["image"], r["score"]) for r in built]

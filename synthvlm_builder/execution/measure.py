@@ -6,8 +6,7 @@ step from the fixed cost of an image (text encoding, VAE decode): per image, tim
 The estimate covers generation only (scoring, encoding and writing overlap it in a build).
 
 An adaptive best-of-k recipe's first MEASURE_CAPTIONS curated captions also go through the build's own
-rounds (`measure_rounds`: ShardWorker.run on a scratch work dir, as benchmarks/_common.py `builder_run`
-does), which gives the candidates per caption the plan's expected count is made from.
+rounds (`measure_rounds`: execution/worker.py `scratch_shard`), which gives the candidates per caption the plan's expected count is made from.
 
 What was measured is kept (`save`) as $SYNTHVLM_CACHE/measured/KEY.json, KEY the hash of everything that
 changes what an image costs (`cost_key`); a build with the same key puts it beside its actual cost
@@ -86,18 +85,11 @@ def measured_from(rounds: dict) -> str:
 
 
 def measure_rounds(recipe: Recipe, device: str | None, captions: list) -> dict:
-    """Adaptive best-of-k: `captions` made as a build makes one shard (ShardWorker.run: the rounds, the
-    stopping rule on the real scores) in a scratch work dir; the candidates each caption took."""
-    import tempfile
-
+    """Adaptive best-of-k: `captions` made as a build makes one shard (worker.scratch_shard: the rounds, the
+    stopping rule on the real scores); the candidates each caption took."""
     from .rounds import mean_candidates
-    from .workdir import WorkDir
-    from .worker import ShardWorker
-    worker = ShardWorker(recipe, device or recipe.execution.device)
-    with tempfile.TemporaryDirectory(prefix="synthvlm-measure-") as d:
-        work = WorkDir(Path(d))
-        work.prepare({"measure": True})
-        marker = worker.run(0, captions, work)
+    from .worker import ShardWorker, scratch_shard
+    marker, _ = scratch_shard(ShardWorker(recipe, device or recipe.execution.device), captions)
     hist = marker["candidates_per_caption"]
     return {"captions": len(captions), "candidates_per_caption": hist, "mean": round(mean_candidates(hist), 5)}
 

@@ -11,8 +11,6 @@ import base64
 from itertools import islice
 from pathlib import Path
 
-import numpy as np
-
 from .. import reporter
 from ..atomic import atomic_write
 from ..errors import BuildError, InputError
@@ -69,46 +67,30 @@ def _check_output(out: Path, page: Path) -> None:
 
 
 def run_candidates(recipe: Recipe, captions, device: str) -> tuple[list[dict], object]:
-    """Generate and score every candidate of `captions` in build batches, then select over them (the
-    candidates as dicts: id, caption_id, caption, seed, image bytes, `src` data URI, scores, kept, reason)."""
+    """Generate and score the candidates of `captions` as a build makes a shard of them (worker.scratch_shard:
+    build batches, adaptive best-of-k's rounds), then select over them (the candidates as dicts: id,
+    caption_id, caption, seed, image bytes, `src` data URI, scores, kept, reason)."""
     from ..stages.rows import scores as score_columns
     from ..stages.rows import selection_columns
     from ..stages.select import Candidates, select
-    from .worker import ShardWorker, batches, shard_items
+    from .worker import ShardWorker, scratch_shard
 
     worker = ShardWorker(recipe, device)
     names = score_columns(recipe)
-    rows: list[dict] = []
-    extra: dict = {name: [] for name in selection_columns(recipe) if name not in names + ("id", "caption_id")}
-    size = recipe.generate.batch_size if isinstance(recipe.generate.batch_size, int) else 1  # auto: not measured here
-    items = shard_items(recipe, captions)
-    with reporter.progress(total=len(items), desc="generating and scoring", unit="img") as bar:
-        for batch in batches(items, size):
-            _run_batch(worker, batch, names, extra, rows)
-            bar.update(len(batch))
-    cand = Candidates(id=np.array([r["id"] for r in rows]), caption_id=np.array([r["caption_id"] for r in rows]),
-                      scores={name: np.array([r["scores"][name] for r in rows], np.float32) for name in names},
-                      columns={name: np.array(values, dtype=object) for name, values in extra.items()})
+    bound = len(captions) * recipe.generate.max_candidates
+    with reporter.progress(total=bound, desc="generating and scoring", unit="img") as bar:
+        _, table = scratch_shard(worker, captions, on_images=bar.update)
+    mime = MIME[recipe.format.image_format]
+    rows = [{"id": r["id"], "caption_id": r["caption_id"], "caption": r["caption"], "seed": r["seed"],
+             "image": r["image"], "src": f"data:{mime};base64,{base64.b64encode(r['image']).decode('ascii')}",
+             "scores": {name: float(r[name]) for name in names}} for r in table.to_pylist()]
+    cand = Candidates.from_table(table.select(list(selection_columns(recipe))), names)
     # The thresholds and best-per-caption decide per candidate and per caption, exactly as in a build; the
     # global top-`size` cut depends on the whole build, so the preview keeps every candidate that passes.
     selection = select(cand, recipe.select.replace(size=len(rows), allow_fewer=True), recipe.screen)
     for row, reason in zip(rows, selection.reasons):
         row["kept"], row["reason"] = not reason, reason
     return rows, selection
-
-
-def _run_batch(worker, batch, names: tuple, extra: dict, rows: list) -> None:
-    """Generate and score one batch; each candidate is appended to `rows`, its selection columns to `extra`."""
-    published = worker.publish(worker.generate(batch))
-    scores = worker.scores(batch, published)
-    for key in extra:
-        extra[key] += list(scores.get(key, []))
-    for i, item in enumerate(batch):
-        data = base64.b64encode(published.encoded[i]).decode("ascii")
-        rows.append({"id": item.id, "caption_id": item.caption.id, "caption": item.caption.text,
-                     "seed": item.seed, "image": published.encoded[i],
-                     "src": f"data:{MIME[worker.recipe.format.image_format]};base64,{data}",
-                     "scores": {name: float(scores[name][i]) for name in names}})
 
 
 def render(recipe: Recipe, funnel: dict, n_captions: int, candidates: list[dict], selection) -> str:

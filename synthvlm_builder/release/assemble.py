@@ -75,11 +75,7 @@ def assemble(ctx: BuildContext, uploader: StreamUploader | None = None) -> tuple
 def read_candidates(work, n_shards: int, recipe) -> Candidates:
     """The selection columns of every candidate, in plan order."""
     table = work.read_columns(n_shards, rows.selection_columns(recipe), rows.candidate_schema(recipe))
-    cols = {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
-    scores = rows.scores(recipe)
-    return Candidates(id=cols["id"].astype(str), caption_id=cols["caption_id"].astype(str),
-                      scores={name: cols[name] for name in scores},
-                      columns={name: cols[name] for name in cols if name not in scores + ("id", "caption_id")})
+    return Candidates.from_table(table, rows.scores(recipe))
 
 
 def _best_and_worst(ctx: BuildContext, cand: Candidates, selection: Selection, shard_files: list[Path]

@@ -35,6 +35,14 @@ class Candidates:
     def __len__(self) -> int:
         return len(self.id)
 
+    @classmethod
+    def from_table(cls, table, scores: tuple[str, ...]) -> "Candidates":
+        """From candidate rows (an Arrow table holding the selection columns; `scores`: rows.scores)."""
+        cols = {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
+        return cls(id=cols["id"].astype(str), caption_id=cols["caption_id"].astype(str),
+                   scores={name: cols[name] for name in scores},
+                   columns={name: cols[name] for name in cols if name not in scores + ("id", "caption_id")})
+
 
 @dataclass
 class Selection:
