@@ -77,8 +77,8 @@ def run_candidates(recipe: Recipe, captions, device: str) -> tuple[list[dict], o
 
     worker = ShardWorker(recipe, device)
     names = score_columns(recipe)
-    bound = len(captions) * recipe.generate.max_candidates
-    with reporter.progress(total=bound, desc="generating and scoring", unit="img") as bar:
+    total = None if recipe.generate.adaptive else len(captions) * recipe.generate.max_candidates  # rounds decide
+    with reporter.progress(total=total, desc="generating and scoring", unit="img") as bar:
         _, table = scratch_shard(worker, captions, on_images=bar.update)
     mime = MIME[recipe.format.image_format]
     rows = [{"id": r["id"], "caption_id": r["caption_id"], "caption": r["caption"], "seed": r["seed"],

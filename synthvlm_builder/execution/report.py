@@ -64,9 +64,7 @@ def format_plan(recipe: Recipe, plan: Plan) -> str:
         f"fingerprint  {plan.fingerprint}",
         f"model        {g.model}" + (f" @ {g.revision}" if g.revision else ""),
         f"generation   {g.resolution[0]}x{g.resolution[1]}, {g.steps} steps, guidance {g.guidance_scale}, "
-        f"{g.dtype}, batch {g.batch_size}, "
-        + (f"up to {g.max_candidates} per caption until score >= {g.until.min_score}" if g.adaptive
-           else f"{g.images_per_caption} per caption"),
+        f"{g.dtype}, batch {g.batch_size}, {g.per_caption_text}",
         f"scoring      CLIP {recipe.score.clip.model}" + (f" ({recipe.score.clip.pretrained})"
                                                           if recipe.score.clip.pretrained else "")
         + f" + {recipe.score.ssim.weight} * SSIM@{recipe.score.ssim.size};"

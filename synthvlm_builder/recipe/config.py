@@ -153,6 +153,13 @@ class GenerateConfig:
         """Adaptive best-of-k's stopping rule; None for fixed k."""
         return self.images_per_caption.until if self.adaptive else None
 
+    @property
+    def per_caption_text(self) -> str:
+        """Candidates per caption in words (`plan`, the preview page)."""
+        if self.adaptive:
+            return f"up to {self.max_candidates} per caption until score >= {self.until.min_score}"
+        return f"{self.images_per_caption} per caption"
+
 
 @dataclass(frozen=True)
 class FormatConfig:
