@@ -6,8 +6,7 @@ in plan order, `generate.batch_size` at a time. That is what makes outputs
 bit-identical across executors (batch composition changes the low bits of pixels).
 
 While the denoiser works on batch n+1, a background thread scores, encodes and
-writes batch n; at most two batches are in flight, so memory stays flat (execution/finishing.py:
-on a CPU that thread has a low priority and the generating thread finishes a batch it has not started).
+writes batch n; at most two batches are in flight, so memory stays flat.
 
 Fault injection (README "Reliability"): with SYNTHVLM_TEST_SIGNAL=SIG@N (e.g. KILL@2 or INT@1)
 the process sends itself signal SIG once shard N has written its first batch to its temp file,
@@ -19,6 +18,7 @@ import os
 import signal
 import time
 import uuid
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -34,7 +34,6 @@ from ..state import STAGES
 from ..stages.format import decode_image, encode_image
 from ..stages.rows import ROUND_BATCH, candidate_schema
 from .plan import derive_seed, sample_id
-from .finishing import Finisher
 from .ledger import GENERATED
 from .rounds import Rounds, histogram
 from .workdir import WorkDir
@@ -116,51 +115,47 @@ class ShardWorker:
         self.schema = candidate_schema(recipe)
         # CPU-side work (SSIM, encoding) can fan out when the denoiser is not on the CPU.
         self.cpu_threads = 1 if self.device.type == "cpu" else min(8, os.cpu_count() or 1)
-        # The finishing stages' seconds (encode, score, write: the cost ledger's): on a CPU the thread that
-        # finishes a batch has a low priority and waits while the denoiser runs (execution/finishing.py), so
-        # its wall time would count the denoiser's; there they are that thread's own CPU time.
-        self.clock = time.thread_time if self.device.type == "cpu" else time.perf_counter
-        self.scorer.clock = self.clock
         self._signal_at = _test_signal()
 
     def run(self, index: int, captions: list[Caption], work: WorkDir, on_images=None, on_written=None) -> dict:
         """`on_images(n)`: n more images generated; `on_written(n)`: n more scored and written (called from
-        the thread that finished the batch)."""
+        the thread that finishes batches)."""
         recipe, bs = self.recipe, self.batch_size
         g = recipe.generate
         seconds = dict.fromkeys(STAGES, 0.0)
         largest = [0]  # the largest encoded image: bounds the dataset's row groups by bytes
         started = time.perf_counter()
+        in_flight: deque = deque()
         rounds = Rounds(len(captions), g.max_candidates, g.until.min_score if g.adaptive else None)
         made, attempt, parts_before = 0, uuid.uuid4().hex[:16], dict(self.scorer.seconds)
         with work.shard_writer(index) as tmp:
             compression = {c: "NONE" if c == "image" else "SNAPPY" for c in self.schema.names}
-            cpu = ThreadPoolExecutor(self.cpu_threads, thread_name_prefix="cpu") if self.cpu_threads > 1 else None
             with pq.ParquetWriter(tmp, self.schema, compression=compression) as writer, \
-                    Finisher(lambda job: self._finish_batch(*job), low_priority=self.device.type == "cpu") as finishing:
-                try:
-                    for k, positions, items in self._rounds(captions, rounds):
-                        scored = []
-                        for batch, members in zip(batches(items, bs), batches(positions, bs)):
-                            t0 = time.perf_counter()
-                            pixels = self.generate(batch)
-                            dt = time.perf_counter() - t0
-                            seconds["generate"] += dt
-                            # the cost ledger (execution/ledger.py) counts what a killed attempt generated from these
-                            work.log(GENERATED, shard=index, attempt=attempt, images=len(batch), seconds=round(dt, 4))
-                            extra = {ROUND_BATCH.name: [members] * len(batch)} if g.adaptive else {}
-                            scored += finishing.submit((index, batch, pixels, writer, cpu, seconds, largest, extra,
-                                                        on_written))
-                            made += len(batch)
-                            if on_images:
-                                on_images(len(batch))
-                        if g.adaptive:  # the next round reads this one's scores
-                            scored += finishing.drain()
-                            rounds.record(positions, np.concatenate(scored) if scored else [])
-                    finishing.drain()
-                finally:
-                    if cpu is not None:
-                        cpu.shutdown(wait=True)
+                    ThreadPoolExecutor(1, thread_name_prefix="finish") as finish, \
+                    ThreadPoolExecutor(self.cpu_threads, thread_name_prefix="cpu") as cpu:
+                for k, positions, items in self._rounds(captions, rounds):
+                    scored = []
+                    for batch, members in zip(batches(items, bs), batches(positions, bs)):
+                        t0 = time.perf_counter()
+                        pixels = self.generate(batch)
+                        dt = time.perf_counter() - t0
+                        seconds["generate"] += dt
+                        # the cost ledger (execution/ledger.py) counts what a killed attempt generated from these
+                        work.log(GENERATED, shard=index, attempt=attempt, images=len(batch), seconds=round(dt, 4))
+                        while len(in_flight) >= 2:  # bounded: the generator runs at most one batch ahead
+                            scored.append(in_flight.popleft().result())
+                        extra = {ROUND_BATCH.name: [members] * len(batch)} if g.adaptive else {}
+                        in_flight.append(finish.submit(self._finish_batch, index, batch, pixels, writer, cpu,
+                                                       seconds, largest, extra, on_written))
+                        made += len(batch)
+                        if on_images:
+                            on_images(len(batch))
+                    if g.adaptive:  # the next round depends on this one's scores
+                        while in_flight:
+                            scored.append(in_flight.popleft().result())
+                        rounds.record(positions, np.concatenate(scored) if scored else [])
+                while in_flight:
+                    in_flight.popleft().result()
         extra = {"candidates_per_caption": histogram(rounds.taken)} if g.adaptive else {}
         extra["ledger"] = {"attempt": attempt, "parts": {
             name: round(s - parts_before.get(name, 0.0), 3) for name, s in self.scorer.seconds.items()}}
@@ -213,14 +208,13 @@ class ShardWorker:
 
     def _finish_batch(self, index: int, batch: list[Item], pixels, writer, cpu, seconds: dict,
                       largest: list, extra: dict, on_written=None) -> np.ndarray:
-        """Encode, score and write one batch (on the finishing thread or, on a CPU, the generating one:
-        execution/finishing.py); returns its combined scores (adaptive rounds read them)."""
-        t0 = self.clock()
+        """Encode, score and write one batch; returns its combined scores (adaptive rounds read them)."""
+        t0 = time.perf_counter()
         published = self.publish(pixels, cpu)
         largest[0] = max([largest[0], *map(len, published.encoded)])
-        t1 = self.clock()
+        t1 = time.perf_counter()
         scores = self.scores(batch, published)
-        t2 = self.clock()
+        t2 = time.perf_counter()
         h, w = published.raw.shape[1:3]
         n = len(batch)
         columns = {
@@ -230,7 +224,7 @@ class ShardWorker:
             "image": published.encoded, "width": [w] * n, "height": [h] * n, **scores, **extra,
         }
         writer.write_table(pa.table({name: columns[name] for name in self.schema.names}, schema=self.schema))
-        t3 = self.clock()
+        t3 = time.perf_counter()
         for stage, dt in zip(("encode", "score", "write"), (t1 - t0, t2 - t1, t3 - t2)):
             seconds[stage] += dt
         if on_written:

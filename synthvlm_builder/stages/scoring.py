@@ -73,7 +73,6 @@ class BatchScorer:
         self.parts = [(f"{kind}.{cls.name}", cls.load(cfg, self.context))
                       for kind in ("score", "screen") for cls, cfg in enabled(recipe, kind)]
         self.seconds = {name: 0.0 for name, _ in self.parts}  # per score and screen: the cost ledger's
-        self.clock = time.perf_counter  # what measures them (execution/worker.py sets it)
 
     def score(self, pixels: torch.Tensor, captions: list[str], host: np.ndarray | None = None) -> dict:
         """Column name -> one value per image (rows.py names every column). `pixels`: the published
@@ -82,7 +81,7 @@ class BatchScorer:
         pixels = torch.as_tensor(pixels).to(self.clip.device)
         batch = ScoredBatch(self.context, pixels, host if host is not None else pixels.cpu().numpy(), captions)
         for name, part in self.parts:
-            t0 = self.clock()
+            t0 = time.perf_counter()
             batch.out.update(part.score(batch))
-            self.seconds[name] += self.clock() - t0
+            self.seconds[name] += time.perf_counter() - t0
         return batch.out
