@@ -8,6 +8,7 @@ import pytest
 
 from buildutil import cli, read_candidates, read_rows, work_root, write_recipe
 from synthvlm_builder import layout
+from synthvlm_builder.atomic import TMP_MARK
 
 
 def budget_recipe(d, budget: str, size: int, extra_select: str = ""):
@@ -85,3 +86,29 @@ def test_bad_budget_exits_2_before_any_work(tmp_path, budget):
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith(f"{recipe}:") and "select.budget: must be {captions: N} or {candidates: N}" in line, line
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_ray_stops_once_the_target_is_reached(reference, tmp_path, monkeypatch):
+    """The Ray executor ends the run after the finished shard that reaches the target: the rows are the
+    local build's, and of 5 shards, the last (never needed) is not made; no partial write is left."""
+    pytest.importorskip("ray.data", reason="the ray extra is not installed")
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    scores = sorted(r["clip_score"] for r in reference)
+    threshold = round(scores[len(scores) // 2], 6)
+    want, used = expected_ids(reference, 3, threshold)
+    recipe = budget_recipe(tmp_path, "{captions: 10}", 3, f"  min_clip_score: {threshold}\n")
+    text = recipe.read_text()
+    recipe.write_text(text.replace("execution:\n", "execution:\n  executor: ray\n  ray:\n    workers: 1\n", 1))
+    assert "executor: ray" in recipe.read_text()
+    cli(recipe, "--output", tmp_path / "out")
+    assert sorted(r["id"] for r in read_rows(tmp_path / "out", ["id"])) == want
+    root = work_root(tmp_path / "out")
+    made = sorted(p.name for p in (root / layout.SHARDS).glob("*.done.json"))
+    needed = -(-used // 2)
+    assert made[:needed] == [layout.marker_file(i).split("/")[-1] for i in range(needed)]
+    assert len(made) < 5, made  # one worker, one shard at a time: it stopped before the end
+    assert not [p for p in root.rglob(".*") if TMP_MARK in p.name], "a stopped shard's partial write is left"
+    assert '"event": "target_reached"' in (root / layout.EVENTS).read_text()

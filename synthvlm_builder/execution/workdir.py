@@ -62,10 +62,14 @@ class WorkDir:
         if not existed:
             atomic_write(self.root / STATE, json.dumps(state, indent=1) + "\n")
             self._push(STATE)
-        for stray in [p for p in self.root.rglob(".*") if is_temp(p)]:
-            remove(stray)
+        self.sweep()
         self.captions.shard_size = state.get("shard_size")
         return existed
+
+    def sweep(self) -> None:
+        """Remove the partial writes of runs or workers that were stopped (atomic.py temp names)."""
+        for stray in [p for p in self.root.rglob(".*") if is_temp(p)]:
+            remove(stray)
 
     def remove_own_files(self) -> None:
         """Remove what a build writes here (layout.py WORK_FILES, and temp files), then each folder left empty;

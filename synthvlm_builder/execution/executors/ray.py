@@ -62,10 +62,13 @@ class RayExecutor(Executor):
         recipe = dataclasses.replace(recipe, generate=dataclasses.replace(recipe.generate, batch_size=sizes.value))
         with progress() as bar:
             run_ray(recipe, ctx.work, shard_ranges(ctx.caption_meta["count"], recipe.execution.shard_size), pending,
-                    ctx.device, bar)
+                    ctx.device, bar, stop=ctx.enough)
         if ctx.work.mirror is not None:  # the actors sent them to the store: copied down to be assembled here
             ctx.work.fetch_shards(pending)
         missing = [i for i in pending if not ctx.work.check_shard(i).ok]
+        if missing and ctx.enough():  # select.budget reached (execution/target.py): the rest is not needed
+            ctx.work.sweep()  # what the actors stopped mid-shard had written
+            missing = []
         if missing:
             raise BuildError(f"Ray returned without finishing shards {missing[:10]}; rerun the same command to"
                              " resume (finished shards are kept)")
@@ -119,7 +122,9 @@ def _import_ray():
     return ray
 
 
-def run_ray(recipe: Recipe, work: WorkDir, shards: list, pending: list[int], device: str, bar) -> None:
+def run_ray(recipe: Recipe, work: WorkDir, shards: list, pending: list[int], device: str, bar, stop=None) -> None:
+    """The pending shards through the actor pool; `stop()` true after a finished shard (select.budget's
+    target reached by the finished prefix) ends the run there, the shards still in flight abandoned."""
     ray = _import_ray()
     from ray.data import ActorPoolStrategy, DataContext
 
@@ -144,10 +149,17 @@ def run_ray(recipe: Recipe, work: WorkDir, shards: list, pending: list[int], dev
                                                "store": store},
             batch_size=1, compute=ActorPoolStrategy(size=min(cfg.workers, len(items))), num_gpus=gpus,
         )
-        for row in results.iter_rows():  # streams: one row per finished shard
-            i = int(row["shard"])
-            bar.update(int(row["rows"]))  # the candidates it made (adaptive best-of-k: fewer than the bound)
-            work.log("shard_done", shard=i, rows=int(row["rows"]), seconds=float(row["seconds"]), executor="ray")
+        rows = iter(results.iter_rows())  # streams: one row per finished shard
+        try:
+            for row in rows:
+                i = int(row["shard"])
+                bar.update(int(row["rows"]))  # the candidates it made (adaptive best-of-k: fewer than the bound)
+                work.log("shard_done", shard=i, rows=int(row["rows"]), seconds=float(row["seconds"]), executor="ray")
+                if stop is not None and stop():
+                    work.log("target_reached", shard=i, executor="ray")
+                    break
+        finally:
+            rows.close()  # ends the streaming execution (and its actors) when the loop stopped early
     finally:
         if started_here:
             _join_ray_data_threads()
