@@ -31,7 +31,7 @@ SMALLEST = {
     "near_dup": (["--sizes", "500", "2000"], "near_dup_phash_memory_ratio", "1.15"),
     "quality": (["--captions", "6", "--k", "2"], "selection_headroom_captured", "0.5"),
     "adaptive": (["--captions", "3"], "adaptive_generation_fraction", "0.6"),
-    "scale": (["--captions", "1000", "--small", "100"], "scale_rss_ratio", "1.15"),
+    "scale": (["--captions", "1000", "--small", "100", "--small-rss-only"], "scale_rss_ratio", "1.15"),
     "data_value": (["--captions", "8", "--k", "2", "--seeds", "2", "--steps", "3", "--batch-size", "8",
                     "--eval-size", "12", "--gen-batch-size", "16"], "proxy_separation", "1"),
 }
