@@ -14,8 +14,8 @@ the end by a second process. Printed: the wall time of each stage (from the buil
 stats.json), the peak RSS of each process against a build ten times smaller, candidate disk use against
 `plan`'s estimate, the files written, and that the resumed build is whole (rows, `verify`).
 
-    python benchmarks/scale.py --captions 5581 --small 558   # the 1/100 version (tests/test_benchmarks.py
-                                                              # runs an even smaller one)
+    python benchmarks/scale.py --captions 5581 --small 558   # the 1/100 version (tests/test_benchmark_smoke.py
+                                                              # runs an even smaller one, --small-rss-only)
 RESULT line: `scale_rss_ratio X target 1.15` after `scale_disk_vs_plan` (within 20%).
 """
 from __future__ import annotations
