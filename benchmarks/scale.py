@@ -14,8 +14,8 @@ the end by a second process. Printed: the wall time of each stage (from the buil
 stats.json), the peak RSS of each process against a build ten times smaller, candidate disk use against
 `plan`'s estimate, the files written, and that the resumed build is whole (rows, `verify`).
 
-    python benchmarks/scale.py --captions 5581 --small 558   # the 1/100 version (tests/test_benchmarks.py
-                                                              # runs an even smaller one)
+    python benchmarks/scale.py --captions 5581 --small 558   # the 1/100 version (tests/test_benchmark_smoke.py
+                                                              # runs an even smaller one, --small-rss-only)
 RESULT line: `scale_rss_ratio X target 1.15` after `scale_disk_vs_plan` (within 20%).
 """
 from __future__ import annotations
@@ -118,7 +118,9 @@ def stage_walls(out: Path) -> dict:
             "shard stages, all runs (s)": stats["timing"]["stage_seconds"]}
 
 
-def rehearse(root: Path, n: int, size: int) -> dict:
+def rehearse(root: Path, n: int, size: int, checks: bool = True) -> dict:
+    """One scale: write the captions, plan, build killed then resumed, verify. Without `checks` (the smaller
+    scale under --small-rss-only) no `plan` and no `verify` process: only the builds, whose peak RSS it is for."""
     d = root / f"n{n}"
     d.mkdir()
     t = time.perf_counter()
@@ -126,8 +128,10 @@ def rehearse(root: Path, n: int, size: int) -> dict:
     (d / "r.yaml").write_text(RECIPE.format(size=size, limit=n))
     wrote = time.perf_counter() - t
     out = d / "out"
-    plan = json.loads(subprocess.run([*C.build_cmd(d / "r.yaml", out)[:3], "plan", str(d / "r.yaml"), "--json"],
-                                     env=C.child_env(), capture_output=True, text=True, check=True).stdout)
+    plan = None
+    if checks:
+        plan = json.loads(subprocess.run([*C.build_cmd(d / "r.yaml", out)[:3], "plan", str(d / "r.yaml"), "--json"],
+                                         env=C.child_env(), capture_output=True, text=True, check=True).stdout)
     captions = sum(1 for _ in open(d / "caps.jsonl"))
     n_shards = -(-captions // 1000)
     killed = run(d / "r.yaml", out, kill_at=n_shards // 2)
@@ -136,10 +140,13 @@ def rehearse(root: Path, n: int, size: int) -> dict:
     markers = sorted((next((out / ".synthvlm" / "builds").glob("*")) / "shards").glob("*.done.json"))
     shard_bytes = sum(json.loads(m.read_text())["bytes"] for m in markers)
     kept = stats["captions"]["kept"]
-    estimate = plan["estimate"]["candidate_bytes"] * kept // captions  # plan counts the sources' captions
+    # plan counts the sources' captions
+    estimate = plan["estimate"]["candidate_bytes"] * kept // captions if plan else None
     files = sum(1 for p in out.rglob("*") if p.is_file())
-    verify = subprocess.run([*C.build_cmd(d / "r.yaml", out)[:3], "verify", str(out), "--sample", "4"],
-                            env=C.child_env(), capture_output=True, text=True)
+    verify = None
+    if checks:
+        verify = subprocess.run([*C.build_cmd(d / "r.yaml", out)[:3], "verify", str(out), "--sample", "4"],
+                                env=C.child_env(), capture_output=True, text=True)
     return {"captions": captions, "kept": kept, "shards": len(markers), "rows": stats["rows"],
             "write_captions_s": round(wrote, 1),
             "killed_run": {"peak_mib": round(killed["peak_mib"]), "seconds": round(killed["seconds"], 1)},
@@ -149,8 +156,9 @@ def rehearse(root: Path, n: int, size: int) -> dict:
             "stages": stage_walls(out), "ledger": stats["ledger"]["total"],
             "redone_images": stats["ledger"]["redone"]["images"],
             "candidate_bytes": shard_bytes, "plan_candidate_bytes": estimate,
-            "disk_vs_plan": round(shard_bytes / estimate, 3), "files_written": files,
-            "verify_exit": verify.returncode, "verify": verify.stdout.strip().splitlines()[-1:]}
+            "disk_vs_plan": round(shard_bytes / estimate, 3) if estimate else None, "files_written": files,
+            "verify_exit": verify.returncode if verify else None,
+            "verify": verify.stdout.strip().splitlines()[-1:] if verify else None}
 
 
 def main(argv=None) -> None:
@@ -158,6 +166,9 @@ def main(argv=None) -> None:
     ap.add_argument("--captions", type=int, default=LLAVA_558K)
     ap.add_argument("--small", type=int, default=None, help="the build ten times smaller (default captions/10)")
     ap.add_argument("--select", type=int, default=None, help="select.size (default captions * 100,000/558,128)")
+    ap.add_argument("--small-rss-only", action="store_true",
+                    help="smoke runs (the tests): no plan and no verify process for the smaller build, which then"
+                         " gives only its peak RSS, all the RESULT lines use of it")
     args = ap.parse_args(argv)
     small = args.small or args.captions // 10
     select = args.select or max(1, round(args.captions * 100_000 / LLAVA_558K))
@@ -166,7 +177,7 @@ def main(argv=None) -> None:
         results = {}
         for n, size in ((small, max(1, select * small // args.captions)), (args.captions, select)):
             t = time.perf_counter()
-            results[n] = rehearse(root, n, size)
+            results[n] = rehearse(root, n, size, checks=not (args.small_rss_only and n == small))
             results[n]["total_wall_s"] = round(time.perf_counter() - t, 1)
             print(json.dumps({n: results[n]}, indent=2), flush=True)
     big, little = results[args.captions], results[small]

@@ -89,6 +89,28 @@ def quickstart_verified(quickstart, tmp_path_factory):
     return cli(*words[1:], cwd=site)
 
 
+@pytest.fixture(scope="session")
+def shard_clean(tmp_path_factory):
+    """tests/test_resume.py's six-shard recipe built to the end, once per run (the resume tests and the Ray
+    executor's compare with it); tests copy it before changing anything."""
+    from buildutil import cli
+    from test_resume import shard_recipe
+    d = tmp_path_factory.mktemp("shard-clean")
+    recipe = shard_recipe(d / "r")
+    cli(recipe, "--output", d / "out")
+    return recipe, d / "out"
+
+
+@pytest.fixture(scope="session")
+def shard_killed(tmp_path_factory):
+    """The same recipe's build in a fresh process that got SIGKILL while shard 2 was half written, once per
+    run: (recipe, output dir, the killed process). Tests resume copies of it (locally, on Ray)."""
+    from test_resume import shard_recipe, start_and_kill
+    d = tmp_path_factory.mktemp("shard-killed")
+    recipe = shard_recipe(d / "r")
+    return recipe, d / "out", start_and_kill(recipe, d / "out", at=2)
+
+
 @pytest.fixture
 def private_cache(tmp_path, monkeypatch):
     """A fresh $SYNTHVLM_CACHE (so the caption stage's caches start empty) that shares the session's

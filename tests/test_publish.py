@@ -6,6 +6,7 @@ made once per module and copied; retry waits are shortened with SYNTHVLM_PUBLISH
 """
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -79,7 +80,10 @@ def _variant_recipe(d: Path, name: str, seed: int, version: str) -> Path:
         shutil.copytree(ROOT / "recipes" / "data", d / "data")
     text = (ROOT / "recipes" / "quickstart.yaml").read_text()
     text = text.replace("\nseed: 0\n", f"\nseed: {seed}\n").replace("\nversion: 0.1.0\n", f"\nversion: {version}\n")
-    text = text.replace("limit: 36", "limit: 10").replace("size: 24", "size: 6")  # smaller: faster to build
+    # smaller: faster to build (10 captions: the edited one, q000, among them; the duplicate q005 is dropped)
+    smaller = re.sub(r"\n(\s+)limit: \d+", r"\n\1limit: 10", text).replace("\n  size: 24\n", "\n  size: 6\n")
+    assert smaller.count("limit: 10") == 1 and "\n  size: 6\n" in smaller, "the quickstart recipe changed its shape"
+    text = smaller
     (d / name).write_text(text)
     return d / name
 

@@ -1,12 +1,13 @@
 """The Ray Data executor gives the local executor's bytes, and resumes its builds."""
 import json
 import os
+import signal
 
 import pytest
 
 from buildutil import cli, read_candidates, read_rows, work_root, write_recipe
 from synthvlm_builder import layout
-from test_resume import events, shard_recipe, start_and_kill
+from test_resume import copy_killed, events
 
 pytest.importorskip("ray.data", reason="the ray extra is not installed")
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -47,12 +48,12 @@ def test_ray_equals_local_byte_for_byte(tmp_path, ray_env):
     assert len(ray_events) == 4 and all(e.get("executor") == "ray" for e in ray_events)
 
 
-def test_local_build_killed_then_resumed_on_ray(tmp_path, ray_env):
-    recipe = with_ray(shard_recipe(tmp_path / "r"))
-    clean = tmp_path / "clean"
-    cli(recipe, "--output", clean)
-    out = tmp_path / "out"
-    start_and_kill(recipe, out, at=2)
+def test_local_build_killed_then_resumed_on_ray(tmp_path, ray_env, shard_clean, shard_killed):
+    # conftest.py's runs, made once: the recipe built to the end locally, and killed at shard 2 (local executor)
+    assert shard_killed[2].returncode == -signal.SIGKILL
+    recipe, out = copy_killed(shard_killed, tmp_path)
+    recipe = with_ray(recipe)
+    clean = shard_clean[1]
     finished = {0, 1}
     assert sorted(p.name for p in (work_root(out) / layout.SHARDS).glob("*.done.json")) == [
         "shard-00000.done.json", "shard-00001.done.json"]

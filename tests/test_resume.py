@@ -39,12 +39,17 @@ def start_and_kill(recipe: Path, out: Path, *extra, at: int = 2, sig: str = "KIL
                           capture_output=True, text=True, env=env, timeout=600)
 
 
-@pytest.fixture(scope="module")
-def clean(tmp_path_factory):
-    d = tmp_path_factory.mktemp("clean")
-    recipe = shard_recipe(d / "r")
-    cli(recipe, "--output", d / "out")
-    return recipe, d / "out"
+@pytest.fixture
+def clean(shard_clean):
+    return shard_clean  # conftest.py: built once per run, shared with tests/test_ray.py
+
+
+def copy_killed(shard_killed, dst: Path) -> tuple[Path, Path]:
+    """A copy of conftest.py's build killed at shard 2 (made once per run): (recipe, output dir)."""
+    recipe, out, _ = shard_killed
+    shutil.copytree(recipe.parent, dst / "r")
+    shutil.copytree(out, dst / "out")
+    return dst / "r" / recipe.name, dst / "out"
 
 
 @pytest.fixture
@@ -56,11 +61,9 @@ def copy_of_clean(clean, tmp_path):
 
 
 @pytest.mark.slow
-def test_kill_9_then_resume_gives_identical_dataset_without_redoing_shards(tmp_path, clean):
-    recipe = shard_recipe(tmp_path / "r")
-    out = tmp_path / "out"
-    killed = start_and_kill(recipe, out, at=2)
-    assert killed.returncode == -signal.SIGKILL
+def test_kill_9_then_resume_gives_identical_dataset_without_redoing_shards(tmp_path, clean, shard_killed):
+    assert shard_killed[2].returncode == -signal.SIGKILL
+    recipe, out = copy_killed(shard_killed, tmp_path)
     shards = work_root(out) / layout.SHARDS
     assert sorted(p.name for p in shards.glob("*.done.json")) == ["shard-00000.done.json", "shard-00001.done.json"]
     assert list(shards.glob(".shard-00002.parquet.tmp-*")), "shard 2 was being written when the kill came"

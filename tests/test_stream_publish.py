@@ -72,12 +72,16 @@ def test_streamed_push_survives_a_kill_and_sends_each_file_once(hub, env, recipe
 @pytest.mark.slow
 def test_push_checks_the_destination_before_building(hub, env, recipe, tmp_path):
     no_repo = write_recipe(tmp_path / "n", n_captions=8, size=6)
-    proc = cli(no_repo, "--output", tmp_path / "o1", "--push", env=env, check=False)
+    # in this process: no Hub is asked before the recipe is found to name no repository
+    proc = cli(no_repo, "--output", tmp_path / "o1", "--push", check=False)
     assert proc.returncode == 2 and "publish.repo_id: no repository to publish to" in proc.stderr
     assert not (tmp_path / "o1").exists()
-    # v0.1.0 already holds other data: refused before a single image is generated
+    # v0.1.0 already holds other data (built here, published by a client process): refused before a single
+    # image is generated
     other = write_recipe(tmp_path / "x", n_captions=8, size=4, extra=f"publish:\n  repo_id: {REPO}\n")
-    cli(other, "--output", tmp_path / "o2", "--push", env=env)
+    cli(other, "--output", tmp_path / "o2")
+    cli("publish", tmp_path / "o2", env=env)
+    assert hub.refs(REPO)["tags"].keys() == {"v0.1.0"}
     before = (hub.commits(REPO), hub.refs(REPO))
     proc = cli(recipe, "--output", tmp_path / "o3", "--push", env=env, check=False)
     assert proc.returncode == 2 and "v0.1.0 is already published" in proc.stderr and "bump `version`" in proc.stderr
