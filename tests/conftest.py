@@ -5,7 +5,13 @@ import time). Tests that talk to the loopback Hub run their clients in
 subprocesses with their own environment.
 """
 import os
+import signal
 import tempfile
+
+# A pytest that a non-interactive shell started in the background inherits SIGINT ignored, and passes that on
+# to every process it starts: the Ctrl-C tests (in-process and spawned) need it delivered as a terminal does.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"

@@ -215,6 +215,7 @@ def adaptive_recipe(d):
     return path
 
 
+@pytest.mark.slow
 def test_plan_measure_gives_the_expected_count_and_the_build_sets_it_beside_the_actual(tmp_path, private_cache):
     from buildutil import cli
     recipe = adaptive_recipe(tmp_path / "r")
