@@ -189,7 +189,7 @@ def plan(recipe: RecipeLike, measure: bool = False, device: Optional[str] = None
             check_device(device or recipe.execution.device, "--device" if device else "execution.device")
             check_cache(recipe)
             preflight(recipe)
-            captions = m.first_captions(recipe, device) if recipe.generate.adaptive else []
+            captions = m.measure_captions(recipe, device) if recipe.generate.adaptive else []
             timed = m.measure(recipe, device, tuple(c.text for c in captions))
             rounds = m.measure_rounds(recipe, device, captions) if captions else None
             if rounds:  # adaptive best-of-k: the expected count from the rounds just made

@@ -140,7 +140,8 @@ def test_preview_makes_the_rounds_a_build_makes(adaptive):
     """`preview` (and `compare`'s recipe sides) runs the captions as a build runs a shard of them: for the
     first 4 captions (the build's shard 0), the same candidates, seeds, scores and image bytes, in plan order."""
     from synthvlm_builder.curation.captions import Funnel
-    from synthvlm_builder.execution.preview import first_captions, run_candidates
+    from synthvlm_builder.execution.curate import first_captions
+    from synthvlm_builder.execution.preview import run_candidates
     from synthvlm_builder.recipe import load_recipe
 
     recipe_path, out, _, _ = adaptive

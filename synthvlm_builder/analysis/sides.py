@@ -212,7 +212,8 @@ def from_recipe(recipe, spec: str, n_captions: int, device: str | None) -> Side:
     from ..curation.captions import Funnel
     from ..execution.identity import content_identity, input_digests
     from ..execution.plan import fingerprint
-    from ..execution.preview import first_captions, run_candidates
+    from ..execution.curate import first_captions
+    from ..execution.preview import run_candidates
     from ..execution.preflight import check_device, preflight
 
     device = device or recipe.execution.device

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import signal
 import uuid
+from itertools import islice
 
 from .. import reporter
 from ..errors import BuildError
@@ -34,6 +35,21 @@ def curate_recipe(recipe: Recipe, funnel, device: str | None = None, inputs: dic
     return iter_curate(recipe.captions, tokenizer=recipe_tokenizer(recipe), funnel=funnel,
                        reserved=RESERVED_TOKENS[recipe.format.style], device=device or recipe.execution.device,
                        expected=expected)
+
+
+def first_captions(recipe: Recipe, n_captions: int, funnel, device: str | None = None) -> list:
+    """The recipe's first `n_captions` curated captions, in plan order (`preview`, `compare`'s recipe sides,
+    `plan --measure`); `funnel` counts what was read to get them."""
+    survivors = curate_recipe(recipe, funnel, device)
+    try:
+        with reporter.progress(islice(survivors, n_captions), total=n_captions, desc="captions",
+                               unit=" captions") as curated:
+            captions = list(curated)
+    finally:
+        survivors.close()  # stop reading the sources: the funnel counts what was read so far
+    if not captions:
+        raise BuildError("no caption survived the caption filters; see `synthvlm-build captions` for the funnel")
+    return captions
 
 
 def curate_build(ctx: BuildContext) -> dict:

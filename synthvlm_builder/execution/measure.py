@@ -19,7 +19,6 @@ import hashlib
 import json
 import time
 from datetime import datetime, timezone
-from itertools import islice
 from pathlib import Path
 
 from .. import reporter
@@ -68,15 +67,16 @@ def measure(recipe: Recipe, device: str | None = None, captions: tuple[str, ...]
             "device_type": dev.type, "cpu_threads": torch.get_num_threads() if dev.type == "cpu" else None}
 
 
-def first_captions(recipe: Recipe, device: str | None, n: int = MEASURE_CAPTIONS) -> list:
-    """The recipe's first `n` curated captions, in plan order (the caption stage, stopped there)."""
+def measure_captions(recipe: Recipe, device: str | None, n: int = MEASURE_CAPTIONS) -> list:
+    """The first `n` curated captions an adaptive recipe's rounds are measured on (curate.py first_captions);
+    none when no caption survives (the plan then has no expected count)."""
     from ..curation.captions import Funnel
-    from .curate import curate_recipe
-    stream = curate_recipe(recipe, Funnel(), device)
+    from ..errors import BuildError
+    from .curate import first_captions
     try:
-        return list(islice(stream, n))
-    finally:
-        stream.close()
+        return first_captions(recipe, n, Funnel(), device)
+    except BuildError:
+        return []
 
 
 def measured_from(rounds: dict) -> str:

@@ -1,19 +1,18 @@
 """`preview`: the recipe's real pipeline on its first N curated captions, as one self-contained page.
 
-Curation is the build's (curate.py curate_recipe), stopped once N captions survived; generation and
-scoring are the build's ShardWorker, its batches formed the same way (worker.batches); selection is
+Curation is the build's, stopped once N captions survived (curate.py first_captions); generation and
+scoring are a shard of the build's (worker.scratch_shard: its batches, adaptive rounds); selection is
 stages/select.py with the recipe's thresholds and best-per-caption rule. The page (preview.html.j2)
 inlines every image as a data: URI: no file beside it, no network, no script.
 """
 from __future__ import annotations
 
 import base64
-from itertools import islice
 from pathlib import Path
 
 from .. import reporter
 from ..atomic import atomic_write
-from ..errors import BuildError, InputError
+from ..errors import InputError
 from ..recipe import Recipe
 from .plan import fingerprint
 
@@ -25,6 +24,7 @@ MIME = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
 
 def preview(recipe: Recipe, n_captions: int, out: Path, device: str | None = None) -> Path:
     from ..curation.captions import Funnel
+    from .curate import first_captions
     from .preflight import check_device, preflight
 
     page = Path(out) / PAGE
@@ -41,22 +41,6 @@ def preview(recipe: Recipe, n_captions: int, out: Path, device: str | None = Non
         raise InputError("--output", f"cannot make {page.parent}: {e.strerror or e}") from None
     atomic_write(page, html)
     return page
-
-
-def first_captions(recipe: Recipe, n_captions: int, funnel) -> list:
-    """The recipe's first `n_captions` curated captions; `funnel` counts what was read to get them."""
-    from .curate import curate_recipe
-
-    survivors = curate_recipe(recipe, funnel)
-    try:
-        with reporter.progress(islice(survivors, n_captions), total=n_captions, desc="captions",
-                               unit=" captions") as curated:
-            captions = list(curated)
-    finally:
-        survivors.close()  # stop reading the sources: the funnel counts what was read so far
-    if not captions:
-        raise BuildError("no caption survived the caption filters; see `synthvlm-build captions` for the funnel")
-    return captions
 
 
 def _check_output(out: Path, page: Path) -> None:
